@@ -1,0 +1,13 @@
+/** Base class of every error selfdeploy raises on purpose. */
+export class SelfDeployError extends Error {
+  public constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** SELFDEPLOY_CONFIG is missing or invalid; the function cannot start. */
+export class ConfigError extends SelfDeployError {}
+
+/** The handler was given something it does not accept; nothing was sent to AWS. */
+export class InvalidInputError extends SelfDeployError {}

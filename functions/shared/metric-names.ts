@@ -1,0 +1,27 @@
+/**
+ * Metric names, namespace and dimensions the orchestrator publishes (CloudWatch EMF).
+ * The CDK alarms and dashboard import these, so the two cannot drift apart.
+ */
+export const METRIC_NAMESPACE = 'SelfDeploy';
+/** Powertools adds `service` to every metric's dimensions; alarms must name it too. */
+export const SERVICE_NAME = 'selfdeploy';
+export const GROUP_DIMENSION = 'AutoScalingGroupName';
+
+export const MetricName = {
+  BootstrapStarted: 'BootstrapStarted',
+  BootstrapSucceeded: 'BootstrapSucceeded',
+  BootstrapFailed: 'BootstrapFailed',
+  /** Seconds from the command's request to its terminal status. */
+  BootstrapDuration: 'BootstrapDuration',
+  /** Seconds spent waiting for the SSM agent to register before a command could be sent. */
+  AgentWait: 'AgentWait',
+  LifecycleActionExpired: 'LifecycleActionExpired',
+  StuckInstances: 'StuckInstances',
+  ManualRedeploy: 'ManualRedeploy',
+} as const;
+export type MetricName = (typeof MetricName)[keyof typeof MetricName];
+
+/** The dimensions every per-group metric carries. */
+export function groupDimensions(groupName: string): Record<string, string> {
+  return { service: SERVICE_NAME, [GROUP_DIMENSION]: groupName };
+}
