@@ -34,6 +34,12 @@ export const DOCUMENT_PARAMETERS = {
     default: '/var/www/app',
     description: 'Absolute path Capistrano deploys to (deploy_to: releases/, current, shared/).',
   },
+  executionTimeout: {
+    pattern: '^[1-9][0-9]{1,5}$',
+    default: '1800',
+    description:
+      "Seconds the deploy may run before SSM stops it (the step's timeoutSeconds, not passed to the script).",
+  },
   autoScalingGroupName: {
     pattern: '^$|^[A-Za-z0-9._:/@+=-]{1,255}$',
     default: '',
