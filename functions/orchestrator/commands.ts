@@ -1,0 +1,90 @@
+import {
+  type Command,
+  GetCommandInvocationCommand,
+  ListCommandInvocationsCommand,
+  paginateListCommands,
+  SendCommandCommand,
+} from '@aws-sdk/client-ssm';
+import { type DocumentParameters, toCommandParameters } from '../shared/document-contract';
+import type { Deps } from './deps';
+
+/** SendCommand's own limit on instances per command. */
+export const MAX_INSTANCES_PER_COMMAND = 50;
+/** How long SSM may take to deliver a command to a registered agent before giving up. */
+const DELIVERY_TIMEOUT_SECONDS = 600;
+/** Characters of each output stream shown in a failure log line. */
+const TAIL_CHARS = 2_000;
+
+/** The SSM agent is not registered (yet): SendCommand's InvalidInstanceId. */
+export function isAgentNotReady(error: unknown): boolean {
+  return error instanceof Error && error.name === 'InvalidInstanceId';
+}
+
+/** Sends the SelfDeploy document; returns the command id. */
+export async function sendSelfDeploy(
+  deps: Deps,
+  instanceIds: readonly string[],
+  parameters: Omit<DocumentParameters, 'executionTimeout'>,
+  comment: string,
+  rateControl?: { maxConcurrency: string; maxErrors: string },
+): Promise<string> {
+  const { config } = deps;
+  const output = await deps.clients.ssm.send(
+    new SendCommandCommand({
+      DocumentName: config.documentName,
+      InstanceIds: [...instanceIds],
+      Parameters: toCommandParameters({
+        ...parameters,
+        executionTimeout: String(config.executionTimeoutSeconds),
+      }),
+      Comment: comment,
+      TimeoutSeconds: DELIVERY_TIMEOUT_SECONDS,
+      CloudWatchOutputConfig: {
+        CloudWatchOutputEnabled: true,
+        CloudWatchLogGroupName: config.outputLogGroupName,
+      },
+      ...(rateControl && { MaxConcurrency: rateControl.maxConcurrency, MaxErrors: rateControl.maxErrors }),
+    }),
+  );
+  const commandId = output.Command?.CommandId;
+  if (!commandId) throw new Error('SendCommand answered without a command id');
+  return commandId;
+}
+
+/** SelfDeploy commands sent to one instance, newest first. */
+export async function selfDeployCommands(deps: Deps, instanceId: string): Promise<Command[]> {
+  const commands: Command[] = [];
+  const pages = paginateListCommands(
+    { client: deps.clients.ssm },
+    { InstanceId: instanceId, Filters: [{ key: 'DocumentName', value: deps.config.documentName }] },
+  );
+  for await (const page of pages) commands.push(...(page.Commands ?? []));
+  return commands.sort(
+    (a, b) => (b.RequestedDateTime?.getTime() ?? 0) - (a.RequestedDateTime?.getTime() ?? 0),
+  );
+}
+
+/** The instances a command ran on. */
+export async function commandInstanceIds(deps: Deps, commandId: string): Promise<string[]> {
+  const output = await deps.clients.ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }));
+  return (output.CommandInvocations ?? []).flatMap((invocation) => invocation.InstanceId ?? []);
+}
+
+/** What an operator needs from a failed run: exit code, status detail and the ends of both streams. */
+export async function failureOutput(deps: Deps, commandId: string, instanceId: string) {
+  try {
+    const invocation = await deps.clients.ssm.send(
+      new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+    );
+    return {
+      responseCode: invocation.ResponseCode,
+      statusDetails: invocation.StatusDetails,
+      stdoutTail: (invocation.StandardOutputContent ?? '').slice(-TAIL_CHARS),
+      stderrTail: (invocation.StandardErrorContent ?? '').slice(-TAIL_CHARS),
+      fullOutput: `CloudWatch Logs group ${deps.config.outputLogGroupName}, streams ${commandId}/${instanceId}/*`,
+    };
+  } catch (error) {
+    // The output is for the log only; not having it must not stop the completion.
+    return { outputUnavailable: (error as Error).message };
+  }
+}

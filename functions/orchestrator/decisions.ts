@@ -1,0 +1,117 @@
+import * as z from 'zod/mini';
+import { describeIssues, documentParameter } from '../shared/validation';
+import type { GroupConfig, WarmPoolPolicy } from './config';
+import type { LifecycleActionResult } from './lifecycle';
+
+/** Where a launching instance is headed: into service, or into the warm pool. */
+export type Place = 'AutoScalingGroup' | 'WarmPool';
+
+/** Lifecycle states of an instance held by a launch hook, and where each is headed. */
+export const WAIT_STATES: Readonly<Record<string, Place>> = {
+  'Pending:Wait': 'AutoScalingGroup',
+  'Warmed:Pending:Wait': 'WarmPool',
+};
+
+/**
+ * Whether a launch at `destination` gets a deploy or is let through at once, per the group's
+ * warm-pool policy. An instance let through into service without a deploy here was deployed
+ * when it entered the warm pool (policy deploy-on-warm-pool).
+ */
+export function warmPoolDecision(
+  policy: WarmPoolPolicy,
+  origin: string | undefined,
+  destination: Place,
+): 'deploy' | 'continue' {
+  if (destination === 'WarmPool') return policy === 'deploy-on-service' ? 'continue' : 'deploy';
+  if (origin === 'WarmPool' && policy === 'deploy-on-warm-pool') return 'continue';
+  return 'deploy';
+}
+
+/** The lifecycle result for a command's terminal status. */
+export function resultFor(
+  status: string,
+  group: Pick<GroupConfig, 'onFailure'> | undefined,
+): LifecycleActionResult {
+  return status === 'Success' ? 'CONTINUE' : (group?.onFailure ?? 'ABANDON');
+}
+
+const overridesSchema = z.strictObject({
+  environment: z.optional(documentParameter('environment')),
+  revision: z.optional(documentParameter('revision')),
+});
+export type Overrides = z.output<typeof overridesSchema>;
+
+/** What a launch's NotificationMetadata says. */
+export type Metadata =
+  | { kind: 'none' }
+  | { kind: 'note'; text: string }
+  | { kind: 'overrides'; overrides: Overrides }
+  | { kind: 'invalid'; reason: string };
+
+/**
+ * NotificationMetadata is untrusted: a JSON object is a set of per-launch overrides and is
+ * validated like any document parameter; anything else is a free-text note for the logs.
+ */
+export function readMetadata(metadata: string | undefined): Metadata {
+  if (metadata === undefined || metadata.trim() === '') return { kind: 'none' };
+  let json: unknown;
+  try {
+    json = JSON.parse(metadata);
+  } catch {
+    return { kind: 'note', text: metadata };
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    return { kind: 'note', text: metadata };
+  const parsed = overridesSchema.safeParse(json);
+  return parsed.success
+    ? { kind: 'overrides', overrides: parsed.data }
+    : { kind: 'invalid', reason: `NotificationMetadata overrides rejected: ${describeIssues(parsed.error)}` };
+}
+
+const BACKOFF_BASE_MS = 1_000;
+const BACKOFF_CAP_MS = 20_000;
+
+/** Full-jitter exponential backoff: uniform in [0, min(cap, base·2^attempt)), at least 100 ms. */
+export function backoffMs(attempt: number, random: number): number {
+  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+  return Math.max(100, Math.floor(random * ceiling));
+}
+
+/**
+ * The command's Comment records why it was sent and for which place, so the reconciler can
+ * tell a warm-pool deploy from the deploy for entering service without any state of its own.
+ */
+export function commandComment(reason: 'launch' | 'reconcile' | 'redeploy', place?: Place): string {
+  return place ? `selfdeploy ${reason} ${place}` : `selfdeploy ${reason}`;
+}
+
+/** The place a command was sent for, from its Comment. */
+export function placeOfComment(comment: string | undefined): Place | undefined {
+  const match = /^selfdeploy (?:launch|reconcile) (AutoScalingGroup|WarmPool)$/.exec(comment ?? '');
+  return match?.[1] as Place | undefined;
+}
+
+/** Splits `items` into chunks of at most `size`. */
+export function chunk<T>(items: readonly T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+  return chunks;
+}
+
+/** Runs `work` over `items` with at most `limit` in flight, keeping the results in order. */
+export async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

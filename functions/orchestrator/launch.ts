@@ -1,0 +1,179 @@
+import { MetricName } from '../shared/metric-names';
+import { isAgentNotReady, selfDeployCommands, sendSelfDeploy } from './commands';
+import type { GroupConfig } from './config';
+import {
+  backoffMs,
+  commandComment,
+  type Overrides,
+  type Place,
+  readMetadata,
+  warmPoolDecision,
+} from './decisions';
+import type { Deps } from './deps';
+import type { LifecycleEvent } from './events';
+import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
+
+/** Time kept back from the invocation's remaining time to finish cleanly after the last attempt. */
+const SAFETY_MARGIN_MS = 10_000;
+
+export type LaunchOutcome =
+  | { outcome: 'ignored'; reason: string }
+  | { outcome: 'duplicate'; commandId: string }
+  | { outcome: 'continued-without-deploy'; reason: string }
+  | { outcome: 'abandoned'; reason: string }
+  | StartOutcome;
+
+export type StartOutcome =
+  | { outcome: 'started'; commandId: string; agentWaitSeconds: number }
+  | { outcome: 'agent-not-ready'; agentWaitSeconds: number }
+  | { outcome: 'action-ended' };
+
+/** One instance to deploy for a lifecycle action. */
+export interface DeployTarget {
+  readonly instanceId: string;
+  readonly groupName: string;
+  readonly group: GroupConfig;
+  readonly action: LifecycleAction;
+  readonly place: Place;
+  readonly reason: 'launch' | 'reconcile';
+  readonly overrides?: Overrides;
+}
+
+/** A launch lifecycle action: decide, then start the self-deploy on the new instance. */
+export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<LaunchOutcome> {
+  const { detail } = event;
+  const groupName = detail.AutoScalingGroupName;
+  const keys = { instanceId: detail.EC2InstanceId, group: groupName, hook: detail.LifecycleHookName };
+  const ignore = (reason: string): LaunchOutcome => {
+    deps.logger.info(`ignored: ${reason}`, keys);
+    return { outcome: 'ignored', reason };
+  };
+
+  if (detail.LifecycleTransition !== 'autoscaling:EC2_INSTANCE_LAUNCHING') {
+    return ignore(`${detail.LifecycleTransition} is not a launch`);
+  }
+  const group = deps.config.groups[groupName];
+  if (!group) return ignore(`group ${groupName} is not managed by selfdeploy`);
+  if (detail.LifecycleHookName !== group.lifecycleHookName) {
+    return ignore(`hook ${detail.LifecycleHookName} is not the selfdeploy hook ${group.lifecycleHookName}`);
+  }
+
+  const action: LifecycleAction = {
+    group: groupName,
+    hook: detail.LifecycleHookName,
+    token: detail.LifecycleActionToken,
+    instanceId: detail.EC2InstanceId,
+  };
+  const place: Place = detail.Destination === 'WarmPool' ? 'WarmPool' : 'AutoScalingGroup';
+  if (warmPoolDecision(group.warmPool, detail.Origin, place) === 'continue') {
+    const reason = `warm-pool policy ${group.warmPool}: no deploy on ${detail.Origin ?? 'EC2'} → ${place}`;
+    await completeAction(deps, action, 'CONTINUE', { ...keys, reason });
+    return { outcome: 'continued-without-deploy', reason };
+  }
+
+  const metadata = readMetadata(detail.NotificationMetadata);
+  if (metadata.kind === 'invalid') {
+    // Never let an instance into service without the deploy it was launched for.
+    deps.metrics.record(MetricName.BootstrapFailed, groupName);
+    deps.logger.error(`abandoning: ${metadata.reason}`, keys);
+    await completeAction(deps, action, 'ABANDON', { ...keys, reason: metadata.reason });
+    return { outcome: 'abandoned', reason: metadata.reason };
+  }
+  if (metadata.kind === 'note') deps.logger.info('launch note', { ...keys, note: metadata.text });
+
+  const previous = (await selfDeployCommands(deps, detail.EC2InstanceId)).find(
+    (command) => command.Parameters?.lifecycleActionToken?.[0] === detail.LifecycleActionToken,
+  );
+  if (previous?.CommandId) {
+    deps.logger.info('duplicate launch event: a deploy was already started for this lifecycle action', {
+      ...keys,
+      commandId: previous.CommandId,
+    });
+    return { outcome: 'duplicate', commandId: previous.CommandId };
+  }
+
+  const budget = Math.min(deps.config.agentWaitSeconds * 1000, deps.remainingMs() - SAFETY_MARGIN_MS);
+  return startDeploy(
+    deps,
+    {
+      instanceId: detail.EC2InstanceId,
+      groupName,
+      group,
+      action,
+      place,
+      reason: 'launch',
+      ...(metadata.kind === 'overrides' && { overrides: metadata.overrides }),
+    },
+    budget,
+  );
+}
+
+/**
+ * Sends the SelfDeploy command, retrying while the instance's SSM agent has not registered
+ * (InvalidInstanceId) with jittered exponential backoff until `waitBudgetMs` is spent,
+ * heartbeating the hook when the wait is long. Out of budget, it stops cleanly: the
+ * reconciler tries again later and the hook's timeout has the last word.
+ */
+export async function startDeploy(
+  deps: Deps,
+  target: DeployTarget,
+  waitBudgetMs: number,
+): Promise<StartOutcome> {
+  const { clock } = deps;
+  const keys = { instanceId: target.instanceId, group: target.groupName };
+  const started = clock.now();
+  const deadline = started + Math.max(0, waitBudgetMs);
+  const heartbeatEveryMs = (target.group.heartbeatTimeoutSeconds * 1000) / 2;
+  let lastHeartbeat = started;
+  const waited = () => (clock.now() - started) / 1000;
+
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const commandId = await sendSelfDeploy(
+        deps,
+        [target.instanceId],
+        {
+          environment: target.overrides?.environment ?? target.group.environment,
+          revision: target.overrides?.revision ?? '',
+          appUser: target.group.appUser,
+          deployPath: target.group.deployPath,
+          appPath: target.group.appPath,
+          autoScalingGroupName: target.action.group,
+          lifecycleHookName: target.action.hook,
+          lifecycleActionToken: target.action.token ?? '',
+        },
+        commandComment(target.reason, target.place),
+      );
+      const agentWaitSeconds = waited();
+      deps.metrics.record(MetricName.BootstrapStarted, target.groupName);
+      deps.metrics.record(MetricName.AgentWait, target.groupName, agentWaitSeconds, 'Seconds');
+      deps.logger.info('self-deploy started', {
+        ...keys,
+        commandId,
+        attempts: attempt + 1,
+        agentWaitSeconds,
+      });
+      return { outcome: 'started', commandId, agentWaitSeconds };
+    } catch (error) {
+      if (!isAgentNotReady(error)) throw error;
+    }
+    const left = deadline - clock.now();
+    if (left <= 0) {
+      const agentWaitSeconds = waited();
+      deps.logger.warn('SSM agent not registered yet; leaving this instance to the reconciler', {
+        ...keys,
+        attempts: attempt + 1,
+        agentWaitSeconds,
+      });
+      return { outcome: 'agent-not-ready', agentWaitSeconds };
+    }
+    if (clock.now() - lastHeartbeat >= heartbeatEveryMs) {
+      if ((await heartbeat(deps, target.action)) === 'expired') {
+        deps.logger.info('lifecycle action ended while waiting for the SSM agent', keys);
+        return { outcome: 'action-ended' };
+      }
+      lastHeartbeat = clock.now();
+    }
+    await clock.sleep(Math.min(backoffMs(attempt, clock.random()), left));
+  }
+}

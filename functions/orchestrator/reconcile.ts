@@ -1,0 +1,149 @@
+import { type Instance, paginateDescribeAutoScalingGroups } from '@aws-sdk/client-auto-scaling';
+import type { Command } from '@aws-sdk/client-ssm';
+import { fromCommandParameters } from '../shared/document-contract';
+import { TERMINAL_COMMAND_STATUSES } from '../shared/event-patterns';
+import { MetricName } from '../shared/metric-names';
+import { selfDeployCommands } from './commands';
+import { finishCommand } from './completion';
+import type { GroupConfig } from './config';
+import { chunk, mapLimited, type Place, placeOfComment, WAIT_STATES, warmPoolDecision } from './decisions';
+import type { Deps } from './deps';
+import { startDeploy } from './launch';
+import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
+
+/** Instances looked at in parallel; bounded so a big fleet does not burst the APIs. */
+const CONCURRENCY = 10;
+/** DescribeAutoScalingGroups takes at most this many names per call. */
+const GROUP_NAMES_PER_CALL = 100;
+const terminal: ReadonlySet<string> = new Set(TERMINAL_COMMAND_STATUSES);
+
+/** What the reconciler did with one waiting instance. */
+export type InstanceReconcile =
+  | 'deploy-started'
+  | 'completed'
+  | 'continued-without-deploy'
+  | 'heartbeat'
+  | 'agent-not-ready'
+  | 'deploy-overdue'
+  | 'action-ended';
+
+/** Outcomes that leave an instance waiting with nothing moving it forward. */
+const STUCK: ReadonlySet<InstanceReconcile> = new Set(['agent-not-ready', 'deploy-overdue']);
+
+export interface ReconcileSummary {
+  readonly groups: Record<
+    string,
+    { waiting: number; stuck: number; instances: Record<string, InstanceReconcile> }
+  >;
+}
+
+/**
+ * Repairs what lost events leave behind, for every instance a launch hook still holds:
+ * no command → start one (lost launch event); command finished → complete (lost status
+ * event); command running → heartbeat. Publishes StuckInstances per group, zeros included,
+ * so the alarm always has data.
+ */
+export async function reconcile(deps: Deps): Promise<ReconcileSummary> {
+  const names = Object.keys(deps.config.groups);
+  const waiting: { groupName: string; instance: Instance }[] = [];
+  for (const batch of chunk(names, GROUP_NAMES_PER_CALL)) {
+    const pages = paginateDescribeAutoScalingGroups(
+      { client: deps.clients.autoScaling },
+      { AutoScalingGroupNames: batch },
+    );
+    for await (const page of pages) {
+      for (const group of page.AutoScalingGroups ?? []) {
+        for (const instance of group.Instances ?? []) {
+          if (group.AutoScalingGroupName && WAIT_STATES[instance.LifecycleState ?? '']) {
+            waiting.push({ groupName: group.AutoScalingGroupName, instance });
+          }
+        }
+      }
+    }
+  }
+
+  const outcomes = await mapLimited(waiting, CONCURRENCY, ({ groupName, instance }) =>
+    reconcileInstance(deps, groupName, instance),
+  );
+
+  const summary: ReconcileSummary = {
+    groups: Object.fromEntries(names.map((name) => [name, { waiting: 0, stuck: 0, instances: {} }])),
+  };
+  waiting.forEach(({ groupName, instance }, index) => {
+    const entry = summary.groups[groupName];
+    const outcome = outcomes[index];
+    if (!entry || !outcome || !instance.InstanceId) return;
+    entry.waiting += 1;
+    entry.instances[instance.InstanceId] = outcome;
+    if (STUCK.has(outcome)) entry.stuck += 1;
+  });
+  for (const [name, entry] of Object.entries(summary.groups)) {
+    deps.metrics.record(MetricName.StuckInstances, name, entry.stuck);
+  }
+  deps.logger.info('reconcile finished', { summary });
+  return summary;
+}
+
+async function reconcileInstance(
+  deps: Deps,
+  groupName: string,
+  instance: Instance,
+): Promise<InstanceReconcile> {
+  const group = deps.config.groups[groupName] as GroupConfig;
+  const instanceId = instance.InstanceId as string;
+  const place = WAIT_STATES[instance.LifecycleState as string] as Place;
+  const action: LifecycleAction = { group: groupName, hook: group.lifecycleHookName, instanceId };
+  const keys = { instanceId, group: groupName, state: instance.LifecycleState };
+
+  const commands = (await selfDeployCommands(deps, instanceId)).filter(
+    (command) => command.Parameters?.autoScalingGroupName?.[0] === groupName,
+  );
+  const current = commands.find((command) => placeOfComment(command.Comment) === place);
+
+  if (!current) {
+    const cameFromWarmPool = commands.some(
+      (command) => placeOfComment(command.Comment) === 'WarmPool' && command.Status === 'Success',
+    );
+    if (warmPoolDecision(group.warmPool, cameFromWarmPool ? 'WarmPool' : undefined, place) === 'continue') {
+      await completeAction(deps, action, 'CONTINUE', {
+        ...keys,
+        reason: `warm-pool policy ${group.warmPool}`,
+      });
+      return 'continued-without-deploy';
+    }
+    deps.logger.warn('waiting instance has no self-deploy: its launch event was lost; starting one', keys);
+    const started = await startDeploy(
+      deps,
+      { instanceId, groupName, group, action, place, reason: 'reconcile' },
+      0,
+    );
+    return started.outcome === 'started' ? 'deploy-started' : started.outcome;
+  }
+
+  const commandId = current.CommandId as string;
+  if (terminal.has(current.Status ?? '')) {
+    deps.logger.warn('waiting instance whose self-deploy already finished: its status event was lost', {
+      ...keys,
+      commandId,
+    });
+    await finishCommand(deps, {
+      commandId,
+      status: current.Status as string,
+      // The token may belong to an action that ended; the instance names the one waiting now.
+      parameters: { ...fromCommandParameters(current.Parameters), lifecycleActionToken: '' },
+      instanceId,
+      ...(current.RequestedDateTime && { requestedAt: current.RequestedDateTime.toISOString() }),
+    });
+    return 'completed';
+  }
+
+  if ((await heartbeat(deps, action)) === 'expired') return 'action-ended';
+  return overdue(deps, current) ? 'deploy-overdue' : 'heartbeat';
+}
+
+/** Running longer than SSM itself would let it (delivery plus execution timeout). */
+function overdue(deps: Deps, command: Command): boolean {
+  const requested = command.RequestedDateTime?.getTime();
+  const limitMs = ((command.TimeoutSeconds ?? 0) + deps.config.executionTimeoutSeconds) * 1000;
+  return requested !== undefined && deps.clock.now() - requested > limitMs;
+}
