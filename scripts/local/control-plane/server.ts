@@ -1,0 +1,147 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApiError } from './api-error';
+import type { AutoScaling } from './auto-scaling';
+import { QueryInput, queryError, queryInstanceIds, queryResponse, runQuery } from './auto-scaling-protocol';
+import { uuid } from './ids';
+import type { Ssm } from './ssm';
+import { type JsonInput, jsonInstanceIds, runJson } from './ssm-protocol';
+import type { Throttle } from './throttle';
+
+/** One API call as the control plane saw it. */
+export interface CallRecord {
+  readonly service: 'autoscaling' | 'ssm';
+  readonly operation: string;
+  readonly instanceIds: readonly string[];
+  /** The error code answered, if any (e.g. `Throttling`, `InvalidInstanceId`). */
+  readonly error?: string;
+}
+
+export interface ServerModels {
+  readonly autoScaling: AutoScaling;
+  readonly ssm: Ssm;
+  readonly throttle: Throttle;
+  readonly onCall: (call: CallRecord) => void;
+}
+
+const SSM_TARGET_PREFIX = 'AmazonSSM.';
+
+/**
+ * Serves both wire protocols on one loopback port: a request with
+ * `X-Amz-Target: AmazonSSM.<op>` is SSM (awsJson1_1), a form POST with `Action=` is Auto
+ * Scaling (awsQuery). Signatures are not checked: any dummy credentials work.
+ */
+export async function listen(
+  port: number,
+  models: ServerModels,
+): Promise<{ server: Server; endpoint: string }> {
+  const server = createServer((request, response) => {
+    void readBody(request)
+      .then((body) => handle(request, body, response, models))
+      .catch((error: unknown) => {
+        response.writeHead(500, { 'content-type': 'text/plain' });
+        response.end(`local control plane error: ${(error as Error).message}\n`);
+      });
+  });
+  // Never reachable from outside this machine: the control plane is a stand-in, not a service.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  const { port: bound } = server.address() as AddressInfo;
+  return { server, endpoint: `http://127.0.0.1:${bound}` };
+}
+
+function handle(
+  request: IncomingMessage,
+  body: string,
+  response: ServerResponse,
+  models: ServerModels,
+): void {
+  const requestId = uuid();
+  const target = request.headers['x-amz-target'];
+  if (typeof target === 'string' && target.startsWith(SSM_TARGET_PREFIX)) {
+    handleSsm(target.slice(SSM_TARGET_PREFIX.length), body, requestId, response, models);
+    return;
+  }
+  if (request.method === 'POST' && /(^|&)Action=/.test(body)) {
+    handleAutoScaling(new QueryInput(body), requestId, response, models);
+    return;
+  }
+  response.writeHead(400, { 'content-type': 'text/plain' });
+  response.end(
+    'local control plane: expected an Auto Scaling (Action=…) or SSM (X-Amz-Target: AmazonSSM.…) request\n',
+  );
+}
+
+function handleAutoScaling(
+  input: QueryInput,
+  requestId: string,
+  response: ServerResponse,
+  models: ServerModels,
+): void {
+  const instanceIds = queryInstanceIds(input, models.autoScaling);
+  const headers = { 'content-type': 'text/xml', 'x-amzn-requestid': requestId };
+  try {
+    if (models.throttle.refuse(input.action)) throw new ApiError('Throttling', 'Rate exceeded');
+    const result = runQuery(models.autoScaling, input);
+    models.onCall({ service: 'autoscaling', operation: input.action, instanceIds });
+    response.writeHead(200, headers);
+    response.end(queryResponse(input.action, result, requestId));
+  } catch (error) {
+    const apiError = asApiError(error);
+    models.onCall({ service: 'autoscaling', operation: input.action, instanceIds, error: apiError.code });
+    response.writeHead(apiError.status, headers);
+    response.end(queryError(apiError, requestId));
+  }
+}
+
+function handleSsm(
+  operation: string,
+  body: string,
+  requestId: string,
+  response: ServerResponse,
+  models: ServerModels,
+): void {
+  const headers = { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-requestid': requestId };
+  let instanceIds: string[] = [];
+  try {
+    const input = parseJson(body);
+    instanceIds = jsonInstanceIds(input, models.ssm);
+    if (models.throttle.refuse(operation)) throw new ApiError('ThrottlingException', 'Rate exceeded');
+    const result = runJson(models.ssm, operation, input);
+    models.onCall({ service: 'ssm', operation, instanceIds });
+    response.writeHead(200, headers);
+    response.end(JSON.stringify(result));
+  } catch (error) {
+    const apiError = asApiError(error);
+    models.onCall({ service: 'ssm', operation, instanceIds, error: apiError.code });
+    response.writeHead(apiError.status, headers);
+    response.end(JSON.stringify({ __type: apiError.code, message: apiError.message }));
+  }
+}
+
+function parseJson(body: string): JsonInput {
+  try {
+    const parsed: unknown = JSON.parse(body === '' ? '{}' : body);
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) return parsed as JsonInput;
+  } catch {
+    // Answered below as AWS answers a malformed body.
+  }
+  throw new ApiError('SerializationException', 'The request body is not a JSON object');
+}
+
+/** A bug in the control plane answers 500 InternalFailure, as a service fault would. */
+function asApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  return new ApiError('InternalFailure', `local control plane bug: ${(error as Error).message}`, 500);
+}
+
+function readBody(request: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    request.on('error', reject);
+  });
+}

@@ -1,0 +1,279 @@
+import { ApiError } from './api-error';
+import { type Command, type Invocation, OUTPUT_LIMITS, type SendCommandInput, type Ssm } from './ssm';
+
+/** An awsJson1_1 request body as the SDK sends it. */
+export type JsonInput = Readonly<Record<string, unknown>>;
+
+/** Instance ids an SSM request is about, to count calls per instance. */
+export function jsonInstanceIds(input: JsonInput, model: Ssm): string[] {
+  const ids = Array.isArray(input.InstanceIds)
+    ? input.InstanceIds.filter((id) => typeof id === 'string')
+    : [];
+  if (typeof input.InstanceId === 'string') ids.push(input.InstanceId);
+  if (ids.length === 0 && typeof input.CommandId === 'string') {
+    for (const invocation of model.command(input.CommandId)?.invocations ?? [])
+      ids.push(invocation.instanceId);
+  }
+  return ids;
+}
+
+/** Runs one SSM operation (`X-Amz-Target: AmazonSSM.<operation>`); returns the reply body. */
+export function runJson(model: Ssm, operation: string, input: JsonInput): unknown {
+  switch (operation) {
+    case 'SendCommand':
+      return { Command: commandJson(model.sendCommand(input as SendCommandInput)) };
+    case 'ListCommands': {
+      const filters = keyValueFilters(input.Filters, 'key', 'value');
+      const commands = model
+        .commands()
+        .filter((c) => input.CommandId === undefined || c.id === input.CommandId)
+        .filter(
+          (c) =>
+            input.InstanceId === undefined || c.invocations.some((i) => i.instanceId === input.InstanceId),
+        )
+        .filter((c) => filters.every(([key, value]) => commandFilter(c, key, value)))
+        .sort((a, b) => b.requestedAt - a.requestedAt);
+      if (typeof input.CommandId === 'string' && commands.length === 0) {
+        throw new ApiError('InvalidCommandId', `Command ${input.CommandId} does not exist`);
+      }
+      const page = paginate(commands, input, 50);
+      return { Commands: page.items.map(commandJson), NextToken: page.nextToken };
+    }
+    case 'ListCommandInvocations': {
+      const filters = keyValueFilters(input.Filters, 'key', 'value');
+      const rows = model
+        .commands()
+        .filter((c) => input.CommandId === undefined || c.id === input.CommandId)
+        .sort((a, b) => b.requestedAt - a.requestedAt)
+        .flatMap((c) => c.invocations.map((i) => [c, i] as const))
+        .filter(([, i]) => input.InstanceId === undefined || i.instanceId === input.InstanceId)
+        .filter(([c, i]) => filters.every(([key, value]) => invocationFilter(c, i, key, value)));
+      const page = paginate(rows, input, 50);
+      return {
+        CommandInvocations: page.items.map(([c, i]) => invocationJson(c, i, input.Details === true)),
+        NextToken: page.nextToken,
+      };
+    }
+    case 'GetCommandInvocation': {
+      const commandId = requiredString(input, 'CommandId');
+      const invocation = model.invocation(commandId, requiredString(input, 'InstanceId'));
+      const command = model.command(commandId) as Command;
+      return {
+        CommandId: command.id,
+        InstanceId: invocation.instanceId,
+        Comment: command.comment,
+        DocumentName: command.documentName,
+        DocumentVersion: '1',
+        PluginName: typeof input.PluginName === 'string' ? input.PluginName : undefined,
+        ResponseCode: invocation.responseCode,
+        ExecutionStartDateTime:
+          invocation.startedAt === undefined ? '' : new Date(invocation.startedAt).toISOString(),
+        ExecutionElapsedTime: elapsed(invocation),
+        ExecutionEndDateTime:
+          invocation.endedAt === undefined ? '' : new Date(invocation.endedAt).toISOString(),
+        Status: invocation.status,
+        StatusDetails: invocation.statusDetails,
+        StandardOutputContent: invocation.stdout.slice(0, OUTPUT_LIMITS.stdout),
+        StandardOutputUrl: '',
+        StandardErrorContent: invocation.stderr.slice(0, OUTPUT_LIMITS.stderr),
+        StandardErrorUrl: '',
+        CloudWatchOutputConfig: { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false },
+      };
+    }
+    case 'DescribeInstanceInformation': {
+      const filters = [
+        ...keyValueFilters(input.InstanceInformationFilterList, 'key', 'valueSet'),
+        ...keyValueFilters(input.Filters, 'Key', 'Values'),
+      ];
+      const instances = model.managedInstances().filter((instance) =>
+        filters.every(([key, values]) => {
+          const wanted = values as readonly string[];
+          if (key === 'InstanceIds') return wanted.includes(instance.id);
+          if (key === 'PingStatus') return wanted.includes(instance.online ? 'Online' : 'ConnectionLost');
+          if (key.startsWith('tag:')) return wanted.includes(instance.tags[key.slice(4)] ?? '\0');
+          throw new ApiError(
+            'InvalidInstanceInformationFilterValue',
+            `Filter key ${key} is not supported by the local control plane`,
+          );
+        }),
+      );
+      const page = paginate(instances, input, 50);
+      return {
+        InstanceInformationList: page.items.map((instance) => ({
+          InstanceId: instance.id,
+          PingStatus: instance.online ? 'Online' : 'ConnectionLost',
+          LastPingDateTime: Date.now() / 1000,
+          AgentVersion: '3.3.0.0',
+          IsLatestVersion: true,
+          PlatformType: 'Linux',
+          PlatformName: 'Amazon Linux',
+          PlatformVersion: '2023',
+          ResourceType: 'EC2Instance',
+          RegistrationDate: instance.registeredAt / 1000,
+          ComputerName: `${instance.id}.local`,
+          IPAddress: '127.0.0.1',
+        })),
+        NextToken: page.nextToken,
+      };
+    }
+    case 'PutParameter': {
+      const type = typeof input.Type === 'string' ? input.Type : 'String';
+      if (!['String', 'StringList', 'SecureString'].includes(type)) {
+        throw new ApiError(
+          'ValidationException',
+          `Type ${type} is not one of String, StringList, SecureString`,
+        );
+      }
+      const stored = model.putParameter(
+        requiredString(input, 'Name'),
+        requiredString(input, 'Value'),
+        type,
+        input.Overwrite === true,
+      );
+      return { Version: stored.version, Tier: 'Standard' };
+    }
+    case 'GetParameter': {
+      const stored = model.getParameter(requiredString(input, 'Name'));
+      // Without decryption a SecureString reads as its (here: stand-in) ciphertext.
+      const hidden = stored.type === 'SecureString' && input.WithDecryption !== true;
+      return {
+        Parameter: {
+          Name: stored.name,
+          Type: stored.type,
+          Value: hidden ? Buffer.from(`encrypted:${stored.name}`).toString('base64') : stored.value,
+          Version: stored.version,
+          LastModifiedDate: stored.modifiedAt / 1000,
+          ARN: model.parameterArn(stored.name),
+          DataType: 'text',
+        },
+      };
+    }
+    default:
+      throw new ApiError(
+        'UnknownOperationException',
+        `The local control plane does not implement AmazonSSM.${operation}`,
+      );
+  }
+}
+
+function commandJson(c: Command) {
+  const counts = (statuses: string[]) => c.invocations.filter((i) => statuses.includes(i.status)).length;
+  return {
+    CommandId: c.id,
+    DocumentName: c.documentName,
+    DocumentVersion: '$DEFAULT',
+    Comment: c.comment,
+    ExpiresAfter: c.expiresAt / 1000,
+    Parameters: c.parameters,
+    InstanceIds: c.instanceIds,
+    Targets: c.targets,
+    RequestedDateTime: c.requestedAt / 1000,
+    Status: c.status,
+    StatusDetails: c.statusDetails,
+    OutputS3Region: '',
+    OutputS3BucketName: '',
+    OutputS3KeyPrefix: '',
+    MaxConcurrency: c.maxConcurrency,
+    MaxErrors: c.maxErrors,
+    TargetCount: c.invocations.length,
+    CompletedCount: counts(['Success', 'Failed', 'TimedOut', 'Cancelled']),
+    ErrorCount: counts(['Failed', 'TimedOut']),
+    DeliveryTimedOutCount: c.invocations.filter((i) => i.statusDetails === 'DeliveryTimedOut').length,
+    ServiceRole: '',
+    NotificationConfig: { NotificationArn: '', NotificationEvents: [], NotificationType: '' },
+    CloudWatchOutputConfig: { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false },
+    TimeoutSeconds: c.timeoutSeconds,
+  };
+}
+
+function invocationJson(c: Command, i: Invocation, details: boolean) {
+  return {
+    CommandId: c.id,
+    InstanceId: i.instanceId,
+    InstanceName: '',
+    Comment: c.comment,
+    DocumentName: c.documentName,
+    DocumentVersion: '$DEFAULT',
+    RequestedDateTime: c.requestedAt / 1000,
+    Status: i.status,
+    StatusDetails: i.statusDetails,
+    TraceOutput: '',
+    StandardOutputUrl: '',
+    StandardErrorUrl: '',
+    CommandPlugins: details
+      ? [
+          {
+            Name: c.pluginName,
+            Status: i.status,
+            StatusDetails: i.statusDetails,
+            ResponseCode: i.responseCode,
+            ResponseStartDateTime: i.startedAt === undefined ? undefined : i.startedAt / 1000,
+            ResponseFinishDateTime: i.endedAt === undefined ? undefined : i.endedAt / 1000,
+            // The plugin output in this listing holds only the first 2,500 characters.
+            Output: (i.stdout + i.stderr).slice(0, OUTPUT_LIMITS.pluginOutput),
+            StandardOutputUrl: '',
+            StandardErrorUrl: '',
+            OutputS3Region: '',
+            OutputS3BucketName: '',
+            OutputS3KeyPrefix: '',
+          },
+        ]
+      : [],
+    ServiceRole: '',
+    NotificationConfig: { NotificationArn: '', NotificationEvents: [], NotificationType: '' },
+    CloudWatchOutputConfig: { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false },
+  };
+}
+
+function commandFilter(c: Command, key: string, value: unknown): boolean {
+  switch (key) {
+    case 'DocumentName':
+      return c.documentName === value;
+    case 'Status':
+      return c.status === value;
+    case 'InvokedAfter':
+      return c.requestedAt >= Date.parse(String(value));
+    case 'InvokedBefore':
+      return c.requestedAt <= Date.parse(String(value));
+    default:
+      throw new ApiError('InvalidFilterKey', `Filter key ${key} is not supported by the local control plane`);
+  }
+}
+
+function invocationFilter(c: Command, i: Invocation, key: string, value: unknown): boolean {
+  return key === 'Status' ? i.status === value : commandFilter(c, key, value);
+}
+
+/** Reads `[{key, value}]`-style filter lists, whatever the operation calls the fields. */
+function keyValueFilters(raw: unknown, keyField: string, valueField: string): [string, unknown][] {
+  if (!Array.isArray(raw)) return [];
+  return raw.map((f: Record<string, unknown>) => [String(f[keyField]), f[valueField]]);
+}
+
+function requiredString(input: JsonInput, name: string): string {
+  const value = input[name];
+  if (typeof value !== 'string' || value === '') {
+    throw new ApiError(
+      'ValidationException',
+      `1 validation error detected: Value null at '${name}' failed to satisfy constraint: Member must not be null`,
+    );
+  }
+  return value;
+}
+
+/** MaxResults/NextToken paging; the token is the offset of the next page. */
+function paginate<T>(items: readonly T[], input: JsonInput, maxSize: number) {
+  const size = typeof input.MaxResults === 'number' ? input.MaxResults : maxSize;
+  if (size < 1 || size > maxSize)
+    throw new ApiError('ValidationException', `MaxResults must be between 1 and ${maxSize}`);
+  const offset = typeof input.NextToken === 'string' ? Number(input.NextToken) : 0;
+  if (!Number.isInteger(offset) || offset < 0)
+    throw new ApiError('InvalidNextToken', 'The specified token is not valid');
+  const end = offset + size;
+  return { items: items.slice(offset, end), nextToken: end < items.length ? String(end) : undefined };
+}
+
+function elapsed(i: Invocation): string {
+  if (i.startedAt === undefined) return '';
+  return `PT${(((i.endedAt ?? Date.now()) - i.startedAt) / 1000).toFixed(3)}S`;
+}

@@ -1,0 +1,493 @@
+import {
+  COMMAND_STATUS_DETAIL_TYPE,
+  INVOCATION_STATUS_DETAIL_TYPE,
+} from '../../../functions/shared/event-patterns';
+import { ApiError } from './api-error';
+import type { Clock } from './clock';
+import type { EventBus } from './event-bus';
+import { uuid } from './ids';
+
+/** What an agent is asked to run: the document with every parameter resolved. */
+export interface Execution {
+  readonly instanceId: string;
+  readonly commandId: string;
+  readonly documentName: string;
+  readonly documentContent: string;
+  readonly parameters: Readonly<Record<string, string>>;
+  /** Aborted when the instance is terminated or the command cancelled. */
+  readonly signal: AbortSignal;
+}
+
+/** How a run ended, as the agent reports it. */
+export interface ExecutionResult {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** The document's execution timeout stopped the script. */
+  readonly timedOut: boolean;
+}
+
+/** Runs SelfDeploy (or any) commands on one simulated instance. */
+export type Agent = (execution: Execution) => Promise<ExecutionResult>;
+
+/** SSM's limits on command output (GetCommandInvocation; ListCommandInvocations plugin output). */
+export const OUTPUT_LIMITS = { stdout: 24_000, stderr: 8_000, pluginOutput: 2_500 } as const;
+
+interface DocumentParameter {
+  readonly type?: string;
+  readonly default?: string;
+  readonly allowedPattern?: string;
+  readonly allowedValues?: readonly string[];
+}
+
+interface SsmDocument {
+  readonly name: string;
+  readonly content: string;
+  readonly parameters: Readonly<Record<string, DocumentParameter>>;
+  readonly pluginName: string;
+}
+
+export interface ManagedInstance {
+  readonly id: string;
+  readonly registeredAt: number;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly agent: Agent;
+  online: boolean;
+}
+
+export interface Invocation {
+  readonly commandId: string;
+  readonly instanceId: string;
+  readonly visibleAt: number;
+  status: string;
+  statusDetails: string;
+  responseCode: number;
+  startedAt?: number;
+  endedAt?: number;
+  stdout: string;
+  stderr: string;
+  abort?: AbortController;
+}
+
+export interface Command {
+  readonly id: string;
+  readonly documentName: string;
+  /** The document's (first) step, reported as the plugin name. */
+  readonly pluginName: string;
+  readonly comment: string;
+  readonly parameters: Readonly<Record<string, readonly string[]>>;
+  readonly instanceIds: readonly string[];
+  readonly targets: readonly { Key: string; Values: readonly string[] }[];
+  readonly requestedAt: number;
+  readonly expiresAt: number;
+  readonly timeoutSeconds: number;
+  readonly maxConcurrency: string;
+  readonly maxErrors: string;
+  status: string;
+  statusDetails: string;
+  readonly invocations: Invocation[];
+}
+
+export interface SendCommandInput {
+  readonly DocumentName?: string;
+  readonly InstanceIds?: readonly string[];
+  readonly Targets?: readonly { Key?: string; Values?: readonly string[] }[];
+  readonly Parameters?: Readonly<Record<string, readonly string[]>>;
+  readonly Comment?: string;
+  readonly TimeoutSeconds?: number;
+  readonly MaxConcurrency?: string;
+  readonly MaxErrors?: string;
+}
+
+export interface StoredParameter {
+  readonly name: string;
+  readonly type: string;
+  readonly value: string;
+  readonly version: number;
+  readonly modifiedAt: number;
+}
+
+const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
+
+/**
+ * Systems Manager as selfdeploy sees it: managed instances whose agents register late,
+ * documents, Run Command with per-instance invocations, status-change events, and the
+ * Parameter Store. Commands run on the instance's agent; its exit code is the status.
+ */
+export class Ssm {
+  readonly #documents = new Map<string, SsmDocument>();
+  readonly #instances = new Map<string, ManagedInstance>();
+  readonly #commands = new Map<string, Command>();
+  readonly #parameters = new Map<string, StoredParameter>();
+
+  public constructor(
+    private readonly clock: Clock,
+    private readonly bus: EventBus,
+    private readonly account: string,
+    private readonly region: string,
+    /** Simulated seconds for which a new invocation is not yet readable (eventual consistency). */
+    private readonly visibilityDelaySeconds = 1,
+  ) {}
+
+  /** Creates (or replaces) a Command document from its JSON content (schema 2.2). */
+  public putDocument(name: string, content: string): void {
+    const parsed = JSON.parse(content) as {
+      parameters?: Record<string, DocumentParameter>;
+      mainSteps?: { name?: string }[];
+    };
+    this.#documents.set(name, {
+      name,
+      content,
+      parameters: parsed.parameters ?? {},
+      pluginName: parsed.mainSteps?.[0]?.name ?? 'aws:runShellScript',
+    });
+  }
+
+  /** The agent on `id` has registered: from now on commands can be sent to it. */
+  public registerInstance(id: string, tags: Record<string, string>, agent: Agent): void {
+    this.#instances.set(id, { id, registeredAt: Date.now(), tags, agent, online: true });
+  }
+
+  /** The instance is gone: its agent stops answering and unfinished invocations fail. */
+  public instanceTerminated(id: string): void {
+    const instance = this.#instances.get(id);
+    if (instance) instance.online = false;
+    for (const command of this.#commands.values()) {
+      for (const invocation of command.invocations) {
+        if (invocation.instanceId !== id || TERMINAL.has(invocation.status)) continue;
+        invocation.abort?.abort();
+        this.#end(
+          command,
+          invocation,
+          'Failed',
+          'Undeliverable',
+          invocation.startedAt === undefined ? -1 : invocation.responseCode,
+        );
+      }
+    }
+  }
+
+  public managedInstances(): ManagedInstance[] {
+    return [...this.#instances.values()];
+  }
+
+  public commands(): Command[] {
+    return [...this.#commands.values()];
+  }
+
+  public command(id: string): Command | undefined {
+    return this.#commands.get(id);
+  }
+
+  public sendCommand(input: SendCommandInput): Command {
+    const document = this.#documents.get(input.DocumentName ?? '');
+    if (!document)
+      throw new ApiError('InvalidDocument', `Document ${input.DocumentName ?? ''} does not exist`);
+    if ((input.Comment ?? '').length > 100) {
+      throw new ApiError(
+        'ValidationException',
+        "1 validation error detected: Value at 'comment' failed to satisfy constraint: Member must have length less than or equal to 100",
+      );
+    }
+    const instanceIds = this.#resolveTargets(input);
+    const resolved = resolveParameters(document, input.Parameters ?? {});
+    const timeoutSeconds = input.TimeoutSeconds ?? 3600;
+    const requestedAt = Date.now();
+    const command: Command = {
+      id: uuid(),
+      documentName: document.name,
+      pluginName: document.pluginName,
+      comment: input.Comment ?? '',
+      parameters: input.Parameters ?? {},
+      instanceIds: input.InstanceIds ?? [],
+      targets: (input.Targets ?? []).map((t) => ({ Key: t.Key ?? '', Values: t.Values ?? [] })),
+      requestedAt,
+      expiresAt: requestedAt + timeoutSeconds * 1000,
+      timeoutSeconds,
+      maxConcurrency: input.MaxConcurrency ?? '50',
+      maxErrors: input.MaxErrors ?? '0',
+      status: 'Pending',
+      statusDetails: 'Pending',
+      invocations: instanceIds.map((instanceId) => ({
+        commandId: '',
+        instanceId,
+        visibleAt: requestedAt + this.clock.realMs(this.visibilityDelaySeconds),
+        status: 'Pending',
+        statusDetails: 'Pending',
+        responseCode: -1,
+        stdout: '',
+        stderr: '',
+      })),
+    };
+    for (const invocation of command.invocations) Object.assign(invocation, { commandId: command.id });
+    this.#commands.set(command.id, command);
+    this.#emitCommand(command);
+    for (const invocation of command.invocations) this.#emitInvocation(command, invocation);
+    void this.#run(command, document, resolved);
+    return command;
+  }
+
+  public invocation(commandId: string, instanceId: string): Invocation {
+    const command = this.#commands.get(commandId);
+    if (!command) throw new ApiError('InvalidCommandId', `Command ${commandId} does not exist`);
+    const invocation = command.invocations.find((i) => i.instanceId === instanceId);
+    if (!invocation || Date.now() < invocation.visibleAt) {
+      throw new ApiError('InvocationDoesNotExist', `No invocation of command ${commandId} on ${instanceId}`);
+    }
+    return invocation;
+  }
+
+  public putParameter(name: string, value: string, type: string, overwrite: boolean): StoredParameter {
+    const existing = this.#parameters.get(name);
+    if (existing && !overwrite) {
+      throw new ApiError(
+        'ParameterAlreadyExists',
+        'The parameter already exists. To overwrite this value, set the overwrite option in the request to true.',
+      );
+    }
+    const stored = { name, type, value, version: (existing?.version ?? 0) + 1, modifiedAt: Date.now() };
+    this.#parameters.set(name, stored);
+    return stored;
+  }
+
+  public getParameter(name: string): StoredParameter {
+    const stored = this.#parameters.get(name);
+    if (!stored) throw new ApiError('ParameterNotFound', `Parameter ${name} not found`);
+    return stored;
+  }
+
+  public parameterArn(name: string): string {
+    return `arn:aws:ssm:${this.region}:${this.account}:parameter${name.startsWith('/') ? '' : '/'}${name}`;
+  }
+
+  /** Cancels every unfinished invocation's run, so nothing is left executing. */
+  public stop(): void {
+    for (const command of this.#commands.values()) {
+      for (const invocation of command.invocations) invocation.abort?.abort();
+    }
+  }
+
+  #resolveTargets(input: SendCommandInput): string[] {
+    let ids: string[];
+    if (input.InstanceIds && input.InstanceIds.length > 0) {
+      if (input.InstanceIds.length > 50) {
+        throw new ApiError(
+          'ValidationException',
+          "1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: Member must have length less than or equal to 50",
+        );
+      }
+      const invalid = input.InstanceIds.filter((id) => !this.#instances.get(id)?.online);
+      if (invalid.length > 0) {
+        throw new ApiError(
+          'InvalidInstanceId',
+          `Instances [[${invalid.join(', ')}]] not in a valid state for account ${this.account}`,
+        );
+      }
+      ids = [...input.InstanceIds];
+    } else if (input.Targets && input.Targets.length > 0) {
+      ids = [...this.#instances.values()]
+        .filter(
+          (instance) =>
+            instance.online && (input.Targets ?? []).every((target) => matchesTarget(instance, target)),
+        )
+        .map((instance) => instance.id);
+    } else {
+      throw new ApiError('ValidationException', 'Either InstanceIds or Targets must be specified');
+    }
+    return ids;
+  }
+
+  async #run(command: Command, document: SsmDocument, parameters: Record<string, string>): Promise<void> {
+    if (command.invocations.length === 0) {
+      this.#setCommandStatus(command, 'Success', 'NoInstancesInTag');
+      return;
+    }
+    const concurrency = limit(command.maxConcurrency, command.invocations.length, 1);
+    const maxErrors = limit(command.maxErrors, command.invocations.length, 0);
+    const queue = [...command.invocations];
+    const worker = async (): Promise<void> => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        if (errorCount(command) > maxErrors) {
+          // Past MaxErrors, SSM stops sending the command to further targets.
+          this.#end(command, next, 'Cancelled', 'Terminated', -1);
+          continue;
+        }
+        if (next.status === 'Pending') await this.#runOne(command, next, document, parameters);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, worker));
+  }
+
+  async #runOne(
+    command: Command,
+    invocation: Invocation,
+    document: SsmDocument,
+    parameters: Record<string, string>,
+  ): Promise<void> {
+    const instance = this.#instances.get(invocation.instanceId);
+    if (!instance?.online) {
+      this.#end(command, invocation, 'Failed', 'Undeliverable', -1);
+      return;
+    }
+    invocation.abort = new AbortController();
+    invocation.startedAt = Date.now();
+    invocation.status = 'InProgress';
+    invocation.statusDetails = 'InProgress';
+    this.#emitInvocation(command, invocation);
+    if (command.status === 'Pending') this.#setCommandStatus(command, 'InProgress', 'InProgress');
+    let result: ExecutionResult;
+    try {
+      result = await instance.agent({
+        instanceId: invocation.instanceId,
+        commandId: command.id,
+        documentName: document.name,
+        documentContent: document.content,
+        parameters,
+        signal: invocation.abort.signal,
+      });
+    } catch (error) {
+      result = {
+        exitCode: 1,
+        stdout: '',
+        stderr: `agent error: ${(error as Error).message}`,
+        timedOut: false,
+      };
+    }
+    if (TERMINAL.has(invocation.status)) return;
+    invocation.stdout = result.stdout;
+    invocation.stderr = result.stderr;
+    if (result.timedOut) this.#end(command, invocation, 'TimedOut', 'ExecutionTimedOut', result.exitCode);
+    else if (result.exitCode === 0) this.#end(command, invocation, 'Success', 'Success', 0);
+    else this.#end(command, invocation, 'Failed', 'Failed', result.exitCode);
+  }
+
+  #end(
+    command: Command,
+    invocation: Invocation,
+    status: string,
+    details: string,
+    responseCode: number,
+  ): void {
+    invocation.status = status;
+    invocation.statusDetails = details;
+    invocation.responseCode = responseCode;
+    invocation.endedAt = Date.now();
+    this.#emitInvocation(command, invocation);
+    if (!command.invocations.every((i) => TERMINAL.has(i.status))) return;
+    const errors = errorCount(command);
+    if (command.invocations.length === 1) this.#setCommandStatus(command, status, details);
+    else if (command.invocations.every((i) => i.status === 'Success'))
+      this.#setCommandStatus(command, 'Success', 'Success');
+    else if (errors > limit(command.maxErrors, command.invocations.length, 0))
+      this.#setCommandStatus(command, 'Failed', 'Failed');
+    else this.#setCommandStatus(command, 'Failed', 'Incomplete');
+  }
+
+  #setCommandStatus(command: Command, status: string, details: string): void {
+    command.status = status;
+    command.statusDetails = details;
+    this.#emitCommand(command);
+  }
+
+  #emitCommand(command: Command): void {
+    this.bus.put(
+      this.bus.event(
+        'aws.ssm',
+        COMMAND_STATUS_DETAIL_TYPE,
+        {
+          'command-id': command.id,
+          'document-name': command.documentName,
+          'expire-after': new Date(command.expiresAt).toISOString(),
+          parameters: command.parameters,
+          'requested-date-time': new Date(command.requestedAt).toISOString(),
+          status: command.status,
+        },
+        command.invocations.map((i) => this.#instanceArn(i.instanceId)),
+      ),
+    );
+  }
+
+  #emitInvocation(command: Command, invocation: Invocation): void {
+    this.bus.put(
+      this.bus.event(
+        'aws.ssm',
+        INVOCATION_STATUS_DETAIL_TYPE,
+        {
+          'command-id': command.id,
+          'document-name': command.documentName,
+          'instance-id': invocation.instanceId,
+          'requested-date-time': new Date(command.requestedAt).toISOString(),
+          status: invocation.status,
+        },
+        [this.#instanceArn(invocation.instanceId)],
+      ),
+    );
+  }
+
+  #instanceArn(id: string): string {
+    return `arn:aws:ec2:${this.region}:${this.account}:instance/${id}`;
+  }
+}
+
+/** Fills in defaults and checks each value as SSM does before accepting the command. */
+function resolveParameters(
+  document: SsmDocument,
+  given: Readonly<Record<string, readonly string[]>>,
+): Record<string, string> {
+  for (const name of Object.keys(given)) {
+    if (!(name in document.parameters)) {
+      throw new ApiError(
+        'InvalidParameters',
+        `Parameter "${name}" is not a valid parameter for document ${document.name}.`,
+      );
+    }
+  }
+  const resolved: Record<string, string> = {};
+  for (const [name, spec] of Object.entries(document.parameters)) {
+    const values = given[name];
+    const value = values === undefined ? spec.default : values.join(',');
+    if (value === undefined) {
+      throw new ApiError(
+        'InvalidParameters',
+        `Required parameter "${name}" is missing for document ${document.name}.`,
+      );
+    }
+    if (spec.allowedPattern !== undefined && !new RegExp(spec.allowedPattern).test(value)) {
+      throw new ApiError(
+        'InvalidParameters',
+        `Parameter "${name}" "${value}" failed to satisfy constraint: Member must satisfy regular expression pattern: ${spec.allowedPattern}`,
+      );
+    }
+    if (spec.allowedValues !== undefined && !spec.allowedValues.includes(value)) {
+      throw new ApiError(
+        'InvalidParameters',
+        `Parameter "${name}" "${value}" failed to satisfy constraint: Member must be one of ${spec.allowedValues.join(', ')}`,
+      );
+    }
+    resolved[name] = value;
+  }
+  return resolved;
+}
+
+function matchesTarget(
+  instance: ManagedInstance,
+  target: { Key?: string; Values?: readonly string[] },
+): boolean {
+  const values = target.Values ?? [];
+  if (target.Key === 'InstanceIds') return values.includes(instance.id);
+  if (target.Key?.startsWith('tag:')) {
+    const tag = instance.tags[target.Key.slice(4)];
+    return tag !== undefined && values.includes(tag);
+  }
+  return false;
+}
+
+/** MaxConcurrency / MaxErrors: an absolute number or a percentage of the targets. */
+function limit(spec: string, targets: number, floor: number): number {
+  if (spec.endsWith('%')) return Math.max(floor, Math.floor((Number(spec.slice(0, -1)) / 100) * targets));
+  return Math.max(floor, Number(spec));
+}
+
+function errorCount(command: Command): number {
+  return command.invocations.filter((i) => i.status === 'Failed' || i.status === 'TimedOut').length;
+}
