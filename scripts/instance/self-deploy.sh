@@ -1,0 +1,546 @@
+#!/usr/bin/env bash
+# self-deploy.sh: deploys the application on this instance with Capistrano, over SSH to
+# localhost, as the application user. Run as root (the SSM agent does, through the
+# SelfDeploy document); `self-deploy.sh --help` lists every input and exit code.
+set -Eeuo pipefail
+export LC_ALL=C
+umask 022
+
+# The SelfDeploy document's parameter contract (functions/shared/document-contract.ts).
+# The document builder refuses to build unless these lines equal the contract exactly.
+readonly PATTERN_SELFDEPLOY_ENVIRONMENT='^[a-z][a-z0-9_-]{0,31}$'
+readonly DEFAULT_SELFDEPLOY_ENVIRONMENT='production'
+readonly PATTERN_SELFDEPLOY_REVISION='^$|^[A-Za-z0-9_][A-Za-z0-9._/-]{0,127}$'
+readonly DEFAULT_SELFDEPLOY_REVISION=''
+readonly PATTERN_SELFDEPLOY_APP_USER='^[a-z_][a-z0-9_-]{0,31}$'
+readonly DEFAULT_SELFDEPLOY_APP_USER='ec2-user'
+readonly PATTERN_SELFDEPLOY_DEPLOY_PATH='^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$'
+readonly DEFAULT_SELFDEPLOY_DEPLOY_PATH='/var/www/app/deploy'
+readonly PATTERN_SELFDEPLOY_APP_PATH='^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$'
+readonly DEFAULT_SELFDEPLOY_APP_PATH='/var/www/app'
+readonly PATTERN_SELFDEPLOY_AUTO_SCALING_GROUP_NAME='^$|^[A-Za-z0-9._:/@+=-]{1,255}$'
+readonly DEFAULT_SELFDEPLOY_AUTO_SCALING_GROUP_NAME=''
+readonly PATTERN_SELFDEPLOY_LIFECYCLE_HOOK_NAME='^$|^[A-Za-z0-9_/-]{1,255}$'
+readonly DEFAULT_SELFDEPLOY_LIFECYCLE_HOOK_NAME=''
+readonly PATTERN_SELFDEPLOY_LIFECYCLE_ACTION_TOKEN='^$|^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$'
+readonly DEFAULT_SELFDEPLOY_LIFECYCLE_ACTION_TOKEN=''
+
+# Build-time settings have their own patterns (not document parameters).
+readonly PATTERN_BRANCH='^[A-Za-z0-9_][A-Za-z0-9._/-]{0,127}$'
+readonly PATTERN_PARAMETER_NAME='^[A-Za-z0-9_./{}-]{1,1011}$'
+readonly PATTERN_COUNT='^[0-9]{1,6}$'
+
+# Exit codes (infra/document.ts SELF_DEPLOY_EXIT_CODES). Never 194: it makes the SSM
+# agent reboot the instance and run the script again.
+readonly EXIT_UNEXPECTED=1
+readonly EXIT_INVALID_INPUT=2
+readonly EXIT_PREREQUISITE=3
+readonly EXIT_LOCK_TIMEOUT=4
+readonly EXIT_LOCALHOST_TRUST=5
+readonly EXIT_PARAMETER_STORE=6
+readonly EXIT_REVISION=7
+readonly EXIT_GEM_INSTALL=8
+readonly EXIT_DEPLOY_COMMAND=9
+readonly EXIT_VERIFICATION=10
+
+# Lines of the deploy log printed when the deploy command fails; SSM keeps the first
+# 8,000 characters of stderr, so the tail has to fit.
+readonly ERROR_TAIL_LINES=40
+readonly KEPT_DEPLOY_LOGS=20
+
+usage() {
+  cat <<'EOF'
+Usage: self-deploy.sh [--help]
+
+Deploys the application on this instance: takes a lock, makes sure the application user
+can SSH to localhost (a key usable only from 127.0.0.1/::1, localhost's current host keys
+as the only trusted ones), fetches the deploy checkout, resolves the target revision,
+and runs the deploy command as the application user unless current/REVISION already
+is the target. Runs as root; when not root, the application user must be the caller.
+
+Inputs (environment variables; the SelfDeploy document sets them from its parameters):
+  SELFDEPLOY_ENVIRONMENT        environment; Capistrano stage local_<environment> (production)
+  SELFDEPLOY_REVISION           commit SHA, tag or branch to deploy; empty = pinned, else branch head
+  SELFDEPLOY_APP_USER           unprivileged user that owns and deploys the application (ec2-user)
+  SELFDEPLOY_DEPLOY_PATH        deploy checkout: a git clone with the Capfile (/var/www/app/deploy)
+  SELFDEPLOY_APP_PATH           Capistrano deploy_to (/var/www/app)
+  SELFDEPLOY_AUTO_SCALING_GROUP_NAME, SELFDEPLOY_LIFECYCLE_HOOK_NAME,
+  SELFDEPLOY_LIFECYCLE_ACTION_TOKEN
+                                lifecycle context, validated and logged only (empty)
+Settings:
+  SELFDEPLOY_DEPLOY_COMMAND     run by sh -c as the application user in the deploy checkout
+                                (bundle exec cap "local_$SELFDEPLOY_ENVIRONMENT" deploy)
+  SELFDEPLOY_GEM_INSTALL_COMMAND  run when Gemfile.lock changed since the last success (bundle install)
+  SELFDEPLOY_BRANCHES           "environment=branch ..." (production=master staging=develop);
+                                other environments deploy the remote's default branch
+  SELFDEPLOY_PINNED_REVISION_PARAMETER  SSM parameter with a pinned revision, {environment}
+                                replaced; missing parameter = not pinned (none)
+  SELFDEPLOY_DEPLOY_KEY_PARAMETER  SSM SecureString with the git deploy key, {environment}
+                                replaced (none)
+  SELFDEPLOY_GIT_KNOWN_HOSTS    known_hosts lines for the git host (the system's known_hosts)
+  SELFDEPLOY_ALLOW_ROOT         1 allows SELFDEPLOY_APP_USER to be root (0)
+  SELFDEPLOY_LOCK_TIMEOUT       seconds to wait for a concurrent run (600)
+  SELFDEPLOY_STATE_DIR          lock, gem marker, deploy logs (/var/lib/selfdeploy)
+  SELFDEPLOY_SSH_PORT           localhost sshd port (22)
+  SELFDEPLOY_HOST_KEY_DIR       directory of this host's ssh_host_*_key.pub (/etc/ssh)
+
+The deploy command gets SELFDEPLOY_REVISION and REVISION (the full target SHA),
+SELFDEPLOY_ENVIRONMENT, SELFDEPLOY_APP_USER, SELFDEPLOY_APP_PATH, SELFDEPLOY_DEPLOY_PATH,
+SELFDEPLOY_SSH_PORT, SELFDEPLOY_SSH_KEY, SELFDEPLOY_KNOWN_HOSTS and SELFDEPLOY_GIT_SSH
+(see scripts/instance/capistrano/local_production.rb).
+
+The last line of output is always one result:
+  SELFDEPLOY_RESULT {"status":"success"|"failure","exitCode":N,"revision":"<sha>",...}
+
+Exit codes:
+  0   deployed, or already current (fast path)
+  1   unexpected error (the line is named)
+  2   invalid input; nothing was touched
+  3   missing prerequisite (command, user, deploy checkout, SSM agent too old)
+  4   another run held the lock for longer than SELFDEPLOY_LOCK_TIMEOUT
+  5   localhost SSH trust could not be set up or used
+  6   SSM Parameter Store read failed (pinned revision or deploy key)
+  7   fetch failed, or the revision is not a commit
+  8   gem install failed
+  9   deploy command failed (its last lines are printed)
+  10  current/REVISION is not the target after the deploy
+EOF
+}
+
+info() { printf 'self-deploy: %s\n' "$*"; }
+warn() { printf 'self-deploy: warning: %s\n' "$*" >&2; }
+# fail CODE MESSAGE: one clear line on stderr, then exit with a documented code.
+fail() {
+  local code=$1
+  shift
+  RESULT_REASON="$*"
+  printf 'self-deploy: error: %s\n' "$*" >&2
+  exit "$code"
+}
+
+# Result of this run, printed as the last line by on_exit whatever happens.
+RESULT_REVISION=''
+RESULT_PREVIOUS=''
+RESULT_SOURCE=''
+RESULT_SKIPPED=false
+RESULT_REASON=''
+START_SECONDS=$SECONDS
+
+json_string() {
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\t'/\\t}
+  s=${s//[^[:print:]]/?}
+  printf '"%s"' "$s"
+}
+
+on_error() {
+  local status=$1 line=$2 command=$3
+  # A failing command substitution runs this in its subshell too; report once, in the main shell.
+  if [ "$BASHPID" = "$$" ]; then
+    RESULT_REASON="line $line: '$command' exited with $status"
+    printf 'self-deploy: error: line %s: %s exited with %s\n' "$line" "$command" "$status" >&2
+  fi
+  exit "$EXIT_UNEXPECTED"
+}
+
+on_exit() {
+  local status=$?
+  trap - EXIT
+  if [ "$status" -eq 194 ]; then
+    status=$EXIT_UNEXPECTED
+  fi
+  local result status_word=success
+  [ "$status" -eq 0 ] || status_word=failure
+  result="{\"status\":\"$status_word\",\"exitCode\":$status"
+  result+=",\"environment\":$(json_string "${ENVIRONMENT:-}")"
+  result+=",\"revision\":$(json_string "$RESULT_REVISION")"
+  result+=",\"previousRevision\":$(json_string "$RESULT_PREVIOUS")"
+  result+=",\"source\":$(json_string "$RESULT_SOURCE")"
+  result+=",\"skipped\":$RESULT_SKIPPED,\"seconds\":$((SECONDS - START_SECONDS))"
+  [ -z "$RESULT_REASON" ] || result+=",\"reason\":$(json_string "$RESULT_REASON")"
+  printf 'SELFDEPLOY_RESULT %s}\n' "$result"
+  exit "$status"
+}
+
+# check NAME VALUE PATTERN: exit 2 unless VALUE matches PATTERN (ERE, as in the document).
+check() {
+  local name=$1 value=$2 pattern=$3
+  [[ $value =~ $pattern ]] || fail "$EXIT_INVALID_INPUT" "$name $(printf '%q' "$value") does not match $pattern"
+}
+
+read_inputs() {
+  ENVIRONMENT=${SELFDEPLOY_ENVIRONMENT-$DEFAULT_SELFDEPLOY_ENVIRONMENT}
+  check SELFDEPLOY_ENVIRONMENT "$ENVIRONMENT" "$PATTERN_SELFDEPLOY_ENVIRONMENT"
+  REVISION=${SELFDEPLOY_REVISION-$DEFAULT_SELFDEPLOY_REVISION}
+  check SELFDEPLOY_REVISION "$REVISION" "$PATTERN_SELFDEPLOY_REVISION"
+  APP_USER=${SELFDEPLOY_APP_USER-$DEFAULT_SELFDEPLOY_APP_USER}
+  check SELFDEPLOY_APP_USER "$APP_USER" "$PATTERN_SELFDEPLOY_APP_USER"
+  DEPLOY_PATH=${SELFDEPLOY_DEPLOY_PATH-$DEFAULT_SELFDEPLOY_DEPLOY_PATH}
+  check SELFDEPLOY_DEPLOY_PATH "$DEPLOY_PATH" "$PATTERN_SELFDEPLOY_DEPLOY_PATH"
+  APP_PATH=${SELFDEPLOY_APP_PATH-$DEFAULT_SELFDEPLOY_APP_PATH}
+  check SELFDEPLOY_APP_PATH "$APP_PATH" "$PATTERN_SELFDEPLOY_APP_PATH"
+  GROUP_NAME=${SELFDEPLOY_AUTO_SCALING_GROUP_NAME-$DEFAULT_SELFDEPLOY_AUTO_SCALING_GROUP_NAME}
+  check SELFDEPLOY_AUTO_SCALING_GROUP_NAME "$GROUP_NAME" "$PATTERN_SELFDEPLOY_AUTO_SCALING_GROUP_NAME"
+  HOOK_NAME=${SELFDEPLOY_LIFECYCLE_HOOK_NAME-$DEFAULT_SELFDEPLOY_LIFECYCLE_HOOK_NAME}
+  check SELFDEPLOY_LIFECYCLE_HOOK_NAME "$HOOK_NAME" "$PATTERN_SELFDEPLOY_LIFECYCLE_HOOK_NAME"
+  ACTION_TOKEN=${SELFDEPLOY_LIFECYCLE_ACTION_TOKEN-$DEFAULT_SELFDEPLOY_LIFECYCLE_ACTION_TOKEN}
+  check SELFDEPLOY_LIFECYCLE_ACTION_TOKEN "$ACTION_TOKEN" "$PATTERN_SELFDEPLOY_LIFECYCLE_ACTION_TOKEN"
+
+  # The default is a literal: the deploy command's own sh expands it.
+  DEPLOY_COMMAND=${SELFDEPLOY_DEPLOY_COMMAND:-'bundle exec cap "local_$SELFDEPLOY_ENVIRONMENT" deploy'}
+  GEM_INSTALL_COMMAND=${SELFDEPLOY_GEM_INSTALL_COMMAND:-bundle install}
+  local command
+  for command in "$DEPLOY_COMMAND" "$GEM_INSTALL_COMMAND"; do
+    [[ $command =~ ^[[:print:]]+$ ]] || fail "$EXIT_INVALID_INPUT" "deploy and gem install commands must be one line of printable characters"
+  done
+
+  BRANCHES=${SELFDEPLOY_BRANCHES-production=master staging=develop}
+  BRANCH=''
+  local entry entries
+  read -r -a entries <<<"$BRANCHES"
+  for entry in "${entries[@]}"; do
+    [[ $entry == *=* ]] || fail "$EXIT_INVALID_INPUT" "SELFDEPLOY_BRANCHES entry $(printf '%q' "$entry") is not environment=branch"
+    check "SELFDEPLOY_BRANCHES environment" "${entry%%=*}" "$PATTERN_SELFDEPLOY_ENVIRONMENT"
+    check "SELFDEPLOY_BRANCHES branch" "${entry#*=}" "$PATTERN_BRANCH"
+    [ "${entry%%=*}" != "$ENVIRONMENT" ] || BRANCH=${entry#*=}
+  done
+
+  PINNED_PARAMETER=${SELFDEPLOY_PINNED_REVISION_PARAMETER:-}
+  PINNED_PARAMETER=${PINNED_PARAMETER//\{environment\}/$ENVIRONMENT}
+  [ -z "$PINNED_PARAMETER" ] || check SELFDEPLOY_PINNED_REVISION_PARAMETER "$PINNED_PARAMETER" "$PATTERN_PARAMETER_NAME"
+  DEPLOY_KEY_PARAMETER=${SELFDEPLOY_DEPLOY_KEY_PARAMETER:-}
+  DEPLOY_KEY_PARAMETER=${DEPLOY_KEY_PARAMETER//\{environment\}/$ENVIRONMENT}
+  [ -z "$DEPLOY_KEY_PARAMETER" ] || check SELFDEPLOY_DEPLOY_KEY_PARAMETER "$DEPLOY_KEY_PARAMETER" "$PATTERN_PARAMETER_NAME"
+  GIT_KNOWN_HOSTS=${SELFDEPLOY_GIT_KNOWN_HOSTS:-}
+
+  ALLOW_ROOT=${SELFDEPLOY_ALLOW_ROOT:-0}
+  check SELFDEPLOY_ALLOW_ROOT "$ALLOW_ROOT" '^[01]$'
+  LOCK_TIMEOUT=${SELFDEPLOY_LOCK_TIMEOUT:-600}
+  check SELFDEPLOY_LOCK_TIMEOUT "$LOCK_TIMEOUT" "$PATTERN_COUNT"
+  STATE_DIR=${SELFDEPLOY_STATE_DIR:-/var/lib/selfdeploy}
+  check SELFDEPLOY_STATE_DIR "$STATE_DIR" "$PATTERN_SELFDEPLOY_APP_PATH"
+  SSH_PORT=${SELFDEPLOY_SSH_PORT:-22}
+  check SELFDEPLOY_SSH_PORT "$SSH_PORT" "$PATTERN_COUNT"
+  if [ "$SSH_PORT" -lt 1 ] || [ "$SSH_PORT" -gt 65535 ]; then
+    fail "$EXIT_INVALID_INPUT" "SELFDEPLOY_SSH_PORT $SSH_PORT is not a port"
+  fi
+  HOST_KEY_DIR=${SELFDEPLOY_HOST_KEY_DIR:-/etc/ssh}
+  check SELFDEPLOY_HOST_KEY_DIR "$HOST_KEY_DIR" "$PATTERN_SELFDEPLOY_APP_PATH"
+
+  if [ "$APP_USER" = root ] && [ "$ALLOW_ROOT" != 1 ]; then
+    fail "$EXIT_INVALID_INPUT" "SELFDEPLOY_APP_USER root is not allowed: deploy as an unprivileged user (or set SELFDEPLOY_ALLOW_ROOT=1)"
+  fi
+}
+
+check_prerequisites() {
+  local command
+  for command in git ssh ssh-keygen flock sha256sum; do
+    command -v "$command" >/dev/null 2>&1 || fail "$EXIT_PREREQUISITE" "$command is not installed"
+  done
+  local passwd
+  passwd=$(getent passwd "$APP_USER") || fail "$EXIT_PREREQUISITE" "application user $APP_USER does not exist"
+  APP_UID=$(cut -d: -f3 <<<"$passwd")
+  APP_HOME=$(cut -d: -f6 <<<"$passwd")
+  if [ "$APP_UID" -eq 0 ] && [ "$ALLOW_ROOT" != 1 ]; then
+    fail "$EXIT_INVALID_INPUT" "application user $APP_USER has uid 0, which is not allowed (SELFDEPLOY_ALLOW_ROOT=1 allows it)"
+  fi
+  if [ "$(id -u)" -eq 0 ]; then
+    IS_ROOT=1
+    command -v runuser >/dev/null 2>&1 || fail "$EXIT_PREREQUISITE" "runuser (util-linux) is not installed"
+  else
+    IS_ROOT=0
+    [ "$(id -u)" -eq "$APP_UID" ] || fail "$EXIT_PREREQUISITE" "run as root, or as the application user $APP_USER"
+  fi
+  [ -d "$APP_HOME" ] || fail "$EXIT_PREREQUISITE" "home directory $APP_HOME of $APP_USER does not exist"
+  [ -d "$DEPLOY_PATH/.git" ] || fail "$EXIT_PREREQUISITE" "deploy checkout $DEPLOY_PATH is not a git clone: clone the application there when building the machine image"
+  [ "$(stat -c %u "$DEPLOY_PATH")" -eq "$APP_UID" ] || fail "$EXIT_PREREQUISITE" "deploy checkout $DEPLOY_PATH is not owned by $APP_USER (chown -R it when building the image)"
+}
+
+# as_app_user COMMAND...: runs COMMAND as the application user with a clean environment
+# (VAR=value words first are added to it), from /, so nothing of root's leaks into it.
+as_app_user() {
+  local environment=(HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" SHELL=/bin/sh PATH="$PATH" LANG=C.UTF-8)
+  if [ "$IS_ROOT" -eq 1 ]; then
+    (cd / && runuser -u "$APP_USER" -- env -i "${environment[@]}" "$@")
+  else
+    (cd / && env -i "${environment[@]}" "$@")
+  fi
+}
+
+# in_dir_as_app_user DIR COMMAND...: as_app_user, in DIR.
+in_dir_as_app_user() {
+  local dir=$1
+  shift
+  as_app_user sh -c 'cd -- "$1" && shift && exec "$@"' sh "$dir" "$@"
+}
+
+# read_as_app_user FILE: FILE's content, or nothing when it does not exist.
+read_as_app_user() {
+  as_app_user sh -c 'cat -- "$1" 2>/dev/null || true' sh "$1"
+}
+
+# write_as_app_user FILE MODE: replaces FILE with stdin, written by the application user
+# so that root never follows a link the user planted in their own home.
+write_as_app_user() {
+  as_app_user sh -c 'umask 077 && cat >"$1.selfdeploy-tmp" && chmod "$2" "$1.selfdeploy-tmp" && mv -f "$1.selfdeploy-tmp" "$1"' sh "$1" "$2"
+}
+
+take_lock() {
+  mkdir -p "$STATE_DIR"
+  exec {LOCK_FD}>>"$STATE_DIR/lock"
+  if ! flock --nonblock "$LOCK_FD"; then
+    info "another self-deploy is running; waiting up to ${LOCK_TIMEOUT}s for it"
+    flock --wait "$LOCK_TIMEOUT" "$LOCK_FD" || fail "$EXIT_LOCK_TIMEOUT" "another self-deploy still held $STATE_DIR/lock after ${LOCK_TIMEOUT}s"
+  fi
+}
+
+trust_localhost() {
+  SSH_DIR="$APP_HOME/.ssh"
+  SSH_KEY="$SSH_DIR/selfdeploy_localhost"
+  KNOWN_HOSTS="$SSH_DIR/selfdeploy_known_hosts"
+  as_app_user mkdir -p "$SSH_DIR" || fail "$EXIT_LOCALHOST_TRUST" "cannot create $SSH_DIR"
+  as_app_user chmod 700 "$SSH_DIR"
+
+  # ECDSA in PEM form: net-ssh reads it without the optional ed25519/bcrypt gems.
+  if ! as_app_user test -f "$SSH_KEY" || ! as_app_user test -f "$SSH_KEY.pub"; then
+    info "generating the localhost key for $APP_USER"
+    as_app_user rm -f "$SSH_KEY" "$SSH_KEY.pub"
+    as_app_user ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -C "selfdeploy-localhost" -f "$SSH_KEY" ||
+      fail "$EXIT_LOCALHOST_TRUST" "ssh-keygen failed for $SSH_KEY"
+  fi
+  local key_type key_body
+  read -r key_type key_body _ < <(as_app_user cat "$SSH_KEY.pub") || true
+  [ -n "$key_body" ] || fail "$EXIT_LOCALHOST_TRUST" "$SSH_KEY.pub is empty"
+  local entry="from=\"127.0.0.1,::1\",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty $key_type $key_body selfdeploy-localhost"
+  local current wanted
+  current=$(read_as_app_user "$SSH_DIR/authorized_keys")
+  wanted=$(grep -v ' selfdeploy-localhost$' <<<"$current" || true)
+  wanted=$(printf '%s\n%s' "$wanted" "$entry" | sed '/^$/d')
+  if [ "$current" != "$wanted" ]; then
+    info "authorizing the localhost key for $APP_USER (from 127.0.0.1 and ::1 only)"
+    printf '%s\n' "$wanted" | write_as_app_user "$SSH_DIR/authorized_keys" 600 ||
+      fail "$EXIT_LOCALHOST_TRUST" "cannot write $SSH_DIR/authorized_keys"
+  fi
+
+  # This instance's host keys are new on every launch; trust exactly the current ones.
+  local hosts='127.0.0.1,localhost,::1' pub host_keys=''
+  [ "$SSH_PORT" -eq 22 ] || hosts="[127.0.0.1]:$SSH_PORT,[localhost]:$SSH_PORT,[::1]:$SSH_PORT"
+  for pub in "$HOST_KEY_DIR"/ssh_host_*_key.pub; do
+    [ -f "$pub" ] || continue
+    read -r key_type key_body _ <"$pub"
+    host_keys+="$hosts $key_type $key_body"$'\n'
+  done
+  [ -n "$host_keys" ] || fail "$EXIT_LOCALHOST_TRUST" "no host keys in $HOST_KEY_DIR (ssh_host_*_key.pub)"
+  if [ "$(read_as_app_user "$KNOWN_HOSTS")"$'\n' != "$host_keys" ]; then
+    info "trusting this instance's current host keys for localhost"
+    printf '%s' "$host_keys" | write_as_app_user "$KNOWN_HOSTS" 644 ||
+      fail "$EXIT_LOCALHOST_TRUST" "cannot write $KNOWN_HOSTS"
+  fi
+}
+
+# aws_ssm_value NAME [--with-decryption]: the parameter's value on stdout; exit 3 from the
+# function when the parameter does not exist, 1 on any other failure (message on stderr).
+aws_ssm_value() {
+  local region=${AWS_REGION:-${AWS_DEFAULT_REGION:-${AWS_SSM_REGION_NAME:-}}} errors status=0 value
+  local args=(ssm get-parameter --name "$1" --query Parameter.Value --output text)
+  shift
+  [ -z "$region" ] || args+=(--region "$region")
+  errors=$(mktemp)
+  value=$(aws "${args[@]}" "$@" 2>"$errors") || status=$?
+  if [ "$status" -ne 0 ]; then
+    if grep -q ParameterNotFound "$errors"; then
+      rm -f "$errors"
+      return 3
+    fi
+    sed 's/^/self-deploy:   /' "$errors" >&2
+    rm -f "$errors"
+    return 1
+  fi
+  rm -f "$errors"
+  printf '%s\n' "$value"
+}
+
+# Git's SSH (for the deploy checkout and for Capistrano's mirror) checks host keys strictly,
+# with the deploy key when one is configured.
+prepare_git_ssh() {
+  GIT_SSH_WRAPPER="$SSH_DIR/selfdeploy_git_ssh"
+  local options=(-o BatchMode=yes -o StrictHostKeyChecking=yes)
+  if [ -n "$DEPLOY_KEY_PARAMETER" ]; then
+    command -v aws >/dev/null 2>&1 || fail "$EXIT_PREREQUISITE" "the AWS CLI (aws) is needed to read $DEPLOY_KEY_PARAMETER"
+    local key status=0
+    key=$(aws_ssm_value "$DEPLOY_KEY_PARAMETER" --with-decryption) || status=$?
+    [ "$status" -ne 3 ] || fail "$EXIT_PARAMETER_STORE" "deploy key parameter $DEPLOY_KEY_PARAMETER does not exist"
+    [ "$status" -eq 0 ] || fail "$EXIT_PARAMETER_STORE" "cannot read deploy key parameter $DEPLOY_KEY_PARAMETER"
+    printf '%s\n' "$key" | write_as_app_user "$SSH_DIR/selfdeploy_deploy_key" 600 ||
+      fail "$EXIT_PARAMETER_STORE" "cannot write the deploy key for $APP_USER"
+    unset key
+    options+=(-o IdentitiesOnly=yes -i "$SSH_DIR/selfdeploy_deploy_key")
+  fi
+  if [ -n "$GIT_KNOWN_HOSTS" ]; then
+    printf '%s\n' "$GIT_KNOWN_HOSTS" | write_as_app_user "$SSH_DIR/selfdeploy_git_known_hosts" 644 ||
+      fail "$EXIT_LOCALHOST_TRUST" "cannot write the git host's known_hosts"
+    options+=(-o UserKnownHostsFile="$SSH_DIR/selfdeploy_git_known_hosts" -o GlobalKnownHostsFile=/dev/null)
+  fi
+  printf '#!/bin/sh\nexec ssh %s "$@"\n' "$(printf '%q ' "${options[@]}")" |
+    write_as_app_user "$GIT_SSH_WRAPPER" 700 || fail "$EXIT_LOCALHOST_TRUST" "cannot write $GIT_SSH_WRAPPER"
+}
+
+git_as_app_user() {
+  as_app_user GIT_SSH="$GIT_SSH_WRAPPER" GIT_TERMINAL_PROMPT=0 git -C "$DEPLOY_PATH" "$@"
+}
+
+# commit_of REF: the full SHA REF names, or nothing.
+commit_of() {
+  git_as_app_user rev-parse --verify --quiet --end-of-options "$1^{commit}" || true
+}
+
+resolve_target() {
+  info "fetching origin into $DEPLOY_PATH"
+  git_as_app_user fetch --quiet --prune --tags --force origin || fail "$EXIT_REVISION" "git fetch in $DEPLOY_PATH failed"
+
+  local wanted
+  if [ -n "$REVISION" ]; then
+    RESULT_SOURCE=explicit
+    wanted=$REVISION
+  elif [ -n "$PINNED_PARAMETER" ] && pinned_revision; then
+    RESULT_SOURCE="pinned:$PINNED_PARAMETER"
+    wanted=$PINNED
+  else
+    if [ -z "$BRANCH" ]; then
+      git_as_app_user remote set-head origin --auto >/dev/null || fail "$EXIT_REVISION" "cannot find origin's default branch"
+      BRANCH=$(git_as_app_user symbolic-ref --short refs/remotes/origin/HEAD)
+      BRANCH=${BRANCH#origin/}
+    fi
+    RESULT_SOURCE="branch:$BRANCH"
+    TARGET=$(commit_of "refs/remotes/origin/$BRANCH")
+    [ -n "$TARGET" ] || fail "$EXIT_REVISION" "branch $BRANCH does not exist on origin"
+    return
+  fi
+  # A name means origin's branch before a stale local one, then a tag, then a SHA (prefix).
+  local candidate
+  for candidate in "refs/remotes/origin/$wanted" "refs/tags/$wanted" "$wanted"; do
+    TARGET=$(commit_of "$candidate")
+    [ -z "$TARGET" ] || return 0
+  done
+  fail "$EXIT_REVISION" "revision $wanted is not a commit, branch or tag of origin"
+}
+
+# Sets PINNED and succeeds when the environment's revision is pinned.
+pinned_revision() {
+  command -v aws >/dev/null 2>&1 || fail "$EXIT_PREREQUISITE" "the AWS CLI (aws) is needed to read $PINNED_PARAMETER"
+  local status=0
+  PINNED=$(aws_ssm_value "$PINNED_PARAMETER") || status=$?
+  if [ "$status" -eq 3 ]; then
+    info "no pinned revision ($PINNED_PARAMETER does not exist)"
+    return 1
+  fi
+  [ "$status" -eq 0 ] || fail "$EXIT_PARAMETER_STORE" "cannot read pinned revision parameter $PINNED_PARAMETER"
+  [ -n "$PINNED" ] || fail "$EXIT_PARAMETER_STORE" "pinned revision parameter $PINNED_PARAMETER is empty"
+  check "pinned revision in $PINNED_PARAMETER" "$PINNED" "$PATTERN_SELFDEPLOY_REVISION"
+  info "revision pinned by $PINNED_PARAMETER: $PINNED"
+}
+
+current_revision() {
+  read_as_app_user "$APP_PATH/current/REVISION"
+}
+
+install_gems_if_changed() {
+  as_app_user test -f "$DEPLOY_PATH/Gemfile" || return 0
+  local lock_digest
+  lock_digest=$(read_as_app_user "$DEPLOY_PATH/Gemfile.lock" | sha256sum)
+  GEMS_MARKER_LINE="${lock_digest%% *} $DEPLOY_PATH"
+  if [ "$(cat "$STATE_DIR/gems" 2>/dev/null || true)" = "$GEMS_MARKER_LINE" ]; then
+    info "Gemfile.lock unchanged since the last successful run; not installing gems"
+    return 0
+  fi
+  info "installing gems: $GEM_INSTALL_COMMAND"
+  in_dir_as_app_user "$DEPLOY_PATH" sh -c "$GEM_INSTALL_COMMAND" >&2 ||
+    fail "$EXIT_GEM_INSTALL" "gem install ($GEM_INSTALL_COMMAND) failed in $DEPLOY_PATH"
+}
+
+check_ssh_to_localhost() {
+  local errors
+  if ! errors=$(as_app_user ssh -F /dev/null -p "$SSH_PORT" -i "$SSH_KEY" -o IdentitiesOnly=yes -o BatchMode=yes \
+    -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$KNOWN_HOSTS" -o GlobalKnownHostsFile=/dev/null \
+    -o ConnectTimeout=10 "$APP_USER@127.0.0.1" true 2>&1); then
+    printf '%s\n' "$errors" | sed 's/^/self-deploy:   /' >&2
+    fail "$EXIT_LOCALHOST_TRUST" "$APP_USER cannot SSH to 127.0.0.1:$SSH_PORT with the localhost key (is sshd running?)"
+  fi
+}
+
+run_deploy() {
+  mkdir -p "$STATE_DIR/logs"
+  chmod 700 "$STATE_DIR/logs"
+  local log status=0
+  log="$STATE_DIR/logs/deploy-$(date -u +%Y%m%dT%H%M%SZ)-$$.log"
+  info "deploying $TARGET: $DEPLOY_COMMAND (output in $log)"
+  in_dir_as_app_user "$DEPLOY_PATH" \
+    SELFDEPLOY_REVISION="$TARGET" REVISION="$TARGET" SELFDEPLOY_ENVIRONMENT="$ENVIRONMENT" \
+    SELFDEPLOY_APP_USER="$APP_USER" SELFDEPLOY_APP_PATH="$APP_PATH" SELFDEPLOY_DEPLOY_PATH="$DEPLOY_PATH" \
+    SELFDEPLOY_SSH_PORT="$SSH_PORT" SELFDEPLOY_SSH_KEY="$SSH_KEY" SELFDEPLOY_KNOWN_HOSTS="$KNOWN_HOSTS" \
+    SELFDEPLOY_GIT_SSH="$GIT_SSH_WRAPPER" \
+    sh -c "$DEPLOY_COMMAND" </dev/null >"$log" 2>&1 {LOCK_FD}>&- || status=$?
+  # Old logs go; the newest stay for whoever investigates on the instance.
+  find "$STATE_DIR/logs" -name 'deploy-*.log' -printf '%T@ %p\n' | sort -rn | tail -n +$((KEPT_DEPLOY_LOGS + 1)) |
+    cut -d' ' -f2- | xargs -r rm -f
+  if [ "$status" -ne 0 ]; then
+    printf 'self-deploy: last lines of %s:\n' "$log" >&2
+    tail -n "$ERROR_TAIL_LINES" "$log" | cut -c1-200 | sed 's/^/  | /' >&2
+    fail "$EXIT_DEPLOY_COMMAND" "deploy command exited with $status; current still is ${RESULT_PREVIOUS:-nothing}"
+  fi
+}
+
+main() {
+  case "${1:-}" in
+  -h | --help)
+    usage
+    exit 0
+    ;;
+  '') ;;
+  *)
+    usage >&2
+    exit "$EXIT_INVALID_INPUT"
+    ;;
+  esac
+  trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+  trap on_exit EXIT
+  cd /
+
+  read_inputs
+  check_prerequisites
+  info "environment $ENVIRONMENT, user $APP_USER, checkout $DEPLOY_PATH, deploy_to $APP_PATH${GROUP_NAME:+, group $GROUP_NAME}${HOOK_NAME:+, hook $HOOK_NAME}"
+  take_lock
+  trust_localhost
+  prepare_git_ssh
+  resolve_target
+  RESULT_REVISION=$TARGET
+  RESULT_PREVIOUS=$(current_revision)
+  info "target $TARGET ($RESULT_SOURCE); current ${RESULT_PREVIOUS:-none}"
+  if [ "$RESULT_PREVIOUS" = "$TARGET" ]; then
+    RESULT_SKIPPED=true
+    info "already deployed; skipping the deploy"
+    return 0
+  fi
+
+  git_as_app_user -c advice.detachedHead=false checkout --quiet --force --detach "$TARGET" ||
+    fail "$EXIT_REVISION" "cannot check out $TARGET in $DEPLOY_PATH"
+  if [ ! -d "$APP_PATH" ]; then
+    mkdir -p "$APP_PATH"
+    chown "$APP_USER:" "$APP_PATH"
+  fi
+  install_gems_if_changed
+  check_ssh_to_localhost
+  run_deploy
+
+  local deployed
+  deployed=$(current_revision)
+  [ "$deployed" = "$TARGET" ] ||
+    fail "$EXIT_VERIFICATION" "after the deploy $APP_PATH/current/REVISION is ${deployed:-missing}, not $TARGET"
+  [ -z "${GEMS_MARKER_LINE:-}" ] || printf '%s\n' "$GEMS_MARKER_LINE" >"$STATE_DIR/gems"
+  info "deployed $TARGET in $((SECONDS - START_SECONDS))s"
+}
+
+main "$@"
