@@ -32,7 +32,7 @@ export async function handleCommandStatus(
 ): Promise<CompletionOutcome> {
   const { detail } = event;
   const commandId = detail['command-id'];
-  const instanceId = 'instance-id' in detail ? detail['instance-id'] : undefined;
+  const instanceId = 'instance-id' in detail ? detail['instance-id'] : soleInstance(event.resources);
   const keys = { commandId, ...(instanceId && { instanceId }), status: detail.status };
   if (detail['document-name'] !== deps.config.documentName) {
     deps.logger.info(`ignored: document ${detail['document-name']} is not ${deps.config.documentName}`, keys);
@@ -52,6 +52,12 @@ export async function handleCommandStatus(
     ...(instanceId && { instanceId }),
     ...(detail['requested-date-time'] && { requestedAt: detail['requested-date-time'] }),
   });
+}
+
+/** The command-level event names its instances' ARNs in `resources`; one is ours. */
+function soleInstance(resources: readonly string[] | undefined): string | undefined {
+  const ids = (resources ?? []).flatMap((arn) => /:instance\/(i-[0-9a-f]{8,17})$/.exec(arn)?.[1] ?? []);
+  return ids.length === 1 ? ids[0] : undefined;
 }
 
 async function readParameters(deps: Deps, commandId: string) {

@@ -1,5 +1,5 @@
+import { en } from 'zod/locales';
 import * as z from 'zod/mini';
-import en from 'zod/v4/locales/en.js';
 import { DOCUMENT_PARAMETERS, type DocumentParameterName } from './document-contract';
 
 // zod/mini ships without messages; English ones make every rejection say what was wrong.

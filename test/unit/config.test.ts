@@ -1,0 +1,81 @@
+import { parseConfig } from '../../functions/orchestrator/config';
+import { ConfigError } from '../../functions/shared/errors';
+
+describe('SELFDEPLOY_CONFIG', () => {
+  it('fills every omitted field with its documented default', () => {
+    const config = parseConfig(
+      JSON.stringify({ documentName: 'SelfDeploy', groups: { web: { lifecycleHookName: 'launch' } } }),
+    );
+
+    expect(config).toEqual({
+      documentName: 'SelfDeploy',
+      executionTimeoutSeconds: 1800,
+      agentWaitSeconds: 600,
+      outputLogGroupName: '/selfdeploy/commands',
+      redeployMaxConcurrency: '25%',
+      redeployMaxErrors: '0',
+      groups: {
+        web: {
+          lifecycleHookName: 'launch',
+          environment: 'production',
+          appUser: 'ec2-user',
+          deployPath: '/var/www/app/deploy',
+          appPath: '/var/www/app',
+          onFailure: 'ABANDON',
+          warmPool: 'deploy-on-both',
+          heartbeatTimeoutSeconds: 3600,
+        },
+      },
+    });
+  });
+
+  it.each<[string, string | undefined, RegExp]>([
+    ['missing', undefined, /SELFDEPLOY_CONFIG is not set/],
+    ['not JSON', '{documentName:', /SELFDEPLOY_CONFIG is not valid JSON/],
+    [
+      'without groups',
+      JSON.stringify({ documentName: 'SelfDeploy', groups: {} }),
+      /name at least one Auto Scaling group/,
+    ],
+    [
+      'with a group lacking its hook',
+      JSON.stringify({ documentName: 'SelfDeploy', groups: { web: {} } }),
+      /groups\.web\.lifecycleHookName: Invalid input: expected string/,
+    ],
+    [
+      'with a hostile environment',
+      JSON.stringify({
+        documentName: 'SelfDeploy',
+        groups: { web: { lifecycleHookName: 'h', environment: 'a b' } },
+      }),
+      /groups\.web\.environment: must match/,
+    ],
+    [
+      'with a relative path',
+      JSON.stringify({
+        documentName: 'SelfDeploy',
+        groups: { web: { lifecycleHookName: 'h', appPath: 'var/www' } },
+      }),
+      /groups\.web\.appPath: must match/,
+    ],
+    [
+      'with an unknown field (a typo must not be ignored)',
+      JSON.stringify({
+        documentName: 'SelfDeploy',
+        groups: { web: { lifecycleHookName: 'h', onFailur: 'CONTINUE' } },
+      }),
+      /Unrecognized key: "onFailur"/,
+    ],
+    [
+      'with a heartbeat timeout Auto Scaling refuses',
+      JSON.stringify({
+        documentName: 'SelfDeploy',
+        groups: { web: { lifecycleHookName: 'h', heartbeatTimeoutSeconds: 9000 } },
+      }),
+      /heartbeatTimeoutSeconds: Too big/,
+    ],
+  ])('is rejected when %s', (_case, raw, message) => {
+    expect(() => parseConfig(raw)).toThrow(ConfigError);
+    expect(() => parseConfig(raw)).toThrow(message);
+  });
+});

