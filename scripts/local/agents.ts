@@ -1,0 +1,50 @@
+import type { Agent, Execution, ExecutionResult } from './control-plane/ssm';
+
+export interface StandInAgentOptions {
+  /** Real milliseconds each "deploy" takes. @default 50 */
+  readonly durationMs?: number;
+  /** True when this run must fail (exit 9, as a failed deploy command exits). @default never */
+  readonly fails?: (execution: Execution) => boolean;
+}
+
+/**
+ * A fast stand-in for the real deploy: waits `durationMs` and exits 0, or 9 where `fails`
+ * says so. It honours the command's execution timeout and the instance's termination, and
+ * costs only a timer per run, so thousands of instances can "deploy" at once.
+ */
+export function standInAgent(options: StandInAgentOptions = {}): Agent {
+  const durationMs = options.durationMs ?? 50;
+  return (execution) =>
+    new Promise<ExecutionResult>((resolve) => {
+      const timeoutMs = Number(execution.parameters.executionTimeout ?? '3600') * 1000;
+      const finish = (result: ExecutionResult) => {
+        clearTimeout(timer);
+        execution.signal.removeEventListener('abort', onAbort);
+        resolve(result);
+      };
+      const onAbort = () => finish({ exitCode: 143, stdout: '', stderr: 'terminated\n', timedOut: false });
+      const timer = setTimeout(
+        () => {
+          if (durationMs > timeoutMs) {
+            finish({ exitCode: 124, stdout: '', stderr: 'execution timed out\n', timedOut: true });
+          } else if (options.fails?.(execution)) {
+            finish({
+              exitCode: 9,
+              stdout: 'deploying\n',
+              stderr: 'stand-in deploy failed (injected)\n',
+              timedOut: false,
+            });
+          } else {
+            finish({
+              exitCode: 0,
+              stdout: `deployed ${execution.parameters.revision || 'branch head'}\n`,
+              stderr: '',
+              timedOut: false,
+            });
+          }
+        },
+        Math.min(durationMs, timeoutMs),
+      );
+      execution.signal.addEventListener('abort', onAbort);
+    });
+}
