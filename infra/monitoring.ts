@@ -1,0 +1,179 @@
+import {
+  aws_cloudwatch_actions as actions,
+  aws_cloudwatch as cloudwatch,
+  Duration,
+  type aws_lambda as lambda,
+  type aws_sns as sns,
+  type aws_sqs as sqs,
+} from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import { groupDimensions, METRIC_NAMESPACE, MetricName } from '../functions/shared/metric-names';
+
+/** A managed group as the monitoring sees it. */
+export interface MonitoredGroup {
+  /** Construct id fragment, stable across deploys. */
+  readonly id: string;
+  /** The group's name (a token for groups built in the same app). */
+  readonly name: string;
+}
+
+/** Inputs of {@link SelfDeployMonitoring}. */
+export interface SelfDeployMonitoringProps {
+  /** The managed groups. */
+  readonly groups: readonly MonitoredGroup[];
+  /** The orchestrator function. */
+  readonly function: lambda.IFunction;
+  /** Where undeliverable events end up. */
+  readonly deadLetterQueue: sqs.IQueue;
+  /** Where alarms (and their recoveries) are sent. */
+  readonly topic: sns.ITopic;
+  /** How often the reconciler runs, which is how often StuckInstances is published. */
+  readonly reconcileInterval: Duration;
+}
+
+const FIVE_MINUTES = Duration.minutes(5);
+
+/** The alarms (to an SNS topic) and the dashboard of one selfdeploy installation. */
+export class SelfDeployMonitoring extends Construct {
+  /** Every alarm, in creation order. */
+  public readonly alarms: cloudwatch.Alarm[] = [];
+  /** The CloudWatch dashboard. */
+  public readonly dashboard: cloudwatch.Dashboard;
+
+  public constructor(scope: Construct, id: string, props: SelfDeployMonitoringProps) {
+    super(scope, id);
+    const metric = (name: MetricName, group: MonitoredGroup, statistic: string, period = FIVE_MINUTES) =>
+      new cloudwatch.Metric({
+        namespace: METRIC_NAMESPACE,
+        metricName: name,
+        dimensionsMap: groupDimensions(group.name),
+        statistic,
+        period,
+        label: `${group.name} ${name} ${statistic}`,
+      });
+    // The reconciler publishes StuckInstances every run, zeros included. A period of two runs
+    // always holds a data point while it runs, so missing data means it is not running.
+    const stuckPeriod = Duration.seconds(props.reconcileInterval.toSeconds() * 2);
+
+    for (const group of props.groups) {
+      this.alarm(`${group.id}BootstrapFailed`, {
+        metric: metric(MetricName.BootstrapFailed, group, 'Sum'),
+        threshold: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription:
+          `selfdeploy: a deploy failed on a new instance of ${group.name}; the instance was abandoned ` +
+          '(or let in anyway when onFailure is CONTINUE). Read the failure log line of the orchestrator ' +
+          'function, then the full command output in the command-output log group.',
+      });
+      this.alarm(`${group.id}StuckInstances`, {
+        metric: metric(MetricName.StuckInstances, group, 'Maximum', stuckPeriod),
+        threshold: 1,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        alarmDescription:
+          `selfdeploy: instances of ${group.name} wait in Pending:Wait with nothing moving them forward ` +
+          '(SSM agent not online, or a deploy overdue), or the reconciler stopped publishing. Check the ' +
+          "instances' SSM agent and role, the reconcile log lines, and the orchestrator's errors.",
+      });
+    }
+    this.alarm('FunctionErrors', {
+      metric: props.function.metricErrors({ period: FIVE_MINUTES, statistic: 'Sum' }),
+      threshold: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription:
+        'selfdeploy: the orchestrator function failed. Lambda retries the event twice, then sends it to the ' +
+        "dead-letter queue; the function's log group has the error line.",
+    });
+    this.alarm('DeadLetters', {
+      metric: props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        period: FIVE_MINUTES,
+        statistic: 'Maximum',
+      }),
+      threshold: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription:
+        'selfdeploy: events the orchestrator could not handle are in the dead-letter queue. The reconciler ' +
+        'repairs what they missed; read them for the cause, fix it, then purge the queue.',
+    });
+    for (const alarm of this.alarms) {
+      alarm.addAlarmAction(new actions.SnsAction(props.topic));
+      alarm.addOkAction(new actions.SnsAction(props.topic));
+    }
+
+    const perGroup = (name: MetricName, statistics: readonly string[], period?: Duration) =>
+      props.groups.flatMap((group) => statistics.map((statistic) => metric(name, group, statistic, period)));
+    const fn = props.function;
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      widgets: [
+        [
+          new cloudwatch.AlarmStatusWidget({
+            title: 'selfdeploy alarms',
+            alarms: this.alarms,
+            width: 24,
+            height: 3,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Bootstraps',
+            left: [
+              ...perGroup(MetricName.BootstrapSucceeded, ['Sum']),
+              ...perGroup(MetricName.BootstrapFailed, ['Sum']),
+            ],
+            width: 12,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Bootstrap duration (seconds)',
+            left: perGroup(MetricName.BootstrapDuration, ['p50', 'p90', 'p99']),
+            width: 12,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Stuck instances',
+            left: perGroup(MetricName.StuckInstances, ['Maximum'], stuckPeriod),
+            width: 8,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'SSM agent wait (seconds)',
+            left: perGroup(MetricName.AgentWait, ['p90', 'Maximum']),
+            width: 8,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Lifecycle actions already ended at completion',
+            left: perGroup(MetricName.LifecycleActionExpired, ['Sum']),
+            width: 8,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Orchestrator invocations and errors',
+            left: [
+              fn.metricInvocations({ period: FIVE_MINUTES }),
+              fn.metricErrors({ period: FIVE_MINUTES }),
+              fn.metricThrottles({ period: FIVE_MINUTES }),
+            ],
+            right: [props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: FIVE_MINUTES })],
+            width: 12,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Orchestrator duration (ms)',
+            left: ['p50', 'p99', 'Maximum'].map((statistic) =>
+              fn.metricDuration({ period: FIVE_MINUTES, statistic }),
+            ),
+            width: 12,
+          }),
+        ],
+      ],
+    });
+  }
+
+  private alarm(id: string, props: Omit<cloudwatch.AlarmProps, 'evaluationPeriods'>): void {
+    this.alarms.push(
+      new cloudwatch.Alarm(this, id, {
+        ...props,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      }),
+    );
+  }
+}

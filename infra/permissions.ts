@@ -1,0 +1,91 @@
+import { ArnFormat, aws_iam as iam, type Stack } from 'aws-cdk-lib';
+
+/** What the orchestrator's policy is built from. */
+export interface OrchestratorGrants {
+  /** ARN of the SelfDeploy document. */
+  readonly documentArn: string;
+  /** ARNs of the managed groups. */
+  readonly groupArns: readonly string[];
+  /** Names of the managed groups (as the instances' aws:autoscaling:groupName tag has them). */
+  readonly groupNames: readonly string[];
+}
+
+/** Tag Auto Scaling puts on every instance it launches, naming the group. */
+export const GROUP_TAG_CONDITION_KEY = 'ssm:resourceTag/aws:autoscaling:groupName';
+
+/**
+ * Exactly the calls the orchestrator makes. SendCommand is authorised against both the
+ * document and every target instance, so it is allowed for the SelfDeploy document only and
+ * for instances of the managed groups only; lifecycle calls only on the managed groups.
+ */
+export function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({
+      sid: 'SendSelfDeployDocument',
+      actions: ['ssm:SendCommand'],
+      resources: [grants.documentArn],
+    }),
+    new iam.PolicyStatement({
+      sid: 'SendToManagedGroupInstances',
+      actions: ['ssm:SendCommand'],
+      // Instance ids are not known in advance; the group tag narrows them to the managed groups.
+      resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+      conditions: { StringEquals: { [GROUP_TAG_CONDITION_KEY]: [...grants.groupNames] } },
+    }),
+    new iam.PolicyStatement({
+      sid: 'CompleteManagedLifecycleActions',
+      actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
+      resources: [...grants.groupArns],
+    }),
+    new iam.PolicyStatement({
+      sid: 'ReadCommandsInstancesAndGroups',
+      // None of these supports resource-level permissions: IAM only accepts "*" for them.
+      // All are read-only.
+      actions: [
+        // completion and reconcile: find the SelfDeploy commands of an instance
+        'ssm:ListCommands',
+        // completion: the instances a command ran on
+        'ssm:ListCommandInvocations',
+        // failure logs: the exit code and output tail of a failed run
+        'ssm:GetCommandInvocation',
+        // redeploy: which instances' agents are online
+        'ssm:DescribeInstanceInformation',
+        // reconcile and redeploy: the instances of the managed groups and their lifecycle states
+        'autoscaling:DescribeAutoScalingGroups',
+        // redeploy: the group and state of named instances
+        'autoscaling:DescribeAutoScalingInstances',
+      ],
+      resources: ['*'],
+    }),
+  ];
+}
+
+/** ARN of an SSM parameter by name (with or without its leading slash). */
+export function parameterArn(stack: Stack, name: string): string {
+  return stack.formatArn({
+    service: 'ssm',
+    resource: 'parameter',
+    resourceName: name.replace(/^\//, ''),
+    arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+  });
+}
+
+/**
+ * A resource as cdk-nag names it in a finding id: references become `<LogicalId>` or
+ * `<LogicalId.Attribute>`, pseudo parameters `<AWS::Region>`.
+ */
+export function nagResourceName(stack: Stack, value: string): string {
+  const flatten = (node: unknown): string => {
+    if (typeof node === 'string') return node;
+    if (typeof node === 'object' && node !== null) {
+      const fields = node as Record<string, unknown>;
+      if ('Ref' in fields) return `<${flatten(fields.Ref)}>`;
+      const getAtt = fields['Fn::GetAtt'];
+      if (Array.isArray(getAtt)) return `<${getAtt.map(flatten).join('.')}>`;
+      const join = fields['Fn::Join'];
+      if (Array.isArray(join)) return (join[1] as unknown[]).map(flatten).join(join[0] as string);
+    }
+    return JSON.stringify(node);
+  };
+  return flatten(stack.resolve(value));
+}
