@@ -270,11 +270,15 @@ as_app_user() {
   fi
 }
 
-# in_dir_as_app_user DIR COMMAND...: as_app_user, in DIR.
+# in_dir_as_app_user DIR [VAR=value...] COMMAND...: as_app_user, in DIR.
 in_dir_as_app_user() {
-  local dir=$1
+  local dir=$1 assignments=()
   shift
-  as_app_user sh -c 'cd -- "$1" && shift && exec "$@"' sh "$dir" "$@"
+  while [[ ${1:-} =~ ^[A-Z_][A-Z0-9_]*= ]]; do
+    assignments+=("$1")
+    shift
+  done
+  as_app_user "${assignments[@]}" sh -c 'cd -- "$1" && shift && exec "$@"' sh "$dir" "$@"
 }
 
 # read_as_app_user FILE: FILE's content, or nothing when it does not exist.
@@ -457,8 +461,10 @@ install_gems_if_changed() {
     return 0
   fi
   info "installing gems: $GEM_INSTALL_COMMAND"
-  in_dir_as_app_user "$DEPLOY_PATH" sh -c "$GEM_INSTALL_COMMAND" >&2 ||
+  if ! in_dir_as_app_user "$DEPLOY_PATH" sh -c "$GEM_INSTALL_COMMAND" </dev/null >>"$LOG" 2>&1 {LOCK_FD}>&-; then
+    print_log_tail
     fail "$EXIT_GEM_INSTALL" "gem install ($GEM_INSTALL_COMMAND) failed in $DEPLOY_PATH"
+  fi
 }
 
 check_ssh_to_localhost() {
@@ -471,24 +477,34 @@ check_ssh_to_localhost() {
   fi
 }
 
-run_deploy() {
+# Gem install and deploy output goes to a log, not to stdout: SSM keeps only the first
+# 24,000 characters of stdout, and the result line must be the last one.
+start_log() {
   mkdir -p "$STATE_DIR/logs"
   chmod 700 "$STATE_DIR/logs"
-  local log status=0
-  log="$STATE_DIR/logs/deploy-$(date -u +%Y%m%dT%H%M%SZ)-$$.log"
-  info "deploying $TARGET: $DEPLOY_COMMAND (output in $log)"
+  LOG="$STATE_DIR/logs/deploy-$(date -u +%Y%m%dT%H%M%SZ)-$$.log"
+  : >"$LOG"
+  # The newest logs stay for whoever investigates on the instance.
+  find "$STATE_DIR/logs" -name 'deploy-*.log' -printf '%T@ %p\n' | sort -rn | tail -n +$((KEPT_DEPLOY_LOGS + 1)) |
+    cut -d' ' -f2- | xargs -r rm -f
+}
+
+print_log_tail() {
+  printf 'self-deploy: last lines of %s:\n' "$LOG" >&2
+  tail -n "$ERROR_TAIL_LINES" "$LOG" | cut -c1-200 | sed 's/^/  | /' >&2
+}
+
+run_deploy() {
+  local status=0
+  info "deploying $TARGET: $DEPLOY_COMMAND (output in $LOG)"
   in_dir_as_app_user "$DEPLOY_PATH" \
     SELFDEPLOY_REVISION="$TARGET" REVISION="$TARGET" SELFDEPLOY_ENVIRONMENT="$ENVIRONMENT" \
     SELFDEPLOY_APP_USER="$APP_USER" SELFDEPLOY_APP_PATH="$APP_PATH" SELFDEPLOY_DEPLOY_PATH="$DEPLOY_PATH" \
     SELFDEPLOY_SSH_PORT="$SSH_PORT" SELFDEPLOY_SSH_KEY="$SSH_KEY" SELFDEPLOY_KNOWN_HOSTS="$KNOWN_HOSTS" \
     SELFDEPLOY_GIT_SSH="$GIT_SSH_WRAPPER" \
-    sh -c "$DEPLOY_COMMAND" </dev/null >"$log" 2>&1 {LOCK_FD}>&- || status=$?
-  # Old logs go; the newest stay for whoever investigates on the instance.
-  find "$STATE_DIR/logs" -name 'deploy-*.log' -printf '%T@ %p\n' | sort -rn | tail -n +$((KEPT_DEPLOY_LOGS + 1)) |
-    cut -d' ' -f2- | xargs -r rm -f
+    sh -c "$DEPLOY_COMMAND" </dev/null >>"$LOG" 2>&1 {LOCK_FD}>&- || status=$?
   if [ "$status" -ne 0 ]; then
-    printf 'self-deploy: last lines of %s:\n' "$log" >&2
-    tail -n "$ERROR_TAIL_LINES" "$log" | cut -c1-200 | sed 's/^/  | /' >&2
+    print_log_tail
     fail "$EXIT_DEPLOY_COMMAND" "deploy command exited with $status; current still is ${RESULT_PREVIOUS:-nothing}"
   fi
 }
@@ -531,6 +547,7 @@ main() {
     mkdir -p "$APP_PATH"
     chown "$APP_USER:" "$APP_PATH"
   fi
+  start_log
   install_gems_if_changed
   check_ssh_to_localhost
   run_deploy
