@@ -15,7 +15,15 @@ export interface DeployAgentOptions {
   /** The loopback sshd Capistrano connects to ("localhost" of every simulated instance). */
   readonly sshd: Sshd;
   readonly region: string;
+  /**
+   * Instances whose sshd is down (fault injection): their deploy cannot reach localhost and fails.
+   * @default none
+   */
+  readonly sshdDown?: (instanceId: string) => boolean;
 }
+
+/** A port nothing listens on (tcpmux is never served here), for an instance whose sshd is down. */
+const CLOSED_PORT = 1;
 
 /**
  * The SSM agent of a simulated instance, running the SelfDeploy document for real: its
@@ -42,7 +50,9 @@ export function deployAgent(options: DeployAgentOptions): Agent {
       document: JSON.parse(execution.documentContent) as SelfDeployDocument,
       parameters,
       env: {
-        SELFDEPLOY_SSH_PORT: String(options.sshd.port),
+        SELFDEPLOY_SSH_PORT: String(
+          options.sshdDown?.(execution.instanceId) ? CLOSED_PORT : options.sshd.port,
+        ),
         SELFDEPLOY_HOST_KEY_DIR: options.sshd.hostKeyDir,
       },
       workDir: join(root, 'agent'),

@@ -1,0 +1,122 @@
+import { type InstanceRecord, LocalRun, type LocalRunOptions } from '../../scripts/local/local-run';
+
+// Real deploys: bash, self-deploy.sh, Capistrano over a loopback sshd, git. They share one
+// application user, so they run one test at a time in this file.
+jest.setTimeout(90_000);
+
+let run: LocalRun | undefined;
+
+async function start(options: LocalRunOptions = {}): Promise<LocalRun> {
+  run = await LocalRun.start({ appUser: 'selfdeploy-e2e', ...options });
+  return run;
+}
+
+afterEach(async () => {
+  await run?.stop();
+  run = undefined;
+});
+
+function selfDeployCommandsFor(local: LocalRun, instanceId: string) {
+  return local.plane.ssm.commands().filter((c) => c.invocations.some((i) => i.instanceId === instanceId));
+}
+
+describe('a scale-out through the local control plane and the real handler', () => {
+  it('deploys the branch head on each of 3 new instances and puts them in service', async () => {
+    const local = await start();
+    const head = local.app?.head();
+
+    local.scaleTo(3);
+    await local.waitFor('3 instances InService', () => local.settled(), 60_000);
+
+    const instances = local.instances();
+    expect(instances).toHaveLength(3);
+    for (const instance of instances) {
+      expect(local.records.get(instance.id)).toMatchObject({ result: 'CONTINUE', completedBy: 'api' });
+      expect(local.revisionOf(instance.id)).toBe(head);
+      expect(selfDeployCommandsFor(local, instance.id)).toHaveLength(1);
+    }
+  });
+
+  it('abandons an instance whose deploy fails; the replacement is deployed and serves', async () => {
+    let first: string | undefined;
+    const local = await start({
+      sshdDown: (id) => {
+        first ??= id;
+        return id === first;
+      },
+    });
+
+    local.scaleTo(1);
+    await local.waitFor('a replacement InService', () => local.settled(), 60_000);
+
+    const [broken, replacement] = [...local.records.values()];
+    expect(broken).toMatchObject<Partial<InstanceRecord>>({
+      id: first,
+      result: 'ABANDON',
+      completedBy: 'api',
+    });
+    expect(broken?.terminatedAt).toBeDefined();
+    expect(local.plane.ssm.commands().find((c) => c.invocations[0]?.instanceId === first)?.status).toBe(
+      'Failed',
+    );
+    expect(replacement).toMatchObject({ result: 'CONTINUE' });
+    expect(local.revisionOf(replacement?.id ?? '')).toBe(local.app?.head());
+    expect(local.instances().map((i) => i.id)).toEqual([replacement?.id]);
+  });
+
+  it('deploys once the agent registers late, after SendCommand was refused', async () => {
+    // 60 simulated seconds at 20x: the agent registers 3 s after launch.
+    const local = await start({ timeScale: 20, agentDelaySeconds: 60 });
+
+    local.scaleTo(1);
+    await local.waitFor('the instance InService', () => local.settled(), 60_000);
+
+    const [instance] = local.instances();
+    const refused = local.plane.calls.filter(
+      (c) => c.operation === 'SendCommand' && c.error === 'InvalidInstanceId',
+    );
+    expect(refused.length).toBeGreaterThan(0);
+    expect(local.revisionOf(instance?.id ?? '')).toBe(local.app?.head());
+  });
+
+  it('redeploys a new commit to the whole group from a console-style manual action', async () => {
+    const local = await start();
+    local.scaleTo(2);
+    await local.waitFor('2 instances InService', () => local.settled(), 60_000);
+    const next = local.app?.commit('Second version');
+
+    const result = await local.orchestrator.invoke({ action: 'redeploy', autoScalingGroupName: 'web' });
+    await local.waitFor(
+      'the redeploy commands to finish',
+      () =>
+        local.plane.ssm
+          .commands()
+          .every((c) => ['Success', 'Failed', 'TimedOut', 'Cancelled'].includes(c.status)),
+      60_000,
+    );
+
+    expect(result).toMatchObject({ kind: 'redeploy', result: { instances: 2, skipped: [] } });
+    for (const instance of local.instances()) {
+      expect(instance.state).toBe('InService');
+      expect(local.revisionOf(instance.id)).toBe(next);
+    }
+  });
+
+  it('abandons a launch whose lifecycle metadata is hostile, and runs nothing on it', async () => {
+    const local = await start({
+      hook: { notificationMetadata: '{"revision":"$(touch /tmp/selfdeploy-pwned)"}' },
+    });
+
+    local.scaleTo(1);
+    await local.waitFor(
+      'the first launch to be abandoned',
+      () => [...local.records.values()][0]?.result !== undefined,
+      30_000,
+    );
+    local.scaleTo(0);
+
+    expect([...local.records.values()][0]).toMatchObject({ result: 'ABANDON', completedBy: 'api' });
+    expect(local.plane.calls.filter((c) => c.operation === 'SendCommand')).toEqual([]);
+    expect(local.plane.ssm.commands()).toEqual([]);
+  });
+});
