@@ -44,7 +44,7 @@ readonly EXIT_DEPLOY_COMMAND=9
 readonly EXIT_VERIFICATION=10
 
 # Lines of the deploy log printed when the deploy command fails; SSM keeps the first
-# 8,000 characters of stderr, so the tail has to fit.
+# 8,000 characters of stderr, so the tail has to fit (40 lines of at most 160 characters).
 readonly ERROR_TAIL_LINES=40
 readonly KEPT_DEPLOY_LOGS=20
 
@@ -489,9 +489,12 @@ start_log() {
     cut -d' ' -f2- | xargs -r rm -f
 }
 
+# Blank lines and Ruby backtrace lines ("from /path:line") carry no news; the rest is cut
+# short so the tail fits in what SSM keeps of stderr.
 print_log_tail() {
   printf 'self-deploy: last lines of %s:\n' "$LOG" >&2
-  tail -n "$ERROR_TAIL_LINES" "$LOG" | cut -c1-200 | sed 's/^/  | /' >&2
+  grep -v -e '^[[:space:]]*$' -e '^[[:space:]]*from /' "$LOG" | tail -n "$ERROR_TAIL_LINES" | cut -c1-160 |
+    sed 's/^/  | /' >&2 || true
 }
 
 run_deploy() {
