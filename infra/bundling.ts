@@ -14,10 +14,6 @@ export const ORCHESTRATOR_RUNTIME = lambda.Runtime.NODEJS_22_X;
 /** Graviton: cheaper per millisecond, and nothing in the bundle is native code. */
 export const ORCHESTRATOR_ARCHITECTURE = lambda.Architecture.ARM_64;
 
-// Some CommonJS dependencies call require() for Node built-ins; an ESM bundle has no
-// require of its own, so esbuild's shim would throw "Dynamic require ... is not supported".
-const REQUIRE_SHIM = "import{createRequire}from'node:module';const require=createRequire(import.meta.url);";
-
 /** The one description of how the orchestrator is built; both views below derive from it. */
 const SETTINGS = {
   target: 'node22',
@@ -28,7 +24,8 @@ const SETTINGS = {
   // Errors name themselves after their class (SelfDeployError subclasses); minification
   // would otherwise log them as single letters.
   keepNames: true,
-  banner: REQUIRE_SHIM,
+  // No createRequire banner: no dependency calls require() in the ESM bundle (a test
+  // imports the built bundle in a fresh Node process and would fail if one started to).
   // Everything is bundled, the AWS SDK too: the function runs the client versions the
   // tests ran, not whatever the runtime happens to ship.
   external: [] as string[],
@@ -41,7 +38,6 @@ export const ORCHESTRATOR_BUNDLING: nodejs.BundlingOptions = {
   mainFields: [...SETTINGS.mainFields],
   minify: SETTINGS.minify,
   keepNames: SETTINGS.keepNames,
-  banner: SETTINGS.banner,
   externalModules: [...SETTINGS.external],
   sourceMap: false,
 };
@@ -58,7 +54,6 @@ export function orchestratorBuildOptions(outfile: string): BuildOptions {
     mainFields: [...SETTINGS.mainFields],
     minify: SETTINGS.minify,
     keepNames: SETTINGS.keepNames,
-    banner: { js: SETTINGS.banner },
     external: [...SETTINGS.external],
     logLevel: 'warning',
   };

@@ -49,7 +49,6 @@ export class SelfDeployMonitoring extends Construct {
         dimensionsMap: groupDimensions(group.name),
         statistic,
         period,
-        label: `${group.name} ${name} ${statistic}`,
       });
     // The reconciler publishes StuckInstances every run, zeros included. A period of two runs
     // always holds a data point while it runs, so missing data means it is not running.
@@ -100,7 +99,12 @@ export class SelfDeployMonitoring extends Construct {
     }
 
     const perGroup = (name: MetricName, statistics: readonly string[], period?: Duration) =>
-      props.groups.flatMap((group) => statistics.map((statistic) => metric(name, group, statistic, period)));
+      props.groups.flatMap((group) =>
+        statistics.map((statistic) =>
+          // Labels only on the dashboard: a labelled alarm metric is rendered as metric math.
+          metric(name, group, statistic, period).with({ label: `${group.name} ${name} ${statistic}` }),
+        ),
+      );
     const fn = props.function;
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       widgets: [

@@ -449,25 +449,21 @@ function managedGroups(
     );
   }
   const seen = new Set<string>();
-  return groups.map((settings) => {
-    const byName = typeof settings.autoScalingGroup === 'string';
-    const id = byName
-      ? constructId(settings.autoScalingGroup as string)
-      : (settings.autoScalingGroup as Construct).node.id;
-    const group =
-      typeof settings.autoScalingGroup === 'string'
-        ? autoscaling.AutoScalingGroup.fromAutoScalingGroupName(
-            scope,
-            `${id}Group`,
-            settings.autoScalingGroup,
-          )
-        : settings.autoScalingGroup;
-    const name = group.autoScalingGroupName;
-    const key = Token.isUnresolved(name) ? group.node.path : name;
+  return groups.map((settings, index) => {
+    const given = settings.autoScalingGroup;
+    const givenName = typeof given === 'string' ? given : given.autoScalingGroupName;
+    // Names of groups built in this app are tokens: those are told apart by construct instead.
+    const key = Token.isUnresolved(givenName) && typeof given !== 'string' ? given.node.path : givenName;
     if (seen.has(key)) {
-      throw new Error(`group ${name} is listed twice: list each Auto Scaling group once`);
+      throw new Error(`group ${givenName} is listed twice: list each Auto Scaling group once`);
     }
     seen.add(key);
+    const id = typeof given === 'string' ? constructId(given, index) : given.node.id;
+    const group =
+      typeof given === 'string'
+        ? autoscaling.AutoScalingGroup.fromAutoScalingGroupName(scope, `${id}Group`, given)
+        : given;
+    const name = group.autoScalingGroupName;
 
     const heartbeatSeconds =
       settings.heartbeatTimeout?.toSeconds() ??
@@ -586,8 +582,8 @@ function eventMaxAge(groups: readonly ManagedGroup[]): Duration {
   return Duration.seconds(Math.max(60, ...groups.map((group) => group.heartbeatSeconds)));
 }
 
-function constructId(name: string): string {
-  return Token.isUnresolved(name) ? 'Named' : name.replace(/[^A-Za-z0-9]/g, '');
+function constructId(name: string, index: number): string {
+  return Token.isUnresolved(name) ? `Group${index}` : name.replace(/[^A-Za-z0-9]/g, '');
 }
 
 /** CDK spells detail-type as detailType and passes every other key through. */

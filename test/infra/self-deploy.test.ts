@@ -1,0 +1,409 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Duration } from 'aws-cdk-lib';
+import { Match } from 'aws-cdk-lib/assertions';
+import { parseConfig } from '../../functions/orchestrator/config';
+import {
+  commandStatusPattern,
+  type EventPattern,
+  INVOCATION_STATUS_DETAIL_TYPE,
+  launchLifecyclePattern,
+  TERMINAL_COMMAND_STATUSES,
+} from '../../functions/shared/event-patterns';
+import {
+  GROUP_DIMENSION,
+  METRIC_NAMESPACE,
+  MetricName,
+  SERVICE_NAME,
+} from '../../functions/shared/metric-names';
+import { buildSelfDeployDocument } from '../../infra/document';
+import { COMPLETION_GRACE_SECONDS, SelfDeploy } from '../../infra/self-deploy';
+import { matchesPattern } from '../../scripts/local/control-plane/event-pattern';
+import {
+  actionsOf,
+  fixtureEvent,
+  nagFindings,
+  onlyResource,
+  policyStatements,
+  resourcesOf,
+  resourcesOfStatement,
+  type Statement,
+  templateOf,
+  testStack,
+} from './helpers';
+
+// One stack, synthesized once, for every test in this file.
+const DOCUMENT_NAME = 'SelfDeploy-test';
+const documentOptions = { pinnedRevisionParameterName: '/selfdeploy/{environment}/revision' };
+const stack = testStack();
+const selfDeploy = new SelfDeploy(stack, 'SelfDeploy', {
+  groups: [
+    { autoScalingGroup: 'web', environment: 'production', appUser: 'deploy' },
+    {
+      autoScalingGroup: 'worker',
+      environment: 'staging',
+      lifecycleHookName: 'worker-deploy',
+      heartbeatTimeout: Duration.hours(1),
+      warmPool: 'deploy-on-service',
+    },
+  ],
+  documentName: DOCUMENT_NAME,
+  document: documentOptions,
+  alarmEmail: 'ops@example.com',
+});
+const template = templateOf(stack);
+const functionLogicalId = stack.getLogicalId(selfDeploy.function.node.defaultChild as never);
+const queueLogicalId = stack.getLogicalId(selfDeploy.deadLetterQueue.node.defaultChild as never);
+const functionArn = { 'Fn::GetAtt': [functionLogicalId, 'Arn'] };
+
+const rules = Object.values(resourcesOf(template, 'AWS::Events::Rule')).map((rule) => rule.Properties);
+const ruleWithSource = (source: string) => {
+  const rule = rules.find((candidate) =>
+    ((candidate.EventPattern as { source?: string[] } | undefined)?.source ?? []).includes(source),
+  );
+  if (!rule) throw new Error(`no rule for ${source}`);
+  return rule.EventPattern as EventPattern;
+};
+const withDetail = (event: Record<string, unknown>, detail: Record<string, unknown>) => ({
+  ...event,
+  detail: { ...(event.detail as Record<string, unknown>), ...detail },
+});
+
+describe('lifecycle hooks', () => {
+  const hooks = Object.values(resourcesOf(template, 'AWS::AutoScaling::LifecycleHook')).map(
+    (hook) => hook.Properties,
+  );
+
+  it('holds launching instances of every managed group, abandoning them when nobody answers', () => {
+    expect(hooks).toEqual([
+      {
+        AutoScalingGroupName: 'web',
+        LifecycleHookName: 'selfdeploy',
+        LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+        DefaultResult: 'ABANDON',
+        HeartbeatTimeout: 600 + 1800 + COMPLETION_GRACE_SECONDS,
+      },
+      {
+        AutoScalingGroupName: 'worker',
+        LifecycleHookName: 'worker-deploy',
+        LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+        DefaultResult: 'ABANDON',
+        HeartbeatTimeout: 3600,
+      },
+    ]);
+  });
+});
+
+describe('rules', () => {
+  it('route launches of exactly the managed groups', () => {
+    const pattern = ruleWithSource('aws.autoscaling');
+    const launch = fixtureEvent('launch');
+
+    expect(pattern).toEqual(launchLifecyclePattern(['web', 'worker']));
+    expect(matchesPattern(pattern, launch)).toBe(true);
+    expect(matchesPattern(pattern, withDetail(launch, { AutoScalingGroupName: 'worker' }))).toBe(true);
+    expect(matchesPattern(pattern, fixtureEvent('terminate'))).toBe(false);
+    expect(matchesPattern(pattern, withDetail(launch, { AutoScalingGroupName: 'someone-elses-group' }))).toBe(
+      false,
+    );
+  });
+
+  it("route only this document's terminal command statuses", () => {
+    const pattern = ruleWithSource('aws.ssm');
+    const ours = withDetail(fixtureEvent('command-success'), { 'document-name': DOCUMENT_NAME });
+
+    expect(pattern).toEqual(commandStatusPattern(DOCUMENT_NAME));
+    for (const status of TERMINAL_COMMAND_STATUSES) {
+      expect(matchesPattern(pattern, withDetail(ours, { status }))).toBe(true);
+    }
+    for (const status of ['Pending', 'InProgress', 'Delayed', 'Cancelling']) {
+      expect(matchesPattern(pattern, withDetail(ours, { status }))).toBe(false);
+    }
+    expect(matchesPattern(pattern, withDetail(ours, { 'document-name': 'AWS-RunShellScript' }))).toBe(false);
+    expect(matchesPattern(pattern, { ...ours, 'detail-type': INVOCATION_STATUS_DETAIL_TYPE })).toBe(false);
+  });
+
+  it('run the reconciler every five minutes by default', () => {
+    expect(rules.filter((rule) => rule.ScheduleExpression === 'rate(5 minutes)')).toHaveLength(1);
+  });
+
+  it('all three invoke the one function, with the dead-letter queue for undeliverable events', () => {
+    expect(rules).toHaveLength(3);
+    for (const rule of rules) {
+      expect(rule.Targets).toEqual([
+        expect.objectContaining({
+          Arn: functionArn,
+          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [queueLogicalId, 'Arn'] } },
+          RetryPolicy: { MaximumEventAgeInSeconds: 3600 },
+        }),
+      ]);
+    }
+  });
+});
+
+describe('orchestrator permissions', () => {
+  const statements = policyStatements(template, 'SelfDeployFunctionRole');
+  const withAction = (action: string) =>
+    statements.filter((statement) => actionsOf(statement).includes(action));
+  const READ_ONLY = /^(ssm|autoscaling):(List|Describe|Get)[A-Za-z]+$/;
+
+  it('sends only the SelfDeploy document', () => {
+    const [documentStatement, instanceStatement, ...others] = withAction('ssm:SendCommand');
+
+    expect(others).toEqual([]);
+    expect(JSON.stringify(documentStatement?.Resource)).toContain(`:document/${DOCUMENT_NAME}"`);
+    expect(documentStatement?.Condition).toBeUndefined();
+    expect(JSON.stringify(instanceStatement?.Resource)).toMatch(/:instance\/\*"\]\]\}$/);
+    expect(instanceStatement?.Condition).toEqual({
+      StringEquals: { 'ssm:resourceTag/aws:autoscaling:groupName': ['web', 'worker'] },
+    });
+  });
+
+  it('completes and heartbeats lifecycle actions of the managed groups only', () => {
+    const lifecycle = withAction('autoscaling:CompleteLifecycleAction');
+
+    expect(lifecycle).toHaveLength(1);
+    expect(actionsOf(lifecycle[0] as Statement).sort()).toEqual([
+      'autoscaling:CompleteLifecycleAction',
+      'autoscaling:RecordLifecycleActionHeartbeat',
+    ]);
+    const resources = resourcesOfStatement(lifecycle[0] as Statement).map((resource) =>
+      JSON.stringify(resource),
+    );
+    expect(resources).toHaveLength(2);
+    expect(resources[0]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/web"\]\]\}$/);
+    expect(resources[1]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/worker"\]\]\}$/);
+  });
+
+  it('grants "*" only for read-only calls', () => {
+    const wildcard = statements.filter((statement) => resourcesOfStatement(statement).includes('*'));
+
+    expect(wildcard.flatMap(actionsOf).filter((action) => !READ_ONLY.test(action))).toEqual([]);
+    expect(withAction('ssm:SendCommand').flatMap(resourcesOfStatement)).not.toContain('*');
+    expect(withAction('autoscaling:CompleteLifecycleAction').flatMap(resourcesOfStatement)).not.toContain(
+      '*',
+    );
+    expect(statements.flatMap(actionsOf).filter((action) => action.includes('*'))).toEqual([]);
+  });
+
+  it('writes its own log group and its dead-letter queue, nothing else', () => {
+    const rest = statements.filter(
+      (statement) => !actionsOf(statement).some((action) => /^(ssm|autoscaling):/.test(action)),
+    );
+
+    expect(rest.map((statement) => [actionsOf(statement).sort(), statement.Resource])).toEqual([
+      [
+        ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        { 'Fn::GetAtt': [expect.stringMatching(/FunctionLogs/), 'Arn'] },
+      ],
+      [['sqs:SendMessage'], { 'Fn::GetAtt': [queueLogicalId, 'Arn'] }],
+    ]);
+  });
+
+  it('allows exactly the AWS calls the orchestrator makes', () => {
+    const granted = statements
+      .flatMap(actionsOf)
+      .filter((action) => /^(ssm|autoscaling):/.test(action))
+      .sort();
+
+    expect([...new Set(granted)]).toEqual(sdkCallsOfFunctions());
+  });
+});
+
+describe('function', () => {
+  const fn = onlyResource(template, 'AWS::Lambda::Function');
+
+  it('runs the bundled handler on arm64 Node.js 22', () => {
+    expect(fn).toMatchObject({
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Handler: 'index.handler',
+      Timeout: 300,
+      MemorySize: 256,
+      DeadLetterConfig: { TargetArn: { 'Fn::GetAtt': [queueLogicalId, 'Arn'] } },
+    });
+  });
+
+  it('gets a configuration the orchestrator accepts, with every setting given', () => {
+    const raw = (fn.Environment as { Variables: { SELFDEPLOY_CONFIG: string } }).Variables.SELFDEPLOY_CONFIG;
+    const config = parseConfig(raw);
+
+    expect(config).toMatchObject({
+      documentName: DOCUMENT_NAME,
+      executionTimeoutSeconds: 1800,
+      agentWaitSeconds: 600,
+      outputLogGroupName: `/selfdeploy/${DOCUMENT_NAME}`,
+      groups: {
+        web: {
+          lifecycleHookName: 'selfdeploy',
+          environment: 'production',
+          appUser: 'deploy',
+          onFailure: 'ABANDON',
+        },
+        worker: {
+          lifecycleHookName: 'worker-deploy',
+          environment: 'staging',
+          warmPool: 'deploy-on-service',
+          heartbeatTimeoutSeconds: 3600,
+        },
+      },
+    });
+  });
+
+  it('retries a failed event twice, then gives it to the dead-letter queue', () => {
+    expect(onlyResource(template, 'AWS::Lambda::EventInvokeConfig')).toMatchObject({
+      MaximumRetryAttempts: 2,
+      MaximumEventAgeInSeconds: 3600,
+    });
+  });
+
+  it('logs to a log group with retention', () => {
+    template.hasResourceProperties('AWS::Logs::LogGroup', {
+      LogGroupName: Match.absent(),
+      RetentionInDays: 30,
+    });
+    expect(fn.LoggingConfig).toEqual({ LogGroup: { Ref: expect.stringMatching(/FunctionLogs/) } });
+  });
+});
+
+describe('document and command output', () => {
+  it('is the document the builder makes', () => {
+    expect(onlyResource(template, 'AWS::SSM::Document')).toEqual({
+      Name: DOCUMENT_NAME,
+      DocumentType: 'Command',
+      DocumentFormat: 'JSON',
+      TargetType: '/AWS::EC2::Instance',
+      UpdateMethod: 'NewVersion',
+      Content: buildSelfDeployDocument(documentOptions),
+    });
+  });
+
+  it('keeps every command output in a log group with retention', () => {
+    template.hasResourceProperties('AWS::Logs::LogGroup', {
+      LogGroupName: `/selfdeploy/${DOCUMENT_NAME}`,
+      RetentionInDays: 30,
+    });
+  });
+});
+
+describe('dead-letter queue', () => {
+  it('is encrypted, keeps messages 14 days and refuses plain HTTP', () => {
+    template.hasResourceProperties('AWS::SQS::Queue', {
+      SqsManagedSseEnabled: true,
+      MessageRetentionPeriod: 14 * 24 * 3600,
+    });
+    template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+  });
+});
+
+describe('alarms', () => {
+  const alarms = Object.values(resourcesOf(template, 'AWS::CloudWatch::Alarm')).map(
+    (alarm) => alarm.Properties,
+  );
+  const topicRef = { Ref: stack.getLogicalId(selfDeploy.alarmTopic.node.defaultChild as never) };
+  const groupAlarm = (metricName: string, group: string) =>
+    alarms.find(
+      (alarm) =>
+        alarm.MetricName === metricName && JSON.stringify(alarm.Dimensions).includes(`"Value":"${group}"`),
+    );
+
+  it.each(['web', 'worker'])('fire on the first failed bootstrap of %s', (group) => {
+    expect(groupAlarm(MetricName.BootstrapFailed, group)).toMatchObject({
+      Namespace: METRIC_NAMESPACE,
+      Dimensions: expect.arrayContaining([
+        { Name: 'service', Value: SERVICE_NAME },
+        { Name: GROUP_DIMENSION, Value: group },
+      ]),
+      Statistic: 'Sum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      AlarmActions: [topicRef],
+    });
+  });
+
+  it.each(['web', 'worker'])(
+    'fire when instances of %s are stuck, or the reconciler stops publishing',
+    (group) => {
+      expect(groupAlarm(MetricName.StuckInstances, group)).toMatchObject({
+        Namespace: METRIC_NAMESPACE,
+        Statistic: 'Maximum',
+        Threshold: 1,
+        Period: 600,
+        TreatMissingData: 'breaching',
+        AlarmActions: [topicRef],
+      });
+    },
+  );
+
+  it('fire on function errors and on dead letters', () => {
+    expect(alarms.find((alarm) => alarm.MetricName === 'Errors')).toMatchObject({
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionLogicalId } }],
+      Threshold: 1,
+      AlarmActions: [topicRef],
+    });
+    expect(alarms.find((alarm) => alarm.MetricName === 'ApproximateNumberOfMessagesVisible')).toMatchObject({
+      Namespace: 'AWS/SQS',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queueLogicalId, 'QueueName'] } }],
+      Threshold: 1,
+      AlarmActions: [topicRef],
+    });
+    expect(alarms).toHaveLength(6);
+  });
+
+  it('reach the e-mail address', () => {
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'ops@example.com',
+    });
+  });
+
+  it('are on a dashboard with bootstraps, durations, stuck instances and function health', () => {
+    const body = JSON.stringify(onlyResource(template, 'AWS::CloudWatch::Dashboard').DashboardBody);
+    for (const name of [
+      MetricName.BootstrapSucceeded,
+      MetricName.BootstrapFailed,
+      MetricName.BootstrapDuration,
+      MetricName.StuckInstances,
+      'Errors',
+      'Duration',
+    ]) {
+      expect(body).toContain(`\\"${name}\\"`);
+    }
+    expect(body).toContain('p99');
+  });
+});
+
+describe('cdk-nag', () => {
+  it('finds nothing unacknowledged', () => {
+    expect(nagFindings(stack)).toEqual([]);
+  });
+});
+
+/** `service:Action` for every AWS SDK command or paginator the orchestrator's code uses. */
+function sdkCallsOfFunctions(): string[] {
+  const root = path.join(__dirname, '..', '..', 'functions');
+  const services: Record<string, string> = { ssm: 'ssm', 'auto-scaling': 'autoscaling' };
+  const calls = new Set<string>();
+  const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((file) =>
+    file.endsWith('.ts'),
+  );
+  for (const file of files) {
+    const source = readFileSync(path.join(root, file), 'utf8');
+    for (const [, names = '', client = ''] of source.matchAll(
+      /import\s*\{([^}]*)\}\s*from\s*'@aws-sdk\/client-([a-z-]+)'/g,
+    )) {
+      for (const name of names.split(',').map((part) => part.replace(/^\s*type\s+/, '').trim())) {
+        const action = /^(\w+)Command$/.exec(name)?.[1] ?? /^paginate(\w+)$/.exec(name)?.[1];
+        if (action) calls.add(`${services[client]}:${action}`);
+      }
+    }
+  }
+  return [...calls].sort();
+}

@@ -1,0 +1,215 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { aws_autoscaling as autoscaling, aws_ec2 as ec2, Stack } from 'aws-cdk-lib';
+import { parseConfig } from '../../functions/orchestrator/config';
+import { EXAMPLE_CONFIG_FILE, loadExistingGroupsConfig, toSelfDeployProps } from '../../infra/app-config';
+import { DemoStack } from '../../infra/demo-stack';
+import { ExistingGroupsStack } from '../../infra/existing-groups-stack';
+import { SelfDeploy } from '../../infra/self-deploy';
+import {
+  actionsOf,
+  assetHashSerializer,
+  nagFindings,
+  onlyResource,
+  policyStatements,
+  resourcesOf,
+  templateOf,
+  testApp,
+} from './helpers';
+
+expect.addSnapshotSerializer(assetHashSerializer);
+
+const example = loadExistingGroupsConfig(() => undefined);
+const existing = new ExistingGroupsStack(testApp(), 'Existing', { config: example.config });
+const existingTemplate = templateOf(existing);
+const demo = new DemoStack(testApp(), 'Demo');
+const demoTemplate = templateOf(demo);
+const demoGroupRef = { Ref: demo.getLogicalId(demo.group.node.defaultChild as never) };
+
+describe('existing-groups stack', () => {
+  it('matches the snapshot', () => {
+    // The document's text is the instance script, asserted equal to the builder's output in
+    // self-deploy.test.ts; in the snapshot it would churn with every script change.
+    const template = structuredClone(existingTemplate.toJSON()) as {
+      Resources: Record<string, { Type: string; Properties: object }>;
+    };
+    for (const resource of Object.values(template.Resources)) {
+      if (resource.Type === 'AWS::SSM::Document')
+        resource.Properties = { ...resource.Properties, Content: '[document]' };
+    }
+    expect(template).toMatchSnapshot();
+  });
+
+  it('grants the named instance roles the command output and the pinned revisions', () => {
+    const policies = Object.entries(resourcesOf(existingTemplate, 'AWS::IAM::Policy'));
+    const statements = policyStatements(existingTemplate, 'InstanceRole');
+
+    expect(
+      policies.filter(([id]) => id.startsWith('InstanceRole')).map(([, policy]) => policy.Properties.Roles),
+    ).toEqual([['web-instance-role']]);
+    expect(statements.flatMap(actionsOf).sort()).toEqual([
+      'logs:CreateLogStream',
+      'logs:DescribeLogGroups',
+      'logs:DescribeLogStreams',
+      'logs:PutLogEvents',
+      'ssm:GetParameter',
+    ]);
+    expect(JSON.stringify(statements)).toContain(':parameter/selfdeploy/production/revision"');
+  });
+
+  it('passes cdk-nag', () => {
+    expect(nagFindings(existing)).toEqual([]);
+  });
+});
+
+describe('demo stack', () => {
+  const group = onlyResource(demoTemplate, 'AWS::AutoScaling::AutoScalingGroup');
+
+  it("puts the hook in the group's own definition, so its first instances are held too", () => {
+    expect(group.LifecycleHookSpecificationList).toEqual([
+      {
+        LifecycleHookName: 'selfdeploy',
+        LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+        DefaultResult: 'ABANDON',
+        HeartbeatTimeout: 2520,
+      },
+    ]);
+    expect(resourcesOf(demoTemplate, 'AWS::AutoScaling::LifecycleHook')).toEqual({});
+  });
+
+  it('routes launches of its group and gives the function a configuration naming it', () => {
+    const launchRule = Object.values(resourcesOf(demoTemplate, 'AWS::Events::Rule')).find(
+      (rule) =>
+        (rule.Properties.EventPattern as { source?: string[] } | undefined)?.source?.[0] ===
+        'aws.autoscaling',
+    );
+    const fn = onlyResource(demoTemplate, 'AWS::Lambda::Function');
+    const [, parts] = (
+      fn.Environment as { Variables: { SELFDEPLOY_CONFIG: { 'Fn::Join': [string, unknown[]] } } }
+    ).Variables.SELFDEPLOY_CONFIG['Fn::Join'];
+    // What CloudFormation will produce once the group has its name.
+    const deployed = parts.map((part) => (typeof part === 'string' ? part : 'demo-group')).join('');
+
+    expect(launchRule?.Properties.EventPattern).toMatchObject({
+      detail: { AutoScalingGroupName: [demoGroupRef] },
+    });
+    expect(parseConfig(deployed).groups['demo-group']).toMatchObject({
+      appUser: 'ec2-user',
+      deployPath: '/var/www/app/deploy',
+      appPath: '/var/www/app',
+    });
+  });
+
+  it('prepares instances with the SSM agent, git, Ruby and Capistrano, the deploy checkout, IMDSv2 and encrypted disks', () => {
+    const launchTemplate = onlyResource(demoTemplate, 'AWS::EC2::LaunchTemplate')
+      .LaunchTemplateData as Record<string, unknown>;
+    const userData = JSON.stringify(launchTemplate.UserData);
+
+    expect(launchTemplate.MetadataOptions).toMatchObject({ HttpTokens: 'required' });
+    expect(launchTemplate.BlockDeviceMappings).toEqual([
+      { DeviceName: '/dev/xvda', Ebs: { Encrypted: true, VolumeSize: 16, VolumeType: 'gp3' } },
+    ]);
+    for (const step of [
+      'dnf install -y git ruby',
+      'gem install',
+      'amazon-ssm-agent',
+      'git clone',
+      'bundle install',
+    ]) {
+      expect(userData).toContain(step);
+    }
+  });
+
+  it('lets its instances run SSM commands and write their output', () => {
+    const role = Object.values(resourcesOf(demoTemplate, 'AWS::IAM::Role')).find((candidate) =>
+      JSON.stringify(candidate.Properties.AssumeRolePolicyDocument).includes('ec2.amazonaws.com'),
+    );
+    const statements = policyStatements(demoTemplate, 'InstanceRole');
+
+    expect(JSON.stringify(role?.Properties.ManagedPolicyArns)).toContain('AmazonSSMManagedInstanceCore');
+    expect(statements.flatMap(actionsOf)).toEqual(
+      expect.arrayContaining(['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogGroups']),
+    );
+  });
+
+  it('passes cdk-nag', () => {
+    expect(nagFindings(demo)).toEqual([]);
+  });
+});
+
+describe('a group built in another stack', () => {
+  it('gets a hook resource of its own', () => {
+    const app = testApp();
+    const groupStack = new Stack(app, 'Groups');
+    const group = new autoscaling.AutoScalingGroup(groupStack, 'Web', {
+      vpc: new ec2.Vpc(groupStack, 'Vpc', { natGateways: 0 }),
+      instanceType: new ec2.InstanceType('t4g.small'),
+      machineImage: ec2.MachineImage.latestAmazonLinux2023({ cpuType: ec2.AmazonLinuxCpuType.ARM_64 }),
+    });
+    const stack = new Stack(app, 'Deploy');
+    new SelfDeploy(stack, 'SelfDeploy', { groups: [{ autoScalingGroup: group }] });
+
+    expect(onlyResource(templateOf(stack), 'AWS::AutoScaling::LifecycleHook')).toMatchObject({
+      DefaultResult: 'ABANDON',
+      AutoScalingGroupName: { 'Fn::ImportValue': expect.stringContaining('Groups') },
+    });
+  });
+});
+
+describe('existing-groups configuration', () => {
+  it('comes from the example file when nothing is configured', () => {
+    expect(example).toMatchObject({ source: EXAMPLE_CONFIG_FILE, isExample: true });
+    expect(example.config.groups.map((group) => group.name)).toEqual(['web', 'worker']);
+  });
+
+  it('comes from the selfdeploy context value, as an object or as JSON text', () => {
+    const config = { groups: [{ name: 'api', environment: 'staging', heartbeatTimeoutSeconds: 3000 }] };
+    const fromObject = loadExistingGroupsConfig((key) => (key === 'selfdeploy' ? config : undefined));
+    const fromText = loadExistingGroupsConfig((key) =>
+      key === 'selfdeploy' ? JSON.stringify(config) : undefined,
+    );
+
+    expect(fromObject).toEqual({ source: 'context selfdeploy', isExample: false, config });
+    expect(fromText.config).toEqual(config);
+  });
+
+  it('comes from the file named by selfdeployConfigFile', () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'selfdeploy-config-')), 'groups.json');
+    writeFileSync(file, JSON.stringify({ groups: [{ name: 'api' }], reconcileIntervalMinutes: 2 }));
+
+    const loaded = loadExistingGroupsConfig((key) => (key === 'selfdeployConfigFile' ? file : undefined));
+
+    expect(loaded).toMatchObject({ source: file, isExample: false, config: { reconcileIntervalMinutes: 2 } });
+  });
+
+  it('names every problem of an invalid configuration', () => {
+    const load = (value: unknown) => () =>
+      loadExistingGroupsConfig((key) => (key === 'selfdeploy' ? value : undefined));
+
+    expect(load('{')).toThrow('context selfdeploy is not valid JSON');
+    expect(load({ groups: [], logRetentionDays: 31, extra: 1 })).toThrow(
+      /not a valid selfdeploy configuration: .*groups.*logRetentionDays: must be a retention CloudWatch Logs offers/,
+    );
+    expect(() =>
+      loadExistingGroupsConfig((key) =>
+        key === 'selfdeployConfigFile' ? '/nonexistent/selfdeploy.json' : undefined,
+      ),
+    ).toThrow('selfdeployConfigFile: /nonexistent/selfdeploy.json does not exist');
+  });
+
+  it('becomes construct props with durations', () => {
+    const props = toSelfDeployProps({
+      groups: [{ name: 'api', heartbeatTimeoutSeconds: 3000 }],
+      executionTimeoutSeconds: 900,
+      reconcileIntervalMinutes: 2,
+      logRetentionDays: 7,
+    });
+
+    expect(props.groups[0]?.autoScalingGroup).toBe('api');
+    expect(props.groups[0]?.heartbeatTimeout?.toSeconds()).toBe(3000);
+    expect(props.executionTimeout?.toSeconds()).toBe(900);
+    expect(props.reconcileInterval?.toMinutes()).toBe(2);
+    expect(props.logRetention).toBe(7);
+  });
+});
