@@ -29,7 +29,7 @@ export function orchestratorStatements(stack: Stack, grants: OrchestratorGrants)
       sid: 'SendToManagedGroupInstances',
       actions: ['ssm:SendCommand'],
       // Instance ids are not known in advance; the group tag narrows them to the managed groups.
-      resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+      resources: [anyInstanceArn(stack)],
       conditions: { StringEquals: { [GROUP_TAG_CONDITION_KEY]: [...grants.groupNames] } },
     }),
     new iam.PolicyStatement({
@@ -58,6 +58,11 @@ export function orchestratorStatements(stack: Stack, grants: OrchestratorGrants)
       resources: ['*'],
     }),
   ];
+}
+
+/** Every EC2 instance of the stack's account and region. */
+export function anyInstanceArn(stack: Stack): string {
+  return stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' });
 }
 
 /** ARN of an SSM parameter by name (with or without its leading slash). */

@@ -20,6 +20,7 @@ import {
 } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { type ConfigInput, parseConfig, type WarmPoolPolicy } from '../functions/orchestrator/config';
+import { DOCUMENT_PARAMETERS } from '../functions/shared/document-contract';
 import {
   commandStatusPattern,
   type EventPattern,
@@ -35,7 +36,7 @@ import {
 } from './bundling';
 import { buildSelfDeployDocument, type SelfDeployDocumentOptions } from './document';
 import { SelfDeployMonitoring } from './monitoring';
-import { nagResourceName, orchestratorStatements, parameterArn } from './permissions';
+import { anyInstanceArn, nagResourceName, orchestratorStatements, parameterArn } from './permissions';
 
 /** What Auto Scaling does with an instance whose deploy failed. */
 export type FailureResult = 'ABANDON' | 'CONTINUE';
@@ -242,7 +243,9 @@ export class SelfDeploy extends Construct {
       groups: Object.fromEntries(groups.map((group) => [group.name, group.config])),
     };
     validateConfig(this.config);
-    this.environments = [...new Set(groups.map((group) => group.config.environment ?? 'production'))];
+    this.environments = [
+      ...new Set(groups.map((group) => group.config.environment ?? DOCUMENT_PARAMETERS.environment.default)),
+    ];
     this.documentOptions = props.document;
 
     for (const group of groups) {
@@ -302,7 +305,7 @@ export class SelfDeploy extends Construct {
     functionLogGroup.grantWrite(role);
     const wildcardFinding = (arn: string) => `AwsSolutions-IAM5[Resource::${nagResourceName(stack, arn)}]`;
     Validations.of(role).acknowledge({
-      id: wildcardFinding(stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })),
+      id: wildcardFinding(anyInstanceArn(stack)),
       reason:
         'ssm:SendCommand must name target instances, unknown in advance: instance/* is narrowed by the ' +
         'aws:autoscaling:groupName tag condition to the managed groups.',
