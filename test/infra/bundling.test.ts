@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -28,6 +28,8 @@ const deployedBundle = path.join(
 );
 
 describe('the orchestrator bundle', () => {
+  afterAll(() => rmSync(outdir, { recursive: true, force: true }));
+
   it("is exactly what esbuild's API builds from the exported settings", async () => {
     const outfile = path.join(outdir, 'api', 'index.mjs');
     await build(orchestratorBuildOptions(outfile));
