@@ -25,6 +25,8 @@ export interface DeliveryFaults {
   readonly drop?: (event: AwsEvent) => boolean;
   /** How many extra copies of this event are delivered (default 0). */
   readonly duplicates?: (event: AwsEvent) => number;
+  /** Simulated seconds between one copy's delivery and the next. @default 0 (all at once) */
+  readonly duplicateSpacingSeconds?: number;
 }
 
 export interface EventBusOptions {
@@ -114,7 +116,9 @@ export class EventBus {
     const copies = 1 + (this.faults.duplicates?.(event) ?? 0);
     for (const rule of this.#rules) {
       if (!matchesPattern(rule.pattern, event)) continue;
-      for (let copy = 0; copy < copies; copy++) this.#track(this.#deliver(rule, event));
+      for (let copy = 0; copy < copies; copy++) {
+        this.#track(this.#deliver(rule, event, copy * (this.faults.duplicateSpacingSeconds ?? 0)));
+      }
     }
   }
 
@@ -130,9 +134,11 @@ export class EventBus {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
-  async #deliver(rule: Rule, event: AwsEvent): Promise<void> {
+  async #deliver(rule: Rule, event: AwsEvent, delaySeconds = 0): Promise<void> {
     // Like an async invoke: the producer never waits for the target.
-    await new Promise((resolve) => setImmediate(resolve));
+    await (delaySeconds > 0
+      ? this.options.clock.sleep(delaySeconds)
+      : new Promise((resolve) => setImmediate(resolve)));
     for (let attempt = 1; ; attempt++) {
       try {
         await rule.target(event);
