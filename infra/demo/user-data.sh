@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Prepares an Amazon Linux 2023 instance of the demo group for selfdeploy: the SSM agent,
 # git, Ruby with bundler and Capistrano, and the deploy checkout. The deploy itself is not
 # run here: the launch lifecycle hook holds the instance until selfdeploy has deployed.
