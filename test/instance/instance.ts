@@ -46,16 +46,19 @@ export async function startInstance(userName: string): Promise<Instance> {
   // The application user has to reach its checkout and deploy_to below this directory.
   chmodSync(dir, 0o755);
   const user = ensureAppUser(userName);
-  const sshd = await startSshd({ dir: join(dir, 'sshd') });
-  const app = createSampleApp({
-    dir: join(dir, 'author'),
-    owner: user,
-    environments: ['production', 'staging'],
-  });
   const deployPath = join(dir, 'srv', 'deploy');
   const appPath = join(dir, 'srv', 'app');
   const stateDir = join(dir, 'state');
-  app.cloneTo(deployPath);
+  const sshd = await startSshd({ dir: join(dir, 'sshd') });
+  let app: SampleApp;
+  try {
+    app = createSampleApp({ dir: join(dir, 'author'), owner: user, environments: ['production', 'staging'] });
+    app.cloneTo(deployPath);
+  } catch (error) {
+    // Nobody else would stop this sshd.
+    await sshd.stop();
+    throw error;
+  }
 
   const env = (overrides: Readonly<Record<string, string>> = {}): Record<string, string> => ({
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
