@@ -202,12 +202,8 @@ async function main(): Promise<number> {
   }
   const opts = options;
 
-  let launches = 0;
+  // The first --fail launches cannot deploy; their replacements can.
   const failing = new Set<string>();
-  const failsOnLaunch = (id: string) => {
-    if (!failing.has(id) && launches < opts.fail) failing.add(id);
-    return failing.has(id);
-  };
   const BAD = 'bad-revision';
   const losable = (event: { 'detail-type': string; detail: Readonly<Record<string, unknown>> }) =>
     event['detail-type'] === LAUNCH_DETAIL_TYPE ||
@@ -225,9 +221,8 @@ async function main(): Promise<number> {
             fails: (e) => e.parameters.revision === BAD || failing.has(e.instanceId),
           },
     timeScale: opts.timeScale,
-    agentDelaySeconds: (instance) => {
-      launches++;
-      failsOnLaunch(instance.id);
+    agentDelaySeconds: (instance, launchIndex) => {
+      if (launchIndex < opts.fail) failing.add(instance.id);
       return opts.agentDelay;
     },
     sshdDown: (id) => failing.has(id),
@@ -303,6 +298,7 @@ async function main(): Promise<number> {
       () => redeploys().every((c) => TERMINAL.includes(c.status)),
       deadline - Date.now(),
     );
+    progress.update();
     const invocations = redeploys().flatMap((c) => c.invocations);
     process.stdout.write(
       `\nRedeploy of ${shortSha(next)}\n${table(
