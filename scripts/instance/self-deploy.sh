@@ -294,9 +294,10 @@ read_as_app_user() {
 }
 
 # write_as_app_user FILE MODE: replaces FILE with stdin, written by the application user
-# so that root never follows a link the user planted in their own home.
+# so that root never follows a link the user planted in their own home. The temporary name
+# is per writer: runs with different state directories may share the user.
 write_as_app_user() {
-  as_app_user sh -c 'umask 077 && cat >"$1.selfdeploy-tmp" && chmod "$2" "$1.selfdeploy-tmp" && mv -f "$1.selfdeploy-tmp" "$1"' sh "$1" "$2"
+  as_app_user sh -c 'tmp="$1.selfdeploy-$$" && umask 077 && cat >"$tmp" && chmod "$2" "$tmp" && mv -f "$tmp" "$1"' sh "$1" "$2"
 }
 
 take_lock() {
@@ -555,7 +556,8 @@ main() {
     fail "$EXIT_REVISION" "cannot check out $TARGET in $DEPLOY_PATH"
   if [ ! -d "$APP_PATH" ]; then
     mkdir -p "$APP_PATH"
-    chown "$APP_USER:" "$APP_PATH"
+    # -h: should the path have been swapped for a link meanwhile, its target keeps its owner.
+    chown -h "$APP_USER:" "$APP_PATH"
   fi
   start_log
   install_gems_if_changed
