@@ -6,7 +6,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
-import { userInfo } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 
 /** The sshd binary; Debian and Amazon Linux both install it here. */
@@ -97,7 +97,7 @@ export function ensureAppUser(name: string): AppUser {
     [
       '--wait',
       '60',
-      '/run/lock/selfdeploy-app-users.lock',
+      join(tmpdir(), 'selfdeploy-app-users.lock'),
       'sh',
       '-c',
       'getent passwd "$1" >/dev/null || useradd --create-home --shell /bin/bash "$1"; usermod -p "*" "$1"',
