@@ -7,6 +7,7 @@ import { type StandInAgentOptions, standInAgent } from './agents';
 import type { HookSpec, LifecycleResult } from './control-plane/auto-scaling';
 import { type AgentDelay, ControlPlane } from './control-plane/control-plane';
 import type { DeliveryFaults } from './control-plane/event-bus';
+import type { Agent } from './control-plane/ssm';
 import type { ThrottleOptions } from './control-plane/throttle';
 import { deployAgent } from './deploy-agent';
 import { LocalOrchestrator } from './orchestrator';
@@ -102,26 +103,27 @@ export class LocalRun {
     const cleanups: (() => Promise<void> | void)[] = [() => rmSync(dir, { recursive: true, force: true })];
     try {
       const real = options.deploy === undefined || options.deploy === 'real';
-      const appUser = ensureAppUser(options.appUser ?? DEFAULT_APP_USER);
+      const appUserName = options.appUser ?? DEFAULT_APP_USER;
+      let agent: Agent;
       let sshd: Sshd | undefined;
       let app: SampleApp | undefined;
       if (real) {
-        sshd = await startSshd({ dir: join(dir, 'sshd') });
-        const started = sshd;
+        const appUser = ensureAppUser(appUserName);
+        const started = await startSshd({ dir: join(dir, 'sshd') });
+        sshd = started;
         cleanups.unshift(() => started.stop());
         app = createSampleApp({ dir: join(dir, 'app'), owner: appUser });
+        agent = deployAgent({
+          dir: join(dir, 'instances'),
+          app,
+          appUser,
+          sshd,
+          region: 'us-east-1',
+          ...(options.sshdDown ? { sshdDown: options.sshdDown } : {}),
+        });
+      } else {
+        agent = standInAgent(options.deploy);
       }
-      const agent =
-        real && sshd && app
-          ? deployAgent({
-              dir: join(dir, 'instances'),
-              app,
-              appUser,
-              sshd,
-              region: 'us-east-1',
-              ...(options.sshdDown ? { sshdDown: options.sshdDown } : {}),
-            })
-          : standInAgent(options.deploy === 'real' ? {} : options.deploy);
       const plane = await ControlPlane.start({
         timeScale: options.timeScale ?? 10,
         agentDelaySeconds: options.agentDelaySeconds ?? 5,
@@ -146,7 +148,7 @@ export class LocalRun {
           groups: {
             [GROUP_NAME]: {
               lifecycleHookName: HOOK_NAME,
-              appUser: appUser.name,
+              appUser: appUserName,
               appPath: APP_PATH,
               deployPath: DEPLOY_PATH,
               heartbeatTimeoutSeconds: heartbeatTimeout,
