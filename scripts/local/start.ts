@@ -238,6 +238,13 @@ async function main(): Promise<number> {
   });
   const progress = new Progress(run);
   const ticker = setInterval(() => progress.update(), 100);
+  // Ctrl-C mid-run still stops sshd and the function and removes the run directory.
+  const onInterrupt = () => {
+    clearInterval(ticker);
+    process.stdout.write('\ninterrupted: cleaning up\n');
+    void run.stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onInterrupt);
   const deadline = Date.now() + opts.timeout * 1000;
   const problems: string[] = [];
   try {
@@ -342,6 +349,7 @@ async function main(): Promise<number> {
     process.stdout.write('\nOK: every instance ended as expected.\n');
   }
 
+  process.removeListener('SIGINT', onInterrupt);
   if (opts.keep) {
     await keepRunning(run, progress);
     clearInterval(ticker);

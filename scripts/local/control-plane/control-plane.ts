@@ -130,6 +130,8 @@ export class ControlPlane {
       AWS_ENDPOINT_URL_AUTO_SCALING: this.endpoint,
       AWS_ENDPOINT_URL_SSM: this.endpoint,
       AWS_REGION: this.region,
+      // The AWS CLI v1 reads the region from here only.
+      AWS_DEFAULT_REGION: this.region,
       AWS_ACCESS_KEY_ID: 'local',
       AWS_SECRET_ACCESS_KEY: 'local',
     };
