@@ -106,6 +106,8 @@ export class LocalLambda {
     const started = Date.now();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
+        // Lambda would freeze the sandbox here; this process cannot stop one of its
+        // concurrent invocations, so the late result is dropped instead.
         this.#pending.delete(id);
         const error = {
           name: 'Sandbox.Timedout',
