@@ -32,6 +32,8 @@ export interface LocalRunOptions {
   readonly port?: number;
   /** Simulated seconds until a new instance's agent registers. @default 5 */
   readonly agentDelaySeconds?: AgentDelay;
+  /** Agent registrations per simulated second. @default unlimited */
+  readonly agentRegistrationsPerSecond?: number;
   readonly throttle?: ThrottleOptions;
   readonly faults?: DeliveryFaults;
   /** Simulated seconds between scheduled reconciles. @default no schedule (call reconcile()) */
@@ -129,6 +131,9 @@ export class LocalRun {
         agentDelaySeconds: options.agentDelaySeconds ?? 5,
         agent,
         ...(options.port === undefined ? {} : { port: options.port }),
+        ...(options.agentRegistrationsPerSecond === undefined
+          ? {}
+          : { agentRegistrationsPerSecond: options.agentRegistrationsPerSecond }),
         ...(options.throttle ? { throttle: options.throttle } : {}),
         ...(options.faults ? { faults: options.faults } : {}),
       });

@@ -20,6 +20,8 @@ commit, and prints what happened to every instance.
 Options:
   --instances N         instances to launch (default 3)
   --agent-delay S       simulated seconds until a new instance's SSM agent registers (default 5)
+  --agent-rate R        agent registrations accepted per simulated second, as on big
+                        scale-outs (default unlimited)
   --fail N              the first N instances launched cannot deploy (their sshd is down):
                         selfdeploy abandons them and Auto Scaling replaces them (default 0)
   --bad-revision        the redeployed commit fails to deploy: the rollout stops at the first
@@ -44,6 +46,7 @@ const REAL_DEPLOY_COMMANDS = ['git', 'ssh', 'ssh-keygen', 'cap', 'bundle', 'ruby
 interface Options {
   readonly instances: number;
   readonly agentDelay: number;
+  readonly agentRate?: number;
   readonly fail: number;
   readonly badRevision: boolean;
   readonly throttle: number;
@@ -65,6 +68,7 @@ function parseOptions(argv: string[]): Options | undefined {
     options: {
       instances: { type: 'string' },
       'agent-delay': { type: 'string' },
+      'agent-rate': { type: 'string' },
       fail: { type: 'string' },
       'bad-revision': { type: 'boolean' },
       throttle: { type: 'string' },
@@ -92,6 +96,7 @@ function parseOptions(argv: string[]): Options | undefined {
   const options: Options = {
     instances,
     agentDelay: number('agent-delay', 5, 0, 3600),
+    ...(values['agent-rate'] === undefined ? {} : { agentRate: number('agent-rate', 1, 0.001, 10_000) }),
     fail: number('fail', 0, 0, 1000),
     badRevision: values['bad-revision'] === true,
     throttle: number('throttle', 0, 0, 0.9),
@@ -226,6 +231,7 @@ async function main(): Promise<number> {
       return opts.agentDelay;
     },
     sshdDown: (id) => failing.has(id),
+    ...(opts.agentRate === undefined ? {} : { agentRegistrationsPerSecond: opts.agentRate }),
     reconcileEverySeconds: 30,
     maxSize: Math.max(10, opts.instances),
     throttle: { fraction: opts.throttle },

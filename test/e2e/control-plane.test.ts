@@ -335,6 +335,18 @@ describe('SSM over the awsJson1_1 protocol', () => {
     });
   });
 
+  it('lets agents register no faster than the registration rate on a big scale-out', async () => {
+    await startPlane({ timeScale: 1, agentRegistrationsPerSecond: 20 });
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 5 });
+    const started = Date.now();
+
+    plane.autoScaling.setDesiredCapacity('web', 5);
+
+    expect(plane.ssm.managedInstances()).toHaveLength(1);
+    await until(() => plane.ssm.managedInstances().length === 5);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(180);
+  });
+
   it('reports a failing script as Failed with its exit code, and rejects parameters the document does not allow', async () => {
     await startPlane({ agent: async () => ({ exitCode: 3, stdout: '', stderr: 'boom', timedOut: false }) });
     plane.autoScaling.createGroup({ name: 'web', maxSize: 1, desiredCapacity: 1 });

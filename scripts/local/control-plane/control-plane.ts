@@ -30,6 +30,11 @@ export interface ControlPlaneOptions {
   readonly agent?: Agent;
   /** @default 0 */
   readonly agentDelaySeconds?: AgentDelay;
+  /**
+   * Agent registrations accepted per simulated second; later ones wait their turn, as
+   * registration is throttled on big scale-outs. @default unlimited
+   */
+  readonly agentRegistrationsPerSecond?: number;
 }
 
 /**
@@ -53,6 +58,9 @@ export class ControlPlane {
   readonly #agent: Agent;
   readonly #registrations = new Map<string, () => void>();
   #launches = 0;
+  readonly #registrationGapSeconds: number;
+  /** When (in simulated seconds since the epoch) the next agent may register. */
+  #nextSlotAt = 0;
 
   private constructor(parts: {
     endpoint: string;
@@ -66,6 +74,7 @@ export class ControlPlane {
     server: Server;
     agent: Agent;
     agentDelaySeconds: AgentDelay;
+    registrationGapSeconds: number;
   }) {
     this.endpoint = parts.endpoint;
     this.region = parts.region;
@@ -76,6 +85,7 @@ export class ControlPlane {
     this.throttle = parts.throttle;
     this.calls = parts.calls;
     this.agentDelaySeconds = parts.agentDelaySeconds;
+    this.#registrationGapSeconds = parts.registrationGapSeconds;
     this.#server = parts.server;
     this.#agent = parts.agent;
     this.autoScaling.onChange((change) => {
@@ -121,6 +131,9 @@ export class ControlPlane {
       server,
       agent: options.agent ?? (async () => ({ exitCode: 0, stdout: '', stderr: '', timedOut: false })),
       agentDelaySeconds: options.agentDelaySeconds ?? 0,
+      registrationGapSeconds: options.agentRegistrationsPerSecond
+        ? 1 / options.agentRegistrationsPerSecond
+        : 0,
     });
   }
 
@@ -158,6 +171,7 @@ export class ControlPlane {
         ? this.agentDelaySeconds(instance, index)
         : this.agentDelaySeconds;
     if (delay === undefined) return;
+    const wait = this.#registrationSlot(delay);
     const register = () => {
       this.#registrations.delete(instance.id);
       this.ssm.registerInstance(
@@ -166,10 +180,19 @@ export class ControlPlane {
         this.#agent,
       );
     };
-    if (delay <= 0) {
+    if (wait <= 0) {
       register();
       return;
     }
-    this.#registrations.set(instance.id, this.clock.after(delay, register));
+    this.#registrations.set(instance.id, this.clock.after(wait, register));
+  }
+
+  /** Simulated seconds until an agent ready after `delay` may register, given the rate limit. */
+  #registrationSlot(delay: number): number {
+    if (this.#registrationGapSeconds === 0) return delay;
+    const now = (Date.now() * this.clock.scale) / 1000;
+    const at = Math.max(now + delay, this.#nextSlotAt);
+    this.#nextSlotAt = at + this.#registrationGapSeconds;
+    return at - now;
   }
 }
