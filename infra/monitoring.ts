@@ -29,6 +29,8 @@ export interface SelfDeployMonitoringProps {
   readonly topic: sns.ITopic;
   /** How often the reconciler runs, which is how often StuckInstances is published. */
   readonly reconcileInterval: Duration;
+  /** How long a launch itself waits for a new instance's SSM agent before the reconciler takes over. */
+  readonly agentWait: Duration;
 }
 
 const FIVE_MINUTES = Duration.minutes(5);
@@ -53,6 +55,9 @@ export class SelfDeployMonitoring extends Construct {
     // The reconciler publishes StuckInstances every run, zeros included. A period of two runs
     // always holds a data point while it runs, so missing data means it is not running.
     const stuckPeriod = Duration.seconds(props.reconcileInterval.toSeconds() * 2);
+    // While a launch still waits for its agent, a reconcile may count the instance as stuck;
+    // only a stuck count that outlasts that wait is worth waking someone for.
+    const stuckPeriods = Math.ceil(props.agentWait.toSeconds() / stuckPeriod.toSeconds()) + 1;
 
     for (const group of props.groups) {
       this.alarm(`${group.id}BootstrapFailed`, {
@@ -66,6 +71,7 @@ export class SelfDeployMonitoring extends Construct {
       });
       this.alarm(`${group.id}StuckInstances`, {
         metric: metric(MetricName.StuckInstances, group, 'Maximum', stuckPeriod),
+        evaluationPeriods: stuckPeriods,
         threshold: 1,
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
         alarmDescription:
@@ -171,11 +177,14 @@ export class SelfDeployMonitoring extends Construct {
     });
   }
 
-  private alarm(id: string, props: Omit<cloudwatch.AlarmProps, 'evaluationPeriods'>): void {
+  private alarm(
+    id: string,
+    props: Omit<cloudwatch.AlarmProps, 'evaluationPeriods'> & { evaluationPeriods?: number },
+  ): void {
     this.alarms.push(
       new cloudwatch.Alarm(this, id, {
-        ...props,
         evaluationPeriods: 1,
+        ...props,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       }),
     );

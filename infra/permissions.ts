@@ -48,12 +48,14 @@ export function orchestratorStatements(stack: Stack, grants: OrchestratorGrants)
         'ssm:ListCommandInvocations',
         // failure logs: the exit code and output tail of a failed run
         'ssm:GetCommandInvocation',
-        // redeploy: which instances' agents are online
+        // launch and redeploy: whether instances' agents are online
         'ssm:DescribeInstanceInformation',
         // reconcile and redeploy: the instances of the managed groups and their lifecycle states
         'autoscaling:DescribeAutoScalingGroups',
         // redeploy: the group and state of named instances
         'autoscaling:DescribeAutoScalingInstances',
+        // reconcile: instances waiting to enter a warm pool are listed only here
+        'autoscaling:DescribeWarmPool',
       ],
       resources: ['*'],
     }),

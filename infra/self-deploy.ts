@@ -380,6 +380,7 @@ export class SelfDeploy extends Construct {
       deadLetterQueue: this.deadLetterQueue,
       topic: this.alarmTopic,
       reconcileInterval,
+      agentWait: Duration.seconds(agentWaitSeconds),
     });
   }
 

@@ -1,3 +1,4 @@
+import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
 import { MetricName } from '../shared/metric-names';
 import { isAgentNotReady, selfDeployCommands, sendSelfDeploy } from './commands';
 import type { GroupConfig } from './config';
@@ -6,6 +7,7 @@ import {
   commandComment,
   type Overrides,
   type Place,
+  placeOfComment,
   readMetadata,
   warmPoolDecision,
 } from './decisions';
@@ -15,6 +17,8 @@ import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
 
 /** Time kept back from the invocation's remaining time to finish cleanly after the last attempt. */
 const SAFETY_MARGIN_MS = 10_000;
+/** Tolerance between this function's clock and SSM's timestamps. */
+const CLOCK_SKEW_MS = 5_000;
 
 export type LaunchOutcome =
   | { outcome: 'ignored'; reason: string }
@@ -25,6 +29,7 @@ export type LaunchOutcome =
 
 export type StartOutcome =
   | { outcome: 'started'; commandId: string; agentWaitSeconds: number }
+  | { outcome: 'duplicate'; commandId: string }
   | { outcome: 'agent-not-ready'; agentWaitSeconds: number }
   | { outcome: 'action-ended' };
 
@@ -109,10 +114,12 @@ export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<L
 }
 
 /**
- * Sends the SelfDeploy command, retrying while the instance's SSM agent has not registered
- * (InvalidInstanceId) with jittered exponential backoff until `waitBudgetMs` is spent,
- * heartbeating the hook when the wait is long. Out of budget, it stops cleanly: the
- * reconciler tries again later and the hook's timeout has the last word.
+ * Sends the SelfDeploy command. While the instance's SSM agent has not registered
+ * (InvalidInstanceId) it polls the agent's status with jittered exponential backoff until
+ * `waitBudgetMs` is spent, heartbeating the hook when the wait is long, and sends as soon as
+ * the agent is online — unless a deploy for this instance was started meanwhile (a duplicate
+ * delivery, or the reconciler). Out of budget, it stops cleanly: the reconciler tries again
+ * later and the hook's timeout has the last word.
  */
 export async function startDeploy(
   deps: Deps,
@@ -128,34 +135,28 @@ export async function startDeploy(
   const waited = () => (clock.now() - started) / 1000;
 
   for (let attempt = 0; ; attempt++) {
-    try {
-      const commandId = await sendSelfDeploy(
-        deps,
-        [target.instanceId],
-        {
-          environment: target.overrides?.environment ?? target.group.environment,
-          revision: target.overrides?.revision ?? '',
-          appUser: target.group.appUser,
-          deployPath: target.group.deployPath,
-          appPath: target.group.appPath,
-          autoScalingGroupName: target.action.group,
-          lifecycleHookName: target.action.hook,
-          lifecycleActionToken: target.action.token ?? '',
-        },
-        commandComment(target.reason, target.place),
-      );
-      const agentWaitSeconds = waited();
-      deps.metrics.record(MetricName.BootstrapStarted, target.groupName);
-      deps.metrics.record(MetricName.AgentWait, target.groupName, agentWaitSeconds, 'Seconds');
-      deps.logger.info('self-deploy started', {
-        ...keys,
-        commandId,
-        attempts: attempt + 1,
-        agentWaitSeconds,
-      });
-      return { outcome: 'started', commandId, agentWaitSeconds };
-    } catch (error) {
-      if (!isAgentNotReady(error)) throw error;
+    if (attempt === 0 || (await agentOnline(deps, target.instanceId))) {
+      const other = attempt === 0 ? undefined : await deployStartedMeanwhile(deps, target, started);
+      if (other) {
+        deps.logger.info('a deploy was started for this instance while waiting for its agent', {
+          ...keys,
+          commandId: other,
+        });
+        return { outcome: 'duplicate', commandId: other };
+      }
+      const commandId = await trySend(deps, target);
+      if (commandId) {
+        const agentWaitSeconds = waited();
+        deps.metrics.record(MetricName.BootstrapStarted, target.groupName);
+        deps.metrics.record(MetricName.AgentWait, target.groupName, agentWaitSeconds, 'Seconds');
+        deps.logger.info('self-deploy started', {
+          ...keys,
+          commandId,
+          attempts: attempt + 1,
+          agentWaitSeconds,
+        });
+        return { outcome: 'started', commandId, agentWaitSeconds };
+      }
     }
     const left = deadline - clock.now();
     if (left <= 0) {
@@ -176,4 +177,53 @@ export async function startDeploy(
     }
     await clock.sleep(Math.min(backoffMs(attempt, clock.random()), left));
   }
+}
+
+/** SendCommand; undefined when the agent is not registered yet. */
+async function trySend(deps: Deps, target: DeployTarget): Promise<string | undefined> {
+  try {
+    return await sendSelfDeploy(
+      deps,
+      [target.instanceId],
+      {
+        environment: target.overrides?.environment ?? target.group.environment,
+        revision: target.overrides?.revision ?? '',
+        appUser: target.group.appUser,
+        deployPath: target.group.deployPath,
+        appPath: target.group.appPath,
+        autoScalingGroupName: target.action.group,
+        lifecycleHookName: target.action.hook,
+        lifecycleActionToken: target.action.token ?? '',
+      },
+      commandComment(target.reason, target.place),
+    );
+  } catch (error) {
+    if (isAgentNotReady(error)) return undefined;
+    throw error;
+  }
+}
+
+/** Whether the instance's SSM agent is registered and online. */
+async function agentOnline(deps: Deps, instanceId: string): Promise<boolean> {
+  const output = await deps.clients.ssm.send(
+    new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [instanceId] }] }),
+  );
+  return output.InstanceInformationList?.some((info) => info.PingStatus === 'Online') ?? false;
+}
+
+/** A deploy for the same lifecycle action sent by someone else since `since`. */
+async function deployStartedMeanwhile(
+  deps: Deps,
+  target: DeployTarget,
+  since: number,
+): Promise<string | undefined> {
+  const commands = await selfDeployCommands(deps, target.instanceId);
+  const token = target.action.token;
+  return commands.find(
+    (command) =>
+      (token !== undefined && command.Parameters?.lifecycleActionToken?.[0] === token) ||
+      (command.Parameters?.autoScalingGroupName?.[0] === target.groupName &&
+        placeOfComment(command.Comment) === target.place &&
+        (command.RequestedDateTime?.getTime() ?? 0) >= since - CLOCK_SKEW_MS),
+  )?.CommandId;
 }

@@ -1,4 +1,8 @@
-import { type Instance, paginateDescribeAutoScalingGroups } from '@aws-sdk/client-auto-scaling';
+import {
+  type Instance,
+  paginateDescribeAutoScalingGroups,
+  paginateDescribeWarmPool,
+} from '@aws-sdk/client-auto-scaling';
 import type { Command } from '@aws-sdk/client-ssm';
 import { fromCommandParameters } from '../shared/document-contract';
 import { TERMINAL_COMMAND_STATUSES } from '../shared/event-patterns';
@@ -53,10 +57,13 @@ export async function reconcile(deps: Deps): Promise<ReconcileSummary> {
     );
     for await (const page of pages) {
       for (const group of page.AutoScalingGroups ?? []) {
-        for (const instance of group.Instances ?? []) {
-          if (group.AutoScalingGroupName && WAIT_STATES[instance.LifecycleState ?? '']) {
-            waiting.push({ groupName: group.AutoScalingGroupName, instance });
-          }
+        const groupName = group.AutoScalingGroupName;
+        if (!groupName) continue;
+        const instances = [...(group.Instances ?? [])];
+        // Warm-pool instances are not among the group's instances; only DescribeWarmPool lists them.
+        if (group.WarmPoolConfiguration) instances.push(...(await warmPoolInstances(deps, groupName)));
+        for (const instance of instances) {
+          if (WAIT_STATES[instance.LifecycleState ?? '']) waiting.push({ groupName, instance });
         }
       }
     }
@@ -82,6 +89,16 @@ export async function reconcile(deps: Deps): Promise<ReconcileSummary> {
   }
   deps.logger.info('reconcile finished', { summary });
   return summary;
+}
+
+async function warmPoolInstances(deps: Deps, groupName: string): Promise<Instance[]> {
+  const instances: Instance[] = [];
+  const pages = paginateDescribeWarmPool(
+    { client: deps.clients.autoScaling },
+    { AutoScalingGroupName: groupName },
+  );
+  for await (const page of pages) instances.push(...(page.Instances ?? []));
+  return instances;
 }
 
 async function reconcileInstance(
@@ -117,7 +134,9 @@ async function reconcileInstance(
       { instanceId, groupName, group, action, place, reason: 'reconcile' },
       0,
     );
-    return started.outcome === 'started' ? 'deploy-started' : started.outcome;
+    return started.outcome === 'started' || started.outcome === 'duplicate'
+      ? 'deploy-started'
+      : started.outcome;
   }
 
   const commandId = current.CommandId as string;

@@ -328,13 +328,15 @@ describe('alarms', () => {
   });
 
   it.each(['web', 'worker'])(
-    'fire when instances of %s are stuck, or the reconciler stops publishing',
+    'fire when instances of %s stay stuck longer than a launch waits for its agent, or the reconciler stops publishing',
     (group) => {
       expect(groupAlarm(MetricName.StuckInstances, group)).toMatchObject({
         Namespace: METRIC_NAMESPACE,
         Statistic: 'Maximum',
         Threshold: 1,
         Period: 600,
+        // The default 10-minute agent wait fits in one 10-minute period; one more must breach too.
+        EvaluationPeriods: 2,
         TreatMissingData: 'breaching',
         AlarmActions: [topicRef],
       });

@@ -2,20 +2,47 @@ import {
   CompleteLifecycleActionCommand,
   RecordLifecycleActionHeartbeatCommand,
 } from '@aws-sdk/client-auto-scaling';
-import { ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import {
+  DescribeInstanceInformationCommand,
+  ListCommandsCommand,
+  SendCommandCommand,
+} from '@aws-sdk/client-ssm';
 import { route } from '../../functions/orchestrator/router';
-import { autoScaling, awsError, fixture, harness, INSTANCE, noActiveAction, ssm, TOKEN } from './support';
+import {
+  autoScaling,
+  awsError,
+  fixture,
+  harness,
+  INSTANCE,
+  NOW,
+  noActiveAction,
+  ssm,
+  TOKEN,
+} from './support';
 
 const NEW_COMMAND = 'aaaaaaaa-1111-2222-3333-444444444444';
 
-function agentReadyAfter(failures: number) {
-  let chain = ssm.on(SendCommandCommand);
-  for (let i = 0; i < failures; i++) {
-    chain = chain.rejectsOnce(
-      awsError('InvalidInstanceId', 'Instances [[i-1234567890abcdef0]] not in a valid state'),
-    );
+const notRegistered = () =>
+  awsError('InvalidInstanceId', 'Instances [[i-1234567890abcdef0]] not in a valid state');
+
+/** The agent is online at once (polls = 0), or after the launch has polled its status `polls` times. */
+function agentReadyAfter(polls: number) {
+  if (polls === 0) {
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
+    return;
   }
-  chain.resolves({ Command: { CommandId: NEW_COMMAND } });
+  ssm
+    .on(SendCommandCommand)
+    .rejectsOnce(notRegistered())
+    .resolves({ Command: { CommandId: NEW_COMMAND } });
+  let chain = ssm.on(DescribeInstanceInformationCommand);
+  for (let i = 1; i < polls; i++) chain = chain.resolvesOnce({ InstanceInformationList: [] }) as typeof chain;
+  chain.resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
+}
+
+function agentNeverRegisters() {
+  ssm.on(SendCommandCommand).rejects(notRegistered());
+  ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [] });
 }
 
 describe('launch lifecycle action', () => {
@@ -83,7 +110,12 @@ describe('launch lifecycle action', () => {
     const result = await route(deps, fixture('launch'));
 
     expect(result).toMatchObject({ result: { outcome: 'started', commandId: NEW_COMMAND } });
-    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 5);
+    // One optimistic send, then status polls until the agent is online, then the send.
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 2);
+    expect(ssm).toHaveReceivedCommandTimes(DescribeInstanceInformationCommand, 4);
+    expect(ssm).toHaveReceivedCommandWith(DescribeInstanceInformationCommand, {
+      Filters: [{ Key: 'InstanceIds', Values: [INSTANCE] }],
+    });
     expect(sleeps).toEqual([500, 1000, 2000, 4000]);
     expect(metrics).toContainEqual({ name: 'AgentWait', group: 'web', value: 7.5, unit: 'Seconds' });
   });
@@ -117,7 +149,7 @@ describe('launch lifecycle action', () => {
       },
     });
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'Instances not in a valid state'));
+    agentNeverRegisters();
 
     const result = await route(deps, fixture('launch'));
 
@@ -132,7 +164,7 @@ describe('launch lifecycle action', () => {
   it('never waits past the Lambda invocation it runs in', async () => {
     const { deps } = harness({ remainingMs: 30_000 });
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'Instances not in a valid state'));
+    agentNeverRegisters();
 
     const result = await route(deps, fixture('launch'));
 
@@ -143,7 +175,7 @@ describe('launch lifecycle action', () => {
   it('stops waiting when the lifecycle action ends meanwhile', async () => {
     const { deps } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'Instances not in a valid state'));
+    agentNeverRegisters();
     autoScaling.on(RecordLifecycleActionHeartbeatCommand).rejects(noActiveAction());
     const event = fixture('launch');
     Object.assign(event.detail, { AutoScalingGroupName: 'api', LifecycleHookName: 'api-launch' });
@@ -151,6 +183,32 @@ describe('launch lifecycle action', () => {
     const result = await route(deps, event);
 
     expect(result).toMatchObject({ result: { outcome: 'action-ended' } });
+  });
+
+  it('sends no second command when a deploy was started for the instance while it waited', async () => {
+    const { deps } = harness();
+    // Empty when the launch first looks; the reconciler's command by the time the agent is online.
+    ssm
+      .on(ListCommandsCommand)
+      .resolvesOnce({ Commands: [] })
+      .resolves({
+        Commands: [
+          {
+            CommandId: 'ffffffff-1111-2222-3333-444444444444',
+            Comment: 'selfdeploy reconcile AutoScalingGroup',
+            RequestedDateTime: new Date(NOW + 2_000),
+            Parameters: { autoScalingGroupName: ['web'], lifecycleActionToken: [''] },
+          },
+        ],
+      });
+    agentReadyAfter(3);
+
+    const result = await route(deps, fixture('launch'));
+
+    expect(result).toMatchObject({
+      result: { outcome: 'duplicate', commandId: 'ffffffff-1111-2222-3333-444444444444' },
+    });
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 1);
   });
 
   it('lets errors other than a missing agent fail the invocation so Lambda retries it', async () => {

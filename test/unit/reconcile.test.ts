@@ -1,6 +1,7 @@
 import {
   CompleteLifecycleActionCommand,
   DescribeAutoScalingGroupsCommand,
+  DescribeWarmPoolCommand,
   type Instance,
   RecordLifecycleActionHeartbeatCommand,
 } from '@aws-sdk/client-auto-scaling';
@@ -181,9 +182,18 @@ describe('reconcile', () => {
     expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
   });
 
-  it('handles each waiting instance of each group', async () => {
+  it('handles each waiting instance of each group, warm pools included', async () => {
     const { deps } = harness();
-    groups([waiting(INSTANCE), waiting(OTHER, 'Warmed:Pending:Wait')], [waiting('i-0aaaaaaaaaaaaaaaa')]);
+    autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
+      AutoScalingGroups: [
+        { AutoScalingGroupName: 'web', Instances: [waiting(INSTANCE)], WarmPoolConfiguration: {} } as never,
+        { AutoScalingGroupName: 'api', Instances: [waiting('i-0aaaaaaaaaaaaaaaa')] } as never,
+      ],
+    });
+    // Warm-pool instances are listed by DescribeWarmPool only, never among the group's instances.
+    autoScaling.on(DescribeWarmPoolCommand).resolves({
+      Instances: [waiting(OTHER, 'Warmed:Pending:Wait'), waiting('i-0bbbbbbbbbbbbbbbb', 'Warmed:Stopped')],
+    });
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'dddddddd-1111-2222-3333-444444444444' } });
 
@@ -195,5 +205,8 @@ describe('reconcile', () => {
       Comment: 'selfdeploy reconcile WarmPool',
     });
     expect(result).toMatchObject({ result: { groups: { web: { waiting: 2 }, api: { waiting: 1 } } } });
+    // Only the group that has a warm pool is asked about it.
+    expect(autoScaling).toHaveReceivedCommandTimes(DescribeWarmPoolCommand, 1);
+    expect(autoScaling).toHaveReceivedCommandWith(DescribeWarmPoolCommand, { AutoScalingGroupName: 'web' });
   });
 });
