@@ -6,6 +6,7 @@ import {
   SendCommandCommand,
 } from '@aws-sdk/client-ssm';
 import { type DocumentParameters, toCommandParameters } from '../shared/document-contract';
+import { parseResultLine } from '../shared/result-line';
 import type { Deps } from './deps';
 
 /** SendCommand's own limit on instances per command. */
@@ -76,10 +77,13 @@ export async function failureOutput(deps: Deps, commandId: string, instanceId: s
     const invocation = await deps.clients.ssm.send(
       new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
     );
+    const stdout = invocation.StandardOutputContent ?? '';
+    const deployResult = parseResultLine(stdout);
     return {
       responseCode: invocation.ResponseCode,
+      ...(deployResult && { deployResult }),
       statusDetails: invocation.StatusDetails,
-      stdoutTail: (invocation.StandardOutputContent ?? '').slice(-TAIL_CHARS),
+      stdoutTail: stdout.slice(-TAIL_CHARS),
       stderrTail: (invocation.StandardErrorContent ?? '').slice(-TAIL_CHARS),
       fullOutput: `CloudWatch Logs group ${deps.config.outputLogGroupName}, streams ${commandId}/${instanceId}/*`,
     };

@@ -64,7 +64,7 @@ describe('a finished self-deploy', () => {
       ssm.on(GetCommandInvocationCommand).resolves({
         ResponseCode: 3,
         StatusDetails: status,
-        StandardOutputContent: `${'x'.repeat(5000)}\nSELFDEPLOY_RESULT {"status":"failed"}`,
+        StandardOutputContent: `${'x'.repeat(5000)}\nSELFDEPLOY_RESULT {"status":"failed","exitCode":9,"reason":"deploy command failed"}`,
         StandardErrorContent:
           'cap aborted!\nSSHKit::Runner::ExecuteError: Exception while executing as deploy@localhost',
       });
@@ -87,6 +87,7 @@ describe('a finished self-deploy', () => {
         commandId: COMMAND_ID,
         group: 'web',
         responseCode: 3,
+        deployResult: { status: 'failed', exitCode: 9, reason: 'deploy command failed' },
         stderrTail: expect.stringContaining('ExecuteError'),
         fullOutput: expect.stringContaining(`/selfdeploy/commands, streams ${COMMAND_ID}/${INSTANCE}`),
       });
