@@ -1,0 +1,119 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { CompleteLifecycleActionCommand } from '@aws-sdk/client-auto-scaling';
+import { SendCommandCommand } from '@aws-sdk/client-ssm';
+import { createClients } from '../../functions/shared/clients';
+
+// The unit tier's other tests mock `send` itself, which skips the SDK's retry logic; these
+// tests put a real HTTP peer on loopback behind the standard endpoint variables instead.
+let server: Server;
+let answers: { status: number; body: string; type: string }[];
+const targets: string[] = [];
+
+beforeAll(async () => {
+  server = createServer((request, response) => {
+    request.resume();
+    request.on('end', () => {
+      targets.push(String(request.headers['x-amz-target'] ?? 'query'));
+      const answer = answers.shift() ?? { status: 500, body: '{}', type: 'application/json' };
+      response.writeHead(answer.status, { 'content-type': answer.type }).end(answer.body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL_SSM: endpoint,
+    AWS_ENDPOINT_URL_AUTO_SCALING: endpoint,
+    AWS_REGION: 'us-west-2',
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+  });
+});
+
+afterAll(async () => {
+  for (const name of [
+    'AWS_ENDPOINT_URL_SSM',
+    'AWS_ENDPOINT_URL_AUTO_SCALING',
+    'AWS_ACCESS_KEY_ID',
+    'AWS_SECRET_ACCESS_KEY',
+  ]) {
+    delete process.env[name];
+  }
+  await new Promise((resolve) => server.close(resolve));
+});
+
+beforeEach(() => {
+  targets.length = 0;
+});
+
+const ssmThrottled = {
+  status: 400,
+  type: 'application/x-amz-json-1.1',
+  body: JSON.stringify({ __type: 'ThrottlingException', message: 'Rate exceeded' }),
+};
+const autoScalingThrottled = {
+  status: 400,
+  type: 'text/xml',
+  body: '<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>',
+};
+
+describe('the AWS clients', () => {
+  it('reach the endpoint the standard variables name and retry SSM throttling until the call succeeds', async () => {
+    answers = [
+      ssmThrottled,
+      ssmThrottled,
+      {
+        status: 200,
+        type: 'application/x-amz-json-1.1',
+        body: JSON.stringify({ Command: { CommandId: 'aaaaaaaa-1111-2222-3333-444444444444' } }),
+      },
+    ];
+    const { ssm } = createClients();
+
+    const output = await ssm.send(
+      new SendCommandCommand({ DocumentName: 'SelfDeploy', InstanceIds: ['i-1234567890abcdef0'] }),
+    );
+
+    expect(output.Command?.CommandId).toBe('aaaaaaaa-1111-2222-3333-444444444444');
+    expect(targets).toEqual(['AmazonSSM.SendCommand', 'AmazonSSM.SendCommand', 'AmazonSSM.SendCommand']);
+  });
+
+  it('retry Auto Scaling throttling too', async () => {
+    answers = [
+      autoScalingThrottled,
+      {
+        status: 200,
+        type: 'text/xml',
+        body: '<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><CompleteLifecycleActionResult/><ResponseMetadata><RequestId>2</RequestId></ResponseMetadata></CompleteLifecycleActionResponse>',
+      },
+    ];
+    const { autoScaling } = createClients();
+
+    await autoScaling.send(
+      new CompleteLifecycleActionCommand({
+        AutoScalingGroupName: 'web',
+        LifecycleHookName: 'selfdeploy-launch',
+        InstanceId: 'i-1234567890abcdef0',
+        LifecycleActionResult: 'CONTINUE',
+      }),
+    );
+
+    expect(targets).toHaveLength(2);
+  });
+
+  it('do not retry an error that is not transient', async () => {
+    answers = [
+      {
+        status: 400,
+        type: 'application/x-amz-json-1.1',
+        body: JSON.stringify({ __type: 'InvalidInstanceId', message: 'Instances not in a valid state' }),
+      },
+    ];
+    const { ssm } = createClients();
+
+    await expect(
+      ssm.send(new SendCommandCommand({ DocumentName: 'SelfDeploy', InstanceIds: ['i-1234567890abcdef0'] })),
+    ).rejects.toMatchObject({ name: 'InvalidInstanceId' });
+    expect(targets).toHaveLength(1);
+  });
+});
