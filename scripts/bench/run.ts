@@ -31,10 +31,12 @@ Options:
                         repeatable. Defaults (assumptions): ${Object.entries(DEFAULT_RATE_LIMITS)
                           .map(([op, l]) => `${op}=${l.ratePerSecond}/${l.burst}`)
                           .join(' ')}
-  --agent-delay MIN-MAX seconds after launch until an agent is ready to register (default 2-20)
+  --agent-delay MIN-MAX seconds after launch until an agent is ready to register
+                        (default 2-20; --smoke: 1-2)
   --agent-rate R        agent registrations per second (default 20)
   --deploy-ms MS        the stand-in deploy's duration in the bursts (default 1000)
   --time-scale X        simulated seconds per real second in section 3 (default 100)
+  --out DIR             where the JSON goes (default bench-results/)
   --help                show this help
 `;
 
@@ -44,12 +46,36 @@ interface Mode {
   readonly burstSizes: readonly number[];
   readonly costInstances: number;
   readonly instanceRuns: number;
+  /** Default agent delays (seconds, MIN-MAX). */
+  readonly agentDelay: string;
 }
 
 const MODES: Record<Mode['name'], Mode> = {
-  full: { name: 'full', artifactRuns: 21, burstSizes: [100, 500, 1000], costInstances: 25, instanceRuns: 5 },
-  quick: { name: 'quick', artifactRuns: 15, burstSizes: [100], costInstances: 10, instanceRuns: 3 },
-  smoke: { name: 'smoke', artifactRuns: 3, burstSizes: [10], costInstances: 2, instanceRuns: 1 },
+  full: {
+    name: 'full',
+    artifactRuns: 21,
+    burstSizes: [100, 500, 1000],
+    costInstances: 25,
+    instanceRuns: 5,
+    agentDelay: '2-20',
+  },
+  quick: {
+    name: 'quick',
+    artifactRuns: 15,
+    burstSizes: [100],
+    costInstances: 10,
+    instanceRuns: 3,
+    agentDelay: '2-20',
+  },
+  // Short agent delays: the smoke run shows the path works, not how long agents take.
+  smoke: {
+    name: 'smoke',
+    artifactRuns: 3,
+    burstSizes: [10],
+    costInstances: 2,
+    instanceRuns: 1,
+    agentDelay: '1-2',
+  },
 };
 const DEPLOY_SECONDS = [10, 60, 600];
 
@@ -61,6 +87,7 @@ interface Options {
   readonly sections: ReadonlySet<number>;
   readonly burst: BurstSettings;
   readonly timeScale: number;
+  readonly outDir: string;
 }
 
 function parseOptions(argv: string[]): Options | undefined {
@@ -75,6 +102,7 @@ function parseOptions(argv: string[]): Options | undefined {
       'agent-rate': { type: 'string' },
       'deploy-ms': { type: 'string' },
       'time-scale': { type: 'string' },
+      out: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -86,7 +114,8 @@ function parseOptions(argv: string[]): Options | undefined {
       throw new UsageError(`--${name} must be a positive number, got ${raw}`);
     return parsed;
   };
-  const delay = /^(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(values['agent-delay'] ?? '2-20');
+  const mode = MODES[values.smoke ? 'smoke' : values.quick ? 'quick' : 'full'];
+  const delay = /^(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(values['agent-delay'] ?? mode.agentDelay);
   if (!delay?.[1] || !delay[2] || Number(delay[1]) > Number(delay[2])) {
     throw new UsageError(`--agent-delay must look like 2-20 (MIN-MAX seconds), got ${values['agent-delay']}`);
   }
@@ -101,7 +130,8 @@ function parseOptions(argv: string[]): Options | undefined {
     throw new UsageError((error as Error).message);
   }
   return {
-    mode: MODES[values.smoke ? 'smoke' : values.quick ? 'quick' : 'full'],
+    mode,
+    outDir: values.out ?? join(__dirname, '..', '..', 'bench-results'),
     sections,
     burst: {
       limits,
@@ -201,13 +231,26 @@ async function main(): Promise<number> {
     say(`${instanceSection(results.instance)}\n`);
   }
 
-  const dir = join(__dirname, '..', '..', 'bench-results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  mkdirSync(options.outDir, { recursive: true });
+  const file = join(options.outDir, `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(
     file,
     `${JSON.stringify({ mode: mode.name, startedAt: started.toISOString(), machine: host, sectionSeconds: durations, ...results }, null, 2)}\n`,
   );
+  // Every launch must end by the orchestrator's own completion: anything else is a bug to see.
+  const problems = [
+    ...(results.burst?.runs ?? []).flatMap((r) =>
+      r.lost + r.deadLetters > 0
+        ? [`burst of ${r.instances}: ${r.lost} lifecycle action(s) lost, ${r.deadLetters} dead letter(s)`]
+        : [],
+    ),
+    ...(results.cost?.runs ?? []).flatMap((r) =>
+      r.selfdeploy.notInService + r.polling.notInService > 0
+        ? [`${r.deploySeconds} s deploys: an instance did not go into service`]
+        : [],
+    ),
+  ];
+  for (const problem of problems) say(`FAILED: ${problem}`);
   const total = Math.round((Date.now() - started.getTime()) / 1000);
   say(
     `Took ${total} s (${Object.entries(durations)
