@@ -93,9 +93,7 @@ export async function finishCommand(deps: Deps, command: FinishedCommand): Promi
   const instanceId = instanceIds[0];
   const result = resultFor(status, deps.config.groups[groupName]);
 
-  deps.metrics.record(succeeded ? MetricName.BootstrapSucceeded : MetricName.BootstrapFailed, groupName);
   const seconds = durationSeconds(command.requestedAt, deps.clock.now());
-  if (seconds !== undefined) deps.metrics.record(MetricName.BootstrapDuration, groupName, seconds, 'Seconds');
   const logKeys = { ...keys, ...(instanceId && { instanceId }), ...(seconds !== undefined && { seconds }) };
   if (succeeded) {
     deps.logger.info('self-deploy succeeded', logKeys);
@@ -112,6 +110,13 @@ export async function finishCommand(deps: Deps, command: FinishedCommand): Promi
     result,
     logKeys,
   );
+  // Counted once per bootstrap: a repeated event, or the reconciler repairing a late one,
+  // finds the action already ended and is counted as LifecycleActionExpired instead.
+  if (outcome === 'completed') {
+    deps.metrics.record(succeeded ? MetricName.BootstrapSucceeded : MetricName.BootstrapFailed, groupName);
+    if (seconds !== undefined)
+      deps.metrics.record(MetricName.BootstrapDuration, groupName, seconds, 'Seconds');
+  }
   return { outcome, result, instanceIds };
 }
 

@@ -79,9 +79,12 @@ export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<L
   const metadata = readMetadata(detail.NotificationMetadata);
   if (metadata.kind === 'invalid') {
     // Never let an instance into service without the deploy it was launched for.
-    deps.metrics.record(MetricName.BootstrapFailed, groupName);
     deps.logger.error(`abandoning: ${metadata.reason}`, keys);
-    await completeAction(deps, action, 'ABANDON', { ...keys, reason: metadata.reason });
+    if (
+      (await completeAction(deps, action, 'ABANDON', { ...keys, reason: metadata.reason })) === 'completed'
+    ) {
+      deps.metrics.record(MetricName.BootstrapFailed, groupName);
+    }
     return { outcome: 'abandoned', reason: metadata.reason };
   }
   if (metadata.kind === 'note') deps.logger.info('launch note', { ...keys, note: metadata.text });

@@ -156,8 +156,15 @@ async function reconcileInstance(
     return 'completed';
   }
 
-  if ((await heartbeat(deps, action)) === 'expired') return 'action-ended';
-  return overdue(deps, current) ? 'deploy-overdue' : 'heartbeat';
+  if (overdue(deps, current)) {
+    // No heartbeat for a run SSM itself has given up on: the hook's timeout ends the wait.
+    deps.logger.warn('waiting instance whose self-deploy runs past its timeouts; no heartbeat', {
+      ...keys,
+      commandId,
+    });
+    return 'deploy-overdue';
+  }
+  return (await heartbeat(deps, action)) === 'expired' ? 'action-ended' : 'heartbeat';
 }
 
 /** Running longer than SSM itself would let it (delivery plus execution timeout). */

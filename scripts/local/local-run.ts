@@ -105,12 +105,14 @@ export class LocalRun {
     const cleanups: (() => Promise<void> | void)[] = [() => rmSync(dir, { recursive: true, force: true })];
     try {
       const real = options.deploy === undefined || options.deploy === 'real';
-      const appUserName = options.appUser ?? DEFAULT_APP_USER;
+      // Not root, the deploy runs as the current user (ensureAppUser says who that is).
+      let appUserName = options.appUser ?? DEFAULT_APP_USER;
       let agent: Agent;
       let sshd: Sshd | undefined;
       let app: SampleApp | undefined;
       if (real) {
         const appUser = ensureAppUser(appUserName);
+        appUserName = appUser.name;
         const started = await startSshd({ dir: join(dir, 'sshd') });
         sshd = started;
         cleanups.unshift(() => started.stop());

@@ -258,12 +258,16 @@ describe('SSM over the awsJson1_1 protocol', () => {
     await startPlane({
       agentDelaySeconds: 5,
       invocationVisibilitySeconds: 10,
-      agent: async () => ({
-        exitCode: 0,
-        stdout: 'o'.repeat(30_000),
-        stderr: 'e'.repeat(9_000),
-        timedOut: false,
-      }),
+      // Still running when GetCommandInvocation is first asked (a finished run is visible at once).
+      agent: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return {
+          exitCode: 0,
+          stdout: 'o'.repeat(30_000),
+          stderr: 'e'.repeat(9_000),
+          timedOut: false,
+        };
+      },
     });
     plane.autoScaling.createGroup({ name: 'web', maxSize: 1, desiredCapacity: 1, hook: { name: 'deploy' } });
     const id = plane.autoScaling.instances()[0]?.id as string;

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -10,7 +11,23 @@ import type { IConstruct } from 'constructs';
  * esbuild would add seconds per synth. bundling.test.ts checks the real bundle.
  */
 export function testApp(context: Record<string, unknown> = {}): App {
-  return new App({ context: { 'aws:cdk:bundling-stacks': [], ...context } });
+  // Each app writes its cloud assembly into this file's own temporary directory, removed
+  // when the file's tests end, instead of leaving a cdk.out* behind in /tmp per app.
+  return new App({
+    outdir: mkdtempSync(path.join(assemblies(), 'app-')),
+    context: { 'aws:cdk:bundling-stacks': [], ...context },
+  });
+}
+
+let assemblyRoot: string | undefined;
+// Registered when a test file imports this module, so it runs after that file's tests.
+afterAll(() => {
+  if (assemblyRoot) rmSync(assemblyRoot, { recursive: true, force: true });
+  assemblyRoot = undefined;
+});
+function assemblies(): string {
+  assemblyRoot ??= mkdtempSync(path.join(tmpdir(), 'selfdeploy-infra-test-'));
+  return assemblyRoot;
 }
 
 /** A stack in a fresh test app. */

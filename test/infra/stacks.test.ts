@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { aws_autoscaling as autoscaling, aws_ec2 as ec2, Stack } from 'aws-cdk-lib';
@@ -175,10 +175,12 @@ describe('existing-groups configuration', () => {
   });
 
   it('comes from the file named by selfdeployConfigFile', () => {
-    const file = path.join(mkdtempSync(path.join(tmpdir(), 'selfdeploy-config-')), 'groups.json');
+    const dir = mkdtempSync(path.join(tmpdir(), 'selfdeploy-config-'));
+    const file = path.join(dir, 'groups.json');
     writeFileSync(file, JSON.stringify({ groups: [{ name: 'api' }], reconcileIntervalMinutes: 2 }));
 
     const loaded = loadExistingGroupsConfig((key) => (key === 'selfdeployConfigFile' ? file : undefined));
+    rmSync(dir, { recursive: true, force: true });
 
     expect(loaded).toMatchObject({ source: file, isExample: false, config: { reconcileIntervalMinutes: 2 } });
   });

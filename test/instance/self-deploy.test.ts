@@ -4,7 +4,7 @@
  * deploys of one instance's life would.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostPublicKeys } from '../../scripts/local/sshd';
 import { type Instance, startInstance } from './instance';
@@ -166,11 +166,21 @@ test('two runs at once are serialised by the lock and both end correctly', async
 
 test('a run gives up with exit code 4 when the lock stays taken', async () => {
   // Its own process group: stopping it must stop the sleep that holds the lock too.
-  const holder = spawn('flock', [join(instance.stateDir, 'lock'), 'sleep', '30'], {
-    stdio: 'ignore',
-    detached: true,
-  });
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  const held = join(instance.stateDir, 'lock-held-by-test');
+  rmSync(held, { force: true });
+  const holder = spawn(
+    'flock',
+    [join(instance.stateDir, 'lock'), 'sh', '-c', 'touch "$0" && exec sleep 30', held],
+    {
+      stdio: 'ignore',
+      detached: true,
+    },
+  );
+  // Start the run only once the holder really has the lock.
+  for (let waited = 0; !existsSync(held); waited += 20) {
+    if (waited > 10_000) throw new Error('the lock holder never took the lock');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   try {
     const run = await instance.run({ SELFDEPLOY_LOCK_TIMEOUT: '1' });
 

@@ -151,19 +151,19 @@ describe('reconcile', () => {
     expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
   });
 
-  it('counts a deploy running past its timeouts as stuck', async () => {
+  it('counts a deploy running past its timeouts as stuck and stops heartbeating it, so the hook timeout ends the wait', async () => {
     const { deps } = harness();
     groups([waiting(INSTANCE)]);
     ssm.on(ListCommandsCommand).resolves({
       Commands: [command('InProgress', { RequestedDateTime: new Date(NOW - 3 * 3600_000) })],
     });
-    autoScaling.on(RecordLifecycleActionHeartbeatCommand).resolves({});
 
     const result = await route(deps, fixture('scheduled'));
 
     expect(result).toMatchObject({
       result: { groups: { web: { stuck: 1, instances: { [INSTANCE]: 'deploy-overdue' } } } },
     });
+    expect(autoScaling).not.toHaveReceivedCommand(RecordLifecycleActionHeartbeatCommand);
   });
 
   it('deploys an instance entering service even when its warm-pool deploy finished long ago', async () => {

@@ -231,7 +231,9 @@ export class Ssm {
     const command = this.#commands.get(commandId);
     if (!command) throw new ApiError('InvalidCommandId', `Command ${commandId} does not exist`);
     const invocation = command.invocations.find((i) => i.instanceId === instanceId);
-    if (!invocation || Date.now() < invocation.visibleAt) {
+    // Eventually consistent right after SendCommand, but by the time a run has finished (and
+    // its status event is out) AWS has the invocation.
+    if (!invocation || (Date.now() < invocation.visibleAt && !TERMINAL.has(invocation.status))) {
       throw new ApiError('InvocationDoesNotExist', `No invocation of command ${commandId} on ${instanceId}`);
     }
     return invocation;
