@@ -42,6 +42,8 @@ export interface BurstFigures {
   readonly callsByOperation: Readonly<Record<string, number>>;
   readonly invocations: number;
   readonly failedInvocations: number;
+  /** Failed invocations by error name (each retried by the event bus, as Lambda retries async invocations). */
+  readonly failedInvocationsByError: Readonly<Record<string, number>>;
   readonly deadLetters: number;
   /** Sum of the handler's invocation times over the instances. */
   readonly handlerMsPerBootstrap: number;
@@ -141,6 +143,10 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
       callsByOperation: countBy(calls, (call) => `${call.operation}${call.error ? ` (${call.error})` : ''}`),
       invocations: invocations.length,
       failedInvocations: invocations.filter((invocation) => invocation.error).length,
+      failedInvocationsByError: countBy(
+        invocations.flatMap((invocation) => (invocation.error ? [invocation.error] : [])),
+        (error) => error.name,
+      ),
       deadLetters: run.plane.bus.deadLetters.length,
       handlerMsPerBootstrap: round(sum(invocations.map((i) => i.ms)) / all.length, 1),
     };

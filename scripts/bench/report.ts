@@ -81,6 +81,19 @@ export function burstSection(rows: readonly BurstFigures[], settings: BurstSetti
     `- Agents are ready ${settings.agentDelaySeconds.min}–${settings.agentDelaySeconds.max} s after launch (uniform, seeded) and register at most ${settings.agentRegistrationsPerSecond}/s (\`--agent-delay\`, \`--agent-rate\`); the stand-in deploy takes ${settings.deployMs} ms (\`--deploy-ms\`); reconcile every ${settings.reconcileEverySeconds} s; the control plane runs in real time.`,
     '- Floor: the last CompleteLifecycleAction cannot come before its token bucket allows one per instance, nor before the last SendCommand (one per instance, after the last agent registered, bucket-limited) plus one deploy.',
     '- Lost actions: launched instances whose lifecycle action did not end by CompleteLifecycleAction (hook timeout, or still open at the end). Throttled: calls the control plane answered with a throttling error; the SDK retried each (no invocation failed, nothing reached the dead-letter list, unless noted).',
+    ...rows.flatMap((r) =>
+      r.failedInvocations > 0
+        ? [
+            `- ${r.instances} instances: ${r.failedInvocations} invocations failed (${Object.entries(
+              r.failedInvocationsByError,
+            )
+              .map(([name, count]) => `${name} ${count}`)
+              .join(
+                ', ',
+              )}) and were retried by the event bus; ${r.deadLetters} reached the dead-letter list.`,
+          ]
+        : [],
+    ),
     '- Calls / bootstrap: answered API calls over the instances (mean); the most answered calls naming one instance (max; calls that name instances only in a filter are not attributed). Attempts include throttled and InvalidInstanceId answers. Handler time: the sum of invocation durations over the instances — including time spent waiting for agents to register.',
   ].join('\n');
 }
