@@ -1,6 +1,6 @@
 import { chownSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SelfDeployDocument } from '../../infra/document';
+import { type SelfDeployDocument, shellQuote } from '../../infra/document';
 import type { Agent, Execution, ExecutionResult } from './control-plane/ssm';
 import { runDocument } from './run-document';
 import type { SampleApp } from './sample-app';
@@ -47,7 +47,7 @@ export function deployAgent(options: DeployAgentOptions): Agent {
       prepared.add(execution.instanceId);
     }
     const result = await runDocument({
-      document: JSON.parse(execution.documentContent) as SelfDeployDocument,
+      document: onInstanceRoot(JSON.parse(execution.documentContent) as SelfDeployDocument, root),
       parameters,
       env: {
         SELFDEPLOY_SSH_PORT: String(
@@ -67,6 +67,24 @@ export function deployAgent(options: DeployAgentOptions): Agent {
       timedOut: result.timedOut,
     };
   };
+}
+
+const STATE_DIRECTORY_LINE = /^SELFDEPLOY_STATE_DIR='([^']*)'; export SELFDEPLOY_STATE_DIR$/;
+
+/**
+ * The document as the instance's own filesystem sees it: the state directory (lock, gem
+ * marker, deploy logs) lies under the instance's root like its other paths, so instances
+ * deploy side by side instead of taking turns on one lock.
+ */
+function onInstanceRoot(document: SelfDeployDocument, root: string): SelfDeployDocument {
+  const [step] = document.mainSteps;
+  const runCommand = step.inputs.runCommand.map((line) => {
+    const stateDirectory = STATE_DIRECTORY_LINE.exec(line)?.[1];
+    return stateDirectory === undefined
+      ? line
+      : `SELFDEPLOY_STATE_DIR=${shellQuote(join(root, stateDirectory))}; export SELFDEPLOY_STATE_DIR`;
+  });
+  return { ...document, mainSteps: [{ ...step, inputs: { ...step.inputs, runCommand } }] };
 }
 
 /** What the machine image holds: the deploy checkout and an empty deploy_to, owned by the app user. */

@@ -140,10 +140,7 @@ export class LocalRun {
         ...(options.faults ? { faults: options.faults } : {}),
       });
       cleanups.unshift(() => plane.close());
-      plane.ssm.putDocument(
-        DOCUMENT_NAME,
-        JSON.stringify(buildSelfDeployDocument({ stateDirectory: join(dir, 'state') })),
-      );
+      plane.ssm.putDocument(DOCUMENT_NAME, JSON.stringify(buildSelfDeployDocument()));
       const heartbeatTimeout = options.hook?.heartbeatTimeout ?? 600;
       const orchestrator = await LocalOrchestrator.start({
         plane,
