@@ -243,6 +243,43 @@ test('the localhost key is only accepted from loopback, with forwarding and pty 
   );
 });
 
+test('sshd itself refuses the localhost key from any other address, and refuses port forwarding with it', () => {
+  const ssh = (...options: string[]) =>
+    asAppUser(
+      [
+        'ssh',
+        '-p',
+        String(instance.sshd.port),
+        '-i',
+        join(instance.user.home, '.ssh', 'selfdeploy_localhost'),
+        '-o',
+        `UserKnownHostsFile=${join(instance.user.home, '.ssh', 'selfdeploy_known_hosts')}`,
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'IdentitiesOnly=yes',
+        ...options,
+        `${instance.user.name}@127.0.0.1`,
+        'echo connected',
+      ],
+      { HOME: instance.user.home, PATH: process.env.PATH ?? '' },
+    );
+
+  // 127.0.0.2 is still this machine, but not an address the key's from= option names.
+  const fromLoopback = ssh();
+  const fromElsewhere = ssh('-b', '127.0.0.2');
+  // The test sshd allows forwarding (OpenSSH's default); only the key's options refuse it.
+  const forwarding = ssh('-o', 'ExitOnForwardFailure=yes', '-R', '0:127.0.0.1:22');
+
+  expect(fromLoopback.stdout).toContain('connected');
+  expect(fromElsewhere.status).toBe(255);
+  expect(fromElsewhere.stderr).toContain('Permission denied');
+  expect(forwarding.status).toBe(255);
+  expect(forwarding.stderr).toContain('remote port forwarding failed');
+});
+
 test('a failing deploy task exits 9 with the error tail, and current stays where it was', async () => {
   const current = instance.currentRevision();
   instance.app.commitFailingDeploy();
