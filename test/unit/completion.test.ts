@@ -17,17 +17,8 @@ import {
   TOKEN,
 } from './support';
 
-const lifecycleParameters = {
-  environment: ['production'],
-  revision: [''],
-  appUser: ['ec2-user'],
-  deployPath: ['/var/www/app/deploy'],
-  appPath: ['/var/www/app'],
-  executionTimeout: ['1800'],
-  autoScalingGroupName: ['web'],
-  lifecycleHookName: ['selfdeploy-launch'],
-  lifecycleActionToken: [TOKEN],
-};
+// What a launch sends: the sample command event carries exactly these.
+const lifecycleParameters = fixture('command-success').detail.parameters as Record<string, string[]>;
 
 function commandEvent(status: string) {
   const event = fixture('command-success');
