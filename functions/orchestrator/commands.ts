@@ -21,6 +21,13 @@ export function isAgentNotReady(error: unknown): boolean {
   return error instanceof Error && error.name === 'InvalidInstanceId';
 }
 
+/** AWS refused for rate, even after the SDK's own retries. */
+export function isThrottled(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const retryable = (error as { $retryable?: { throttling?: boolean } }).$retryable;
+  return retryable?.throttling === true || ['Throttling', 'ThrottlingException'].includes(error.name);
+}
+
 /** Sends the SelfDeploy document; returns the command id. */
 export async function sendSelfDeploy(
   deps: Deps,

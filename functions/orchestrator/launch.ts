@@ -1,6 +1,6 @@
-import { DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
+import { type Command, DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
 import { MetricName } from '../shared/metric-names';
-import { isAgentNotReady, selfDeployCommands, sendSelfDeploy } from './commands';
+import { isAgentNotReady, isThrottled, selfDeployCommands, sendSelfDeploy } from './commands';
 import type { GroupConfig } from './config';
 import {
   backoffMs,
@@ -16,7 +16,7 @@ import type { LifecycleEvent } from './events';
 import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
 
 /** Time kept back from the invocation's remaining time to finish cleanly after the last attempt. */
-const SAFETY_MARGIN_MS = 10_000;
+const SAFETY_MARGIN_MS = 30_000;
 /** Tolerance between this function's clock and SSM's timestamps. */
 const CLOCK_SKEW_MS = 5_000;
 
@@ -89,7 +89,7 @@ export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<L
   }
   if (metadata.kind === 'note') deps.logger.info('launch note', { ...keys, note: metadata.text });
 
-  const previous = (await selfDeployCommands(deps, detail.EC2InstanceId)).find(
+  const previous = (await commandsUnlessThrottled(deps, detail.EC2InstanceId)).find(
     (command) => command.Parameters?.lifecycleActionToken?.[0] === detail.LifecycleActionToken,
   );
   if (previous?.CommandId) {
@@ -214,13 +214,29 @@ async function agentOnline(deps: Deps, instanceId: string): Promise<boolean> {
   return output.InstanceInformationList?.some((info) => info.PingStatus === 'Online') ?? false;
 }
 
+/**
+ * The instance's SelfDeploy commands, for the duplicate checks. Under a burst of launches
+ * this read is the first to be throttled; when it stays throttled past the SDK's retries
+ * the check is skipped rather than the launch failed, because a second deploy is harmless
+ * (the script's lock and fast path) while a failed launch waits a minute for Lambda's retry.
+ */
+async function commandsUnlessThrottled(deps: Deps, instanceId: string): Promise<Command[]> {
+  try {
+    return await selfDeployCommands(deps, instanceId);
+  } catch (error) {
+    if (!isThrottled(error)) throw error;
+    deps.logger.warn('duplicate check throttled; sending without it', { instanceId });
+    return [];
+  }
+}
+
 /** A deploy for the same lifecycle action sent by someone else since `since`. */
 async function deployStartedMeanwhile(
   deps: Deps,
   target: DeployTarget,
   since: number,
 ): Promise<string | undefined> {
-  const commands = await selfDeployCommands(deps, target.instanceId);
+  const commands = await commandsUnlessThrottled(deps, target.instanceId);
   const token = target.action.token;
   return commands.find(
     (command) =>

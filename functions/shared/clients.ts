@@ -14,6 +14,6 @@ export interface AwsClients {
  * AWS_ENDPOINT_URL), which is how the local control plane is reached.
  */
 export function createClients(): AwsClients {
-  const settings = { retryMode: 'adaptive', maxAttempts: 8 } as const;
+  const settings = { retryMode: 'adaptive', maxAttempts: 10 } as const;
   return { autoScaling: new AutoScalingClient(settings), ssm: new SSMClient(settings) };
 }

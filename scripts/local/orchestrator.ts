@@ -17,7 +17,7 @@ export interface LocalOrchestratorOptions {
   readonly config: ConfigInput;
   /** The function's log. */
   readonly logFile: string;
-  /** Real seconds an invocation may run. @default 120 */
+  /** Real seconds an invocation may run. @default 300, the CDK construct's default function timeout */
   readonly timeoutSeconds?: number;
   /** Simulated seconds between scheduled reconciles; undefined: only when `reconcile()` is called. */
   readonly reconcileEverySeconds?: number;
@@ -47,7 +47,7 @@ export class LocalOrchestrator {
         POWERTOOLS_SERVICE_NAME: 'selfdeploy',
         AWS_LAMBDA_FUNCTION_NAME: 'selfdeploy-orchestrator',
       },
-      timeoutSeconds: options.timeoutSeconds ?? 120,
+      timeoutSeconds: options.timeoutSeconds ?? 300,
       logFile: options.logFile,
     });
     const orchestrator = new LocalOrchestrator(lambda, plane);

@@ -162,13 +162,13 @@ describe('launch lifecycle action', () => {
   });
 
   it('never waits past the Lambda invocation it runs in', async () => {
-    const { deps } = harness({ remainingMs: 30_000 });
+    const { deps } = harness({ remainingMs: 50_000 });
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     agentNeverRegisters();
 
     const result = await route(deps, fixture('launch'));
 
-    // 30 s left minus the 10 s kept to finish cleanly.
+    // 50 s left minus the 30 s kept for a last, possibly retried, call and a clean finish.
     expect(result).toMatchObject({ result: { outcome: 'agent-not-ready', agentWaitSeconds: 20 } });
   });
 
@@ -209,6 +209,27 @@ describe('launch lifecycle action', () => {
       result: { outcome: 'duplicate', commandId: 'ffffffff-1111-2222-3333-444444444444' },
     });
     expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 1);
+  });
+
+  it('sends without the duplicate check when that read stays throttled, instead of failing the launch', async () => {
+    const { deps, logs } = harness();
+    ssm.on(ListCommandsCommand).rejects(awsError('ThrottlingException', 'Rate exceeded'));
+    agentReadyAfter(0);
+
+    const result = await route(deps, fixture('launch'));
+
+    expect(result).toMatchObject({ result: { outcome: 'started', commandId: NEW_COMMAND } });
+    expect(logs.warn).toHaveBeenCalledWith('duplicate check throttled; sending without it', {
+      instanceId: INSTANCE,
+    });
+  });
+
+  it('fails the launch when the send itself stays throttled, so Lambda retries it', async () => {
+    const { deps } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssm.on(SendCommandCommand).rejects(awsError('ThrottlingException', 'Rate exceeded'));
+
+    await expect(route(deps, fixture('launch'))).rejects.toThrow('Rate exceeded');
   });
 
   it('lets errors other than a missing agent fail the invocation so Lambda retries it', async () => {

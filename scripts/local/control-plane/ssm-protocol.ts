@@ -10,6 +10,14 @@ export function jsonInstanceIds(input: JsonInput, model: Ssm): string[] {
     ? input.InstanceIds.filter((id) => typeof id === 'string')
     : [];
   if (typeof input.InstanceId === 'string') ids.push(input.InstanceId);
+  // DescribeInstanceInformation names its instances in a filter.
+  if (Array.isArray(input.Filters)) {
+    for (const filter of input.Filters as { Key?: unknown; Values?: unknown }[]) {
+      if (filter?.Key === 'InstanceIds' && Array.isArray(filter.Values)) {
+        ids.push(...filter.Values.filter((id): id is string => typeof id === 'string'));
+      }
+    }
+  }
   if (ids.length === 0 && typeof input.CommandId === 'string') {
     for (const invocation of model.command(input.CommandId)?.invocations ?? [])
       ids.push(invocation.instanceId);
