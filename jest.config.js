@@ -14,4 +14,5 @@ const tier = (name, extra = {}) => ({
 /** @type {import('jest').Config} */
 module.exports = {
   projects: [tier('unit'), tier('infra'), tier('instance'), tier('e2e')],
+  reporters: ['default', '<rootDir>/test/summary-reporter.js'],
 };
