@@ -1,6 +1,6 @@
 import { ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { type DocumentParameters, fromCommandParameters } from '../shared/document-contract';
-import { TERMINAL_COMMAND_STATUSES } from '../shared/event-patterns';
+import { isTerminalStatus } from '../shared/event-patterns';
 import { MetricName } from '../shared/metric-names';
 import { commandInstanceIds, failureOutput } from './commands';
 import { resultFor } from './decisions';
@@ -23,8 +23,6 @@ export interface FinishedCommand {
   readonly requestedAt?: string;
 }
 
-const terminal: ReadonlySet<string> = new Set(TERMINAL_COMMAND_STATUSES);
-
 /** An SSM status-change event: completes the lifecycle action the command carries. */
 export async function handleCommandStatus(
   deps: Deps,
@@ -38,7 +36,7 @@ export async function handleCommandStatus(
     deps.logger.info(`ignored: document ${detail['document-name']} is not ${deps.config.documentName}`, keys);
     return { outcome: 'ignored', reason: 'not the SelfDeploy document' };
   }
-  if (!terminal.has(detail.status)) {
+  if (!isTerminalStatus(detail.status)) {
     deps.logger.info(`ignored: status ${detail.status} is not final`, keys);
     return { outcome: 'ignored', reason: `status ${detail.status} is not final` };
   }

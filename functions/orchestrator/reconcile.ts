@@ -5,7 +5,7 @@ import {
 } from '@aws-sdk/client-auto-scaling';
 import type { Command } from '@aws-sdk/client-ssm';
 import { fromCommandParameters } from '../shared/document-contract';
-import { TERMINAL_COMMAND_STATUSES } from '../shared/event-patterns';
+import { isTerminalStatus } from '../shared/event-patterns';
 import { MetricName } from '../shared/metric-names';
 import { selfDeployCommands } from './commands';
 import { finishCommand } from './completion';
@@ -19,7 +19,6 @@ import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
 const CONCURRENCY = 10;
 /** DescribeAutoScalingGroups takes at most this many names per call. */
 const GROUP_NAMES_PER_CALL = 100;
-const terminal: ReadonlySet<string> = new Set(TERMINAL_COMMAND_STATUSES);
 
 /** What the reconciler did with one waiting instance. */
 export type InstanceReconcile =
@@ -140,7 +139,7 @@ async function reconcileInstance(
   }
 
   const commandId = current.CommandId as string;
-  if (terminal.has(current.Status ?? '')) {
+  if (isTerminalStatus(current.Status)) {
     deps.logger.warn('waiting instance whose self-deploy already finished: its status event was lost', {
       ...keys,
       commandId,

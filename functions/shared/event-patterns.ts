@@ -11,6 +11,13 @@ export const SCHEDULED_DETAIL_TYPE = 'Scheduled Event';
 /** Statuses after which a command will not change again. */
 export const TERMINAL_COMMAND_STATUSES = ['Success', 'Failed', 'TimedOut', 'Cancelled'] as const;
 
+const terminal: ReadonlySet<string> = new Set(TERMINAL_COMMAND_STATUSES);
+
+/** Whether a command (or invocation) status is final. */
+export function isTerminalStatus(status: string | undefined): boolean {
+  return terminal.has(status ?? '');
+}
+
 /** An EventBridge pattern: every key maps to a list of accepted values or a nested pattern. */
 export type EventPattern = { readonly [key: string]: readonly string[] | EventPattern };
 

@@ -8,7 +8,11 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { COMMAND_STATUS_DETAIL_TYPE, LAUNCH_DETAIL_TYPE } from '../../functions/shared/event-patterns';
+import {
+  COMMAND_STATUS_DETAIL_TYPE,
+  isTerminalStatus,
+  LAUNCH_DETAIL_TYPE,
+} from '../../functions/shared/event-patterns';
 import type { Command } from './control-plane/ssm';
 import { GROUP_NAME, LocalRun } from './local-run';
 
@@ -39,7 +43,6 @@ Options:
   --help                show this help
 `;
 
-const TERMINAL = ['Success', 'Failed', 'TimedOut', 'Cancelled'];
 /** What the real deploy needs on this machine (scripts/setup.sh installs it). */
 const REAL_DEPLOY_COMMANDS = ['git', 'ssh', 'ssh-keygen', 'cap', 'bundle', 'ruby', 'flock'];
 
@@ -212,7 +215,7 @@ async function main(): Promise<number> {
   const BAD = 'bad-revision';
   const losable = (event: { 'detail-type': string; detail: Readonly<Record<string, unknown>> }) =>
     event['detail-type'] === LAUNCH_DETAIL_TYPE ||
-    (event['detail-type'] === COMMAND_STATUS_DETAIL_TYPE && TERMINAL.includes(event.detail.status as string));
+    (event['detail-type'] === COMMAND_STATUS_DETAIL_TYPE && isTerminalStatus(event.detail.status as string));
 
   process.stdout.write(
     'selfdeploy local run: starting the control plane, sshd and the sample application…\n',
@@ -308,7 +311,7 @@ async function main(): Promise<number> {
     const redeploys = () => run.plane.ssm.commands().filter((c) => !before.has(c.id));
     await run.waitFor(
       'the redeploy to finish',
-      () => redeploys().every((c) => TERMINAL.includes(c.status)),
+      () => redeploys().every((c) => isTerminalStatus(c.status)),
       deadline - Date.now(),
     );
     progress.update();

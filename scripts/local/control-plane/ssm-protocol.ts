@@ -1,3 +1,4 @@
+import { isTerminalStatus } from '../../../functions/shared/event-patterns';
 import { ApiError } from './api-error';
 import { type Command, type Invocation, OUTPUT_LIMITS, type SendCommandInput, type Ssm } from './ssm';
 
@@ -184,7 +185,7 @@ function commandJson(c: Command) {
     MaxConcurrency: c.maxConcurrency,
     MaxErrors: c.maxErrors,
     TargetCount: c.invocations.length,
-    CompletedCount: counts(['Success', 'Failed', 'TimedOut', 'Cancelled']),
+    CompletedCount: c.invocations.filter((i) => isTerminalStatus(i.status)).length,
     ErrorCount: counts(['Failed', 'TimedOut']),
     DeliveryTimedOutCount: c.invocations.filter((i) => i.statusDetails === 'DeliveryTimedOut').length,
     ServiceRole: '',

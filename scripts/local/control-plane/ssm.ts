@@ -1,6 +1,7 @@
 import {
   COMMAND_STATUS_DETAIL_TYPE,
   INVOCATION_STATUS_DETAIL_TYPE,
+  isTerminalStatus,
 } from '../../../functions/shared/event-patterns';
 import { ApiError } from './api-error';
 import type { Clock } from './clock';
@@ -107,8 +108,6 @@ export interface StoredParameter {
   readonly modifiedAt: number;
 }
 
-const TERMINAL = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
-
 /**
  * Systems Manager as selfdeploy sees it: managed instances whose agents register late,
  * documents, Run Command with per-instance invocations, status-change events, and the
@@ -154,7 +153,7 @@ export class Ssm {
     if (instance) instance.online = false;
     for (const command of this.#commands.values()) {
       for (const invocation of command.invocations) {
-        if (invocation.instanceId !== id || TERMINAL.has(invocation.status)) continue;
+        if (invocation.instanceId !== id || isTerminalStatus(invocation.status)) continue;
         invocation.abort?.abort();
         this.#end(
           command,
@@ -233,7 +232,7 @@ export class Ssm {
     const invocation = command.invocations.find((i) => i.instanceId === instanceId);
     // Eventually consistent right after SendCommand, but by the time a run has finished (and
     // its status event is out) AWS has the invocation.
-    if (!invocation || (Date.now() < invocation.visibleAt && !TERMINAL.has(invocation.status))) {
+    if (!invocation || (Date.now() < invocation.visibleAt && !isTerminalStatus(invocation.status))) {
       throw new ApiError('InvocationDoesNotExist', `No invocation of command ${commandId} on ${instanceId}`);
     }
     return invocation;
@@ -355,7 +354,7 @@ export class Ssm {
         timedOut: false,
       };
     }
-    if (TERMINAL.has(invocation.status)) return;
+    if (isTerminalStatus(invocation.status)) return;
     invocation.stdout = result.stdout;
     invocation.stderr = result.stderr;
     if (result.timedOut) this.#end(command, invocation, 'TimedOut', 'ExecutionTimedOut', result.exitCode);
@@ -375,7 +374,7 @@ export class Ssm {
     invocation.responseCode = responseCode;
     invocation.endedAt = Date.now();
     this.#emitInvocation(command, invocation);
-    if (!command.invocations.every((i) => TERMINAL.has(i.status))) return;
+    if (!command.invocations.every((i) => isTerminalStatus(i.status))) return;
     const errors = errorCount(command);
     if (command.invocations.length === 1) this.#setCommandStatus(command, status, details);
     else if (command.invocations.every((i) => i.status === 'Success'))
