@@ -2,12 +2,16 @@ import {
   type Command,
   GetCommandInvocationCommand,
   ListCommandInvocationsCommand,
+  paginateDescribeInstanceInformation,
   paginateListCommands,
   SendCommandCommand,
 } from '@aws-sdk/client-ssm';
 import { type DocumentParameters, toCommandParameters } from '../shared/document-contract';
 import { parseResultLine } from '../shared/result-line';
+import type { GroupConfig } from './config';
+import { chunk } from './decisions';
 import type { Deps } from './deps';
+import type { LifecycleAction } from './lifecycle';
 
 /** SendCommand's own limit on instances per command. */
 export const MAX_INSTANCES_PER_COMMAND = 50;
@@ -98,4 +102,48 @@ export async function failureOutput(deps: Deps, commandId: string, instanceId: s
     // The output is for the log only; not having it must not stop the completion.
     return { outputUnavailable: (error as Error).message };
   }
+}
+
+/**
+ * A group's document parameters: its settings, the revision (empty = pinned or branch head)
+ * and, for a lifecycle deploy, the action it completes; a manual redeploy has none.
+ */
+export function deployParameters(
+  group: GroupConfig,
+  options: { readonly revision?: string; readonly environment?: string; readonly action?: LifecycleAction },
+): Omit<DocumentParameters, 'executionTimeout'> {
+  const { action } = options;
+  return {
+    environment: options.environment ?? group.environment,
+    revision: options.revision ?? '',
+    appUser: group.appUser,
+    deployPath: group.deployPath,
+    appPath: group.appPath,
+    autoScalingGroupName: action?.group ?? '',
+    lifecycleHookName: action?.hook ?? '',
+    lifecycleActionToken: action?.token ?? '',
+  };
+}
+
+/** DescribeInstanceInformation's InstanceIds filter takes at most this many. */
+const IDS_PER_FILTER = 50;
+
+/** PingStatus of each instance's SSM agent; absent = never registered. */
+export async function agentStatuses(
+  deps: Deps,
+  instanceIds: readonly string[],
+): Promise<Map<string, string>> {
+  const status = new Map<string, string>();
+  for (const ids of chunk(instanceIds, IDS_PER_FILTER)) {
+    const pages = paginateDescribeInstanceInformation(
+      { client: deps.clients.ssm },
+      { Filters: [{ Key: 'InstanceIds', Values: ids }] },
+    );
+    for await (const page of pages) {
+      for (const info of page.InstanceInformationList ?? []) {
+        if (info.InstanceId) status.set(info.InstanceId, info.PingStatus ?? 'unknown');
+      }
+    }
+  }
+  return status;
 }

@@ -1,6 +1,13 @@
-import { type Command, DescribeInstanceInformationCommand } from '@aws-sdk/client-ssm';
+import type { Command } from '@aws-sdk/client-ssm';
 import { MetricName } from '../shared/metric-names';
-import { isAgentNotReady, isThrottled, selfDeployCommands, sendSelfDeploy } from './commands';
+import {
+  agentStatuses,
+  deployParameters,
+  isAgentNotReady,
+  isThrottled,
+  selfDeployCommands,
+  sendSelfDeploy,
+} from './commands';
 import type { GroupConfig } from './config';
 import {
   backoffMs,
@@ -188,16 +195,7 @@ async function trySend(deps: Deps, target: DeployTarget): Promise<string | undef
     return await sendSelfDeploy(
       deps,
       [target.instanceId],
-      {
-        environment: target.overrides?.environment ?? target.group.environment,
-        revision: target.overrides?.revision ?? '',
-        appUser: target.group.appUser,
-        deployPath: target.group.deployPath,
-        appPath: target.group.appPath,
-        autoScalingGroupName: target.action.group,
-        lifecycleHookName: target.action.hook,
-        lifecycleActionToken: target.action.token ?? '',
-      },
+      deployParameters(target.group, { ...target.overrides, action: target.action }),
       commandComment(target.reason, target.place),
     );
   } catch (error) {
@@ -208,10 +206,7 @@ async function trySend(deps: Deps, target: DeployTarget): Promise<string | undef
 
 /** Whether the instance's SSM agent is registered and online. */
 async function agentOnline(deps: Deps, instanceId: string): Promise<boolean> {
-  const output = await deps.clients.ssm.send(
-    new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [instanceId] }] }),
-  );
-  return output.InstanceInformationList?.some((info) => info.PingStatus === 'Online') ?? false;
+  return (await agentStatuses(deps, [instanceId])).get(instanceId) === 'Online';
 }
 
 /**

@@ -2,10 +2,15 @@ import {
   DescribeAutoScalingGroupsCommand,
   paginateDescribeAutoScalingInstances,
 } from '@aws-sdk/client-auto-scaling';
-import { paginateDescribeInstanceInformation } from '@aws-sdk/client-ssm';
 import { InvalidInputError } from '../shared/errors';
 import { MetricName } from '../shared/metric-names';
-import { isAgentNotReady, MAX_INSTANCES_PER_COMMAND, sendSelfDeploy } from './commands';
+import {
+  agentStatuses,
+  deployParameters,
+  isAgentNotReady,
+  MAX_INSTANCES_PER_COMMAND,
+  sendSelfDeploy,
+} from './commands';
 import { chunk, commandComment } from './decisions';
 import type { Deps } from './deps';
 import type { RedeployAction } from './events';
@@ -19,7 +24,7 @@ export interface RedeploySummary {
   readonly skipped: { instanceId: string; reason: string }[];
 }
 
-/** DescribeAutoScalingInstances and DescribeInstanceInformation's InstanceIds filter limits. */
+/** DescribeAutoScalingInstances takes at most this many instance ids. */
 const IDS_PER_DESCRIBE = 50;
 
 /**
@@ -79,7 +84,7 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
     }
   }
 
-  const online = await onlineInstances(deps, [...byGroup.values()].flat());
+  const online = await agentStatuses(deps, [...byGroup.values()].flat());
   const commands: RedeploySummary['commands'] = [];
   for (const [groupName, ids] of byGroup) {
     const group = deps.config.groups[groupName];
@@ -95,16 +100,7 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
         const commandId = await sendSelfDeploy(
           deps,
           batch,
-          {
-            environment: group.environment,
-            revision,
-            appUser: group.appUser,
-            deployPath: group.deployPath,
-            appPath: group.appPath,
-            autoScalingGroupName: '',
-            lifecycleHookName: '',
-            lifecycleActionToken: '',
-          },
+          deployParameters(group, { revision }),
           commandComment('redeploy'),
           { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
         );
@@ -130,21 +126,4 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
     instances: commands.reduce((sum, command) => sum + command.instanceIds.length, 0),
     skipped,
   };
-}
-
-/** PingStatus of each instance's SSM agent; absent = never registered. */
-async function onlineInstances(deps: Deps, instanceIds: string[]): Promise<Map<string, string>> {
-  const status = new Map<string, string>();
-  for (const ids of chunk(instanceIds, IDS_PER_DESCRIBE)) {
-    const pages = paginateDescribeInstanceInformation(
-      { client: deps.clients.ssm },
-      { Filters: [{ Key: 'InstanceIds', Values: ids }] },
-    );
-    for await (const page of pages) {
-      for (const info of page.InstanceInformationList ?? []) {
-        if (info.InstanceId) status.set(info.InstanceId, info.PingStatus ?? 'unknown');
-      }
-    }
-  }
-  return status;
 }
