@@ -96,31 +96,26 @@ export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<L
   }
   if (metadata.kind === 'note') deps.logger.info('launch note', { ...keys, note: metadata.text });
 
-  const previous = (await commandsUnlessThrottled(deps, detail.EC2InstanceId)).find(
-    (command) => command.Parameters?.lifecycleActionToken?.[0] === detail.LifecycleActionToken,
-  );
-  if (previous?.CommandId) {
+  const target: DeployTarget = {
+    instanceId: detail.EC2InstanceId,
+    groupName,
+    group,
+    action,
+    place,
+    reason: 'launch',
+    ...(metadata.kind === 'overrides' && { overrides: metadata.overrides }),
+  };
+  const previous = await existingDeploy(deps, target);
+  if (previous) {
     deps.logger.info('duplicate launch event: a deploy was already started for this lifecycle action', {
       ...keys,
-      commandId: previous.CommandId,
+      commandId: previous,
     });
-    return { outcome: 'duplicate', commandId: previous.CommandId };
+    return { outcome: 'duplicate', commandId: previous };
   }
 
   const budget = Math.min(deps.config.agentWaitSeconds * 1000, deps.remainingMs() - SAFETY_MARGIN_MS);
-  return startDeploy(
-    deps,
-    {
-      instanceId: detail.EC2InstanceId,
-      groupName,
-      group,
-      action,
-      place,
-      reason: 'launch',
-      ...(metadata.kind === 'overrides' && { overrides: metadata.overrides }),
-    },
-    budget,
-  );
+  return startDeploy(deps, target, budget);
 }
 
 /**
@@ -146,7 +141,7 @@ export async function startDeploy(
 
   for (let attempt = 0; ; attempt++) {
     if (attempt === 0 || (await agentOnline(deps, target.instanceId))) {
-      const other = attempt === 0 ? undefined : await deployStartedMeanwhile(deps, target, started);
+      const other = attempt === 0 ? undefined : await existingDeploy(deps, target, started);
       if (other) {
         deps.logger.info('a deploy was started for this instance while waiting for its agent', {
           ...keys,
@@ -225,18 +220,19 @@ async function commandsUnlessThrottled(deps: Deps, instanceId: string): Promise<
   }
 }
 
-/** A deploy for the same lifecycle action sent by someone else since `since`. */
-async function deployStartedMeanwhile(
-  deps: Deps,
-  target: DeployTarget,
-  since: number,
-): Promise<string | undefined> {
+/**
+ * A deploy already sent for the target's lifecycle action: one carrying its token, or, with
+ * `since` (while this launch waited for the agent), one the reconciler sent for the same
+ * group and place since then.
+ */
+async function existingDeploy(deps: Deps, target: DeployTarget, since?: number): Promise<string | undefined> {
   const commands = await commandsUnlessThrottled(deps, target.instanceId);
   const token = target.action.token;
   return commands.find(
     (command) =>
       (token !== undefined && command.Parameters?.lifecycleActionToken?.[0] === token) ||
-      (command.Parameters?.autoScalingGroupName?.[0] === target.groupName &&
+      (since !== undefined &&
+        command.Parameters?.autoScalingGroupName?.[0] === target.groupName &&
         placeOfComment(command.Comment) === target.place &&
         (command.RequestedDateTime?.getTime() ?? 0) >= since - CLOCK_SKEW_MS),
   )?.CommandId;
