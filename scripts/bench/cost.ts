@@ -114,10 +114,7 @@ async function pollingCost(deploySeconds: number, settings: CostSettings): Promi
   });
   let lambda: LocalLambda | undefined;
   try {
-    plane.ssm.putDocument(
-      DOCUMENT_NAME,
-      JSON.stringify(buildSelfDeployDocument({ stateDirectory: join(dir, 'state') })),
-    );
+    plane.ssm.putDocument(DOCUMENT_NAME, JSON.stringify(buildSelfDeployDocument()));
     lambda = await LocalLambda.start({
       modulePath: BASELINE_MODULE,
       env: {
