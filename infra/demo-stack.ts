@@ -33,7 +33,7 @@ export interface DemoStackProps extends StackProps {
   readonly instanceType?: ec2.InstanceType;
 }
 
-const APP_USER = 'ec2-user';
+const APP_USER = 'deploy';
 const APP_PATH = '/var/www/app';
 const DEPLOY_PATH = '/var/www/app/deploy';
 const USER_DATA_SCRIPT = path.join(__dirname, 'demo', 'user-data.sh');

@@ -5,6 +5,7 @@ import {
   DOCUMENT_PARAMETERS,
   type DocumentParameterName,
 } from '../functions/shared/document-contract';
+import { SELF_DEPLOY_EXIT_CODES } from '../functions/shared/exit-codes';
 
 /** Build-time choices baked into the SelfDeploy document (not per-command parameters). */
 export interface SelfDeployDocumentOptions {
@@ -99,20 +100,7 @@ export interface SelfDeployDocument {
   readonly mainSteps: readonly [SelfDeployDocumentStep];
 }
 
-/** Exit codes of self-deploy.sh (and of the document's step); documented in its --help. */
-export const SELF_DEPLOY_EXIT_CODES = {
-  success: 0,
-  unexpected: 1,
-  invalidInput: 2,
-  missingPrerequisite: 3,
-  lockTimeout: 4,
-  localhostTrust: 5,
-  parameterStore: 6,
-  revision: 7,
-  gemInstall: 8,
-  deployCommand: 9,
-  verification: 10,
-} as const;
+export { SELF_DEPLOY_EXIT_CODES } from '../functions/shared/exit-codes';
 
 /** The script the document embeds unless told otherwise. */
 export const DEFAULT_SCRIPT_PATH = join(__dirname, '..', 'scripts', 'instance', 'self-deploy.sh');

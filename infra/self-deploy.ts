@@ -73,7 +73,7 @@ export interface SelfDeployGroup {
   readonly warmPool?: WarmPoolPolicy;
   /**
    * Unprivileged user that owns the application and runs the deploy.
-   * @default 'ec2-user'
+   * @default 'deploy'
    */
   readonly appUser?: string;
   /**

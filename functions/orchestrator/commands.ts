@@ -119,8 +119,11 @@ export function deployParameters(
     appUser: group.appUser,
     deployPath: group.deployPath,
     appPath: group.appPath,
+    migrate: 'false',
+    healthCheckUrl: '',
     autoScalingGroupName: action?.group ?? '',
     lifecycleHookName: action?.hook ?? '',
+    instanceId: action?.instanceId ?? '',
     lifecycleActionToken: action?.token ?? '',
   };
 }

@@ -11,7 +11,7 @@ const seconds = (min: number, max: number) => z.int().check(z.gte(min), z.lte(ma
 const groupSchema = z.strictObject({
   lifecycleHookName: documentParameter('lifecycleHookName').check(z.minLength(1)),
   environment: z._default(documentParameter('environment'), 'production'),
-  appUser: z._default(documentParameter('appUser'), 'ec2-user'),
+  appUser: z._default(documentParameter('appUser'), 'deploy'),
   deployPath: z._default(documentParameter('deployPath'), '/var/www/app/deploy'),
   appPath: z._default(documentParameter('appPath'), '/var/www/app'),
   onFailure: z._default(z.enum(['ABANDON', 'CONTINUE']), 'ABANDON'),

@@ -21,8 +21,9 @@ export const DOCUMENT_PARAMETERS = {
   },
   appUser: {
     pattern: '^[a-z_][a-z0-9_-]{0,31}$',
-    default: 'ec2-user',
-    description: 'Unprivileged user that owns the application and runs the deploy.',
+    default: 'deploy',
+    description:
+      'Dedicated unprivileged user (no sudo rights) that owns the application and runs the deploy.',
   },
   deployPath: {
     pattern: '^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$',
@@ -33,6 +34,18 @@ export const DOCUMENT_PARAMETERS = {
     pattern: '^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$',
     default: '/var/www/app',
     description: 'Absolute path Capistrano deploys to (deploy_to: releases/, current, shared/).',
+  },
+  migrate: {
+    pattern: '^(true|false)$',
+    default: 'false',
+    description:
+      "Whether this instance runs the release's database migrations (the stage gives it the db role). Launches never set it.",
+  },
+  healthCheckUrl: {
+    pattern: '^$|^https?://(127\\.0\\.0\\.1|localhost|\\[::1\\])(:[0-9]{1,5})?(/[A-Za-z0-9._~/%?=&+-]*)?$',
+    default: '',
+    description:
+      'Loopback URL the application must answer with a 2xx after the deploy (curl as the application user, with retries); empty = no health check.',
   },
   executionTimeout: {
     pattern: '^[1-9][0-9]{1,5}$',
@@ -49,6 +62,12 @@ export const DOCUMENT_PARAMETERS = {
     pattern: '^$|^[A-Za-z0-9_/-]{1,255}$',
     default: '',
     description: 'Lifecycle context: the launch lifecycle hook. Empty for manual redeploys.',
+  },
+  instanceId: {
+    pattern: '^$|^i-[0-9a-f]{8,17}$',
+    default: '',
+    description:
+      'Lifecycle context: the instance the command was sent to; a command that ran elsewhere completes nothing. Empty for manual redeploys.',
   },
   lifecycleActionToken: {
     pattern: '^$|^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$',

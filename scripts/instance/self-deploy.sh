@@ -13,15 +13,21 @@ readonly DEFAULT_SELFDEPLOY_ENVIRONMENT='production'
 readonly PATTERN_SELFDEPLOY_REVISION='^$|^[A-Za-z0-9_][A-Za-z0-9._/-]{0,127}$'
 readonly DEFAULT_SELFDEPLOY_REVISION=''
 readonly PATTERN_SELFDEPLOY_APP_USER='^[a-z_][a-z0-9_-]{0,31}$'
-readonly DEFAULT_SELFDEPLOY_APP_USER='ec2-user'
+readonly DEFAULT_SELFDEPLOY_APP_USER='deploy'
 readonly PATTERN_SELFDEPLOY_DEPLOY_PATH='^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$'
 readonly DEFAULT_SELFDEPLOY_DEPLOY_PATH='/var/www/app/deploy'
 readonly PATTERN_SELFDEPLOY_APP_PATH='^(/[A-Za-z0-9_-][A-Za-z0-9._-]*)+$'
 readonly DEFAULT_SELFDEPLOY_APP_PATH='/var/www/app'
+readonly PATTERN_SELFDEPLOY_MIGRATE='^(true|false)$'
+readonly DEFAULT_SELFDEPLOY_MIGRATE='false'
+readonly PATTERN_SELFDEPLOY_HEALTH_CHECK_URL='^$|^https?://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?(/[A-Za-z0-9._~/%?=&+-]*)?$'
+readonly DEFAULT_SELFDEPLOY_HEALTH_CHECK_URL=''
 readonly PATTERN_SELFDEPLOY_AUTO_SCALING_GROUP_NAME='^$|^[A-Za-z0-9._:/@+=-]{1,255}$'
 readonly DEFAULT_SELFDEPLOY_AUTO_SCALING_GROUP_NAME=''
 readonly PATTERN_SELFDEPLOY_LIFECYCLE_HOOK_NAME='^$|^[A-Za-z0-9_/-]{1,255}$'
 readonly DEFAULT_SELFDEPLOY_LIFECYCLE_HOOK_NAME=''
+readonly PATTERN_SELFDEPLOY_INSTANCE_ID='^$|^i-[0-9a-f]{8,17}$'
+readonly DEFAULT_SELFDEPLOY_INSTANCE_ID=''
 readonly PATTERN_SELFDEPLOY_LIFECYCLE_ACTION_TOKEN='^$|^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$'
 readonly DEFAULT_SELFDEPLOY_LIFECYCLE_ACTION_TOKEN=''
 
@@ -61,7 +67,7 @@ is the target. Runs as root; when not root, the application user must be the cal
 Inputs (environment variables; the SelfDeploy document sets them from its parameters):
   SELFDEPLOY_ENVIRONMENT        environment; Capistrano stage local_<environment> (production)
   SELFDEPLOY_REVISION           commit SHA, tag or branch to deploy; empty = pinned, else branch head
-  SELFDEPLOY_APP_USER           unprivileged user that owns and deploys the application (ec2-user)
+  SELFDEPLOY_APP_USER           unprivileged user that owns and deploys the application (deploy)
   SELFDEPLOY_DEPLOY_PATH        deploy checkout: a git clone with the Capfile (/var/www/app/deploy)
   SELFDEPLOY_APP_PATH           Capistrano deploy_to (/var/www/app)
   SELFDEPLOY_AUTO_SCALING_GROUP_NAME, SELFDEPLOY_LIFECYCLE_HOOK_NAME,
@@ -172,8 +178,8 @@ check() {
 }
 
 # The document's parameters, set by read_inputs from SELFDEPLOY_<NAME>.
-ENVIRONMENT='' REVISION='' APP_USER='' DEPLOY_PATH='' APP_PATH=''
-AUTO_SCALING_GROUP_NAME='' LIFECYCLE_HOOK_NAME='' LIFECYCLE_ACTION_TOKEN=''
+ENVIRONMENT='' REVISION='' APP_USER='' DEPLOY_PATH='' APP_PATH='' MIGRATE='' HEALTH_CHECK_URL=''
+AUTO_SCALING_GROUP_NAME='' LIFECYCLE_HOOK_NAME='' INSTANCE_ID='' LIFECYCLE_ACTION_TOKEN=''
 
 # read_parameter NAME DEFAULT PATTERN: sets NAME from SELFDEPLOY_NAME (DEFAULT when unset),
 # checked against PATTERN.
@@ -190,9 +196,12 @@ read_inputs() {
   read_parameter APP_USER "$DEFAULT_SELFDEPLOY_APP_USER" "$PATTERN_SELFDEPLOY_APP_USER"
   read_parameter DEPLOY_PATH "$DEFAULT_SELFDEPLOY_DEPLOY_PATH" "$PATTERN_SELFDEPLOY_DEPLOY_PATH"
   read_parameter APP_PATH "$DEFAULT_SELFDEPLOY_APP_PATH" "$PATTERN_SELFDEPLOY_APP_PATH"
+  read_parameter MIGRATE "$DEFAULT_SELFDEPLOY_MIGRATE" "$PATTERN_SELFDEPLOY_MIGRATE"
+  read_parameter HEALTH_CHECK_URL "$DEFAULT_SELFDEPLOY_HEALTH_CHECK_URL" "$PATTERN_SELFDEPLOY_HEALTH_CHECK_URL"
   read_parameter AUTO_SCALING_GROUP_NAME "$DEFAULT_SELFDEPLOY_AUTO_SCALING_GROUP_NAME" \
     "$PATTERN_SELFDEPLOY_AUTO_SCALING_GROUP_NAME"
   read_parameter LIFECYCLE_HOOK_NAME "$DEFAULT_SELFDEPLOY_LIFECYCLE_HOOK_NAME" "$PATTERN_SELFDEPLOY_LIFECYCLE_HOOK_NAME"
+  read_parameter INSTANCE_ID "$DEFAULT_SELFDEPLOY_INSTANCE_ID" "$PATTERN_SELFDEPLOY_INSTANCE_ID"
   read_parameter LIFECYCLE_ACTION_TOKEN "$DEFAULT_SELFDEPLOY_LIFECYCLE_ACTION_TOKEN" \
     "$PATTERN_SELFDEPLOY_LIFECYCLE_ACTION_TOKEN"
 

@@ -95,7 +95,7 @@ describe('demo stack', () => {
       detail: { AutoScalingGroupName: [demoGroupRef] },
     });
     expect(parseConfig(deployed).groups['demo-group']).toMatchObject({
-      appUser: 'ec2-user',
+      appUser: 'deploy',
       deployPath: '/var/www/app/deploy',
       appPath: '/var/www/app',
     });

@@ -18,7 +18,7 @@ describe('SELFDEPLOY_CONFIG', () => {
         web: {
           lifecycleHookName: 'launch',
           environment: 'production',
-          appUser: 'ec2-user',
+          appUser: 'deploy',
           deployPath: '/var/www/app/deploy',
           appPath: '/var/www/app',
           onFailure: 'ABANDON',

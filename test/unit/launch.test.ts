@@ -64,12 +64,15 @@ describe('launch lifecycle action', () => {
       Parameters: {
         environment: ['production'],
         revision: [''],
-        appUser: ['ec2-user'],
+        appUser: ['deploy'],
         deployPath: ['/var/www/app/deploy'],
         appPath: ['/var/www/app'],
+        migrate: ['false'],
+        healthCheckUrl: [''],
         executionTimeout: ['1800'],
         autoScalingGroupName: ['web'],
         lifecycleHookName: ['selfdeploy-launch'],
+        instanceId: [INSTANCE],
         lifecycleActionToken: [TOKEN],
       },
       CloudWatchOutputConfig: {

@@ -108,7 +108,7 @@ describe('manual redeploy', () => {
     expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 2);
     expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
       InstanceIds: [INSTANCE],
-      Parameters: expect.objectContaining({ environment: ['production'], appUser: ['ec2-user'] }),
+      Parameters: expect.objectContaining({ environment: ['production'], appUser: ['deploy'] }),
     });
     expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
       InstanceIds: [id(2)],
