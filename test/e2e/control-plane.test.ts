@@ -5,7 +5,10 @@ import {
   DescribeAutoScalingGroupsCommand,
   DescribeAutoScalingInstancesCommand,
   DescribeLifecycleHooksCommand,
+  DescribeScalingActivitiesCommand,
+  DescribeWarmPoolCommand,
   PutLifecycleHookCommand,
+  PutWarmPoolCommand,
   RecordLifecycleActionHeartbeatCommand,
   SetDesiredCapacityCommand,
 } from '@aws-sdk/client-auto-scaling';
@@ -25,7 +28,12 @@ import {
   LAUNCH_DETAIL_TYPE,
   launchLifecyclePattern,
 } from '../../functions/shared/event-patterns';
-import { ControlPlane, type ControlPlaneOptions } from '../../scripts/local/control-plane/control-plane';
+import type { Instance } from '../../scripts/local/control-plane/auto-scaling';
+import {
+  ControlPlane,
+  type ControlPlaneOptions,
+  type Machine,
+} from '../../scripts/local/control-plane/control-plane';
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 
 jest.setTimeout(20_000);
@@ -479,5 +487,291 @@ describe('event delivery', () => {
     const [lost, delivered] = plane.autoScaling.instances().map((i) => i.id);
     expect(received).toEqual([delivered, delivered, delivered]);
     expect(plane.bus.dropped.map((e) => e.detail.EC2InstanceId)).toEqual([lost]);
+  });
+});
+
+describe('scaling activities, lifecycle hooks and warm pools over the awsQuery protocol', () => {
+  const launchEvents = () => plane.bus.published.filter((e) => e['detail-type'] === LAUNCH_DETAIL_TYPE);
+  const complete = (InstanceId: string, result = 'CONTINUE') =>
+    autoScaling.send(
+      new CompleteLifecycleActionCommand({
+        AutoScalingGroupName: 'web',
+        LifecycleHookName: 'deploy',
+        InstanceId,
+        LifecycleActionResult: result,
+      }),
+    );
+
+  it('records every launch as a scaling activity, newest first, paged with MaxRecords and NextToken', async () => {
+    await startPlane();
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 5, hook: { name: 'deploy' } });
+    plane.autoScaling.setDesiredCapacity('web', 1);
+    const [first] = plane.autoScaling.instances().map((i) => i.id);
+    await complete(first as string);
+    plane.autoScaling.setDesiredCapacity('web', 3);
+    const [, second, third] = plane.autoScaling.instances().map((i) => i.id);
+
+    const page1 = await autoScaling.send(
+      new DescribeScalingActivitiesCommand({ AutoScalingGroupName: 'web', MaxRecords: 2 }),
+    );
+    const page2 = await autoScaling.send(
+      new DescribeScalingActivitiesCommand({
+        AutoScalingGroupName: 'web',
+        MaxRecords: 2,
+        NextToken: page1.NextToken,
+      }),
+    );
+
+    // Still waiting (in progress) first, newest first; then the finished ones.
+    expect(page1.Activities?.map((a) => a.Description)).toEqual([
+      `Launching a new EC2 instance: ${third}`,
+      `Launching a new EC2 instance: ${second}`,
+    ]);
+    expect(page1.Activities?.[0]).toMatchObject({
+      ActivityId: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      AutoScalingGroupName: 'web',
+      StatusCode: 'MidLifecycleAction',
+      Cause: expect.stringMatching(
+        /^At \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 2 to 3\.$/,
+      ),
+      StartTime: expect.any(Date),
+      Details: expect.stringContaining('Availability Zone'),
+    });
+    expect(page2.Activities).toEqual([
+      expect.objectContaining({
+        Description: `Launching a new EC2 instance: ${first}`,
+        StatusCode: 'Successful',
+        Progress: 100,
+        EndTime: expect.any(Date),
+      }),
+    ]);
+    expect(page2.NextToken).toBeUndefined();
+    await expect(
+      autoScaling.send(
+        new DescribeScalingActivitiesCommand({ AutoScalingGroupName: 'web', MaxRecords: 101 }),
+      ),
+    ).rejects.toMatchObject({ name: 'ValidationError' });
+    const byId = await autoScaling.send(
+      new DescribeScalingActivitiesCommand({
+        ActivityIds: [page2.Activities?.[0]?.ActivityId as string, 'unknown-activity'],
+      }),
+    );
+    expect(byId.Activities?.map((a) => a.Description)).toEqual([`Launching a new EC2 instance: ${first}`]);
+  });
+
+  it('ends an abandoned launch Cancelled with the reason AWS gives, and records the termination', async () => {
+    await startPlane();
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 2, desiredCapacity: 1, hook: { name: 'deploy' } });
+    const [abandoned] = plane.autoScaling.instances().map((i) => i.id);
+
+    await complete(abandoned as string, 'ABANDON');
+
+    const { Activities } = await autoScaling.send(
+      new DescribeScalingActivitiesCommand({ AutoScalingGroupName: 'web' }),
+    );
+    const mine = Activities?.filter((a) => a.Description?.endsWith(`: ${abandoned}`));
+    expect(mine?.map((a) => [a.Description, a.StatusCode])).toEqual([
+      [`Terminating EC2 instance: ${abandoned}`, 'Successful'],
+      [`Launching a new EC2 instance: ${abandoned}`, 'Cancelled'],
+    ]);
+    expect(mine?.[1]?.StatusMessage).toMatch(
+      /^Instance failed to complete user's Lifecycle Action: Lifecycle Action with token [0-9a-f-]{36} was abandoned: Lifecycle Action Completed with ABANDON Result$/,
+    );
+  });
+
+  it('describes a hook with its NotificationMetadata, timeouts and default result, by name', async () => {
+    await startPlane();
+    plane.autoScaling.createGroup({
+      name: 'web',
+      maxSize: 1,
+      hook: { name: 'deploy', heartbeatTimeout: 900, notificationMetadata: '{"revision":"abc123"}' },
+    });
+
+    const named = await autoScaling.send(
+      new DescribeLifecycleHooksCommand({ AutoScalingGroupName: 'web', LifecycleHookNames: ['deploy'] }),
+    );
+    const other = await autoScaling.send(
+      new DescribeLifecycleHooksCommand({ AutoScalingGroupName: 'web', LifecycleHookNames: ['other'] }),
+    );
+
+    expect(named.LifecycleHooks).toEqual([
+      {
+        LifecycleHookName: 'deploy',
+        AutoScalingGroupName: 'web',
+        LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+        NotificationMetadata: '{"revision":"abc123"}',
+        HeartbeatTimeout: 900,
+        GlobalTimeout: 90_000,
+        DefaultResult: 'ABANDON',
+      },
+    ]);
+    expect(other.LifecycleHooks).toEqual([]);
+  });
+
+  it("refuses a token with another instance's id, and a token or id of a wait that has ended", async () => {
+    await startPlane();
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 2, desiredCapacity: 2, hook: { name: 'deploy' } });
+    const [a, b] = plane.autoScaling.instances();
+    const tokenOfA = a?.action?.token as string;
+    const crossed = {
+      AutoScalingGroupName: 'web',
+      LifecycleHookName: 'deploy',
+      LifecycleActionToken: tokenOfA,
+      InstanceId: b?.id,
+    };
+
+    const completion = autoScaling.send(
+      new CompleteLifecycleActionCommand({ ...crossed, LifecycleActionResult: 'CONTINUE' }),
+    );
+    const heartbeat = autoScaling.send(new RecordLifecycleActionHeartbeatCommand(crossed));
+    const otherHook = autoScaling.send(
+      new CompleteLifecycleActionCommand({
+        AutoScalingGroupName: 'web',
+        LifecycleHookName: 'someone-elses-hook',
+        InstanceId: a?.id,
+        LifecycleActionResult: 'CONTINUE',
+      }),
+    );
+
+    const refusal = {
+      name: 'ValidationError',
+      message: `No active Lifecycle Action found with token ${tokenOfA}`,
+    };
+    await expect(completion).rejects.toMatchObject(refusal);
+    await expect(heartbeat).rejects.toMatchObject(refusal);
+    await expect(otherHook).rejects.toMatchObject({
+      name: 'ValidationError',
+      message: `No active Lifecycle Action found with instance ID ${a?.id}`,
+    });
+    expect(plane.autoScaling.instances().map((i) => i.state)).toEqual(['Pending:Wait', 'Pending:Wait']);
+  });
+
+  it('warms instances behind the hook, then draws them into service with a new wait, token and activity', async () => {
+    await startPlane();
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 2, hook: { name: 'deploy' } });
+    await autoScaling.send(
+      new PutWarmPoolCommand({ AutoScalingGroupName: 'web', MinSize: 1, MaxGroupPreparedCapacity: 1 }),
+    );
+    const pool = await autoScaling.send(new DescribeWarmPoolCommand({ AutoScalingGroupName: 'web' }));
+    const warmed = pool.Instances?.[0]?.InstanceId as string;
+    expect(pool.Instances?.map((i) => i.LifecycleState)).toEqual(['Warmed:Pending:Wait']);
+    expect(pool.WarmPoolConfiguration).toMatchObject({ MinSize: 1, PoolState: 'Stopped' });
+    expect(launchEvents().map((e) => e.detail)).toEqual([
+      expect.objectContaining({ EC2InstanceId: warmed, Origin: 'EC2', Destination: 'WarmPool' }),
+    ]);
+    const warmToken = launchEvents()[0]?.detail.LifecycleActionToken as string;
+    await until(() => plane.ssm.managedInstances().some((m) => m.id === warmed && m.online));
+    const { Command } = await ssm.send(
+      new SendCommandCommand({ DocumentName: 'SelfDeploy', InstanceIds: [warmed] }),
+    );
+    await until(() => plane.ssm.command(Command?.CommandId as string)?.status === 'Success');
+
+    await complete(warmed);
+    const stopped = await autoScaling.send(new DescribeWarmPoolCommand({ AutoScalingGroupName: 'web' }));
+    const agentWhileStopped = await ssm.send(
+      new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [warmed] }] }),
+    );
+    await autoScaling.send(
+      new SetDesiredCapacityCommand({ AutoScalingGroupName: 'web', DesiredCapacity: 1 }),
+    );
+
+    expect(stopped.Instances?.map((i) => i.LifecycleState)).toEqual(['Warmed:Stopped']);
+    expect(agentWhileStopped.InstanceInformationList?.[0]?.PingStatus).toBe('ConnectionLost');
+    expect((await instancesOf('web')).map((i) => [i.InstanceId, i.LifecycleState])).toEqual([
+      [warmed, 'Pending:Wait'],
+    ]);
+    const leaving = launchEvents().find((e) => e.detail.Origin === 'WarmPool');
+    expect(leaving?.detail).toMatchObject({ EC2InstanceId: warmed, Destination: 'AutoScalingGroup' });
+    expect(leaving?.detail.LifecycleActionToken).not.toBe(warmToken);
+    await expect(
+      autoScaling.send(
+        new CompleteLifecycleActionCommand({
+          AutoScalingGroupName: 'web',
+          LifecycleHookName: 'deploy',
+          LifecycleActionToken: warmToken,
+          LifecycleActionResult: 'CONTINUE',
+        }),
+      ),
+    ).rejects.toMatchObject({ message: `No active Lifecycle Action found with token ${warmToken}` });
+    const { Activities } = await autoScaling.send(
+      new DescribeScalingActivitiesCommand({ AutoScalingGroupName: 'web' }),
+    );
+    expect(
+      Activities?.filter((a) => a.Description?.endsWith(warmed)).map((a) => [a.Description, a.StatusCode]),
+    ).toEqual([
+      [`Launching a new EC2 instance from warm pool: ${warmed}`, 'MidLifecycleAction'],
+      [`Launching a new EC2 instance into warm pool: ${warmed}`, 'Successful'],
+    ]);
+    // The earlier wait's command stays in the instance's history.
+    const history = await ssm.send(new ListCommandsCommand({ InstanceId: warmed }));
+    expect(history.Commands?.map((c) => [c.CommandId, c.Status])).toEqual([[Command?.CommandId, 'Success']]);
+    // The pool refills to its MinSize behind the drawn instance.
+    const refilled = await autoScaling.send(new DescribeWarmPoolCommand({ AutoScalingGroupName: 'web' }));
+    expect(refilled.Instances?.map((i) => i.InstanceId === warmed)).toEqual([false]);
+  });
+
+  it('returns an instance to the warm pool on scale-in when ReuseOnScaleIn is set, and reuses it', async () => {
+    await startPlane();
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 1, desiredCapacity: 1, hook: { name: 'deploy' } });
+    const [id] = plane.autoScaling.instances().map((i) => i.id);
+    await complete(id as string);
+    await autoScaling.send(
+      new PutWarmPoolCommand({
+        AutoScalingGroupName: 'web',
+        MinSize: 0,
+        InstanceReusePolicy: { ReuseOnScaleIn: true },
+      }),
+    );
+
+    await autoScaling.send(
+      new SetDesiredCapacityCommand({ AutoScalingGroupName: 'web', DesiredCapacity: 0 }),
+    );
+    const pooled = await autoScaling.send(new DescribeWarmPoolCommand({ AutoScalingGroupName: 'web' }));
+    await autoScaling.send(
+      new SetDesiredCapacityCommand({ AutoScalingGroupName: 'web', DesiredCapacity: 1 }),
+    );
+
+    expect(pooled.Instances?.map((i) => [i.InstanceId, i.LifecycleState])).toEqual([[id, 'Warmed:Stopped']]);
+    expect((await instancesOf('web')).map((i) => [i.InstanceId, i.LifecycleState])).toEqual([
+      [id, 'Pending:Wait'],
+    ]);
+    expect(
+      launchEvents()
+        .filter((e) => e.detail.EC2InstanceId === id)
+        .map((e) => e.detail.Origin),
+    ).toEqual(['EC2', 'WarmPool']);
+  });
+});
+
+describe('boot order of simulated instances', () => {
+  it('registers the agent before boot finishes; a stopped warmed instance boots again without user data', async () => {
+    const boots: [string, string, boolean][] = [];
+    const machine: Machine = {
+      booted: (instance: Instance, firstBoot: boolean) => boots.push(['booted', instance.id, firstBoot]),
+      stopped: (instance: Instance) => boots.push(['stopped', instance.id, false]),
+    };
+    // 5 s to register, 20 s more to boot, at 100x: 50 ms, then 200 ms.
+    await startPlane({ agentDelaySeconds: 5, bootDelaySeconds: 20, machine });
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 1, hook: { name: 'deploy' } });
+    plane.autoScaling.putWarmPool('web', { minSize: 1 });
+    const id = plane.autoScaling.instances()[0]?.id as string;
+
+    await until(() => plane.ssm.managedInstances().some((m) => m.id === id));
+    const bootsWhenOnline = boots.length;
+    await until(() => boots.length === 1);
+    plane.autoScaling.completeLifecycleAction(
+      { groupName: 'web', hookName: 'deploy', instanceId: id },
+      'CONTINUE',
+    );
+    plane.autoScaling.setDesiredCapacity('web', 1);
+    const mine = () => boots.filter(([, instance]) => instance === id);
+    await until(() => mine().length === 3);
+
+    expect(bootsWhenOnline).toBe(0);
+    expect(mine()).toEqual([
+      ['booted', id, true],
+      ['stopped', id, false],
+      ['booted', id, false],
+    ]);
   });
 });

@@ -1,5 +1,5 @@
 import { ApiError } from './api-error';
-import type { AutoScaling, Group, Instance, LifecycleResult } from './auto-scaling';
+import type { Activity, AutoScaling, Group, Instance, LifecycleResult, PoolState } from './auto-scaling';
 
 const XMLNS = 'http://autoscaling.amazonaws.com/doc/2011-01-01/';
 
@@ -187,6 +187,52 @@ export function runQuery(model: AutoScaling, input: QueryInput): Xml | undefined
         })),
       };
     }
+    case 'DescribeScalingActivities': {
+      const ids = input.list('ActivityIds');
+      if (ids.length > 50) {
+        throw new ApiError(
+          'ValidationError',
+          "1 validation error detected: Value at 'activityIds' failed to satisfy constraint: Member must have length less than or equal to 50",
+        );
+      }
+      // An unknown group, like unknown activity ids, answers an empty list.
+      const activities = model
+        .activities(input.string('AutoScalingGroupName'))
+        .filter((a) => ids.length === 0 || ids.includes(a.id));
+      const page = paginate(activities, input, 100, 100);
+      return {
+        Activities: page.items.map((a) => activityXml(a, model.group(a.groupName))),
+        NextToken: page.nextToken,
+      };
+    }
+    case 'PutWarmPool': {
+      const minSize = input.int('MinSize');
+      const maxGroupPreparedCapacity = input.int('MaxGroupPreparedCapacity');
+      const poolState = input.string('PoolState');
+      const reuse = input.string('InstanceReusePolicy.ReuseOnScaleIn');
+      model.putWarmPool(input.required('AutoScalingGroupName'), {
+        ...(minSize === undefined ? {} : { minSize }),
+        ...(maxGroupPreparedCapacity === undefined ? {} : { maxGroupPreparedCapacity }),
+        ...(poolState === undefined ? {} : { poolState: warmPoolState(poolState) }),
+        ...(reuse === undefined ? {} : { reuseOnScaleIn: reuse === 'true' }),
+      });
+      return {};
+    }
+    case 'DescribeWarmPool': {
+      const group = model.group(input.required('AutoScalingGroupName'));
+      const pool = group.warmPool;
+      const page = paginate([...(pool?.instances.values() ?? [])], input, 50, 50);
+      return {
+        WarmPoolConfiguration: pool && {
+          MaxGroupPreparedCapacity: pool.maxGroupPreparedCapacity,
+          MinSize: pool.minSize,
+          PoolState: pool.poolState,
+          InstanceReusePolicy: { ReuseOnScaleIn: pool.reuseOnScaleIn },
+        },
+        Instances: page.items.map(instanceXml),
+        NextToken: page.nextToken,
+      };
+    }
     default:
       throw new ApiError('InvalidAction', `Could not find operation ${input.action} for version 2011-01-01`);
   }
@@ -209,6 +255,30 @@ function lifecycleResult(value: string): LifecycleResult {
     'ValidationError',
     `Invalid DefaultResult: ${value}. Valid values are CONTINUE and ABANDON`,
   );
+}
+
+function warmPoolState(value: string): PoolState {
+  if (value === 'Stopped' || value === 'Running' || value === 'Hibernated') return value;
+  throw new ApiError(
+    'ValidationError',
+    `Invalid PoolState: ${value}. Valid values are Stopped, Running and Hibernated`,
+  );
+}
+
+function activityXml(activity: Activity, group: Group): Xml {
+  return {
+    ActivityId: activity.id,
+    AutoScalingGroupName: activity.groupName,
+    AutoScalingGroupARN: group.arn,
+    Description: activity.description,
+    Cause: activity.cause,
+    StartTime: new Date(activity.startedAt),
+    EndTime: activity.endedAt === undefined ? undefined : new Date(activity.endedAt),
+    StatusCode: activity.statusCode,
+    StatusMessage: activity.statusMessage,
+    Progress: activity.progress,
+    Details: activity.details,
+  };
 }
 
 function groupXml(group: Group): Xml {

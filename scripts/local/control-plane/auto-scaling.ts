@@ -2,10 +2,14 @@ import { LAUNCH_DETAIL_TYPE } from '../../../functions/shared/event-patterns';
 import { ApiError } from './api-error';
 import type { Clock } from './clock';
 import type { EventBus } from './event-bus';
-import { instanceId, uuid } from './ids';
+import { instanceId, isoSeconds, uuid } from './ids';
 
 export const LAUNCHING = 'autoscaling:EC2_INSTANCE_LAUNCHING';
 export type LifecycleResult = 'CONTINUE' | 'ABANDON';
+/** Where a launch lifecycle event says an instance comes from or goes to. */
+export type Place = 'EC2' | 'AutoScalingGroup' | 'WarmPool';
+/** What a warmed instance does once its warm-pool wait ends. */
+export type PoolState = 'Stopped' | 'Running' | 'Hibernated';
 
 /** A launch lifecycle hook as PutLifecycleHook defines it. */
 export interface HookSpec {
@@ -28,6 +32,44 @@ export interface GroupSpec {
   readonly tags?: Readonly<Record<string, string>>;
 }
 
+/** A warm pool as PutWarmPool defines it. */
+export interface WarmPoolSpec {
+  /** @default 0 */
+  readonly minSize?: number;
+  /** Instances in service plus warmed. @default the group's MaxSize */
+  readonly maxGroupPreparedCapacity?: number;
+  /** @default 'Stopped' */
+  readonly poolState?: PoolState;
+  /** Scale-in returns instances to the pool instead of terminating them. @default false */
+  readonly reuseOnScaleIn?: boolean;
+}
+
+export interface WarmPool {
+  readonly minSize: number;
+  readonly maxGroupPreparedCapacity?: number;
+  readonly poolState: PoolState;
+  readonly reuseOnScaleIn: boolean;
+  /** Warmed instances (not part of the group's capacity). */
+  readonly instances: Map<string, Instance>;
+}
+
+/** A scaling activity as DescribeScalingActivities reports it. */
+export interface Activity {
+  readonly id: string;
+  readonly groupName: string;
+  readonly description: string;
+  readonly cause: string;
+  readonly startedAt: number;
+  readonly details: string;
+  endedAt?: number;
+  statusCode: string;
+  statusMessage?: string;
+  progress: number;
+}
+
+/** Activity status codes after which an activity no longer changes. */
+const FINAL_ACTIVITY_STATUSES: ReadonlySet<string> = new Set(['Successful', 'Failed', 'Cancelled']);
+
 export interface Hook {
   readonly name: string;
   readonly heartbeatTimeout: number;
@@ -40,6 +82,8 @@ interface LifecycleAction {
   readonly token: string;
   readonly hook: Hook;
   readonly globalDeadline: number;
+  /** Where the wait leads: into service, or into the warm pool. */
+  readonly destination: 'AutoScalingGroup' | 'WarmPool';
   cancelTimeout: () => void;
 }
 
@@ -50,6 +94,8 @@ export interface Instance {
   readonly launchedAt: number;
   state: string;
   action?: LifecycleAction;
+  /** The activity of the instance's latest launch (into service, into or from the warm pool). */
+  activity?: Activity;
 }
 
 export interface Group {
@@ -60,28 +106,43 @@ export interface Group {
   readonly maxSize: number;
   desiredCapacity: number;
   hook?: Hook;
+  warmPool?: WarmPool;
   readonly tags: Readonly<Record<string, string>>;
+  /** Instances in the group (in service or on their way), not the warmed ones. */
   readonly instances: Map<string, Instance>;
+  /** Scaling activities, oldest first. */
+  readonly activities: Activity[];
 }
 
-/** What happened to an instance, for the fleet simulator and progress displays. */
+/**
+ * What happened to an instance, for the fleet simulator and progress displays: a new EC2
+ * instance boots ('launched'), a stopped warmed one boots again ('started'), a warmed one
+ * stops ('stopped'), a wait ends ('completed'), the instance is gone ('terminated').
+ */
 export type InstanceChange =
   | { readonly kind: 'launched'; readonly instance: Instance }
+  | { readonly kind: 'started'; readonly instance: Instance }
+  | { readonly kind: 'stopped'; readonly instance: Instance }
   | {
       readonly kind: 'completed';
       readonly instance: Instance;
       readonly result: LifecycleResult;
       readonly reason: 'api' | 'timeout';
+      /** Where the wait that ended was leading. */
+      readonly destination: 'AutoScalingGroup' | 'WarmPool';
     }
   | { readonly kind: 'terminated'; readonly instance: Instance };
 
 const MAX_GLOBAL_TIMEOUT = 172_800;
+/** What a launch's activity reports while its lifecycle action waits (the console shows about 30 %). */
+const WAITING_PROGRESS = 30;
 
 /**
- * Auto Scaling groups, their launch lifecycle hooks and instances, with the semantics
- * selfdeploy depends on: a launch behind a hook waits in Pending:Wait and fires the
- * lifecycle event; CONTINUE puts it in service; ABANDON or the hook's default result on
- * timeout terminates it and the group launches a replacement.
+ * Auto Scaling groups, their launch lifecycle hooks, warm pools, scaling activities and
+ * instances, with the semantics selfdeploy depends on: a launch behind a hook waits in
+ * Pending:Wait (or Warmed:Pending:Wait entering a warm pool) and fires the lifecycle event;
+ * CONTINUE puts it in service (or warms it); ABANDON or the hook's default result on timeout
+ * terminates it and the group launches a replacement. Every launch is a scaling activity.
  */
 export class AutoScaling {
   readonly #groups = new Map<string, Group>();
@@ -95,7 +156,7 @@ export class AutoScaling {
     private readonly region: string,
   ) {}
 
-  /** Calls `listener` on every launch, lifecycle completion and termination. */
+  /** Calls `listener` on every launch, start, stop, lifecycle completion and termination. */
   public onChange(listener: (change: InstanceChange) => void): void {
     this.#listeners.push(listener);
   }
@@ -126,11 +187,12 @@ export class AutoScaling {
       desiredCapacity: desired,
       tags: spec.tags ?? {},
       instances: new Map(),
+      activities: [],
     };
     this.#groups.set(spec.name, group);
     // The hook is in place before the first launch, as when both come from one template.
     if (spec.hook) this.putLifecycleHook(spec.name, spec.hook);
-    this.#fillCapacity(group);
+    this.#fillCapacity(group, 0);
     return group;
   }
 
@@ -160,11 +222,38 @@ export class AutoScaling {
     return group.hook;
   }
 
+  /**
+   * Adds or replaces the group's warm pool and fills it: new instances launch into it,
+   * wait at Warmed:Pending:Wait behind the launch hook, then stop (or keep running).
+   */
+  public putWarmPool(groupName: string, spec: WarmPoolSpec): WarmPool {
+    const group = this.group(groupName);
+    const minSize = spec.minSize ?? 0;
+    if (minSize < 0) throw new ApiError('ValidationError', `MinSize must be at least 0, got ${minSize}`);
+    const prepared = spec.maxGroupPreparedCapacity;
+    if (prepared !== undefined && prepared !== -1 && prepared < group.minSize) {
+      throw new ApiError(
+        'ValidationError',
+        `MaxGroupPreparedCapacity ${prepared} must be -1 or at least the group's MinSize ${group.minSize}`,
+      );
+    }
+    group.warmPool = {
+      minSize,
+      ...(prepared === undefined || prepared === -1 ? {} : { maxGroupPreparedCapacity: prepared }),
+      poolState: spec.poolState ?? 'Stopped',
+      reuseOnScaleIn: spec.reuseOnScaleIn ?? false,
+      instances: group.warmPool?.instances ?? new Map(),
+    };
+    this.#fillCapacity(group, group.desiredCapacity);
+    return group.warmPool;
+  }
+
   public setDesiredCapacity(groupName: string, desired: number): void {
     const group = this.group(groupName);
     checkDesired(desired, group.minSize, group.maxSize, groupName);
+    const before = group.desiredCapacity;
     group.desiredCapacity = desired;
-    this.#fillCapacity(group);
+    this.#fillCapacity(group, before);
   }
 
   public completeLifecycleAction(ref: ActionRef, result: string): void {
@@ -199,7 +288,7 @@ export class AutoScaling {
     return [...this.#groups.values()];
   }
 
-  /** Instances currently in a group (terminated ones have left). */
+  /** Instances in a group or its warm pool (terminated ones have left). */
   public instance(id: string): Instance | undefined {
     return this.#instances.get(id);
   }
@@ -209,8 +298,25 @@ export class AutoScaling {
     return [...this.#instances.values()].find((instance) => instance.action?.token === token);
   }
 
+  /** Every instance of every group, warmed ones included. */
   public instances(): Instance[] {
     return [...this.#instances.values()];
+  }
+
+  /**
+   * A group's activities as DescribeScalingActivities lists them: those still in progress
+   * first, each part newest first.
+   */
+  public activities(groupName?: string): Activity[] {
+    const all =
+      groupName === undefined ? this.groups() : this.#groups.has(groupName) ? [this.group(groupName)] : [];
+    const newestFirst = (a: Activity, b: Activity) => b.startedAt - a.startedAt;
+    // Reversed first, so activities that started in the same millisecond list newest first too.
+    const activities = all.flatMap((group) => group.activities).reverse();
+    return [
+      ...activities.filter((a) => !FINAL_ACTIVITY_STATUSES.has(a.statusCode)).sort(newestFirst),
+      ...activities.filter((a) => FINAL_ACTIVITY_STATUSES.has(a.statusCode)).sort(newestFirst),
+    ];
   }
 
   /** Stops all lifecycle timers. */
@@ -218,52 +324,125 @@ export class AutoScaling {
     for (const instance of this.#instances.values()) instance.action?.cancelTimeout();
   }
 
+  /**
+   * The action `ref` names. With both a token and an instance id, both must name the same
+   * action (AWS does not document this case; the strict reading is the safe one).
+   */
   #activeAction(ref: ActionRef): Instance {
     const group = this.group(ref.groupName);
-    const found = [...group.instances.values()].find(
+    const waiting = [...group.instances.values(), ...(group.warmPool?.instances.values() ?? [])];
+    const found = waiting.find(
       (instance) =>
         instance.action !== undefined &&
         instance.action.hook.name === ref.hookName &&
-        (ref.token ? instance.action.token === ref.token : instance.id === ref.instanceId) &&
+        (ref.token === undefined || instance.action.token === ref.token) &&
         (ref.instanceId === undefined || instance.id === ref.instanceId),
     );
-    if (!found) {
+    if (!found || (ref.token === undefined && ref.instanceId === undefined)) {
       const what = ref.token ? `token ${ref.token}` : `instance ID ${ref.instanceId ?? ''}`;
       throw new ApiError('ValidationError', `No active Lifecycle Action found with ${what}`);
     }
     return found;
   }
 
-  #fillCapacity(group: Group): void {
+  /** Brings the group to its desired capacity (from `before`), then its warm pool to its size. */
+  #fillCapacity(group: Group, before: number): void {
     const live = [...group.instances.values()].filter((i) => !i.state.startsWith('Terminating'));
-    for (let n = live.length; n < group.desiredCapacity; n++) this.#launch(group);
+    let capacity = live.length;
+    for (; capacity < group.desiredCapacity; capacity++) {
+      const warmed = this.#readyWarmedInstance(group);
+      if (warmed) this.#leavePool(group, warmed, capacity);
+      else this.#launch(group, 'AutoScalingGroup', capacity, group.desiredCapacity);
+    }
     // Scale-in takes the newest instances first, so a deploy in progress is what stops.
     const extra = live
       .sort((a, b) => b.launchedAt - a.launchedAt)
       .slice(0, Math.max(0, live.length - group.desiredCapacity));
-    for (const instance of extra) this.#terminate(instance);
+    for (const instance of extra) {
+      if (group.warmPool?.reuseOnScaleIn) this.#returnToPool(group, instance);
+      else this.#terminate(instance, `shrinking the capacity from ${before} to ${group.desiredCapacity}`);
+    }
+    const pool = group.warmPool;
+    if (!pool) return;
+    const target = Math.max(
+      pool.minSize,
+      (pool.maxGroupPreparedCapacity ?? group.maxSize) - group.desiredCapacity,
+    );
+    for (let size = pool.instances.size; size < target; size++) this.#launch(group, 'WarmPool', size, target);
   }
 
-  #launch(group: Group): void {
+  #readyWarmedInstance(group: Group): Instance | undefined {
+    return [...(group.warmPool?.instances.values() ?? [])].find((i) => i.action === undefined);
+  }
+
+  /** A new EC2 instance, into service or into the warm pool. */
+  #launch(group: Group, destination: 'AutoScalingGroup' | 'WarmPool', from: number, to: number): void {
     const instance: Instance = {
       id: instanceId(),
       groupName: group.name,
       availabilityZone: `${this.region}a`,
       launchedAt: Date.now(),
-      state: 'Pending',
+      state: destination === 'WarmPool' ? 'Warmed:Pending' : 'Pending',
     };
-    group.instances.set(instance.id, instance);
+    (destination === 'WarmPool' ? (group.warmPool as WarmPool).instances : group.instances).set(
+      instance.id,
+      instance,
+    );
     this.#instances.set(instance.id, instance);
+    const now = isoSeconds(Date.now());
+    instance.activity = this.#activity(
+      group,
+      destination === 'WarmPool'
+        ? `Launching a new EC2 instance into warm pool: ${instance.id}`
+        : `Launching a new EC2 instance: ${instance.id}`,
+      destination === 'WarmPool'
+        ? `At ${now} an instance was launched into the warm pool in response to a difference between the warm pool's desired and actual size, increasing it from ${from} to ${to}.`
+        : `At ${now} an instance was started in response to a difference between desired and actual capacity, increasing the capacity from ${from} to ${to}.`,
+    );
     this.#notify({ kind: 'launched', instance });
+    this.#wait(group, instance, 'EC2', destination);
+  }
+
+  /** A warmed instance goes into service: it starts if stopped and waits behind the hook again. */
+  #leavePool(group: Group, instance: Instance, from: number): void {
+    group.warmPool?.instances.delete(instance.id);
+    group.instances.set(instance.id, instance);
+    const wasStopped = instance.state !== 'Warmed:Running';
+    instance.state = 'Pending';
+    instance.activity = this.#activity(
+      group,
+      `Launching a new EC2 instance from warm pool: ${instance.id}`,
+      `At ${isoSeconds(Date.now())} an instance was moved from the warm pool in response to a difference between desired and actual capacity, increasing the capacity from ${from} to ${from + 1}.`,
+    );
+    if (wasStopped) this.#notify({ kind: 'started', instance });
+    this.#wait(group, instance, 'WarmPool', 'AutoScalingGroup');
+  }
+
+  /** Scale-in with ReuseOnScaleIn: the instance stops and waits in the pool (no terminate hook here). */
+  #returnToPool(group: Group, instance: Instance): void {
+    instance.action?.cancelTimeout();
+    delete instance.action;
+    group.instances.delete(instance.id);
+    group.warmPool?.instances.set(instance.id, instance);
+    instance.state = 'Warmed:Stopped';
+    this.#notify({ kind: 'stopped', instance });
+  }
+
+  /** Holds the instance behind the launch hook (with a new token) and fires the lifecycle event. */
+  #wait(group: Group, instance: Instance, origin: Place, destination: 'AutoScalingGroup' | 'WarmPool'): void {
     const hook = group.hook;
     if (!hook) {
-      instance.state = 'InService';
+      this.#proceed(group, instance, destination);
       return;
     }
-    instance.state = 'Pending:Wait';
+    instance.state = destination === 'WarmPool' ? 'Warmed:Pending:Wait' : 'Pending:Wait';
+    const activity = instance.activity as Activity;
+    activity.statusCode = 'MidLifecycleAction';
+    activity.progress = WAITING_PROGRESS;
     const action: LifecycleAction = {
       token: uuid(),
       hook,
+      destination,
       globalDeadline: Date.now() + this.clock.realMs(hook.globalTimeout),
       cancelTimeout: () => {},
     };
@@ -282,12 +461,24 @@ export class AutoScaling {
           ...(hook.notificationMetadata === undefined
             ? {}
             : { NotificationMetadata: hook.notificationMetadata }),
-          Origin: 'EC2',
-          Destination: 'AutoScalingGroup',
+          Origin: origin,
+          Destination: destination,
         },
         [group.arn],
       ),
     );
+  }
+
+  /** The wait (if any) ended with CONTINUE: in service, or warmed. */
+  #proceed(group: Group, instance: Instance, destination: 'AutoScalingGroup' | 'WarmPool'): void {
+    endActivity(instance.activity, 'Successful');
+    if (destination === 'AutoScalingGroup') {
+      instance.state = 'InService';
+      return;
+    }
+    const poolState = group.warmPool?.poolState ?? 'Stopped';
+    instance.state = `Warmed:${poolState}`;
+    if (poolState !== 'Running') this.#notify({ kind: 'stopped', instance });
   }
 
   #armTimeout(instance: Instance, action: LifecycleAction): void {
@@ -300,30 +491,76 @@ export class AutoScaling {
   }
 
   #finish(instance: Instance, result: LifecycleResult, reason: 'api' | 'timeout'): void {
-    instance.action?.cancelTimeout();
+    const action = instance.action as LifecycleAction;
+    action.cancelTimeout();
     delete instance.action;
-    this.#notify({ kind: 'completed', instance, result, reason });
+    this.#notify({ kind: 'completed', instance, result, reason, destination: action.destination });
+    const group = this.#groups.get(instance.groupName);
+    if (!group) return;
     if (result === 'CONTINUE') {
-      instance.state = 'InService';
+      this.#proceed(group, instance, action.destination);
       return;
     }
-    this.#terminate(instance);
-    const group = this.#groups.get(instance.groupName);
-    if (group) this.#fillCapacity(group);
+    endActivity(
+      instance.activity,
+      'Cancelled',
+      `Instance failed to complete user's Lifecycle Action: Lifecycle Action with token ${action.token} was abandoned: ${
+        reason === 'api' ? 'Lifecycle Action Completed with ABANDON Result' : 'Heartbeat Timeout'
+      }`,
+    );
+    this.#terminate(instance, 'its launch lifecycle action was abandoned');
+    this.#fillCapacity(group, group.desiredCapacity);
   }
 
-  #terminate(instance: Instance): void {
+  #terminate(instance: Instance, why: string): void {
     instance.action?.cancelTimeout();
     delete instance.action;
     instance.state = 'Terminated';
-    this.#groups.get(instance.groupName)?.instances.delete(instance.id);
+    // A launch still waiting when its instance goes (scale-in) ends with it.
+    if (instance.activity && !FINAL_ACTIVITY_STATUSES.has(instance.activity.statusCode)) {
+      endActivity(instance.activity, 'Cancelled', `Instance was terminated: ${why}`);
+    }
+    const group = this.#groups.get(instance.groupName);
+    if (group) {
+      const activity = this.#activity(
+        group,
+        `Terminating EC2 instance: ${instance.id}`,
+        `At ${isoSeconds(Date.now())} an instance was taken out of service: ${why}.`,
+      );
+      endActivity(activity, 'Successful');
+      group.instances.delete(instance.id);
+      group.warmPool?.instances.delete(instance.id);
+    }
     this.#instances.delete(instance.id);
     this.#notify({ kind: 'terminated', instance });
+  }
+
+  #activity(group: Group, description: string, cause: string): Activity {
+    const activity: Activity = {
+      id: uuid(),
+      groupName: group.name,
+      description,
+      cause,
+      startedAt: Date.now(),
+      details: JSON.stringify({ 'Subnet ID': 'subnet-0local', 'Availability Zone': `${this.region}a` }),
+      statusCode: 'InProgress',
+      progress: 0,
+    };
+    group.activities.push(activity);
+    return activity;
   }
 
   #notify(change: InstanceChange): void {
     for (const listener of this.#listeners) listener(change);
   }
+}
+
+function endActivity(activity: Activity | undefined, statusCode: string, statusMessage?: string): void {
+  if (!activity) return;
+  activity.statusCode = statusCode;
+  activity.progress = 100;
+  activity.endedAt = Date.now();
+  if (statusMessage !== undefined) activity.statusMessage = statusMessage;
 }
 
 /** How CompleteLifecycleAction and RecordLifecycleActionHeartbeat name an action. */

@@ -9,6 +9,17 @@ import { Throttle, type ThrottleOptions } from './throttle';
 /** Simulated seconds from an instance's launch until its SSM agent registers; undefined: never. */
 export type AgentDelay = number | ((instance: Instance, launchIndex: number) => number | undefined);
 
+/** Simulated seconds from an agent's registration until the instance's boot finishes. */
+export type BootDelay = number | ((instance: Instance) => number);
+
+/** The operating system of simulated instances: what a finished boot and a stop leave on disk. */
+export interface Machine {
+  /** Boot finished: user data ran (on the first boot only, as cloud-init runs it) and boot is marked done. */
+  booted(instance: Instance, firstBoot: boolean): void;
+  /** The instance stopped (it entered a warm pool): its next boot starts from scratch. */
+  stopped(instance: Instance): void;
+}
+
 export interface ControlPlaneOptions {
   /** TCP port on 127.0.0.1. @default 0 (any free port) */
   readonly port?: number;
@@ -35,6 +46,14 @@ export interface ControlPlaneOptions {
    * registration is throttled on big scale-outs. @default unlimited
    */
   readonly agentRegistrationsPerSecond?: number;
+  /**
+   * Boot order of a real instance: the agent (ordered after the network only) registers
+   * first, and boot (cloud-init, user data) finishes this many simulated seconds later.
+   * @default 0
+   */
+  readonly bootDelaySeconds?: BootDelay;
+  /** What boots on each instance. @default nothing (the instances have no disk) */
+  readonly machine?: Machine;
 }
 
 /**
@@ -54,9 +73,15 @@ export class ControlPlane {
   public readonly calls: CallRecord[];
   /** How long the agents of instances launched from now on take to register. */
   public agentDelaySeconds: AgentDelay;
+  /** How long after its agent registers an instance's boot finishes (from now on). */
+  public bootDelaySeconds: BootDelay;
   readonly #server: Server;
   readonly #agent: Agent;
-  readonly #registrations = new Map<string, () => void>();
+  readonly #machine: Machine | undefined;
+  /** Cancels an instance's pending agent registration or boot. */
+  readonly #pending = new Map<string, () => void>();
+  /** Instances that have finished a boot before (user data runs only on the first). */
+  readonly #bootedOnce = new Set<string>();
   #launches = 0;
   readonly #registrationGapSeconds: number;
   /** When (in simulated seconds since the epoch) the next agent may register. */
@@ -74,6 +99,8 @@ export class ControlPlane {
     server: Server;
     agent: Agent;
     agentDelaySeconds: AgentDelay;
+    bootDelaySeconds: BootDelay;
+    machine: Machine | undefined;
     registrationGapSeconds: number;
   }) {
     this.endpoint = parts.endpoint;
@@ -85,16 +112,21 @@ export class ControlPlane {
     this.throttle = parts.throttle;
     this.calls = parts.calls;
     this.agentDelaySeconds = parts.agentDelaySeconds;
+    this.bootDelaySeconds = parts.bootDelaySeconds;
     this.#registrationGapSeconds = parts.registrationGapSeconds;
     this.#server = parts.server;
     this.#agent = parts.agent;
+    this.#machine = parts.machine;
     this.autoScaling.onChange((change) => {
-      if (change.kind === 'launched') this.#scheduleRegistration(change.instance);
-      if (change.kind === 'terminated') {
-        this.#registrations.get(change.instance.id)?.();
-        this.#registrations.delete(change.instance.id);
-        this.ssm.instanceTerminated(change.instance.id);
+      const { instance } = change;
+      if (change.kind === 'launched' || change.kind === 'started') this.#scheduleRegistration(instance);
+      if (change.kind === 'stopped' || change.kind === 'terminated') {
+        this.#pending.get(instance.id)?.();
+        this.#pending.delete(instance.id);
+        this.ssm.agentOffline(instance.id);
       }
+      if (change.kind === 'stopped') this.#machine?.stopped(instance);
+      if (change.kind === 'terminated') this.#bootedOnce.delete(instance.id);
     });
   }
 
@@ -131,6 +163,8 @@ export class ControlPlane {
       server,
       agent: options.agent ?? (async () => ({ exitCode: 0, stdout: '', stderr: '', timedOut: false })),
       agentDelaySeconds: options.agentDelaySeconds ?? 0,
+      bootDelaySeconds: options.bootDelaySeconds ?? 0,
+      machine: options.machine,
       registrationGapSeconds: options.agentRegistrationsPerSecond
         ? 1 / options.agentRegistrationsPerSecond
         : 0,
@@ -164,6 +198,7 @@ export class ControlPlane {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
+  /** The agent registers after its delay (and the rate limit); boot finishes after that. */
   #scheduleRegistration(instance: Instance): void {
     const index = this.#launches++;
     const delay =
@@ -173,18 +208,35 @@ export class ControlPlane {
     if (delay === undefined) return;
     const wait = this.#registrationSlot(delay);
     const register = () => {
-      this.#registrations.delete(instance.id);
+      this.#pending.delete(instance.id);
       this.ssm.registerInstance(
         instance.id,
         { 'aws:autoscaling:groupName': instance.groupName },
         this.#agent,
       );
+      this.#scheduleBoot(instance);
     };
     if (wait <= 0) {
       register();
       return;
     }
-    this.#registrations.set(instance.id, this.clock.after(wait, register));
+    this.#pending.set(instance.id, this.clock.after(wait, register));
+  }
+
+  #scheduleBoot(instance: Instance): void {
+    const delay =
+      typeof this.bootDelaySeconds === 'function' ? this.bootDelaySeconds(instance) : this.bootDelaySeconds;
+    const boot = () => {
+      this.#pending.delete(instance.id);
+      const firstBoot = !this.#bootedOnce.has(instance.id);
+      this.#bootedOnce.add(instance.id);
+      this.#machine?.booted(instance, firstBoot);
+    };
+    if (delay <= 0) {
+      boot();
+      return;
+    }
+    this.#pending.set(instance.id, this.clock.after(delay, boot));
   }
 
   /** Simulated seconds until an agent ready after `delay` may register, given the rate limit. */

@@ -147,8 +147,8 @@ export class Ssm {
     this.#instances.set(id, { id, registeredAt: Date.now(), tags, agent, online: true });
   }
 
-  /** The instance is gone: its agent stops answering and unfinished invocations fail. */
-  public instanceTerminated(id: string): void {
+  /** The instance stopped or is gone: its agent stops answering and unfinished invocations fail. */
+  public agentOffline(id: string): void {
     const instance = this.#instances.get(id);
     if (instance) instance.online = false;
     for (const command of this.#commands.values()) {
