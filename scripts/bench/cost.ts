@@ -12,12 +12,12 @@ import { ControlPlane } from '../local/control-plane/control-plane';
 import { LocalLambda } from '../local/lambda';
 import {
   APP_PATH,
-  DEFAULT_APP_USER,
   DEPLOY_PATH,
   DOCUMENT_NAME,
   GROUP_NAME,
   HOOK_NAME,
   LocalRun,
+  STAND_IN_APP_USER,
 } from '../local/local-run';
 import type { BaselineResult } from './polling-orchestrator';
 import { round } from './stats';
@@ -123,7 +123,7 @@ async function pollingCost(deploySeconds: number, settings: CostSettings): Promi
           documentName: DOCUMENT_NAME,
           timeScale,
           parameters: {
-            appUser: [DEFAULT_APP_USER],
+            appUser: [STAND_IN_APP_USER],
             appPath: [APP_PATH],
             deployPath: [DEPLOY_PATH],
           },

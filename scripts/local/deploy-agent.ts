@@ -1,6 +1,8 @@
-import { chownSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { type SelfDeployDocument, shellQuote } from '../../infra/document';
+import type { Instance } from './control-plane/auto-scaling';
+import type { Machine } from './control-plane/control-plane';
 import type { Agent, Execution, ExecutionResult } from './control-plane/ssm';
 import { runDocument } from './run-document';
 import type { SampleApp } from './sample-app';
@@ -9,12 +11,16 @@ import type { AppUser, Sshd } from './sshd';
 export interface DeployAgentOptions {
   /** Each instance's files live under `<dir>/<instance id>`. */
   readonly dir: string;
-  /** The application repository each instance's "image" holds a clone of. */
+  /** The application repository the instances' user data clones. */
   readonly app: SampleApp;
   readonly appUser: AppUser;
   /** The loopback sshd Capistrano connects to ("localhost" of every simulated instance). */
   readonly sshd: Sshd;
   readonly region: string;
+  /** Where user data clones the deploy checkout, on the instance's filesystem. */
+  readonly deployPath: string;
+  /** The application directory the image holds, empty, owned by the application user. */
+  readonly appPath: string;
   /**
    * Instances whose sshd is down (fault injection): their deploy cannot reach localhost and fails.
    * @default none
@@ -22,30 +28,69 @@ export interface DeployAgentOptions {
   readonly sshdDown?: (instanceId: string) => boolean;
 }
 
+/** Simulated instances that run the real document: their agent and their operating system. */
+export interface SimulatedInstances {
+  readonly agent: Agent;
+  readonly machine: Machine;
+  /**
+   * The document's boot check for these instances: waits until the instance's boot has
+   * finished, as `cloud-init status --wait` does on a real one (it reads cloud-init's own
+   * marker, under the instance's root).
+   */
+  readonly bootCheckCommand: string;
+}
+
 /** A port nothing listens on (tcpmux is never served here), for an instance whose sshd is down. */
 const CLOSED_PORT = 1;
+/** What cloud-init writes when boot (user data included) has finished. */
+export const BOOT_FINISHED = 'var/lib/cloud/instance/boot-finished';
 
 /**
- * The SSM agent of a simulated instance, running the SelfDeploy document for real: its
- * shell with bash, the real self-deploy script, Capistrano over SSH to the loopback sshd,
- * git. Simulated instances share this machine, so each gets its own root directory: the
- * document's appPath and deployPath parameters are taken relative to it, as if the
- * instance's filesystem were mounted there. Its first command finds the deploy checkout
- * already cloned, as a machine image would hold it.
+ * Instances that run the SelfDeploy document for real: the agent's shell with bash, the
+ * real self-deploy script, Capistrano over SSH to the loopback sshd, git. They share this
+ * machine, so each gets its own root directory: the document's appPath and deployPath
+ * parameters are taken relative to it, as if the instance's filesystem were mounted there.
+ * They boot in the real order: the agent may run a command before boot has finished, and
+ * only the finished boot (user data) has cloned the deploy checkout.
  */
-export function deployAgent(options: DeployAgentOptions): Agent {
-  const prepared = new Set<string>();
-  return async (execution: Execution): Promise<ExecutionResult> => {
-    const root = join(options.dir, execution.instanceId);
+export function simulatedInstances(options: DeployAgentOptions): SimulatedInstances {
+  const imaged = new Set<string>();
+  const rootOf = (instanceId: string): string => join(options.dir, instanceId);
+  /** What the machine image holds: the agent's directory and an empty appPath of the application user. */
+  const image = (instanceId: string): string => {
+    const root = rootOf(instanceId);
+    if (imaged.has(instanceId)) return root;
+    // Traversable by the application user, like / on an instance.
+    mkdirSync(root, { recursive: true, mode: 0o755 });
+    mkdirSync(join(root, 'agent'), { recursive: true, mode: 0o700 });
+    const appPath = join(root, options.appPath);
+    mkdirSync(appPath, { recursive: true, mode: 0o755 });
+    chownSync(appPath, options.appUser.uid, options.appUser.gid);
+    imaged.add(instanceId);
+    return root;
+  };
+
+  const machine: Machine = {
+    booted(instance: Instance, firstBoot: boolean) {
+      const root = image(instance.id);
+      // User data runs on the first boot only; it clones the application, as a demo stack's does.
+      if (firstBoot) options.app.cloneTo(join(root, options.deployPath));
+      const marker = join(root, BOOT_FINISHED);
+      mkdirSync(dirname(marker), { recursive: true });
+      writeFileSync(marker, `${new Date().toISOString()}\n`);
+    },
+    stopped(instance: Instance) {
+      rmSync(join(rootOf(instance.id), BOOT_FINISHED), { force: true });
+    },
+  };
+
+  const agent: Agent = async (execution: Execution): Promise<ExecutionResult> => {
+    const root = image(execution.instanceId);
     const parameters = {
       ...execution.parameters,
       appPath: join(root, execution.parameters.appPath ?? ''),
       deployPath: join(root, execution.parameters.deployPath ?? ''),
     };
-    if (!prepared.has(execution.instanceId)) {
-      prepareImage(options, root, parameters.appPath, parameters.deployPath);
-      prepared.add(execution.instanceId);
-    }
     const result = await runDocument({
       document: onInstanceRoot(JSON.parse(execution.documentContent) as SelfDeployDocument, root),
       parameters,
@@ -67,6 +112,9 @@ export function deployAgent(options: DeployAgentOptions): Agent {
       timedOut: result.timedOut,
     };
   };
+
+  const marker = `${shellQuote(options.dir)}/"$AWS_SSM_INSTANCE_ID"/${BOOT_FINISHED}`;
+  return { agent, machine, bootCheckCommand: `until [ -e ${marker} ]; do sleep 0.1; done` };
 }
 
 const STATE_DIRECTORY_LINE = /^SELFDEPLOY_STATE_DIR='([^']*)'; export SELFDEPLOY_STATE_DIR$/;
@@ -85,14 +133,4 @@ function onInstanceRoot(document: SelfDeployDocument, root: string): SelfDeployD
       : `SELFDEPLOY_STATE_DIR=${shellQuote(join(root, stateDirectory))}; export SELFDEPLOY_STATE_DIR`;
   });
   return { ...document, mainSteps: [{ ...step, inputs: { ...step.inputs, runCommand } }] };
-}
-
-/** What the machine image holds: the deploy checkout and an empty deploy_to, owned by the app user. */
-function prepareImage(options: DeployAgentOptions, root: string, appPath: string, deployPath: string): void {
-  // Traversable by the application user, like / on an instance.
-  mkdirSync(root, { recursive: true, mode: 0o755 });
-  mkdirSync(join(root, 'agent'), { mode: 0o700 });
-  mkdirSync(appPath, { recursive: true, mode: 0o755 });
-  chownSync(appPath, options.appUser.uid, options.appUser.gid);
-  options.app.cloneTo(deployPath);
 }

@@ -4,21 +4,23 @@ import { join } from 'node:path';
 import type { ConfigInput } from '../../functions/orchestrator/config';
 import { buildSelfDeployDocument } from '../../infra/document';
 import { type StandInAgentOptions, standInAgent } from './agents';
-import type { HookSpec, LifecycleResult } from './control-plane/auto-scaling';
-import { type AgentDelay, ControlPlane } from './control-plane/control-plane';
+import type { HookSpec, LifecycleResult, WarmPoolSpec } from './control-plane/auto-scaling';
+import { type AgentDelay, type BootDelay, ControlPlane } from './control-plane/control-plane';
 import type { DeliveryFaults } from './control-plane/event-bus';
 import type { Agent } from './control-plane/ssm';
 import type { ThrottleOptions } from './control-plane/throttle';
-import { deployAgent } from './deploy-agent';
+import { type SimulatedInstances, simulatedInstances } from './deploy-agent';
 import { LocalOrchestrator } from './orchestrator';
 import { createSampleApp, type SampleApp } from './sample-app';
-import { ensureAppUser, type Sshd, startSshd } from './sshd';
+import { ensureAppUser, removeAppUser, runUserName, type Sshd, startSshd } from './sshd';
 
 export const GROUP_NAME = 'web';
 export const HOOK_NAME = 'selfdeploy-launch';
 export const DOCUMENT_NAME = 'SelfDeploy';
-/** The unprivileged user the simulated instances deploy as (when run as root). */
-export const DEFAULT_APP_USER = 'selfdeploy-app';
+/** The application user named to stand-in deploys (nothing runs as it). */
+export const STAND_IN_APP_USER = 'deploy';
+/** Simulated seconds from agent registration until boot finishes, by default (see LocalRunOptions). */
+export const DEFAULT_BOOT_DELAY_SECONDS = 10;
 /** Where the application lives on every (simulated) instance; each instance has its own root. */
 export const APP_PATH = '/srv/app';
 export const DEPLOY_PATH = '/srv/app/deploy';
@@ -34,6 +36,12 @@ export interface LocalRunOptions {
   readonly agentDelaySeconds?: AgentDelay;
   /** Agent registrations per simulated second. @default unlimited */
   readonly agentRegistrationsPerSecond?: number;
+  /**
+   * Simulated seconds from an instance's agent registration until its boot (user data:
+   * the clone of the deploy checkout) finishes, as on a real instance, where the agent is
+   * not ordered after cloud-init. @default 10
+   */
+  readonly bootDelaySeconds?: BootDelay;
   readonly throttle?: ThrottleOptions;
   readonly faults?: DeliveryFaults;
   /** Simulated seconds between scheduled reconciles. @default no schedule (call reconcile()) */
@@ -42,18 +50,17 @@ export interface LocalRunOptions {
   readonly hook?: Partial<Omit<HookSpec, 'name'>>;
   /** @default 10 */
   readonly maxSize?: number;
+  /** A warm pool for the group (PutWarmPool). @default none */
+  readonly warmPool?: WarmPoolSpec;
   /** Instances whose sshd is down, so their real deploy fails. @default none */
   readonly sshdDown?: (instanceId: string) => boolean;
-  /**
-   * The application user (created when missing, when run as root). Runs that deploy at the
-   * same time need different users: each run's sshd has its own host keys, and the user's
-   * known_hosts trusts one run's keys at a time.
-   * @default 'selfdeploy-app'
-   */
-  readonly appUser?: string;
   /** SELFDEPLOY_CONFIG settings besides the group. @default agentWaitSeconds 30 */
   readonly config?: Partial<Omit<ConfigInput, 'groups' | 'documentName'>>;
+  /** The group's settings in SELFDEPLOY_CONFIG besides hook, user and paths. @default none */
+  readonly group?: Partial<Pick<GroupInput, 'warmPool' | 'onFailure' | 'environment'>>;
 }
+
+type GroupInput = ConfigInput['groups'][string];
 
 /** What happened to one launched instance. */
 export interface InstanceRecord {
@@ -75,6 +82,7 @@ export interface InstanceRecord {
 export class LocalRun {
   /** Every launched instance, in launch order. */
   public readonly records = new Map<string, InstanceRecord>();
+  #stopped = false;
 
   private constructor(
     public readonly dir: string,
@@ -82,7 +90,10 @@ export class LocalRun {
     public readonly orchestrator: LocalOrchestrator,
     /** The sample application (real deploys only). */
     public readonly app: SampleApp | undefined,
-    private readonly sshd: Sshd | undefined,
+    /** The application user the group deploys as. */
+    public readonly appUser: string,
+    /** What stop() undoes, last started first: the function, the control plane, sshd, the run's user, its directory. */
+    private readonly cleanups: readonly (() => Promise<void> | void)[],
   ) {
     plane.autoScaling.onChange((change) => {
       const { id } = change.instance;
@@ -105,33 +116,40 @@ export class LocalRun {
     const cleanups: (() => Promise<void> | void)[] = [() => rmSync(dir, { recursive: true, force: true })];
     try {
       const real = options.deploy === undefined || options.deploy === 'real';
-      // Not root, the deploy runs as the current user (ensureAppUser says who that is).
-      let appUserName = options.appUser ?? DEFAULT_APP_USER;
+      let appUserName = STAND_IN_APP_USER;
       let agent: Agent;
       let sshd: Sshd | undefined;
       let app: SampleApp | undefined;
+      let instances: SimulatedInstances | undefined;
       if (real) {
-        const appUser = ensureAppUser(appUserName);
+        // As root, a user of this run's own, removed when it ends; otherwise the current user.
+        const appUser = ensureAppUser(runUserName('app'));
         appUserName = appUser.name;
+        cleanups.unshift(() => removeAppUser(appUser.name));
         const started = await startSshd({ dir: join(dir, 'sshd') });
         sshd = started;
         cleanups.unshift(() => started.stop());
         app = createSampleApp({ dir: join(dir, 'app'), owner: appUser });
-        agent = deployAgent({
+        instances = simulatedInstances({
           dir: join(dir, 'instances'),
           app,
           appUser,
           sshd,
           region: 'us-east-1',
+          appPath: APP_PATH,
+          deployPath: DEPLOY_PATH,
           ...(options.sshdDown ? { sshdDown: options.sshdDown } : {}),
         });
+        agent = instances.agent;
       } else {
         agent = standInAgent(options.deploy);
       }
       const plane = await ControlPlane.start({
         timeScale: options.timeScale ?? 10,
         agentDelaySeconds: options.agentDelaySeconds ?? 5,
+        bootDelaySeconds: options.bootDelaySeconds ?? DEFAULT_BOOT_DELAY_SECONDS,
         agent,
+        ...(instances ? { machine: instances.machine } : {}),
         ...(options.port === undefined ? {} : { port: options.port }),
         ...(options.agentRegistrationsPerSecond === undefined
           ? {}
@@ -151,6 +169,7 @@ export class LocalRun {
           documentName: DOCUMENT_NAME,
           groups: {
             [GROUP_NAME]: {
+              ...options.group,
               lifecycleHookName: HOOK_NAME,
               appUser: appUserName,
               appPath: APP_PATH,
@@ -163,12 +182,14 @@ export class LocalRun {
           ? {}
           : { reconcileEverySeconds: options.reconcileEverySeconds }),
       });
+      cleanups.unshift(() => orchestrator.stop());
       plane.autoScaling.createGroup({
         name: GROUP_NAME,
         maxSize: options.maxSize ?? 10,
         hook: { name: HOOK_NAME, ...options.hook, heartbeatTimeout },
       });
-      return new LocalRun(dir, plane, orchestrator, app, sshd);
+      if (options.warmPool) plane.autoScaling.putWarmPool(GROUP_NAME, options.warmPool);
+      return new LocalRun(dir, plane, orchestrator, app, appUserName, cleanups);
     } catch (error) {
       for (const cleanup of cleanups) await cleanup();
       throw error;
@@ -207,11 +228,15 @@ export class LocalRun {
     }
   }
 
-  /** Stops everything; removes the run's directory unless `keep`. */
+  /**
+   * Stops everything and removes the user the run created; removes the run's directory
+   * unless `keep`. Safe to call twice.
+   */
   public async stop(keep = false): Promise<void> {
-    await this.orchestrator.stop();
-    await this.plane.close();
-    await this.sshd?.stop();
-    if (!keep) rmSync(this.dir, { recursive: true, force: true });
+    if (this.#stopped) return;
+    this.#stopped = true;
+    // The run's directory is the last cleanup.
+    const cleanups = keep ? this.cleanups.slice(0, -1) : this.cleanups;
+    for (const cleanup of cleanups) await cleanup();
   }
 }

@@ -4,6 +4,7 @@
  * unprivileged application user that logs in to it.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -72,6 +73,9 @@ export async function startSshd(options: SshdOptions): Promise<Sshd> {
   };
 }
 
+/** Serialises useradd/userdel between parallel runs (they lock /etc/passwd and fail when it is busy). */
+const USERS_LOCK = join(tmpdir(), 'selfdeploy-app-users.lock');
+
 /** An application user: who owns the app and logs in over SSH. */
 export interface AppUser {
   readonly name: string;
@@ -97,7 +101,7 @@ export function ensureAppUser(name: string): AppUser {
     [
       '--wait',
       '60',
-      join(tmpdir(), 'selfdeploy-app-users.lock'),
+      USERS_LOCK,
       'sh',
       '-c',
       'getent passwd "$1" >/dev/null || useradd --create-home --shell /bin/bash "$1"; usermod -p "*" "$1"',
@@ -113,6 +117,44 @@ export function ensureAppUser(name: string): AppUser {
     throw new Error(`getent passwd ${name} returned no complete entry`);
   }
   return { name, uid: Number(uid), gid: Number(gid), home };
+}
+
+/** Linux limits user names to 32 characters. */
+const MAX_USER_NAME = 32;
+
+/**
+ * A user name of its own for one run (`sd-<purpose>-<8 hex digits>`), so that two runs on
+ * one machine never share an application user, its home or its known_hosts.
+ */
+export function runUserName(purpose: string): string {
+  const name = `sd-${purpose}-${randomBytes(4).toString('hex')}`;
+  if (!/^[a-z][a-z0-9-]*$/.test(purpose) || name.length > MAX_USER_NAME) {
+    throw new Error(`a run user's purpose must be a short lower-case word, got ${JSON.stringify(purpose)}`);
+  }
+  return name;
+}
+
+/**
+ * Removes a user `ensureAppUser` created, with its home; nothing when not root (the current
+ * user was used). Safe to call twice.
+ */
+export function removeAppUser(name: string): void {
+  if (process.getuid?.() !== 0) return;
+  execFileSync(
+    'flock',
+    [
+      '--wait',
+      '60',
+      USERS_LOCK,
+      'sh',
+      '-c',
+      // --force: a process the deploy left behind (a detached git gc) must not keep the user.
+      'getent passwd "$1" >/dev/null || exit 0; userdel --force --remove "$1" 2>/dev/null; if getent passwd "$1" >/dev/null; then userdel --force "$1"; fi',
+      'sh',
+      name,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
 }
 
 function sshdConfig(port: number, hostKeyDir: string, pidPath: string): string {

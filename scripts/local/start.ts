@@ -14,7 +14,7 @@ import {
   LAUNCH_DETAIL_TYPE,
 } from '../../functions/shared/event-patterns';
 import type { Command } from './control-plane/ssm';
-import { GROUP_NAME, LocalRun } from './local-run';
+import { DEFAULT_BOOT_DELAY_SECONDS, GROUP_NAME, LocalRun } from './local-run';
 
 const HELP = `Usage: npm start -- [options]
 
@@ -26,6 +26,8 @@ Options:
   --agent-delay S       simulated seconds until a new instance's SSM agent registers (default 5)
   --agent-rate R        agent registrations accepted per simulated second, as on big
                         scale-outs (default unlimited)
+  --boot-delay S        simulated seconds from a new instance's agent registration until its
+                        boot (user data, which clones the application) finishes (default 10)
   --fail N              the first N instances launched cannot deploy (their sshd is down):
                         selfdeploy abandons them and Auto Scaling replaces them (default 0)
   --bad-revision        the redeployed commit fails to deploy: the rollout stops at the first
@@ -50,6 +52,7 @@ interface Options {
   readonly instances: number;
   readonly agentDelay: number;
   readonly agentRate?: number;
+  readonly bootDelay: number;
   readonly fail: number;
   readonly badRevision: boolean;
   readonly throttle: number;
@@ -72,6 +75,7 @@ function parseOptions(argv: string[]): Options | undefined {
       instances: { type: 'string' },
       'agent-delay': { type: 'string' },
       'agent-rate': { type: 'string' },
+      'boot-delay': { type: 'string' },
       fail: { type: 'string' },
       'bad-revision': { type: 'boolean' },
       throttle: { type: 'string' },
@@ -100,6 +104,7 @@ function parseOptions(argv: string[]): Options | undefined {
     instances,
     agentDelay: number('agent-delay', 5, 0, 3600),
     ...(values['agent-rate'] === undefined ? {} : { agentRate: number('agent-rate', 1, 0.001, 10_000) }),
+    bootDelay: number('boot-delay', DEFAULT_BOOT_DELAY_SECONDS, 0, 3600),
     fail: number('fail', 0, 0, 1000),
     badRevision: values['bad-revision'] === true,
     throttle: number('throttle', 0, 0, 0.9),
@@ -233,6 +238,7 @@ async function main(): Promise<number> {
       if (launchIndex < opts.fail) failing.add(instance.id);
       return opts.agentDelay;
     },
+    bootDelaySeconds: opts.bootDelay,
     sshdDown: (id) => failing.has(id),
     ...(opts.agentRate === undefined ? {} : { agentRegistrationsPerSecond: opts.agentRate }),
     reconcileEverySeconds: 30,
@@ -247,13 +253,15 @@ async function main(): Promise<number> {
   });
   const progress = new Progress(run);
   const ticker = setInterval(() => progress.update(), 100);
-  // Ctrl-C mid-run still stops sshd and the function and removes the run directory.
-  const onInterrupt = () => {
+  // Ctrl-C (or a kill) mid-run still stops sshd and the function and removes the run's
+  // directory and user.
+  const onInterrupt = (signal: NodeJS.Signals) => {
     clearInterval(ticker);
     process.stdout.write('\ninterrupted: cleaning up\n');
-    void run.stop().finally(() => process.exit(130));
+    void run.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
   };
   process.once('SIGINT', onInterrupt);
+  process.once('SIGTERM', onInterrupt);
   const deadline = Date.now() + opts.timeout * 1000;
   const problems: string[] = [];
   try {
@@ -359,6 +367,7 @@ async function main(): Promise<number> {
   }
 
   process.removeListener('SIGINT', onInterrupt);
+  process.removeListener('SIGTERM', onInterrupt);
   if (opts.keep) {
     await keepRunning(run, progress);
     clearInterval(ticker);
@@ -389,7 +398,10 @@ async function keepRunning(run: LocalRun, progress: Progress): Promise<void> {
     ].join('\n'),
   );
   progress.print('waiting for Ctrl-C');
-  await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
 }
 
 main().then(

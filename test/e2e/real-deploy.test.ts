@@ -7,7 +7,7 @@ jest.setTimeout(90_000);
 let run: LocalRun | undefined;
 
 async function start(options: LocalRunOptions = {}): Promise<LocalRun> {
-  run = await LocalRun.start({ appUser: 'selfdeploy-e2e', ...options });
+  run = await LocalRun.start(options);
   return run;
 }
 

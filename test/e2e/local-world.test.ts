@@ -1,0 +1,92 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
+import { LAUNCH_DETAIL_TYPE } from '../../functions/shared/event-patterns';
+import { buildSelfDeployDocument } from '../../infra/document';
+import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
+import { BOOT_FINISHED } from '../../scripts/local/deploy-agent';
+import { APP_PATH, DEPLOY_PATH, LocalRun } from '../../scripts/local/local-run';
+
+// The local world itself: who the simulated instances deploy as, and how they boot.
+jest.setTimeout(60_000);
+
+const runs: LocalRun[] = [];
+
+afterEach(async () => {
+  for (const run of runs.splice(0)) await run.stop();
+});
+
+async function start(...options: Parameters<typeof LocalRun.start>): Promise<LocalRun> {
+  const run = await LocalRun.start(...options);
+  runs.push(run);
+  return run;
+}
+
+function userExists(name: string): boolean {
+  try {
+    execFileSync('getent', ['passwd', name], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const isLaunch = (event: AwsEvent) => event['detail-type'] === LAUNCH_DETAIL_TYPE;
+
+describe('the local world', () => {
+  it('gives each run an application user of its own and removes it when the run stops', async () => {
+    const [first, second] = await Promise.all([start(), start()]);
+    const users = [first.appUser, second.appUser];
+    const existed = users.map(userExists);
+
+    await first.stop();
+    await second.stop();
+
+    if (process.getuid?.() === 0) {
+      // As root: one new unprivileged user per run, named within Linux's 32 characters.
+      expect(users[0]).not.toBe(users[1]);
+      for (const user of users) expect(user).toMatch(/^sd-app-[0-9a-f]{8}$/);
+      expect(existed).toEqual([true, true]);
+      expect(users.map(userExists)).toEqual([false, false]);
+    } else {
+      // Not root: the developer's own user, which the run must leave alone.
+      expect(users).toEqual([userInfo().username, userInfo().username]);
+      expect(users.map(userExists)).toEqual([true, true]);
+    }
+  });
+
+  it('brings the agent online before boot has cloned the application: a deploy that does not wait for boot fails', async () => {
+    // Launch events are lost, so only the commands sent here run. 50 simulated seconds of
+    // boot at 10x: the agent is online at once, boot finishes 5 s later.
+    const local = await start({ agentDelaySeconds: 0, bootDelaySeconds: 50, faults: { drop: isLaunch } });
+    // The document as built without a boot check: on this machine nothing says boot is running.
+    local.plane.ssm.putDocument('NoBootWait', JSON.stringify(buildSelfDeployDocument()));
+    local.scaleTo(1);
+    const id = local.instances()[0]?.id as string;
+    const root = join(local.dir, 'instances', id);
+    const deploy = () =>
+      local.plane.ssm.sendCommand({
+        DocumentName: 'NoBootWait',
+        InstanceIds: [id],
+        Parameters: { appUser: [local.appUser], appPath: [APP_PATH], deployPath: [DEPLOY_PATH] },
+      });
+    const finished = (commandId: string) => () =>
+      ['Success', 'Failed'].includes(local.plane.ssm.command(commandId)?.status ?? '');
+    await local.waitFor('the agent online', () => local.plane.ssm.managedInstances().length === 1, 5_000);
+
+    const early = deploy();
+    await local.waitFor('the early deploy to end', finished(early.id), 20_000);
+    const bootedBefore = existsSync(join(root, BOOT_FINISHED));
+    await local.waitFor('boot to finish', () => existsSync(join(root, BOOT_FINISHED)), 20_000);
+    const late = deploy();
+    await local.waitFor('the deploy after boot to end', finished(late.id), 30_000);
+
+    expect(bootedBefore).toBe(false);
+    const [earlyRun] = early.invocations;
+    expect(earlyRun).toMatchObject({ status: 'Failed', responseCode: 3 });
+    expect(earlyRun?.stderr).toContain('is not a git clone');
+    expect(late.invocations[0]).toMatchObject({ status: 'Success', responseCode: 0 });
+    expect(local.revisionOf(id)).toBe(local.app?.head());
+  });
+});
