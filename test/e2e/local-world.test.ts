@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { LAUNCH_DETAIL_TYPE } from '../../functions/shared/event-patterns';
 import { buildSelfDeployDocument } from '../../infra/document';
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import { BOOT_FINISHED } from '../../scripts/local/deploy-agent';
+import { FIDELITY, fidelitySection, README_PATH, readmeSection } from '../../scripts/local/fidelity';
 import { APP_PATH, DEPLOY_PATH, LocalRun } from '../../scripts/local/local-run';
 
 // The local world itself: who the simulated instances deploy as, and how they boot.
@@ -88,5 +89,24 @@ describe('the local world', () => {
     expect(earlyRun?.stderr).toContain('is not a git clone');
     expect(late.invocations[0]).toMatchObject({ status: 'Success', responseCode: 0 });
     expect(local.revisionOf(id)).toBe(local.app?.head());
+  });
+
+  it("keeps its README's table of what is modelled equal to the table in code, naming every operation served", () => {
+    const readme = readFileSync(README_PATH, 'utf8');
+    // The cases of the two dispatchers (runQuery, runJson), up to their default.
+    const served = ['auto-scaling-protocol.ts', 'ssm-protocol.ts'].flatMap((file) => {
+      const source = readFileSync(
+        join(__dirname, '..', '..', 'scripts', 'local', 'control-plane', file),
+        'utf8',
+      );
+      const dispatcher = source.slice(source.indexOf('export function run'));
+      const cases = dispatcher.slice(0, dispatcher.indexOf('    default:'));
+      return [...cases.matchAll(/^ {4}case '([A-Za-z]+)':/gm)].map((match) => match[1]);
+    });
+    const named = FIDELITY.flatMap((row) => row.operation.split(' / '));
+
+    expect(readmeSection(readme)).toBe(fidelitySection());
+    expect(served).toEqual(expect.arrayContaining(['DescribeScalingActivities', 'SendCommand']));
+    expect(served.filter((operation) => !named.includes(operation as string))).toEqual([]);
   });
 });

@@ -1,0 +1,196 @@
+/**
+ * What the local stand-in for AWS models faithfully and what it does not, as data: the
+ * README's table is generated from it (`npx tsx scripts/local/fidelity.ts --write`) and a
+ * test checks that the README holds exactly this table and that every operation the control
+ * plane answers is in it.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** One operation (or piece of the simulated world) and how far the stand-in goes. */
+export interface Fidelity {
+  readonly service: 'Auto Scaling' | 'SSM' | 'EventBridge + Lambda' | 'Instances';
+  /** API operations, `/`-separated, or a part of the world in lower case. */
+  readonly operation: string;
+  readonly modelled: string;
+  readonly errors: string;
+  readonly notModelled: string;
+}
+
+export const FIDELITY: readonly Fidelity[] = [
+  {
+    service: 'Auto Scaling',
+    operation: 'CreateAutoScalingGroup',
+    modelled: 'MinSize, MaxSize, DesiredCapacity, Tags; launches up to the desired capacity at once',
+    errors: 'AlreadyExists; ValidationError (min above max, desired out of bounds)',
+    notModelled: 'launch templates, subnets (one Availability Zone), health checks, instance refresh',
+  },
+  {
+    service: 'Auto Scaling',
+    operation: 'PutLifecycleHook',
+    modelled:
+      'launch hooks: HeartbeatTimeout 30–7200 s, DefaultResult (ABANDON by default), NotificationMetadata, GlobalTimeout min(48 h, 100 × heartbeat); applies to later launches only',
+    errors: 'ValidationError (timeout out of range, not a launch transition)',
+    notModelled:
+      'terminate hooks, SNS/SQS notification targets, a second launch hook per group (LimitExceeded)',
+  },
+  {
+    service: 'Auto Scaling',
+    operation: 'DescribeLifecycleHooks',
+    modelled:
+      'AutoScalingGroupName, LifecycleHookNames; LifecycleHookName, LifecycleTransition, NotificationMetadata, HeartbeatTimeout, GlobalTimeout, DefaultResult',
+    errors: 'ValidationError (unknown group)',
+    notModelled: 'RoleARN, NotificationTargetARN',
+  },
+  {
+    service: 'Auto Scaling',
+    operation: 'SetDesiredCapacity',
+    modelled:
+      'scale-out draws ready warmed instances first, then launches; scale-in takes the newest instances (back to the warm pool with ReuseOnScaleIn)',
+    errors: 'ValidationError (above max, below min)',
+    notModelled: 'HonorCooldown, termination policies, scale-in protection',
+  },
+  {
+    service: 'Auto Scaling',
+    operation: 'CompleteLifecycleAction / RecordLifecycleActionHeartbeat',
+    modelled:
+      'by token or InstanceId, in Pending:Wait and Warmed:Pending:Wait; with both, both must name the same action; a heartbeat restarts the heartbeat timeout, never past the global timeout; a new wait gets a new token',
+    errors:
+      'ValidationError "No active Lifecycle Action found with token <token>" (a token was given) or "… with instance ID <id>" (wrong hook, ended or foreign wait); ValidationError for a result other than CONTINUE/ABANDON',
+    notModelled: '-',
+  },
+  {
+    service: 'Auto Scaling',
+    operation: 'DescribeAutoScalingGroups',
+    modelled: 'AutoScalingGroupNames, MaxRecords ≤ 100, NextToken; Instances in the group (not warmed ones)',
+    errors: 'ValidationError (MaxRecords)',
+    notModelled: 'Filters, launch template details, warm pool size fields',
+  },
+  {
+    service: 'Auto Scaling',
+    operation: 'DescribeAutoScalingInstances',
+    modelled: 'InstanceIds ≤ 50 (unknown ids ignored), warmed instances included, MaxRecords ≤ 50, NextToken',
+    errors: 'ValidationError (more than 50 ids)',
+    notModelled: '-',
+  },
+  {
+    service: 'Auto Scaling',
+    operation: 'DescribeScalingActivities',
+    modelled:
+      'AutoScalingGroupName, ActivityIds ≤ 50 (unknown ignored), MaxRecords ≤ 100, NextToken; in-progress first, each part newest first by StartTime; "Launching a new EC2 instance: i-…", "… into warm pool: i-…", "… from warm pool: i-…", "Terminating EC2 instance: i-…"; MidLifecycleAction while a hook waits, then Successful, or Cancelled with StatusMessage on ABANDON or timeout',
+    errors: 'ValidationError (MaxRecords, more than 50 ids)',
+    notModelled:
+      'Filters, IncludeDeletedGroups, six-week retention, activities other than launches and terminations (a return to the warm pool has none); Cause wording is the stand-in’s own',
+  },
+  {
+    service: 'Auto Scaling',
+    operation: 'PutWarmPool / DescribeWarmPool',
+    modelled:
+      'MinSize, MaxGroupPreparedCapacity (default MaxSize), PoolState, InstanceReusePolicy.ReuseOnScaleIn; new pool instances wait at Warmed:Pending:Wait (event Origin EC2 → Destination WarmPool), then Warmed:Stopped (agent ConnectionLost) or Warmed:Running; leaving the pool: Pending:Wait again (WarmPool → AutoScalingGroup) with a new token, activity and boot, earlier commands kept in SSM history',
+    errors: 'ValidationError (MinSize, MaxGroupPreparedCapacity, PoolState)',
+    notModelled:
+      'DeleteWarmPool, the terminate hook on a return to the pool (ReuseOnScaleIn returns without a wait), Hibernated (treated as Stopped), shrinking the pool when capacity grows',
+  },
+  {
+    service: 'SSM',
+    operation: 'SendCommand',
+    modelled:
+      'InstanceIds ≤ 50 or Targets (InstanceIds, tag:…); parameters checked against the document (unknown, missing, allowedPattern, allowedValues); Comment ≤ 100; MaxConcurrency, MaxErrors, TimeoutSeconds; status-change events per command and per invocation',
+    errors: 'InvalidInstanceId (agent not online), InvalidDocument, InvalidParameters, ValidationException',
+    notModelled:
+      'delivery timeout (an offline target fails Undeliverable at once), IAM conditions (every caller may send), output to S3 or CloudWatch Logs',
+  },
+  {
+    service: 'SSM',
+    operation: 'ListCommands / ListCommandInvocations / GetCommandInvocation',
+    modelled:
+      'CommandId, InstanceId, filters DocumentName, Status, InvokedAfter, InvokedBefore, MaxResults ≤ 50, NextToken; output cut to 24,000 / 8,000 characters (2,500 in plugin details); a new invocation is not readable for a moment',
+    errors: 'InvalidCommandId, InvocationDoesNotExist, InvalidFilterKey, InvalidNextToken',
+    notModelled: 'other filter keys, command expiry',
+  },
+  {
+    service: 'SSM',
+    operation: 'DescribeInstanceInformation',
+    modelled: 'filters InstanceIds, PingStatus, tag:…; Online, or ConnectionLost once stopped or terminated',
+    errors: 'InvalidInstanceInformationFilterValue (other keys)',
+    notModelled: 'Inactive, agent versions, hybrid nodes',
+  },
+  {
+    service: 'SSM',
+    operation: 'PutParameter / GetParameter',
+    modelled:
+      'String, StringList, SecureString; Overwrite; versions; a SecureString read without WithDecryption returns a stand-in ciphertext',
+    errors: 'ParameterAlreadyExists, ParameterNotFound, ValidationException',
+    notModelled: 'KMS keys and key policies, parameter policies, tiers',
+  },
+  {
+    service: 'EventBridge + Lambda',
+    operation: 'events and delivery',
+    modelled:
+      'launch lifecycle actions (token, metadata, Origin/Destination), command and invocation status changes, the orchestrator’s own rule patterns; asynchronous invocation with two retries, dead letters; lost and duplicated deliveries on demand',
+    errors: '-',
+    notModelled:
+      'rule target retries beyond Lambda’s own, the placeholder `time` of AWS’s samples (times here are real)',
+  },
+  {
+    service: 'Instances',
+    operation: 'boot order',
+    modelled:
+      'the agent registers after a delay (optionally rate-limited) and boot finishes later (--boot-delay, on by default): user data clones the application on the first boot only and writes cloud-init’s boot-finished marker; the document’s boot check waits for that marker',
+    errors: 'a deploy that does not wait for boot finds no deploy checkout and fails',
+    notModelled: 'a failed boot, reboots (exit 194), instance metadata (IMDS)',
+  },
+  {
+    service: 'Instances',
+    operation: 'filesystem and users',
+    modelled:
+      'each instance deploys under its own root directory with its own state directory (lock, SSH key, known_hosts); one application user per run (as root: a new user, removed at the end; otherwise the current user)',
+    errors: '-',
+    notModelled: 'one OS user or sshd (host keys) per instance: all instances of a run share them',
+  },
+];
+
+/** Where AWS documents no behaviour and the stand-in had to choose. */
+export const CHOICES: readonly string[] = [
+  'CompleteLifecycleAction / RecordLifecycleActionHeartbeat with both a token and an InstanceId: the strict reading, both must name the same action, else "No active Lifecycle Action found with token …".',
+  'DescribeScalingActivities: the Cause texts are the stand-in’s wording (the Description prefixes are AWS’s); NextToken is an offset, so a page can repeat an activity when new ones start between calls.',
+  'Requests are not signed or authorised: any credentials work and nothing is denied unless a test injects it.',
+];
+
+const START = '<!-- fidelity table: generated from scripts/local/fidelity.ts -->';
+const END = '<!-- end of fidelity table -->';
+export const README_PATH = join(__dirname, 'README.md');
+
+/** The README section: the table, then the choices. */
+export function fidelitySection(): string {
+  const cell = (text: string) => text.replace(/\|/g, '\\|');
+  const rows = FIDELITY.map(
+    (f) =>
+      `| ${f.service} | ${cell(f.operation)} | ${cell(f.modelled)} | ${cell(f.errors)} | ${cell(f.notModelled)} |`,
+  );
+  return [
+    START,
+    '| Service | Operation | Modelled | Errors | Not modelled |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+    'Where AWS documents no behaviour, the stand-in chose:',
+    '',
+    ...CHOICES.map((choice) => `- ${choice}`),
+    END,
+  ].join('\n');
+}
+
+/** The README's current section, or undefined when its markers are missing. */
+export function readmeSection(readme: string): string | undefined {
+  const start = readme.indexOf(START);
+  const end = readme.indexOf(END);
+  return start < 0 || end < start ? undefined : readme.slice(start, end + END.length);
+}
+
+if (require.main === module && process.argv.includes('--write')) {
+  const readme = readFileSync(README_PATH, 'utf8');
+  const current = readmeSection(readme);
+  if (current === undefined) throw new Error(`${README_PATH} has no fidelity table markers`);
+  writeFileSync(README_PATH, readme.replace(current, fidelitySection()));
+}
