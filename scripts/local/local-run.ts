@@ -7,6 +7,7 @@ import { type StandInAgentOptions, standInAgent } from './agents';
 import type { HookSpec, LifecycleResult, WarmPoolSpec } from './control-plane/auto-scaling';
 import { type AgentDelay, type BootDelay, ControlPlane } from './control-plane/control-plane';
 import type { DeliveryFaults } from './control-plane/event-bus';
+import type { CallRequest } from './control-plane/server';
 import type { Agent } from './control-plane/ssm';
 import type { ThrottleOptions } from './control-plane/throttle';
 import { type SimulatedInstances, simulatedInstances } from './deploy-agent';
@@ -44,6 +45,8 @@ export interface LocalRunOptions {
   readonly bootDelaySeconds?: BootDelay;
   readonly throttle?: ThrottleOptions;
   readonly faults?: DeliveryFaults;
+  /** API calls refused as a missing IAM permission refuses them. @default none */
+  readonly denied?: (call: CallRequest) => boolean;
   /** Simulated seconds between scheduled reconciles. @default no schedule (call reconcile()) */
   readonly reconcileEverySeconds?: number;
   /** The launch hook. @default heartbeat timeout 600 s, default result ABANDON */
@@ -100,7 +103,8 @@ export class LocalRun {
       if (change.kind === 'launched') this.records.set(id, { id, launchedAt: Date.now() });
       const record = this.records.get(id);
       if (!record) return;
-      if (change.kind === 'completed') {
+      // The fate of the instance is selfdeploy's hook's (another hook may also hold it).
+      if (change.kind === 'completed' && change.hookName === HOOK_NAME) {
         record.completedAt = Date.now();
         record.result = change.result;
         record.completedBy = change.reason;
@@ -156,6 +160,7 @@ export class LocalRun {
           : { agentRegistrationsPerSecond: options.agentRegistrationsPerSecond }),
         ...(options.throttle ? { throttle: options.throttle } : {}),
         ...(options.faults ? { faults: options.faults } : {}),
+        ...(options.denied ? { denied: options.denied } : {}),
       });
       cleanups.unshift(() => plane.close());
       plane.ssm.putDocument(DOCUMENT_NAME, JSON.stringify(buildSelfDeployDocument()));

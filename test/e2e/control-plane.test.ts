@@ -612,7 +612,7 @@ describe('scaling activities, lifecycle hooks and warm pools over the awsQuery p
     await startPlane();
     plane.autoScaling.createGroup({ name: 'web', maxSize: 2, desiredCapacity: 2, hook: { name: 'deploy' } });
     const [a, b] = plane.autoScaling.instances();
-    const tokenOfA = a?.action?.token as string;
+    const tokenOfA = a?.actions.get('deploy')?.token as string;
     const crossed = {
       AutoScalingGroupName: 'web',
       LifecycleHookName: 'deploy',
@@ -740,6 +740,65 @@ describe('scaling activities, lifecycle hooks and warm pools over the awsQuery p
         .filter((e) => e.detail.EC2InstanceId === id)
         .map((e) => e.detail.Origin),
     ).toEqual(['EC2', 'WarmPool']);
+  });
+});
+
+describe('several launch hooks, and calls an IAM policy denies', () => {
+  it('holds an instance until every launch hook has said CONTINUE, each with its own event and token', async () => {
+    await startPlane();
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 1, hook: { name: 'deploy' } });
+    plane.autoScaling.putLifecycleHook('web', { name: 'other-team' });
+    plane.autoScaling.setDesiredCapacity('web', 1);
+    const [instance] = await instancesOf('web');
+    const events = plane.bus.published.filter((e) => e['detail-type'] === LAUNCH_DETAIL_TYPE);
+    const { LifecycleHooks } = await autoScaling.send(
+      new DescribeLifecycleHooksCommand({ AutoScalingGroupName: 'web' }),
+    );
+
+    await autoScaling.send(
+      new CompleteLifecycleActionCommand({
+        AutoScalingGroupName: 'web',
+        LifecycleHookName: 'deploy',
+        InstanceId: instance?.InstanceId,
+        LifecycleActionResult: 'CONTINUE',
+      }),
+    );
+    const afterOne = (await instancesOf('web'))[0]?.LifecycleState;
+    await autoScaling.send(
+      new CompleteLifecycleActionCommand({
+        AutoScalingGroupName: 'web',
+        LifecycleHookName: 'other-team',
+        LifecycleActionToken: events[1]?.detail.LifecycleActionToken as string,
+        LifecycleActionResult: 'CONTINUE',
+      }),
+    );
+
+    expect(LifecycleHooks?.map((h) => h.LifecycleHookName)).toEqual(['deploy', 'other-team']);
+    expect(events.map((e) => e.detail.LifecycleHookName)).toEqual(['deploy', 'other-team']);
+    expect(events[0]?.detail.LifecycleActionToken).not.toBe(events[1]?.detail.LifecycleActionToken);
+    expect(afterOne).toBe('Pending:Wait');
+    expect((await instancesOf('web'))[0]?.LifecycleState).toBe('InService');
+  });
+
+  it("refuses the calls a fault denies with each protocol's access-denied error", async () => {
+    await startPlane({
+      denied: (call) => call.operation === 'SendCommand' || call.operation === 'SetDesiredCapacity',
+    });
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 1, desiredCapacity: 1 });
+    const id = plane.autoScaling.instances()[0]?.id as string;
+
+    const send = ssm.send(new SendCommandCommand({ DocumentName: 'SelfDeploy', InstanceIds: [id] }));
+    const scale = autoScaling.send(
+      new SetDesiredCapacityCommand({ AutoScalingGroupName: 'web', DesiredCapacity: 0 }),
+    );
+
+    await expect(send).rejects.toMatchObject({
+      name: 'AccessDeniedException',
+      message: expect.stringContaining('is not authorized to perform: ssm:SendCommand'),
+    });
+    await expect(scale).rejects.toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
+    expect(plane.ssm.commands()).toEqual([]);
+    expect(plane.callsFor(id).map((c) => c.error)).toEqual(['AccessDeniedException']);
   });
 });
 

@@ -174,7 +174,9 @@ export function runQuery(model: AutoScaling, input: QueryInput): Xml | undefined
     case 'DescribeLifecycleHooks': {
       const group = model.group(input.required('AutoScalingGroupName'));
       const names = input.list('LifecycleHookNames');
-      const hooks = group.hook && (names.length === 0 || names.includes(group.hook.name)) ? [group.hook] : [];
+      const hooks = [...group.hooks.values()].filter(
+        (hook) => names.length === 0 || names.includes(hook.name),
+      );
       return {
         LifecycleHooks: hooks.map((hook) => ({
           LifecycleHookName: hook.name,

@@ -78,7 +78,7 @@ export interface Hook {
   readonly notificationMetadata?: string;
 }
 
-interface LifecycleAction {
+export interface LifecycleAction {
   readonly token: string;
   readonly hook: Hook;
   readonly globalDeadline: number;
@@ -93,7 +93,8 @@ export interface Instance {
   readonly availabilityZone: string;
   readonly launchedAt: number;
   state: string;
-  action?: LifecycleAction;
+  /** Its lifecycle actions while it waits, one per launch hook, by hook name. */
+  readonly actions: Map<string, LifecycleAction>;
   /** The activity of the instance's latest launch (into service, into or from the warm pool). */
   activity?: Activity;
 }
@@ -105,7 +106,8 @@ export interface Group {
   readonly minSize: number;
   readonly maxSize: number;
   desiredCapacity: number;
-  hook?: Hook;
+  /** Launch hooks by name; an instance waits for all of them. */
+  readonly hooks: Map<string, Hook>;
   warmPool?: WarmPool;
   readonly tags: Readonly<Record<string, string>>;
   /** Instances in the group (in service or on their way), not the warmed ones. */
@@ -126,6 +128,7 @@ export type InstanceChange =
   | {
       readonly kind: 'completed';
       readonly instance: Instance;
+      readonly hookName: string;
       readonly result: LifecycleResult;
       readonly reason: 'api' | 'timeout';
       /** Where the wait that ended was leading. */
@@ -134,15 +137,18 @@ export type InstanceChange =
   | { readonly kind: 'terminated'; readonly instance: Instance };
 
 const MAX_GLOBAL_TIMEOUT = 172_800;
+/** Launch and terminate hooks a group may have (AWS's quota). */
+const MAX_HOOKS = 50;
 /** What a launch's activity reports while its lifecycle action waits (the console shows about 30 %). */
 const WAITING_PROGRESS = 30;
 
 /**
  * Auto Scaling groups, their launch lifecycle hooks, warm pools, scaling activities and
- * instances, with the semantics selfdeploy depends on: a launch behind a hook waits in
- * Pending:Wait (or Warmed:Pending:Wait entering a warm pool) and fires the lifecycle event;
- * CONTINUE puts it in service (or warms it); ABANDON or the hook's default result on timeout
- * terminates it and the group launches a replacement. Every launch is a scaling activity.
+ * instances, with the semantics selfdeploy depends on: a launch behind hooks waits in
+ * Pending:Wait (or Warmed:Pending:Wait entering a warm pool) and fires one lifecycle event
+ * per hook, each with its own token; CONTINUE of every hook puts it in service (or warms
+ * it); ABANDON, or a hook's default result on timeout, terminates it and the group launches
+ * a replacement. Every launch is a scaling activity.
  */
 export class AutoScaling {
   readonly #groups = new Map<string, Group>();
@@ -186,6 +192,7 @@ export class AutoScaling {
       maxSize,
       desiredCapacity: desired,
       tags: spec.tags ?? {},
+      hooks: new Map(),
       instances: new Map(),
       activities: [],
     };
@@ -196,7 +203,7 @@ export class AutoScaling {
     return group;
   }
 
-  /** Adds or replaces the group's launch hook. Like AWS, it applies only to later launches. */
+  /** Adds or replaces a launch hook of the group. Like AWS, it applies only to later launches. */
   public putLifecycleHook(groupName: string, spec: HookSpec): Hook {
     const group = this.group(groupName);
     const heartbeatTimeout = spec.heartbeatTimeout ?? 3600;
@@ -206,20 +213,21 @@ export class AutoScaling {
         `HeartbeatTimeout must be between 30 and 7200 seconds, got ${heartbeatTimeout}`,
       );
     }
-    if (group.hook && group.hook.name !== spec.name) {
+    if (!group.hooks.has(spec.name) && group.hooks.size >= MAX_HOOKS) {
       throw new ApiError(
         'LimitExceeded',
-        `The local control plane simulates one launch lifecycle hook per group; ${groupName} has ${group.hook.name}`,
+        `Auto Scaling group ${groupName} already has the maximum of ${MAX_HOOKS} lifecycle hooks`,
       );
     }
-    group.hook = {
+    const hook: Hook = {
       name: spec.name,
       heartbeatTimeout,
       globalTimeout: Math.min(MAX_GLOBAL_TIMEOUT, 100 * heartbeatTimeout),
       defaultResult: spec.defaultResult ?? 'ABANDON',
       ...(spec.notificationMetadata === undefined ? {} : { notificationMetadata: spec.notificationMetadata }),
     };
-    return group.hook;
+    group.hooks.set(hook.name, hook);
+    return hook;
   }
 
   /**
@@ -263,13 +271,12 @@ export class AutoScaling {
         `Invalid LifecycleActionResult: ${result}. Valid values are CONTINUE and ABANDON`,
       );
     }
-    const instance = this.#activeAction(ref);
-    this.#finish(instance, result, 'api');
+    const [instance, action] = this.#activeAction(ref);
+    this.#finish(instance, action, result, 'api');
   }
 
   public recordHeartbeat(ref: ActionRef): void {
-    const instance = this.#activeAction(ref);
-    const action = instance.action as LifecycleAction;
+    const [instance, action] = this.#activeAction(ref);
     action.cancelTimeout();
     this.#armTimeout(instance, action);
   }
@@ -293,9 +300,11 @@ export class AutoScaling {
     return this.#instances.get(id);
   }
 
-  /** The instance whose active lifecycle action has this token. */
+  /** The instance one of whose active lifecycle actions has this token. */
   public instanceByToken(token: string): Instance | undefined {
-    return [...this.#instances.values()].find((instance) => instance.action?.token === token);
+    return [...this.#instances.values()].find((instance) =>
+      [...instance.actions.values()].some((action) => action.token === token),
+    );
   }
 
   /** Every instance of every group, warmed ones included. */
@@ -321,28 +330,29 @@ export class AutoScaling {
 
   /** Stops all lifecycle timers. */
   public stop(): void {
-    for (const instance of this.#instances.values()) instance.action?.cancelTimeout();
+    for (const instance of this.#instances.values()) cancelActions(instance);
   }
 
   /**
    * The action `ref` names. With both a token and an instance id, both must name the same
    * action (AWS does not document this case; the strict reading is the safe one).
    */
-  #activeAction(ref: ActionRef): Instance {
+  #activeAction(ref: ActionRef): [Instance, LifecycleAction] {
     const group = this.group(ref.groupName);
     const waiting = [...group.instances.values(), ...(group.warmPool?.instances.values() ?? [])];
-    const found = waiting.find(
-      (instance) =>
-        instance.action !== undefined &&
-        instance.action.hook.name === ref.hookName &&
-        (ref.token === undefined || instance.action.token === ref.token) &&
-        (ref.instanceId === undefined || instance.id === ref.instanceId),
-    );
-    if (!found || (ref.token === undefined && ref.instanceId === undefined)) {
-      const what = ref.token ? `token ${ref.token}` : `instance ID ${ref.instanceId ?? ''}`;
-      throw new ApiError('ValidationError', `No active Lifecycle Action found with ${what}`);
+    for (const instance of waiting) {
+      const action = instance.actions.get(ref.hookName);
+      if (
+        action !== undefined &&
+        (ref.token !== undefined || ref.instanceId !== undefined) &&
+        (ref.token === undefined || action.token === ref.token) &&
+        (ref.instanceId === undefined || instance.id === ref.instanceId)
+      ) {
+        return [instance, action];
+      }
     }
-    return found;
+    const what = ref.token ? `token ${ref.token}` : `instance ID ${ref.instanceId ?? ''}`;
+    throw new ApiError('ValidationError', `No active Lifecycle Action found with ${what}`);
   }
 
   /** Brings the group to its desired capacity (from `before`), then its warm pool to its size. */
@@ -372,7 +382,7 @@ export class AutoScaling {
   }
 
   #readyWarmedInstance(group: Group): Instance | undefined {
-    return [...(group.warmPool?.instances.values() ?? [])].find((i) => i.action === undefined);
+    return [...(group.warmPool?.instances.values() ?? [])].find((i) => i.actions.size === 0);
   }
 
   /** A new EC2 instance, into service or into the warm pool. */
@@ -383,6 +393,7 @@ export class AutoScaling {
       availabilityZone: `${this.region}a`,
       launchedAt: Date.now(),
       state: destination === 'WarmPool' ? 'Warmed:Pending' : 'Pending',
+      actions: new Map(),
     };
     (destination === 'WarmPool' ? (group.warmPool as WarmPool).instances : group.instances).set(
       instance.id,
@@ -420,18 +431,16 @@ export class AutoScaling {
 
   /** Scale-in with ReuseOnScaleIn: the instance stops and waits in the pool (no terminate hook here). */
   #returnToPool(group: Group, instance: Instance): void {
-    instance.action?.cancelTimeout();
-    delete instance.action;
+    cancelActions(instance);
     group.instances.delete(instance.id);
     group.warmPool?.instances.set(instance.id, instance);
     instance.state = 'Warmed:Stopped';
     this.#notify({ kind: 'stopped', instance });
   }
 
-  /** Holds the instance behind the launch hook (with a new token) and fires the lifecycle event. */
+  /** Holds the instance behind every launch hook (each with a new token) and fires their events. */
   #wait(group: Group, instance: Instance, origin: Place, destination: 'AutoScalingGroup' | 'WarmPool'): void {
-    const hook = group.hook;
-    if (!hook) {
+    if (group.hooks.size === 0) {
       this.#proceed(group, instance, destination);
       return;
     }
@@ -439,34 +448,36 @@ export class AutoScaling {
     const activity = instance.activity as Activity;
     activity.statusCode = 'MidLifecycleAction';
     activity.progress = WAITING_PROGRESS;
-    const action: LifecycleAction = {
-      token: uuid(),
-      hook,
-      destination,
-      globalDeadline: Date.now() + this.clock.realMs(hook.globalTimeout),
-      cancelTimeout: () => {},
-    };
-    instance.action = action;
-    this.#armTimeout(instance, action);
-    this.bus.put(
-      this.bus.event(
-        'aws.autoscaling',
-        LAUNCH_DETAIL_TYPE,
-        {
-          LifecycleActionToken: action.token,
-          AutoScalingGroupName: group.name,
-          LifecycleHookName: hook.name,
-          EC2InstanceId: instance.id,
-          LifecycleTransition: LAUNCHING,
-          ...(hook.notificationMetadata === undefined
-            ? {}
-            : { NotificationMetadata: hook.notificationMetadata }),
-          Origin: origin,
-          Destination: destination,
-        },
-        [group.arn],
-      ),
-    );
+    for (const hook of group.hooks.values()) {
+      const action: LifecycleAction = {
+        token: uuid(),
+        hook,
+        destination,
+        globalDeadline: Date.now() + this.clock.realMs(hook.globalTimeout),
+        cancelTimeout: () => {},
+      };
+      instance.actions.set(hook.name, action);
+      this.#armTimeout(instance, action);
+      this.bus.put(
+        this.bus.event(
+          'aws.autoscaling',
+          LAUNCH_DETAIL_TYPE,
+          {
+            LifecycleActionToken: action.token,
+            AutoScalingGroupName: group.name,
+            LifecycleHookName: hook.name,
+            EC2InstanceId: instance.id,
+            LifecycleTransition: LAUNCHING,
+            ...(hook.notificationMetadata === undefined
+              ? {}
+              : { NotificationMetadata: hook.notificationMetadata }),
+            Origin: origin,
+            Destination: destination,
+          },
+          [group.arn],
+        ),
+      );
+    }
   }
 
   /** The wait (if any) ended with CONTINUE: in service, or warmed. */
@@ -486,21 +497,36 @@ export class AutoScaling {
     const untilGlobal = ((action.globalDeadline - Date.now()) * this.clock.scale) / 1000;
     const seconds = Math.max(0, Math.min(action.hook.heartbeatTimeout, untilGlobal));
     action.cancelTimeout = this.clock.after(seconds, () => {
-      if (instance.action === action) this.#finish(instance, action.hook.defaultResult, 'timeout');
+      if (instance.actions.get(action.hook.name) === action) {
+        this.#finish(instance, action, action.hook.defaultResult, 'timeout');
+      }
     });
   }
 
-  #finish(instance: Instance, result: LifecycleResult, reason: 'api' | 'timeout'): void {
-    const action = instance.action as LifecycleAction;
+  /** One hook's action ended: the instance goes on once every hook has said CONTINUE; one ABANDON ends it. */
+  #finish(
+    instance: Instance,
+    action: LifecycleAction,
+    result: LifecycleResult,
+    reason: 'api' | 'timeout',
+  ): void {
     action.cancelTimeout();
-    delete instance.action;
-    this.#notify({ kind: 'completed', instance, result, reason, destination: action.destination });
+    instance.actions.delete(action.hook.name);
+    this.#notify({
+      kind: 'completed',
+      instance,
+      hookName: action.hook.name,
+      result,
+      reason,
+      destination: action.destination,
+    });
     const group = this.#groups.get(instance.groupName);
     if (!group) return;
     if (result === 'CONTINUE') {
-      this.#proceed(group, instance, action.destination);
+      if (instance.actions.size === 0) this.#proceed(group, instance, action.destination);
       return;
     }
+    cancelActions(instance);
     endActivity(
       instance.activity,
       'Cancelled',
@@ -513,8 +539,7 @@ export class AutoScaling {
   }
 
   #terminate(instance: Instance, why: string): void {
-    instance.action?.cancelTimeout();
-    delete instance.action;
+    cancelActions(instance);
     instance.state = 'Terminated';
     // A launch still waiting when its instance goes (scale-in) ends with it.
     if (instance.activity && !FINAL_ACTIVITY_STATUSES.has(instance.activity.statusCode)) {
@@ -553,6 +578,12 @@ export class AutoScaling {
   #notify(change: InstanceChange): void {
     for (const listener of this.#listeners) listener(change);
   }
+}
+
+/** Ends every wait of the instance (it leaves, or one hook abandoned it). */
+function cancelActions(instance: Instance): void {
+  for (const action of instance.actions.values()) action.cancelTimeout();
+  instance.actions.clear();
 }
 
 function endActivity(activity: Activity | undefined, statusCode: string, statusMessage?: string): void {

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import { AutoScaling, type Instance } from './auto-scaling';
 import { Clock } from './clock';
 import { type DeliveryFaults, EventBus } from './event-bus';
-import { type CallRecord, listen } from './server';
+import { type CallRecord, type CallRequest, listen } from './server';
 import { type Agent, Ssm } from './ssm';
 import { Throttle, type ThrottleOptions } from './throttle';
 
@@ -54,6 +54,8 @@ export interface ControlPlaneOptions {
   readonly bootDelaySeconds?: BootDelay;
   /** What boots on each instance. @default nothing (the instances have no disk) */
   readonly machine?: Machine;
+  /** Calls refused with AccessDenied(Exception), as a missing IAM permission refuses them. @default none */
+  readonly denied?: (call: CallRequest) => boolean;
 }
 
 /**
@@ -150,6 +152,7 @@ export class ControlPlane {
       ssm,
       throttle,
       onCall: (call) => calls.push(call),
+      denied: options.denied ?? (() => false),
     });
     return new ControlPlane({
       endpoint,

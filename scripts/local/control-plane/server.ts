@@ -17,11 +17,16 @@ export interface CallRecord {
   readonly error?: string;
 }
 
+/** A call about to be answered, for a fault that denies it as IAM would. */
+export type CallRequest = Omit<CallRecord, 'error'>;
+
 export interface ServerModels {
   readonly autoScaling: AutoScaling;
   readonly ssm: Ssm;
   readonly throttle: Throttle;
   readonly onCall: (call: CallRecord) => void;
+  /** True when this call must be refused as an IAM policy would refuse it. */
+  readonly denied: (call: CallRequest) => boolean;
 }
 
 const SSM_TARGET_PREFIX = 'AmazonSSM.';
@@ -83,6 +88,9 @@ function handleAutoScaling(
   const instanceIds = queryInstanceIds(input, models.autoScaling);
   const headers = { 'content-type': 'text/xml', 'x-amzn-requestid': requestId };
   try {
+    if (models.denied({ service: 'autoscaling', operation: input.action, instanceIds })) {
+      throw new ApiError('AccessDenied', accessDenied('autoscaling', input.action), 403);
+    }
     if (models.throttle.refuse(input.action)) throw new ApiError('Throttling', 'Rate exceeded');
     const result = runQuery(models.autoScaling, input);
     models.onCall({ service: 'autoscaling', operation: input.action, instanceIds });
@@ -108,6 +116,9 @@ function handleSsm(
   try {
     const input = parseJson(body);
     instanceIds = jsonInstanceIds(input, models.ssm);
+    if (models.denied({ service: 'ssm', operation, instanceIds })) {
+      throw new ApiError('AccessDeniedException', accessDenied('ssm', operation));
+    }
     if (models.throttle.refuse(operation)) throw new ApiError('ThrottlingException', 'Rate exceeded');
     const result = runJson(models.ssm, operation, input);
     models.onCall({ service: 'ssm', operation, instanceIds });
@@ -119,6 +130,10 @@ function handleSsm(
     response.writeHead(apiError.status, headers);
     response.end(JSON.stringify({ __type: apiError.code, message: apiError.message }));
   }
+}
+
+function accessDenied(service: string, operation: string): string {
+  return `User: arn:aws:sts::123456789012:assumed-role/selfdeploy-orchestrator/local is not authorized to perform: ${service}:${operation} because no identity-based policy allows the ${service}:${operation} action`;
 }
 
 function parseJson(body: string): JsonInput {
