@@ -29,10 +29,9 @@ export const FIDELITY: readonly Fidelity[] = [
     service: 'Auto Scaling',
     operation: 'PutLifecycleHook',
     modelled:
-      'launch hooks: HeartbeatTimeout 30–7200 s, DefaultResult (ABANDON by default), NotificationMetadata, GlobalTimeout min(48 h, 100 × heartbeat); applies to later launches only',
-    errors: 'ValidationError (timeout out of range, not a launch transition)',
-    notModelled:
-      'terminate hooks, SNS/SQS notification targets, a second launch hook per group (LimitExceeded)',
+      'launch hooks, up to 50 per group: HeartbeatTimeout 30–7200 s, DefaultResult (ABANDON by default), NotificationMetadata, GlobalTimeout min(48 h, 100 × heartbeat); applies to later launches only; an instance waits for every hook, with one event and token per hook',
+    errors: 'ValidationError (timeout out of range, not a launch transition); LimitExceeded',
+    notModelled: 'terminate hooks, SNS/SQS notification targets',
   },
   {
     service: 'Auto Scaling',
@@ -154,7 +153,7 @@ export const FIDELITY: readonly Fidelity[] = [
 export const CHOICES: readonly string[] = [
   'CompleteLifecycleAction / RecordLifecycleActionHeartbeat with both a token and an InstanceId: the strict reading, both must name the same action, else "No active Lifecycle Action found with token …".',
   'DescribeScalingActivities: the Cause texts are the stand-in’s wording (the Description prefixes are AWS’s); NextToken is an offset, so a page can repeat an activity when new ones start between calls.',
-  'Requests are not signed or authorised: any credentials work and nothing is denied unless a test injects it.',
+  'Requests are not signed or authorised: any credentials work and nothing is denied unless a test injects a denial (AccessDeniedException for SSM, AccessDenied with status 403 for Auto Scaling).',
 ];
 
 const START = '<!-- fidelity table: generated from scripts/local/fidelity.ts -->';
