@@ -10,7 +10,7 @@ import type { DeliveryFaults } from './control-plane/event-bus';
 import type { CallRequest } from './control-plane/server';
 import type { Agent } from './control-plane/ssm';
 import type { ThrottleOptions } from './control-plane/throttle';
-import { type SimulatedInstances, simulatedInstances } from './deploy-agent';
+import { BOOT_FINISHED, type SimulatedInstances, simulatedInstances } from './deploy-agent';
 import { LocalOrchestrator } from './orchestrator';
 import { createSampleApp, type SampleApp } from './sample-app';
 import { ensureAppUser, removeAppUser, runUserName, type Sshd, startSshd } from './sshd';
@@ -222,6 +222,11 @@ export class LocalRun {
   public revisionOf(instanceId: string): string | undefined {
     const path = join(this.dir, 'instances', instanceId, APP_PATH, 'current', 'REVISION');
     return existsSync(path) ? readFileSync(path, 'utf8').trim() : undefined;
+  }
+
+  /** Whether the instance's boot has finished (real deploys only; stand-in instances do not boot). */
+  public booted(instanceId: string): boolean | undefined {
+    return this.app ? existsSync(join(this.dir, 'instances', instanceId, BOOT_FINISHED)) : undefined;
   }
 
   /** Waits (real time) until `condition` holds; throws naming `what` after `timeoutMs`. */

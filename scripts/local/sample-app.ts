@@ -40,8 +40,12 @@ export interface SampleApp {
   head(): string;
   /** Commits `files` (path → content; default: a new version of app.txt) and pushes; returns the SHA. */
   commit(message: string, files?: Readonly<Record<string, string>>): string;
-  /** Pushes a commit whose deploy fails before the release goes live; returns the SHA. */
-  commitFailingDeploy(): string;
+  /**
+   * Pushes a commit whose deploy fails (returns the SHA): before the release goes live, or
+   * after Capistrano has published it (REVISION written, `current` switched), as a failing
+   * restart task does.
+   */
+  commitFailingDeploy(when?: 'before-publish' | 'after-publish'): string;
   /** Clones the repository to `path`, owned by the owner, as a machine image would hold it. */
   cloneTo(path: string): void;
 }
@@ -126,16 +130,18 @@ export function createSampleApp(options: SampleAppOptions): SampleApp {
     branch,
     head: () => git(repoPath, 'rev-parse', `refs/heads/${branch}`),
     commit,
-    commitFailingDeploy: () => {
+    commitFailingDeploy: (when = 'before-publish') => {
       const deployRb = readFileSync(join(work, 'config/deploy.rb'), 'utf8');
-      return commit('Deploy task that fails', {
+      const hook =
+        when === 'before-publish' ? "before 'deploy:symlink:release'" : "after 'deploy:publishing'";
+      return commit(`Deploy task that fails ${when}`, {
         'config/deploy.rb': `${deployRb}
 namespace :sample do
   task :fail do
     raise 'sample deploy task failed on purpose'
   end
 end
-before 'deploy:symlink:release', 'sample:fail'
+${hook}, 'sample:fail'
 `,
       });
     },

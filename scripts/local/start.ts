@@ -165,9 +165,12 @@ class Progress {
     const { plane } = this.run;
     const record = this.run.records.get(id);
     const state = plane.autoScaling.instance(id)?.state ?? 'Terminated';
-    const agent = plane.ssm.managedInstances().some((m) => m.id === id)
-      ? 'agent online'
-      : 'agent registering';
+    const online = plane.ssm.managedInstances().some((m) => m.id === id && m.online);
+    const agent = !online
+      ? 'agent registering'
+      : this.run.booted(id) === false
+        ? 'agent online, booting'
+        : 'agent online';
     const invocation = latestCommand(this.run, id)?.invocations.find((i) => i.instanceId === id);
     const step = invocation ? `deploy ${invocation.status}` : agent;
     // Why an instance left: its deploy failed, or nothing completed the action in time.
