@@ -129,7 +129,13 @@ export class LocalRun {
         // As root, a user of this run's own, removed when it ends; otherwise the current user.
         const appUser = ensureAppUser(runUserName('app'));
         appUserName = appUser.name;
-        cleanups.unshift(() => removeAppUser(appUser.name));
+        // Also when the process exits without stopping the run (an uncaught error).
+        const removeUser = () => removeAppUser(appUser.name);
+        process.once('exit', removeUser);
+        cleanups.unshift(() => {
+          process.removeListener('exit', removeUser);
+          removeUser();
+        });
         const started = await startSshd({ dir: join(dir, 'sshd') });
         sshd = started;
         cleanups.unshift(() => started.stop());

@@ -269,7 +269,7 @@ async function main(): Promise<number> {
   const problems: string[] = [];
   try {
     progress.print(
-      `control plane ${run.plane.endpoint}; group ${GROUP_NAME} with a launch hook; run directory ${run.dir}`,
+      `control plane ${run.plane.endpoint}; group ${GROUP_NAME} with a launch hook; application user ${run.appUser}; run directory ${run.dir}`,
     );
     const firstHead = run.app?.head();
     progress.print(

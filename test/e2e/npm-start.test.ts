@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
 
-jest.setTimeout(60_000);
+jest.setTimeout(120_000);
 
 const ROOT = join(__dirname, '..', '..');
 // The stand-in deploy keeps this about npm start itself; real deploys are in real-deploy.test.ts.
@@ -29,6 +29,15 @@ function start(args: string[]): { child: ChildProcess; output: () => string; exi
   return { child, output: () => output, exit };
 }
 
+function userExists(name: string): boolean {
+  try {
+    execFileSync('getent', ['passwd', name], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function waitForOutput(read: () => string, text: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!read().includes(text)) {
@@ -51,6 +60,24 @@ describe('npm start', () => {
     const dir = /run directory (\S+)/.exec(output)?.[1] ?? '';
     expect(dir).toMatch(/selfdeploy-/);
     expect(existsSync(dir)).toBe(false);
+  });
+
+  it('on Ctrl-C mid-run, removes the run directory and the application user it created', async () => {
+    const run = start(['--instances', '1']);
+    await waitForOutput(run.output, 'scaling out', 40_000);
+    const user = /application user (\S+);/.exec(run.output())?.[1] ?? '';
+    const dir = /run directory (\S+)/.exec(run.output())?.[1] ?? '';
+    const existed = userExists(user);
+
+    run.child.kill('SIGINT');
+    const code = await run.exit;
+
+    expect(code).toBe(130);
+    expect(run.output()).toContain('interrupted: cleaning up');
+    expect(existed).toBe(true);
+    expect(existsSync(dir)).toBe(false);
+    // As root the run created the user; otherwise it is the developer's own and stays.
+    expect(userExists(user)).toBe(process.getuid?.() !== 0);
   });
 
   it('exits non-zero with a clear message on a bad option', async () => {
