@@ -532,7 +532,7 @@ describe('scaling activities, lifecycle hooks and warm pools over the awsQuery p
       AutoScalingGroupName: 'web',
       StatusCode: 'MidLifecycleAction',
       Cause: expect.stringMatching(
-        /^At \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 2 to 3\.$/,
+        /^At \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ an instance was started in response to a difference between desired and actual capacity, increasing the capacity from 1 to 3\.$/,
       ),
       StartTime: expect.any(Date),
       Details: expect.stringContaining('Availability Zone'),

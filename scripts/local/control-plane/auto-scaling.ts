@@ -358,11 +358,10 @@ export class AutoScaling {
   /** Brings the group to its desired capacity (from `before`), then its warm pool to its size. */
   #fillCapacity(group: Group, before: number): void {
     const live = [...group.instances.values()].filter((i) => !i.state.startsWith('Terminating'));
-    let capacity = live.length;
-    for (; capacity < group.desiredCapacity; capacity++) {
+    for (let capacity = live.length; capacity < group.desiredCapacity; capacity++) {
       const warmed = this.#readyWarmedInstance(group);
-      if (warmed) this.#leavePool(group, warmed, capacity);
-      else this.#launch(group, 'AutoScalingGroup', capacity, group.desiredCapacity);
+      if (warmed) this.#leavePool(group, warmed, live.length);
+      else this.#launch(group, 'AutoScalingGroup', live.length, group.desiredCapacity);
     }
     // Scale-in takes the newest instances first, so a deploy in progress is what stops.
     const extra = live
@@ -378,7 +377,8 @@ export class AutoScaling {
       pool.minSize,
       (pool.maxGroupPreparedCapacity ?? group.maxSize) - group.desiredCapacity,
     );
-    for (let size = pool.instances.size; size < target; size++) this.#launch(group, 'WarmPool', size, target);
+    const warmed = pool.instances.size;
+    for (let size = warmed; size < target; size++) this.#launch(group, 'WarmPool', warmed, target);
   }
 
   #readyWarmedInstance(group: Group): Instance | undefined {
@@ -423,7 +423,7 @@ export class AutoScaling {
     instance.activity = this.#activity(
       group,
       `Launching a new EC2 instance from warm pool: ${instance.id}`,
-      `At ${isoSeconds(Date.now())} an instance was moved from the warm pool in response to a difference between desired and actual capacity, increasing the capacity from ${from} to ${from + 1}.`,
+      `At ${isoSeconds(Date.now())} an instance was moved from the warm pool in response to a difference between desired and actual capacity, increasing the capacity from ${from} to ${group.desiredCapacity}.`,
     );
     if (wasStopped) this.#notify({ kind: 'started', instance });
     this.#wait(group, instance, 'WarmPool', 'AutoScalingGroup');
