@@ -1,7 +1,7 @@
 import { type InstanceRecord, LocalRun, type LocalRunOptions } from '../../scripts/local/local-run';
 
-// Real deploys: bash, self-deploy.sh, Capistrano over a loopback sshd, git. They share one
-// application user, so they run one test at a time in this file.
+// Real deploys: bash, self-deploy.sh, Capistrano over a loopback sshd, git; each run with
+// its own application user (as root) and sshd.
 jest.setTimeout(90_000);
 
 let run: LocalRun | undefined;
