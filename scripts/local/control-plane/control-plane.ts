@@ -227,13 +227,15 @@ export class ControlPlane {
   }
 
   #scheduleBoot(instance: Instance): void {
+    const machine = this.#machine;
+    if (!machine) return;
     const delay =
       typeof this.bootDelaySeconds === 'function' ? this.bootDelaySeconds(instance) : this.bootDelaySeconds;
     const boot = () => {
       this.#pending.delete(instance.id);
       const firstBoot = !this.#bootedOnce.has(instance.id);
       this.#bootedOnce.add(instance.id);
-      this.#machine?.booted(instance, firstBoot);
+      machine.booted(instance, firstBoot);
     };
     if (delay <= 0) {
       boot();
