@@ -138,9 +138,6 @@ describe('every problem of a configuration is named at once', () => {
       document: { deployCommand: 'cap\ndeploy' },
     });
 
-    expect(error).toBeInstanceOf(SelfDeployPropsError);
-    expect(error.name).toBe('SelfDeployPropsError');
-    expect(error.message).not.toContain('\n');
     for (const problem of [
       'group web: heartbeatTimeout is 1200 s',
       'group web: appUser is root',
@@ -150,6 +147,9 @@ describe('every problem of a configuration is named at once', () => {
     ]) {
       expect(error.message).toContain(problem);
     }
+    expect(error.message).not.toContain('\n');
+    expect(error).toBeInstanceOf(SelfDeployPropsError);
+    expect(error.name).toBe('SelfDeployPropsError');
   });
 
   it('each once', () => {
