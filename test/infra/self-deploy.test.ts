@@ -452,6 +452,12 @@ describe('alarms', () => {
     },
   );
 
+  it('say that a stuck instance may be one whose SendCommand was refused although its agent is online', () => {
+    expect(groupAlarm(MetricName.StuckInstances, 'web')?.AlarmDescription).toContain(
+      'SendCommand refused although the agent is online',
+    );
+  });
+
   it('fire on function errors and on dead letters', () => {
     expect(alarms.find((alarm) => alarm.MetricName === 'Errors')).toMatchObject({
       Namespace: 'AWS/Lambda',

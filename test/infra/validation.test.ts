@@ -116,6 +116,9 @@ describe('impossible or unsafe settings are refused at synth, saying what to cha
     expect(build({ groups: [{ autoScalingGroup: 'web group' }] })).toThrow(
       /group web group: autoScalingGroupName "web group" does not match/,
     );
+    expect(build({ groups: [{ autoScalingGroup: 'web', lifecycleHookName: 'deploy hook' }] })).toThrow(
+      /group web: lifecycleHookName: must match/,
+    );
     expect(build({ documentName: 'x' })).toThrow(/documentName: must be an SSM document name/);
     expect(build({ redeployMaxConcurrency: '0' })).toThrow(/redeployMaxConcurrency/);
   });
