@@ -39,7 +39,8 @@ export function assertValidProps(props: SelfDeployProps): void {
 
 /**
  * Every problem of `props` that is known without an instance, one clause each, saying what to
- * change; empty when there is none. Each of them would otherwise fail every launch, or the deploy.
+ * change; empty when there is none. Each would otherwise fail the stack's deployment, the
+ * function's cold start or every launch.
  */
 export function selfDeployPropsProblems(props: SelfDeployProps): string[] {
   const problems: string[] = [];
@@ -62,13 +63,13 @@ export function selfDeployPropsProblems(props: SelfDeployProps): string[] {
   props.groups.forEach((settings, index) => {
     const label = `group ${groupLabel(settings.autoScalingGroup, index)}`;
     const given = settings.autoScalingGroup;
+    const name = typeof given === 'string' ? given : given.autoScalingGroupName;
     // Names of groups built in this app are tokens: those are told apart by construct instead.
-    const key = typeof given === 'string' ? given : given.node.path;
+    const key = typeof given !== 'string' && Token.isUnresolved(name) ? given.node.path : name;
     if (seen.has(key)) problems.push(`${label} is listed twice: list each Auto Scaling group once`);
     seen.add(key);
-    if (typeof given === 'string' && !Token.isUnresolved(given)) {
-      const nameProblem =
-        given === '' ? 'the name is empty' : parameterProblem('autoScalingGroupName', given);
+    if (!Token.isUnresolved(name)) {
+      const nameProblem = name === '' ? 'the name is empty' : parameterProblem('autoScalingGroupName', name);
       if (nameProblem) problems.push(`${label}: ${nameProblem}`);
     }
     problems.push(...groupProblems(label, settings, neededSeconds, props));
