@@ -56,6 +56,11 @@ export function orchestratorStatements(stack: Stack, grants: OrchestratorGrants)
         'autoscaling:DescribeAutoScalingInstances',
         // reconcile: instances waiting to enter a warm pool are listed only here
         'autoscaling:DescribeWarmPool',
+        // completion, reconcile and the launch's duplicate check: when an instance's current wait
+        // began (its launch activity), so that a command of an earlier wait is no evidence
+        'autoscaling:DescribeScalingActivities',
+        // reconcile: the hook's NotificationMetadata (revision and environment overrides)
+        'autoscaling:DescribeLifecycleHooks',
       ],
       resources: ['*'],
     }),

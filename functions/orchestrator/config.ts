@@ -14,6 +14,7 @@ const groupSchema = z.strictObject({
   appUser: z._default(documentParameter('appUser'), 'deploy'),
   deployPath: z._default(documentParameter('deployPath'), '/var/www/app/deploy'),
   appPath: z._default(documentParameter('appPath'), '/var/www/app'),
+  healthCheckUrl: z._default(documentParameter('healthCheckUrl'), ''),
   onFailure: z._default(z.enum(['ABANDON', 'CONTINUE']), 'ABANDON'),
   warmPool: z._default(z.enum(WARM_POOL_POLICIES), 'deploy-on-both'),
   heartbeatTimeoutSeconds: z._default(seconds(30, 7200), 3600),

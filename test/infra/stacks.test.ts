@@ -6,7 +6,7 @@ import { parseConfig } from '../../functions/orchestrator/config';
 import { EXAMPLE_CONFIG_FILE, loadExistingGroupsConfig, toSelfDeployProps } from '../../infra/app-config';
 import { DemoStack } from '../../infra/demo-stack';
 import { ExistingGroupsStack } from '../../infra/existing-groups-stack';
-import { SelfDeploy } from '../../infra/self-deploy';
+import { SelfDeploy, SelfDeployPropsError } from '../../infra/self-deploy';
 import {
   actionsOf,
   assetHashSerializer,
@@ -41,7 +41,7 @@ describe('existing-groups stack', () => {
     expect(template).toMatchSnapshot();
   });
 
-  it('grants the named instance roles the command output and the pinned revisions', () => {
+  it("grants each group's instance role the command output and the pinned revisions", () => {
     const policies = Object.entries(resourcesOf(existingTemplate, 'AWS::IAM::Policy'));
     const statements = policyStatements(existingTemplate, 'InstanceRole');
 
@@ -56,6 +56,52 @@ describe('existing-groups stack', () => {
       'ssm:GetParameter',
     ]);
     expect(JSON.stringify(statements)).toContain(':parameter/selfdeploy/production/revision"');
+  });
+
+  it("grants each role only the parameters and deploy key of its own groups' environments", () => {
+    const loaded = loadExistingGroupsConfig((key) =>
+      key === 'selfdeploy'
+        ? {
+            groups: [
+              { name: 'web', environment: 'production', instanceRoleName: 'web-role' },
+              { name: 'worker', environment: 'production', instanceRoleName: 'shared-role' },
+              { name: 'web-staging', environment: 'staging', instanceRoleName: 'shared-role' },
+              { name: 'qa', environment: 'qa', instanceRoleName: 'qa-role' },
+            ],
+            document: { deployKeyParameterName: '/selfdeploy/{environment}/deploy-key' },
+            deployKeyEncryptionKeyArn:
+              'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+          }
+        : undefined,
+    );
+    const stack = new ExistingGroupsStack(testApp(), 'Roles', { config: loaded.config });
+    const template = templateOf(stack);
+    const granted = (role: string) => {
+      const statements = policyStatements(template, `InstanceRole${role}`);
+      return {
+        parameters: JSON.stringify(statements.filter((s) => actionsOf(s).includes('ssm:GetParameter'))),
+        decryptFor: JSON.stringify(
+          statements.filter((s) => actionsOf(s).includes('kms:Decrypt')).map((s) => s.Condition),
+        ),
+      };
+    };
+
+    for (const [role, own, others] of [
+      ['webrole', ['production'], ['staging', 'qa']],
+      ['sharedrole', ['production', 'staging'], ['qa']],
+      ['qarole', ['qa'], ['production', 'staging']],
+    ] as const) {
+      const { parameters, decryptFor } = granted(role);
+      for (const environment of own) {
+        expect(parameters).toContain(`:parameter/selfdeploy/${environment}/deploy-key"`);
+        expect(decryptFor).toContain(`:parameter/selfdeploy/${environment}/deploy-key"`);
+      }
+      for (const environment of others) {
+        expect(parameters).not.toContain(`/${environment}/`);
+        expect(decryptFor).not.toContain(`/${environment}/`);
+      }
+    }
+    expect(nagFindings(stack)).toEqual([]);
   });
 
   it('passes cdk-nag', () => {
@@ -189,6 +235,7 @@ describe('existing-groups configuration', () => {
     const load = (value: unknown) => () =>
       loadExistingGroupsConfig((key) => (key === 'selfdeploy' ? value : undefined));
 
+    expect(load('{')).toThrow(SelfDeployPropsError);
     expect(load('{')).toThrow('context selfdeploy is not valid JSON');
     expect(load({ groups: [], logRetentionDays: 31, extra: 1 })).toThrow(
       /not a valid selfdeploy configuration: .*groups.*logRetentionDays: must be a retention CloudWatch Logs offers/,
@@ -198,6 +245,45 @@ describe('existing-groups configuration', () => {
         key === 'selfdeployConfigFile' ? '/nonexistent/selfdeploy.json' : undefined,
       ),
     ).toThrow('selfdeployConfigFile: /nonexistent/selfdeploy.json does not exist');
+  });
+
+  it('names problems of form and of meaning in one error', () => {
+    const load = () =>
+      loadExistingGroupsConfig((key) =>
+        key === 'selfdeploy'
+          ? {
+              groups: [
+                { name: 'web', appUser: 'root', environment: 'Prod!', heartbeatTimeoutSeconds: 'long' },
+                { name: 'worker', healthCheckUrl: 'http://example.com/up' },
+              ],
+              logRetentionDays: 31,
+              reconcileIntervalMinutes: 500,
+            }
+          : undefined,
+      );
+
+    expect(load).toThrow(SelfDeployPropsError);
+    expect(load).toThrow(
+      new RegExp(
+        [
+          '^context selfdeploy is not a valid selfdeploy configuration: ',
+          'groups\\.0\\.heartbeatTimeoutSeconds: .*',
+          'logRetentionDays: must be a retention CloudWatch Logs offers.*',
+          'group web: appUser is root.*',
+          'reconcileInterval \\(30000 s\\) is not shorter than the shortest heartbeatTimeout.*',
+          'group web: environment: must match.*',
+          'group worker: healthCheckUrl: must match',
+        ].join(''),
+      ),
+    );
+  });
+
+  it('refuses the old instanceRoleNames, which gave every role every environment', () => {
+    expect(() =>
+      loadExistingGroupsConfig((key) =>
+        key === 'selfdeploy' ? { groups: [{ name: 'web' }], instanceRoleNames: ['web-role'] } : undefined,
+      ),
+    ).toThrow('instanceRoleNames: is replaced by groups[].instanceRoleName');
   });
 
   it('becomes construct props with durations', () => {
