@@ -598,6 +598,9 @@ aws_ssm_value() {
 # with the deploy key when one is configured.
 prepare_git_ssh() {
   local options=(-o BatchMode=yes -o StrictHostKeyChecking=yes)
+  # Earlier versions kept the deploy key in the user's home, where an image baked after a
+  # deploy would carry it.
+  as_app_user rm -f "$APP_HOME/.ssh/selfdeploy_deploy_key"
   if [ -n "$DEPLOY_KEY_PARAMETER" ]; then
     command -v aws >/dev/null 2>&1 || fail "$EXIT_MISSING_PREREQUISITE" "the AWS CLI (aws) is needed to read $DEPLOY_KEY_PARAMETER"
     local key status=0
