@@ -42,8 +42,11 @@ export interface Instance {
   readonly sshDir: string;
   /** The script's environment on this instance; `overrides` win. */
   env(overrides?: Readonly<Record<string, string>>): Record<string, string>;
-  /** Runs self-deploy.sh with this instance's environment plus `overrides`. */
-  run(overrides?: Readonly<Record<string, string>>): Promise<RunResult>;
+  /**
+   * Runs self-deploy.sh with this instance's environment plus `overrides`; `onStdout` sees
+   * its output so far whenever more arrives.
+   */
+  run(overrides?: Readonly<Record<string, string>>, onStdout?: (stdout: string) => void): Promise<RunResult>;
   /** current/REVISION, or undefined when nothing is deployed. */
   currentRevision(): string | undefined;
   /** Names of the release directories. */
@@ -127,7 +130,7 @@ export async function startInstance(prefix: string, options: InstanceOptions = {
     stateDir,
     sshDir: join(stateDir, 'ssh'),
     env,
-    run: (overrides) => runScript(env(overrides)),
+    run: (overrides, onStdout) => runScript(env(overrides), [], onStdout),
     currentRevision: () => {
       const path = join(appPath, 'current', 'REVISION');
       return existsSync(path) ? readFileSync(path, 'utf8').trim() : undefined;
@@ -142,10 +145,11 @@ export async function startInstance(prefix: string, options: InstanceOptions = {
   };
 }
 
-/** Runs self-deploy.sh with exactly `env`. */
+/** Runs self-deploy.sh with exactly `env`; `onStdout` sees its output so far whenever more arrives. */
 export function runScript(
   env: Readonly<Record<string, string>>,
   args: readonly string[] = [],
+  onStdout?: (stdout: string) => void,
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(SCRIPT, args, { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -153,6 +157,7 @@ export function runScript(
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
+      onStdout?.(stdout);
     });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;

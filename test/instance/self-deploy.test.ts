@@ -396,11 +396,18 @@ test('a second run for the same lifecycle wait exits 13 at once; a run for a new
   const duplicate = await instance.run(wait);
   const withoutToken = await instance.run({ ...wait, SELFDEPLOY_LIFECYCLE_ACTION_TOKEN: '' });
   const seconds = (Date.now() - began) / 1000;
-  const newWait = instance.run({
-    ...wait,
-    SELFDEPLOY_LIFECYCLE_ACTION_TOKEN: '66666666-7777-8888-9999-000000000000',
+  let waiting: () => void = () => undefined;
+  const newWaitWaits = new Promise<void>((resolve) => {
+    waiting = resolve;
   });
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const newWait = instance.run(
+    { ...wait, SELFDEPLOY_LIFECYCLE_ACTION_TOKEN: '66666666-7777-8888-9999-000000000000' },
+    (stdout) => {
+      if (stdout.includes('another self-deploy is running; waiting')) waiting();
+    },
+  );
+  // The first run goes on only once the run for the new wait waits for the lock.
+  await newWaitWaits;
   writeFileSync(release, '');
   const [firstRun, newWaitRun] = await Promise.all([first, newWait]);
 
@@ -413,7 +420,6 @@ test('a second run for the same lifecycle wait exits 13 at once; a run for a new
   expect(seconds).toBeLessThan(10);
   expect(firstRun.exitCode).toBe(0);
   expect(newWaitRun.exitCode).toBe(0);
-  expect(newWaitRun.stdout).toContain('another self-deploy is running; waiting');
   expect(newWaitRun.result).toMatchObject({ skipped: true, revision: sha });
 });
 
