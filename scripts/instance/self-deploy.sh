@@ -168,6 +168,8 @@ on_exit() {
   result+=",\"skipped\":$RESULT_SKIPPED,\"seconds\":$((SECONDS - START_SECONDS))"
   [ -z "$RESULT_REASON" ] || result+=",\"reason\":$(json_string "$RESULT_REASON")"
   printf 'SELFDEPLOY_RESULT %s}\n' "$result"
+  # Last: the document's wrapper counts a run without this file as failed (a script cut short).
+  [ -z "${SELFDEPLOY_RESULT_FILE:-}" ] || printf '%s}\n' "$result" >"$SELFDEPLOY_RESULT_FILE" || true
   exit "$status"
 }
 
