@@ -210,6 +210,8 @@ test('new host keys (a new instance from the image): strict checking stays on, t
       SELFDEPLOY_SSH_KEY: join(instance.user.home, '.ssh', 'selfdeploy_localhost'),
       SELFDEPLOY_KNOWN_HOSTS: knownHosts,
       SELFDEPLOY_GIT_SSH: join(instance.user.home, '.ssh', 'selfdeploy_git_ssh'),
+      SELFDEPLOY_GIT_SSH_COMMAND: join(instance.user.home, '.ssh', 'selfdeploy_git_ssh'),
+      SELFDEPLOY_MIGRATE: 'false',
       SELFDEPLOY_REVISION: deployed.at(-1) ?? '',
       SELFDEPLOY_APP_PATH: instance.appPath,
     },
