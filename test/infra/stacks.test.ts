@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { aws_autoscaling as autoscaling, aws_ec2 as ec2, Stack } from 'aws-cdk-lib';
@@ -110,6 +111,15 @@ describe('existing-groups stack', () => {
 });
 
 describe('demo stack', () => {
+  const SHIPPED_STAGE = path.join(
+    __dirname,
+    '..',
+    '..',
+    'scripts',
+    'instance',
+    'capistrano',
+    'local_production.rb',
+  );
   const group = onlyResource(demoTemplate, 'AWS::AutoScaling::AutoScalingGroup');
 
   it("puts the hook in the group's own definition, so its first instances are held too", () => {
@@ -147,24 +157,103 @@ describe('demo stack', () => {
     });
   });
 
-  it('prepares instances with the SSM agent, git, Ruby and Capistrano, the deploy checkout, IMDSv2 and encrypted disks', () => {
-    const launchTemplate = onlyResource(demoTemplate, 'AWS::EC2::LaunchTemplate')
-      .LaunchTemplateData as Record<string, unknown>;
-    const userData = JSON.stringify(launchTemplate.UserData);
+  const launchTemplate = onlyResource(demoTemplate, 'AWS::EC2::LaunchTemplate').LaunchTemplateData as {
+    UserData: { 'Fn::Base64': string };
+    [key: string]: unknown;
+  };
+  const userData = launchTemplate.UserData['Fn::Base64'];
 
+  it('prepares instances with the SSM agent, git, Ruby and Capistrano, the deploy checkout, IMDSv2 and encrypted disks', () => {
     expect(launchTemplate.MetadataOptions).toMatchObject({ HttpTokens: 'required' });
     expect(launchTemplate.BlockDeviceMappings).toEqual([
       { DeviceName: '/dev/xvda', Ebs: { Encrypted: true, VolumeSize: 16, VolumeType: 'gp3' } },
     ]);
-    for (const step of [
-      'dnf install -y git ruby',
-      'gem install',
-      'amazon-ssm-agent',
-      'git clone',
-      'bundle install',
-    ]) {
+    for (const step of ['amazon-ssm-agent', 'git clone', 'bundle install']) {
       expect(userData).toContain(step);
     }
+    // EC2's limit on user data.
+    expect(Buffer.byteLength(userData)).toBeLessThan(16 * 1024);
+  });
+
+  it("installs Amazon Linux 2023's own Ruby packages, then Capistrano", () => {
+    const install = /^retry dnf install -y ((?:\\\n|[^\n])*)$/m.exec(userData)?.[1] ?? '';
+    const packages = install.split(/[\s\\]+/).filter(Boolean);
+
+    expect(packages).toEqual(
+      expect.arrayContaining([
+        'git',
+        'openssh-server',
+        'ruby3.2',
+        'ruby3.2-rubygems',
+        'ruby3.2-rubygem-bundler',
+        'ruby3.2-devel',
+        'gcc',
+        'make',
+      ]),
+    );
+    expect(packages).not.toContain('ruby');
+    expect(userData).toContain("retry gem install --no-document capistrano:'~> 3.17'");
+  });
+
+  it('deploys as a dedicated user it creates without sudo rights, not as ec2-user', () => {
+    expect(userData).toMatch(/^ {2}useradd --create-home --shell \/bin\/bash "\$APP_USER"$/m);
+    expect(userData).toMatch(/^APP_USER='deploy' /m);
+    expect(userData).not.toMatch(/sudoers|wheel|usermod -a?G/);
+  });
+
+  it("writes selfdeploy's shipped Capistrano stage byte for byte, not a stage of its own", () => {
+    const start = userData.indexOf('write_stage() {\n');
+    const end = userData.indexOf('\nSELFDEPLOY_STAGE_END\n}\n', start);
+    const definition = userData.slice(start, end + '\nSELFDEPLOY_STAGE_END\n}\n'.length);
+
+    expect(start).toBeGreaterThan(-1);
+
+    const written = execFileSync('bash', ['-c', `${definition}write_stage`]);
+
+    expect(written.equals(readFileSync(SHIPPED_STAGE))).toBe(true);
+    expect(userData).toContain('write_stage | as_app_user tee "$seed/config/deploy/local_production.rb"');
+    expect(userData).not.toMatch(/server 'localhost'/);
+  });
+
+  it('user data passes shellcheck as the bash it is', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'selfdeploy-user-data-'));
+    try {
+      writeFileSync(path.join(dir, 'user-data.sh'), userData);
+
+      const check = spawnSync(
+        'shellcheck',
+        ['--shell=bash', '--severity=warning', path.join(dir, 'user-data.sh')],
+        {
+          encoding: 'utf8',
+        },
+      );
+
+      expect(check.stdout).toBe('');
+      expect(check.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('quotes a repository URL for the shell', () => {
+    const stack = new DemoStack(testApp(), 'QuotedDemo', {
+      repositoryUrl: "https://example.com/o'brien/app.git",
+    });
+    const data = (
+      onlyResource(templateOf(stack), 'AWS::EC2::LaunchTemplate').LaunchTemplateData as {
+        UserData: { 'Fn::Base64': string };
+      }
+    ).UserData['Fn::Base64'];
+
+    const value = execFileSync(
+      'bash',
+      ['-c', `${/^REPOSITORY_URL=.*$/m.exec(data)?.[0]}\nprintf %s "$REPOSITORY_URL"`],
+      {
+        encoding: 'utf8',
+      },
+    );
+
+    expect(value).toBe("https://example.com/o'brien/app.git");
   });
 
   it('lets its instances run SSM commands and write their output', () => {

@@ -226,6 +226,8 @@ test('new host keys (a new instance from the image): strict checking stays on, t
       SELFDEPLOY_SSH_KEY: join(instance.sshDir, 'localhost_key'),
       SELFDEPLOY_KNOWN_HOSTS: knownHosts,
       SELFDEPLOY_GIT_SSH: join(instance.sshDir, 'git_ssh'),
+      SELFDEPLOY_GIT_SSH_COMMAND: join(instance.sshDir, 'git_ssh'),
+      SELFDEPLOY_MIGRATE: 'false',
       SELFDEPLOY_REVISION: deployed.at(-1) ?? '',
       SELFDEPLOY_APP_PATH: instance.appPath,
     },
