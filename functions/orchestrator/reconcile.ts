@@ -27,11 +27,12 @@ export type InstanceReconcile =
   | 'continued-without-deploy'
   | 'heartbeat'
   | 'agent-not-ready'
+  | 'send-refused'
   | 'deploy-overdue'
   | 'action-ended';
 
 /** Outcomes that leave an instance waiting with nothing moving it forward. */
-const STUCK: ReadonlySet<InstanceReconcile> = new Set(['agent-not-ready', 'deploy-overdue']);
+const STUCK: ReadonlySet<InstanceReconcile> = new Set(['agent-not-ready', 'send-refused', 'deploy-overdue']);
 
 export interface ReconcileSummary {
   readonly groups: Record<

@@ -7,6 +7,7 @@ import {
 } from '@aws-sdk/client-auto-scaling';
 import {
   type Command,
+  DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   ListCommandsCommand,
   SendCommandCommand,
@@ -91,6 +92,7 @@ describe('reconcile', () => {
     groups([waiting(INSTANCE)]);
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'not registered'));
+    ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [] });
 
     const result = await route(deps, fixture('scheduled'));
 
