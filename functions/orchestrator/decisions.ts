@@ -8,10 +8,15 @@ import type { LifecycleActionResult } from './lifecycle';
 export type Place = 'AutoScalingGroup' | 'WarmPool';
 
 /** Lifecycle states of an instance held by a launch hook, and where each is headed. */
-export const WAIT_STATES: Readonly<Record<string, Place>> = {
-  'Pending:Wait': 'AutoScalingGroup',
-  'Warmed:Pending:Wait': 'WarmPool',
-};
+const WAIT_STATES: ReadonlyMap<string, Place> = new Map([
+  ['Pending:Wait', 'AutoScalingGroup'],
+  ['Warmed:Pending:Wait', 'WarmPool'],
+]);
+
+/** Where an instance in `state` is headed, when a launch hook holds it; else undefined. */
+export function placeOfWait(state: string | undefined): Place | undefined {
+  return WAIT_STATES.get(state ?? '');
+}
 
 /**
  * Whether a launch at `destination` gets a deploy or is let through at once, per the group's
