@@ -5,6 +5,8 @@ import type { Deps } from './deps';
 const ACTIVITIES_PER_PAGE = 100;
 /** Pages of a group's activities read at most per question, so a busy group costs a bounded number of calls. */
 export const MAX_ACTIVITY_PAGES = 20;
+/** Status codes of an activity that has ended; any other is still in progress (e.g. MidLifecycleAction). */
+const ENDED: ReadonlySet<string> = new Set(['Successful', 'Failed', 'Cancelled']);
 
 /**
  * Where each instance's current lifecycle wait began, as far as a scan of its group's scaling
@@ -25,9 +27,11 @@ export function launchedInstance(activity: Pick<Activity, 'Description'>): strin
 }
 
 /**
- * Reads the group's scaling activities newest first until every wanted instance's newest
- * launch was seen, an activity older than `back` was seen, the history ends, or `maxPages`
- * pages were read.
+ * Reads the group's scaling activities until every wanted instance's newest launch was seen,
+ * an ended activity older than `back` was seen, the history ends, or `maxPages` pages were
+ * read. Auto Scaling lists activities in progress first (a launch whose hook still waits is
+ * one), then the ended ones, each newest first: so everything since an ended activity's
+ * start has been seen once that activity has, but an old activity in progress proves nothing.
  */
 export async function scanLaunches(
   deps: Deps,
@@ -50,7 +54,9 @@ export async function scanLaunches(
     for (const activity of output.Activities ?? []) {
       const started = activity.StartTime;
       if (!started) continue;
-      if (!coveredSince || started < coveredSince) coveredSince = started;
+      if (ENDED.has(activity.StatusCode ?? '') && (!coveredSince || started < coveredSince)) {
+        coveredSince = started;
+      }
       const instanceId = launchedInstance(activity);
       if (instanceId && wanted.has(instanceId) && !starts.has(instanceId)) starts.set(instanceId, started);
     }

@@ -388,6 +388,35 @@ describe('a finished self-deploy completes only the current wait of the instance
     });
   });
 
+  it("reads on past an old activity still in progress, since the instance's own newer launch may follow it", async () => {
+    const { deps } = harness();
+    // Auto Scaling lists activities in progress first: another instance's hook has waited an hour.
+    autoScaling
+      .on(DescribeScalingActivitiesCommand)
+      .resolvesOnce({
+        Activities: [
+          launchActivity(OTHER, new Date('2026-11-26T09:00:00.000Z'), 'new', 'MidLifecycleAction'),
+        ],
+        NextToken: 'page-2',
+      })
+      .resolves({
+        Activities: [
+          launchActivity(
+            INSTANCE,
+            new Date('2026-11-26T10:03:00.000Z'),
+            'from warm pool',
+            'MidLifecycleAction',
+          ),
+        ],
+      });
+    autoScaling.on(CompleteLifecycleActionCommand).resolves({});
+
+    const result = await route(deps, fixture('command-success'));
+
+    expect(result).toMatchObject({ result: { instances: { [INSTANCE]: { outcome: 'rejected' } } } });
+    expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
+  });
+
   it('treats each instance of a command that ran on several separately: only the instance it names is completed', async () => {
     const { deps } = harness();
     activities(launchActivity(OTHER, LAUNCHED_AT), launchActivity(INSTANCE, LAUNCHED_AT));

@@ -111,6 +111,7 @@ export function launchActivity(
   instanceId: string,
   start: Date,
   how: 'new' | 'into warm pool' | 'from warm pool' = 'new',
+  StatusCode: Activity['StatusCode'] = 'Successful',
 ): Activity {
   const description = how === 'new' ? 'Launching a new EC2 instance' : `Launching a new EC2 instance ${how}`;
   return {
@@ -120,7 +121,7 @@ export function launchActivity(
     Cause:
       'At 2026-11-26T09:58:59Z an instance was started in response to a difference between desired and actual capacity.',
     StartTime: start,
-    StatusCode: 'Successful',
+    StatusCode,
   };
 }
 
