@@ -22,12 +22,6 @@ const DELIVERY_TIMEOUT_SECONDS = 600;
 const TAIL_CHARS = 2_000;
 
 /**
- * The condition key under which the orchestrator's role may send to an instance (its value
- * must be a managed group); infra/permissions.ts grants SendCommand with it.
- */
-export const SEND_TAG_CONDITION_KEY = 'ssm:resourceTag/aws:autoscaling:groupName';
-
-/**
  * SendCommand's InvalidInstanceId: the SSM agent is not registered (yet) — or, when it is
  * online, the role may not send to this instance.
  */

@@ -1,10 +1,10 @@
 import { MetricName } from '../shared/metric-names';
+import { SEND_TAG_CONDITION_KEY } from '../shared/send-permission';
 import {
   agentStatuses,
   deployParameters,
   isAgentNotReady,
   isThrottled,
-  SEND_TAG_CONDITION_KEY,
   selfDeployCommands,
   sendSelfDeploy,
 } from './commands';

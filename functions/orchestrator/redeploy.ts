@@ -4,12 +4,12 @@ import {
 } from '@aws-sdk/client-auto-scaling';
 import { InvalidInputError } from '../shared/errors';
 import { MetricName } from '../shared/metric-names';
+import { SEND_TAG_CONDITION_KEY } from '../shared/send-permission';
 import {
   agentStatuses,
   deployParameters,
   isAgentNotReady,
   MAX_INSTANCES_PER_COMMAND,
-  SEND_TAG_CONDITION_KEY,
   sendSelfDeploy,
 } from './commands';
 import { managedGroup } from './config';
