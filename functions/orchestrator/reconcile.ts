@@ -25,15 +25,12 @@ import {
 import type { Deps } from './deps';
 import { startDeploy } from './launch';
 import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
-import { type LaunchScan, scanLaunches, sentDuringCurrentWait } from './wait-start';
+import { type LaunchScan, MAX_ACTIVITY_PAGES, scanLaunches, sentDuringCurrentWait } from './wait-start';
 
 /** Instances looked at in parallel; bounded so a big fleet does not burst the APIs. */
 const CONCURRENCY = 10;
 /** DescribeAutoScalingGroups takes at most this many names per call. */
 const GROUP_NAMES_PER_CALL = 100;
-
-/** Pages of a group's scaling activities a reconcile reads at most to find its waiting instances' launches. */
-const ACTIVITY_PAGES = 20;
 
 /** What the reconciler did with one waiting instance. */
 export type InstanceReconcile =
@@ -160,7 +157,7 @@ function groupRun(deps: Deps, name: string, group: GroupConfig, waitingIds: read
   return {
     name,
     group,
-    launches: once(() => scanLaunches(deps, name, waitingIds, { maxPages: ACTIVITY_PAGES })),
+    launches: once(() => scanLaunches(deps, name, waitingIds)),
     metadata: once(async () => {
       const output = await deps.clients.autoScaling.send(
         new DescribeLifecycleHooksCommand({
@@ -228,7 +225,7 @@ async function reconcileInstance(deps: Deps, run: GroupRun, instance: Instance):
       );
     } else {
       deps.logger.warn(
-        `no launch activity of the instance in ${ACTIVITY_PAGES} pages of its group's activities; its commands are not trusted`,
+        `no launch activity of the instance in ${MAX_ACTIVITY_PAGES} pages of its group's activities; its commands are not trusted`,
         keys,
       );
     }

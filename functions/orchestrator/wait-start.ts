@@ -28,8 +28,8 @@ export function launchedInstance(activity: Pick<Activity, 'Description'>): strin
 
 /**
  * Reads the group's scaling activities until every wanted instance's newest launch was seen,
- * an ended activity older than `back` was seen, the history ends, or `maxPages` pages were
- * read. Auto Scaling lists activities in progress first (a launch whose hook still waits is
+ * an ended activity older than `back` was seen, the history ends, or MAX_ACTIVITY_PAGES pages
+ * were read. Auto Scaling lists activities in progress first (a launch whose hook still waits is
  * one), then the ended ones, each newest first: so everything since an ended activity's
  * start has been seen once that activity has, but an old activity in progress proves nothing.
  */
@@ -37,13 +37,13 @@ export async function scanLaunches(
   deps: Deps,
   groupName: string,
   instanceIds: Iterable<string>,
-  options: { readonly back?: Date; readonly maxPages?: number } = {},
+  options: { readonly back?: Date } = {},
 ): Promise<LaunchScan> {
   const wanted = new Set(instanceIds);
   const starts = new Map<string, Date>();
   let coveredSince: Date | undefined;
   let nextToken: string | undefined;
-  for (let page = 0; page < (options.maxPages ?? MAX_ACTIVITY_PAGES); page++) {
+  for (let page = 0; page < MAX_ACTIVITY_PAGES; page++) {
     const output = await deps.clients.autoScaling.send(
       new DescribeScalingActivitiesCommand({
         AutoScalingGroupName: groupName,
