@@ -61,3 +61,11 @@ export function parseConfig(raw: string | undefined): Config {
   }
   return result.data;
 }
+
+/**
+ * The settings of a managed group, or undefined when `name` is not one. Own keys only: a name
+ * such as `constructor` or `__proto__` must never reach an inherited property of the object.
+ */
+export function managedGroup(config: Config, name: string): GroupConfig | undefined {
+  return Object.hasOwn(config.groups, name) ? config.groups[name] : undefined;
+}
