@@ -3,9 +3,11 @@ import * as path from 'node:path';
 import { Duration, aws_logs as logs } from 'aws-cdk-lib';
 import * as z from 'zod/mini';
 import { WARM_POOL_POLICIES } from '../functions/orchestrator/config';
+import { DOCUMENT_PARAMETERS } from '../functions/shared/document-contract';
 import { describeIssues } from '../functions/shared/validation';
 import { PROJECT_ROOT } from './bundling';
 import type { SelfDeployProps } from './self-deploy';
+import { SelfDeployPropsError, selfDeployPropsProblems } from './settings';
 
 /** Context key holding the existing-groups configuration itself (an object, or its JSON text). */
 export const CONFIG_CONTEXT_KEY = 'selfdeploy';
@@ -14,6 +16,7 @@ export const CONFIG_FILE_CONTEXT_KEY = 'selfdeployConfigFile';
 /** Read when neither context key is set, so that a fresh clone synthesizes. */
 export const EXAMPLE_CONFIG_FILE = path.join(PROJECT_ROOT, 'infra', 'existing-groups.example.json');
 
+// The form of each setting only; what the values mean is checked with the construct's own checks.
 const seconds = z.int().check(z.positive());
 
 const groupSchema = z.strictObject({
@@ -26,6 +29,9 @@ const groupSchema = z.strictObject({
   appUser: z.optional(z.string()),
   deployPath: z.optional(z.string()),
   appPath: z.optional(z.string()),
+  healthCheckUrl: z.optional(z.string()),
+  /** The role of the group's instances: granted the command output and this group's environment's parameters. */
+  instanceRoleName: z.optional(z.string().check(z.minLength(1))),
 });
 
 const documentSchema = z.strictObject({
@@ -38,11 +44,16 @@ const documentSchema = z.strictObject({
   allowRootAppUser: z.optional(z.boolean()),
   lockTimeoutSeconds: z.optional(z.int()),
   stateDirectory: z.optional(z.string()),
+  bootWaitSeconds: z.optional(z.int()),
+  bootCheckCommand: z.optional(z.string()),
+  healthCheckAttempts: z.optional(z.int()),
+  healthCheckIntervalSeconds: z.optional(z.int()),
+  allowSudoAppUser: z.optional(z.boolean()),
 });
 
 const retentionDays = new Set<number>(Object.values(logs.RetentionDays).filter((v) => typeof v === 'number'));
 
-/** The existing-groups stack's configuration: SelfDeployProps in JSON form, plus instance roles to grant. */
+/** The existing-groups stack's configuration: SelfDeployProps in JSON form, plus the groups' instance roles. */
 export const existingGroupsConfigSchema = z.strictObject({
   groups: z.array(groupSchema).check(z.minLength(1)),
   executionTimeoutSeconds: z.optional(seconds),
@@ -62,8 +73,12 @@ export const existingGroupsConfigSchema = z.strictObject({
   redeployMaxConcurrency: z.optional(z.string()),
   redeployMaxErrors: z.optional(z.string()),
   document: z.optional(documentSchema),
-  /** Roles of the groups' instances, granted the output log group and the document's parameters. */
-  instanceRoleNames: z.optional(z.array(z.string().check(z.minLength(1)))),
+  /** Key ARN of the customer managed KMS key that encrypts the deploy-key parameters. */
+  deployKeyEncryptionKeyArn: z.optional(z.string()),
+  // One list of roles granted every environment's parameters gave staging roles production's deploy key.
+  instanceRoleNames: z.optional(
+    z.never('is replaced by groups[].instanceRoleName: each role gets the parameters of its own groups only'),
+  ),
 });
 export type ExistingGroupsConfig = z.output<typeof existingGroupsConfigSchema>;
 
@@ -77,7 +92,8 @@ export interface LoadedConfig {
 
 /**
  * Reads the configuration: the `selfdeploy` context value, else the file named by
- * `selfdeployConfigFile`, else the example file. Throws naming every problem.
+ * `selfdeployConfigFile`, else the example file. Throws one SelfDeployPropsError naming every
+ * problem: of the form, and of the meaning of every setting whose form is right.
  */
 export function loadExistingGroupsConfig(tryGetContext: (key: string) => unknown): LoadedConfig {
   const inline = tryGetContext(CONFIG_CONTEXT_KEY);
@@ -92,7 +108,7 @@ export function loadExistingGroupsConfig(tryGetContext: (key: string) => unknown
   }
   const filePath = typeof file === 'string' ? path.resolve(file) : EXAMPLE_CONFIG_FILE;
   if (!existsSync(filePath)) {
-    throw new Error(`${CONFIG_FILE_CONTEXT_KEY}: ${filePath} does not exist`);
+    throw new SelfDeployPropsError(`${CONFIG_FILE_CONTEXT_KEY}: ${filePath} does not exist`);
   }
   return {
     source: filePath,
@@ -106,7 +122,7 @@ export function toSelfDeployProps(config: ExistingGroupsConfig): SelfDeployProps
   const optionalSeconds = (value: number | undefined) =>
     value === undefined ? undefined : Duration.seconds(value);
   return {
-    groups: config.groups.map(({ name, heartbeatTimeoutSeconds, ...settings }) => ({
+    groups: config.groups.map(({ name, heartbeatTimeoutSeconds, instanceRoleName: _role, ...settings }) => ({
       ...settings,
       autoScalingGroup: name,
       heartbeatTimeout: optionalSeconds(heartbeatTimeoutSeconds),
@@ -125,21 +141,64 @@ export function toSelfDeployProps(config: ExistingGroupsConfig): SelfDeployProps
     redeployMaxConcurrency: config.redeployMaxConcurrency,
     redeployMaxErrors: config.redeployMaxErrors,
     document: config.document,
+    deployKeyEncryptionKey: config.deployKeyEncryptionKeyArn,
   };
+}
+
+/** Each instance role named by the groups, with the environments of the groups that name it. */
+export function instanceRoleEnvironments(config: ExistingGroupsConfig): Map<string, string[]> {
+  const roles = new Map<string, string[]>();
+  for (const group of config.groups) {
+    if (group.instanceRoleName === undefined) continue;
+    const environment = group.environment ?? DOCUMENT_PARAMETERS.environment.default;
+    const environments = roles.get(group.instanceRoleName) ?? [];
+    if (!environments.includes(environment)) environments.push(environment);
+    roles.set(group.instanceRoleName, environments);
+  }
+  return roles;
 }
 
 function jsonOf(text: string, source: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new Error(`${source} is not valid JSON: ${(error as Error).message}`);
+    throw new SelfDeployPropsError(`${source} is not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }
 
 function parse(value: unknown, source: string): ExistingGroupsConfig {
   const result = existingGroupsConfigSchema.safeParse(value);
-  if (!result.success) {
-    throw new Error(`${source} is not a valid selfdeploy configuration: ${describeIssues(result.error)}`);
+  // Settings of the wrong form are left out, so that the meaning of all others is checked too.
+  const checkable = result.success ? result.data : withoutIssues(value, result.error);
+  const problems = [
+    ...(result.success ? [] : [describeIssues(result.error)]),
+    ...(checkable === undefined ? [] : selfDeployPropsProblems(toSelfDeployProps(checkable))),
+  ];
+  if (!result.success || problems.length > 0) {
+    throw new SelfDeployPropsError(
+      `${source} is not a valid selfdeploy configuration: ${problems.join('; ')}`,
+    );
   }
   return result.data;
+}
+
+/** `value` without the settings `error` is about, when what is left is a configuration. */
+function withoutIssues(value: unknown, error: z.core.$ZodError): ExistingGroupsConfig | undefined {
+  const copy: unknown = structuredClone(value);
+  const child = (node: unknown, key: PropertyKey): unknown =>
+    typeof node === 'object' && node !== null ? Reflect.get(node, key) : undefined;
+  for (const issue of error.issues) {
+    // An unrecognized key is reported on its object; every other issue on the setting itself.
+    const [parentPath, keys] =
+      issue.code === 'unrecognized_keys'
+        ? [issue.path, issue.keys]
+        : [issue.path.slice(0, -1), issue.path.slice(-1)];
+    const parent = parentPath.reduce(child, copy);
+    if (typeof parent !== 'object' || parent === null || keys.length === 0) return undefined;
+    for (const key of keys) Reflect.deleteProperty(parent, key);
+  }
+  const retried = existingGroupsConfigSchema.safeParse(copy);
+  return retried.success ? retried.data : undefined;
 }

@@ -11,13 +11,15 @@ import {
   Validations,
 } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
+import { shellQuote } from './document';
 import { outputs } from './existing-groups-stack';
 import { SelfDeploy } from './self-deploy';
 
 /** Props of {@link DemoStack}. */
 export interface DemoStackProps extends StackProps {
   /**
-   * Public git repository of a Capistrano application with a `local_production` stage.
+   * Public git repository of a Capistrano application whose `local_production` stage is a
+   * copy of selfdeploy's scripts/instance/capistrano/local_production.rb.
    * @default a one-page application in a repository created on each instance
    */
   readonly repositoryUrl?: string;
@@ -37,6 +39,20 @@ const APP_USER = 'deploy';
 const APP_PATH = '/var/www/app';
 const DEPLOY_PATH = '/var/www/app/deploy';
 const USER_DATA_SCRIPT = path.join(__dirname, 'demo', 'user-data.sh');
+// selfdeploy's shipped Capistrano stage, which the demo application uses unchanged.
+const STAGE_PATH = path.join(__dirname, '..', 'scripts', 'instance', 'capistrano', 'local_production.rb');
+const STAGE_DELIMITER = 'SELFDEPLOY_STAGE_END';
+
+/**
+ * A shell function printing `stage` byte for byte: a quoted here-document expands nothing,
+ * and its last line's newline is the file's own.
+ */
+function stageFunction(stage: string): string {
+  if (!stage.endsWith('\n') || stage.split('\n').includes(STAGE_DELIMITER)) {
+    throw new Error(`${STAGE_PATH} must end with a newline and have no line "${STAGE_DELIMITER}"`);
+  }
+  return `write_stage() {\n  cat <<'${STAGE_DELIMITER}'\n${stage}${STAGE_DELIMITER}\n}`;
+}
 
 /**
  * Everything needed to try selfdeploy in an empty account: a small VPC, an Amazon Linux
@@ -82,8 +98,9 @@ export class DemoStack extends Stack {
 
     const userData = ec2.UserData.forLinux();
     userData.addCommands(
-      `APP_USER='${APP_USER}' APP_PATH='${APP_PATH}' DEPLOY_PATH='${DEPLOY_PATH}'`,
-      `REPOSITORY_URL='${props.repositoryUrl ?? ''}'`,
+      `APP_USER=${shellQuote(APP_USER)} APP_PATH=${shellQuote(APP_PATH)} DEPLOY_PATH=${shellQuote(DEPLOY_PATH)}`,
+      `REPOSITORY_URL=${shellQuote(props.repositoryUrl ?? '')}`,
+      stageFunction(readFileSync(STAGE_PATH, 'utf8')),
       readFileSync(USER_DATA_SCRIPT, 'utf8'),
     );
 

@@ -70,6 +70,47 @@ export interface SelfDeployDocumentOptions {
    * @default '/var/lib/selfdeploy'
    */
   readonly stateDirectory?: string;
+  /**
+   * Seconds a run waits for the instance to finish booting (user data may still install
+   * git or Ruby when the SSM agent comes online) before it checks prerequisites; 0 = no
+   * wait. The wait counts inside the command's executionTimeout. From 0 to 7200.
+   * @default 600
+   */
+  readonly bootWaitSeconds?: number;
+  /**
+   * Command run by `sh -c` as root that exits 0 once boot has finished, bounded by
+   * bootWaitSeconds. One line of printable ASCII.
+   * @default none: `cloud-init status --wait` where cloud-init exists, else `systemctl is-system-running --wait`
+   */
+  readonly bootCheckCommand?: string;
+  /**
+   * Attempts of the health check (a group's healthCheckUrl) before the deploy counts as
+   * failed. From 1 to 100.
+   * @default 10
+   */
+  readonly healthCheckAttempts?: number;
+  /**
+   * Seconds between two health-check attempts. From 1 to 60.
+   * @default 3
+   */
+  readonly healthCheckIntervalSeconds?: number;
+  /**
+   * Allow an `appUser` with sudo rights. Such a user runs the repository's Gemfile and
+   * Capfile with root's powers in effect.
+   * @default false
+   */
+  readonly allowSudoAppUser?: boolean;
+}
+
+/** Build-time options the SelfDeploy document cannot be built with; the message names every problem. */
+export class SelfDeployDocumentOptionsError extends Error {
+  public constructor(
+    /** Each problem, as `SelfDeployDocumentOptions.<option>: <why>`. */
+    public readonly problems: readonly string[],
+  ) {
+    super(problems.join('; '));
+    this.name = 'SelfDeployDocumentOptionsError';
+  }
 }
 
 /**
@@ -113,6 +154,9 @@ const DEFAULTS = {
   branches: { production: 'master', staging: 'develop' },
   lockTimeoutSeconds: 600,
   stateDirectory: '/var/lib/selfdeploy',
+  bootWaitSeconds: 600,
+  healthCheckAttempts: 10,
+  healthCheckIntervalSeconds: 3,
 } as const;
 
 /** The script's variable for each parameter (SELFDEPLOY_ + upper snake case). */
@@ -224,38 +268,77 @@ export function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
-/** Validated build-time settings, as the script's environment variables. */
+/**
+ * Every problem of `options`, each as `SelfDeployDocumentOptions.<option>: <why>`; empty when
+ * the document can be built with them. For callers that report a whole configuration at once.
+ */
+export function documentOptionsProblems(options: SelfDeployDocumentOptions): string[] {
+  return checkedSettings(options).problems;
+}
+
+/** Validated build-time settings, as the script's environment variables; throws naming every problem. */
 function settingsFromOptions(options: SelfDeployDocumentOptions): Record<string, string> {
-  const fail = (what: string, why: string): never => {
-    throw new Error(`SelfDeployDocumentOptions.${what}: ${why}`);
+  const { settings, problems } = checkedSettings(options);
+  if (problems.length > 0) {
+    throw new SelfDeployDocumentOptionsError(problems);
+  }
+  return settings;
+}
+
+function checkedSettings(options: SelfDeployDocumentOptions): {
+  settings: Record<string, string>;
+  problems: string[];
+} {
+  const problems: string[] = [];
+  const problem = (what: keyof SelfDeployDocumentOptions, why: string): void => {
+    problems.push(`SelfDeployDocumentOptions.${what}: ${why}`);
   };
+  const wholeNumber = (
+    what: keyof SelfDeployDocumentOptions,
+    value: number,
+    min: number,
+    max: number,
+  ): void => {
+    if (!Number.isInteger(value) || value < min || value > max) {
+      problem(what, `must be a whole number from ${min} to ${max}, not ${value}`);
+    }
+  };
+
   const deployCommand = options.deployCommand ?? DEFAULTS.deployCommand;
   const gemInstallCommand = options.gemInstallCommand ?? DEFAULTS.gemInstallCommand;
+  const bootCheckCommand = options.bootCheckCommand;
   for (const [what, command] of [
     ['deployCommand', deployCommand],
     ['gemInstallCommand', gemInstallCommand],
+    ['bootCheckCommand', bootCheckCommand],
   ] as const) {
-    if (!ONE_LINE_COMMAND.test(command) || command.includes('{{')) {
-      fail(what, 'must be one line of printable ASCII (at most 1000 characters) without "{{"');
+    if (command !== undefined && (!ONE_LINE_COMMAND.test(command) || command.includes('{{'))) {
+      problem(what, 'must be one line of printable ASCII (at most 1000 characters) without "{{"');
     }
   }
   const environmentPattern = new RegExp(DOCUMENT_PARAMETERS.environment.pattern);
   const branches = Object.entries(options.branches ?? DEFAULTS.branches).map(([environment, branch]) => {
     if (!environmentPattern.test(environment)) {
-      fail(
+      problem(
         'branches',
         `environment ${JSON.stringify(environment)} does not match ${environmentPattern.source}`,
       );
     }
     if (!BRANCH.test(branch)) {
-      fail('branches', `branch ${JSON.stringify(branch)} for ${environment} does not match ${BRANCH.source}`);
+      problem(
+        'branches',
+        `branch ${JSON.stringify(branch)} for ${environment} does not match ${BRANCH.source}`,
+      );
     }
     return `${environment}=${branch}`;
   });
   for (const what of ['pinnedRevisionParameterName', 'deployKeyParameterName'] as const) {
     const name = options[what];
     if (name !== undefined && (name === '' || name.length > 1011 || !PARAMETER_NAME_TEMPLATE.test(name))) {
-      fail(what, 'must be an SSM parameter name (letters, digits, _ . - /), optionally with {environment}');
+      problem(
+        what,
+        'must be an SSM parameter name (letters, digits, _ . - /), optionally with {environment}',
+      );
     }
   }
   const gitKnownHosts = (options.gitKnownHosts ?? '').trim();
@@ -263,26 +346,40 @@ function settingsFromOptions(options: SelfDeployDocumentOptions): Record<string,
     gitKnownHosts !== '' &&
     !gitKnownHosts.split('\n').every((line) => KNOWN_HOSTS_LINE.test(line.trim()))
   ) {
-    fail('gitKnownHosts', 'must be known_hosts lines of printable ASCII');
+    problem('gitKnownHosts', 'must be known_hosts lines of printable ASCII');
   }
   const lockTimeout = options.lockTimeoutSeconds ?? DEFAULTS.lockTimeoutSeconds;
-  if (!Number.isInteger(lockTimeout) || lockTimeout < 0 || lockTimeout > 86_400) {
-    fail('lockTimeoutSeconds', 'must be a whole number of seconds from 0 to 86400');
-  }
+  wholeNumber('lockTimeoutSeconds', lockTimeout, 0, 86_400);
   const stateDirectory = options.stateDirectory ?? DEFAULTS.stateDirectory;
   if (!STATE_DIRECTORY.test(stateDirectory)) {
-    fail('stateDirectory', `must be an absolute path matching ${STATE_DIRECTORY.source}`);
+    problem('stateDirectory', `must be an absolute path matching ${STATE_DIRECTORY.source}`);
   }
+  const bootWait = options.bootWaitSeconds ?? DEFAULTS.bootWaitSeconds;
+  wholeNumber('bootWaitSeconds', bootWait, 0, 7200);
+  const healthCheckAttempts = options.healthCheckAttempts ?? DEFAULTS.healthCheckAttempts;
+  wholeNumber('healthCheckAttempts', healthCheckAttempts, 1, 100);
+  const healthCheckInterval = options.healthCheckIntervalSeconds ?? DEFAULTS.healthCheckIntervalSeconds;
+  wholeNumber('healthCheckIntervalSeconds', healthCheckInterval, 1, 60);
+
   return {
-    SELFDEPLOY_DEPLOY_COMMAND: deployCommand,
-    SELFDEPLOY_GEM_INSTALL_COMMAND: gemInstallCommand,
-    SELFDEPLOY_BRANCHES: branches.join(' '),
-    SELFDEPLOY_PINNED_REVISION_PARAMETER: options.pinnedRevisionParameterName ?? '',
-    SELFDEPLOY_DEPLOY_KEY_PARAMETER: options.deployKeyParameterName ?? '',
-    SELFDEPLOY_GIT_KNOWN_HOSTS: gitKnownHosts,
-    SELFDEPLOY_ALLOW_ROOT: options.allowRootAppUser ? '1' : '0',
-    SELFDEPLOY_LOCK_TIMEOUT: String(lockTimeout),
-    SELFDEPLOY_STATE_DIR: stateDirectory,
+    problems,
+    settings: {
+      SELFDEPLOY_DEPLOY_COMMAND: deployCommand,
+      SELFDEPLOY_GEM_INSTALL_COMMAND: gemInstallCommand,
+      SELFDEPLOY_BRANCHES: branches.join(' '),
+      SELFDEPLOY_PINNED_REVISION_PARAMETER: options.pinnedRevisionParameterName ?? '',
+      SELFDEPLOY_DEPLOY_KEY_PARAMETER: options.deployKeyParameterName ?? '',
+      SELFDEPLOY_GIT_KNOWN_HOSTS: gitKnownHosts,
+      SELFDEPLOY_ALLOW_ROOT: options.allowRootAppUser ? '1' : '0',
+      SELFDEPLOY_ALLOW_SUDO: options.allowSudoAppUser ? '1' : '0',
+      SELFDEPLOY_LOCK_TIMEOUT: String(lockTimeout),
+      SELFDEPLOY_STATE_DIR: stateDirectory,
+      // Empty: the script's own check (cloud-init, else systemd).
+      SELFDEPLOY_BOOT_CHECK_COMMAND: bootCheckCommand ?? '',
+      SELFDEPLOY_BOOT_WAIT_SECONDS: String(bootWait),
+      SELFDEPLOY_HEALTH_CHECK_ATTEMPTS: String(healthCheckAttempts),
+      SELFDEPLOY_HEALTH_CHECK_INTERVAL: String(healthCheckInterval),
+    },
   };
 }
 
@@ -290,15 +387,25 @@ function settingsFromOptions(options: SelfDeployDocumentOptions): Record<string,
  * The step's shell (POSIX sh, as the agent runs it): map SSM_<name> to the script's
  * variables, set the build-time settings, write the embedded script to a private temporary
  * file and run it with bash. Nothing from a parameter value is ever part of this text.
+ *
+ * Success needs proof, not just exit status 0: a script cut short (a full /tmp, a partial
+ * write) can define its functions and exit 0 without deploying. So a failed write fails the
+ * run, and a run whose script exits 0 without leaving a success result in
+ * SELFDEPLOY_RESULT_FILE (the script writes it as its very last act) fails too, both with
+ * exit code noResult. The output is no proof: SSM keeps only its first 24,000 characters.
+ * Everything is one brace group, which the shell parses whole before running any of it: if
+ * the agent's own copy of this text is cut short, nothing runs and the shell exits non-zero.
  */
 function runCommand(script: string, settings: Record<string, string>): string[] {
   const scriptLines = script.replace(/\n$/, '').split('\n');
   if (scriptLines.includes(HEREDOC_DELIMITER)) {
     throw new Error(`the script contains a line "${HEREDOC_DELIMITER}", which would end its here-document`);
   }
+  const noResult = SELF_DEPLOY_EXIT_CODES.noResult;
   const presenceCheck = NEVER_EMPTY.map((name) => `[ -n "\${SSM_${name}+set}" ]`).join(' && ');
   const lines = [
     '# selfdeploy: parameter values arrive only as SSM_<name> environment variables (interpolationType ENV_VAR).',
+    '{',
     `if ! { ${presenceCheck}; }; then`,
     "  echo 'selfdeploy: error: document parameters did not arrive as SSM_<name> environment variables; SSM Agent 3.3.2746.0 or later is required' >&2",
     `  exit ${SELF_DEPLOY_EXIT_CODES.missingPrerequisite}`,
@@ -309,14 +416,34 @@ function runCommand(script: string, settings: Record<string, string>): string[] 
     ...Object.entries(settings).map(
       ([variable, value]) => `${variable}=${shellQuote(value)}; export ${variable}`,
     ),
-    `selfdeploy_dir=$(mktemp -d) || exit ${SELF_DEPLOY_EXIT_CODES.missingPrerequisite}`,
+    'if ! selfdeploy_dir=$(mktemp -d); then',
+    "  echo 'selfdeploy: error: cannot create a temporary directory for the script (mktemp -d failed); nothing was run' >&2",
+    `  exit ${noResult}`,
+    'fi',
     'trap \'rm -rf "$selfdeploy_dir"\' EXIT',
-    `cat > "$selfdeploy_dir/self-deploy.sh" <<'${HEREDOC_DELIMITER}'`,
+    `if ! cat >"$selfdeploy_dir/self-deploy.sh" <<'${HEREDOC_DELIMITER}'`,
     ...scriptLines,
     HEREDOC_DELIMITER,
+    'then',
+    '  echo "selfdeploy: error: writing the script to $selfdeploy_dir failed (is the disk full?); nothing was run" >&2',
+    `  exit ${noResult}`,
+    'fi',
+    'SELFDEPLOY_RESULT_FILE="$selfdeploy_dir/result"; export SELFDEPLOY_RESULT_FILE',
     'selfdeploy_status=0',
     'bash "$selfdeploy_dir/self-deploy.sh" || selfdeploy_status=$?',
+    'if [ "$selfdeploy_status" -eq 0 ]; then',
+    "  selfdeploy_result=''",
+    '  [ ! -f "$SELFDEPLOY_RESULT_FILE" ] || IFS= read -r selfdeploy_result <"$SELFDEPLOY_RESULT_FILE" || :',
+    '  case $selfdeploy_result in',
+    `  '{"status":"success",'*) ;;`,
+    '  *)',
+    "    echo 'selfdeploy: error: the script exited 0 but produced no result (it writes one as its last act); counted as a failure' >&2",
+    `    exit ${noResult}`,
+    '    ;;',
+    '  esac',
+    'fi',
     'exit "$selfdeploy_status"',
+    '}',
   ];
   if (lines.some((line) => line.includes('{{'))) {
     throw new Error('the document text contains "{{", which SSM would treat as a parameter reference');

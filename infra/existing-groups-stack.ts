@@ -1,7 +1,7 @@
 import { CfnOutput, aws_iam as iam, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { ExistingGroupsConfig } from './app-config';
-import { toSelfDeployProps } from './app-config';
+import { instanceRoleEnvironments, toSelfDeployProps } from './app-config';
 import { SelfDeploy } from './self-deploy';
 
 /** Props of {@link ExistingGroupsStack}. */
@@ -18,9 +18,11 @@ export class ExistingGroupsStack extends Stack {
   public constructor(scope: Construct, id: string, props: ExistingGroupsStackProps) {
     super(scope, id, props);
     this.selfDeploy = new SelfDeploy(this, 'SelfDeploy', toSelfDeployProps(props.config));
-    for (const roleName of props.config.instanceRoleNames ?? []) {
+    for (const [roleName, environments] of instanceRoleEnvironments(props.config)) {
       // Imported roles take the grant as a separate policy attached to them.
-      this.selfDeploy.grantInstance(iam.Role.fromRoleName(this, `InstanceRole${roleName}`, roleName));
+      this.selfDeploy.grantInstance(iam.Role.fromRoleName(this, `InstanceRole${roleName}`, roleName), {
+        environments,
+      });
     }
     outputs(this, this.selfDeploy);
   }

@@ -65,7 +65,8 @@ export class SelfDeployMonitoring extends Construct {
         threshold: 1,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
         alarmDescription:
-          `selfdeploy: a deploy failed on a new instance of ${group.name}; the instance was abandoned ` +
+          `selfdeploy: a deploy failed on a new instance of ${group.name} (its exit code says which step: ` +
+          'boot not finished, deploy command, verification, health check, ...); the instance was abandoned ' +
           '(or let in anyway when onFailure is CONTINUE). Read the failure log line of the orchestrator ' +
           'function, then the full command output in the command-output log group.',
       });
@@ -75,9 +76,12 @@ export class SelfDeployMonitoring extends Construct {
         threshold: 1,
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
         alarmDescription:
-          `selfdeploy: instances of ${group.name} wait in Pending:Wait with nothing moving them forward ` +
-          '(SSM agent not online, or a deploy overdue), or the reconciler stopped publishing. Check the ' +
-          "instances' SSM agent and role, the reconcile log lines, and the orchestrator's errors.",
+          `selfdeploy: instances of ${group.name} wait in Pending:Wait or Warmed:Pending:Wait with nothing ` +
+          'moving them forward: SSM agent not online; SendCommand refused although the agent is online (the ' +
+          'instance lacks the aws:autoscaling:groupName tag of a managed group, or the function role lost its ' +
+          'permission); a deploy overdue; or the reconciler failed on them. Or the reconciler stopped ' +
+          "publishing. Check the instances' SSM agent, role and tags, the reconcile log lines, and the " +
+          "orchestrator's errors.",
       });
     }
     this.alarm('FunctionErrors', {

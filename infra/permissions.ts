@@ -1,4 +1,5 @@
 import { ArnFormat, aws_iam as iam, type Stack } from 'aws-cdk-lib';
+import { SEND_TAG_CONDITION_KEY } from '../functions/shared/send-permission';
 
 /** What the orchestrator's policy is built from. */
 export interface OrchestratorGrants {
@@ -9,9 +10,6 @@ export interface OrchestratorGrants {
   /** Names of the managed groups (as the instances' aws:autoscaling:groupName tag has them). */
   readonly groupNames: readonly string[];
 }
-
-/** Tag Auto Scaling puts on every instance it launches, naming the group. */
-export const GROUP_TAG_CONDITION_KEY = 'ssm:resourceTag/aws:autoscaling:groupName';
 
 /**
  * Exactly the calls the orchestrator makes. SendCommand is authorised against both the
@@ -30,7 +28,7 @@ export function orchestratorStatements(stack: Stack, grants: OrchestratorGrants)
       actions: ['ssm:SendCommand'],
       // Instance ids are not known in advance; the group tag narrows them to the managed groups.
       resources: [anyInstanceArn(stack)],
-      conditions: { StringEquals: { [GROUP_TAG_CONDITION_KEY]: [...grants.groupNames] } },
+      conditions: { StringEquals: { [SEND_TAG_CONDITION_KEY]: [...grants.groupNames] } },
     }),
     new iam.PolicyStatement({
       sid: 'CompleteManagedLifecycleActions',
@@ -56,6 +54,11 @@ export function orchestratorStatements(stack: Stack, grants: OrchestratorGrants)
         'autoscaling:DescribeAutoScalingInstances',
         // reconcile: instances waiting to enter a warm pool are listed only here
         'autoscaling:DescribeWarmPool',
+        // completion, reconcile and the launch's duplicate check: when an instance's current wait
+        // began (its launch activity), so that a command of an earlier wait is no evidence
+        'autoscaling:DescribeScalingActivities',
+        // reconcile: the hook's NotificationMetadata (revision and environment overrides)
+        'autoscaling:DescribeLifecycleHooks',
       ],
       resources: ['*'],
     }),

@@ -5,6 +5,7 @@ import {
   Duration,
   aws_events as events,
   aws_iam as iam,
+  aws_kms as kms,
   aws_logs as logs,
   Names,
   aws_lambda_nodejs as nodejs,
@@ -19,7 +20,7 @@ import {
   Validations,
 } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { type ConfigInput, parseConfig, type WarmPoolPolicy } from '../functions/orchestrator/config';
+import type { ConfigInput, WarmPoolPolicy } from '../functions/orchestrator/config';
 import { DOCUMENT_PARAMETERS } from '../functions/shared/document-contract';
 import {
   commandStatusPattern,
@@ -37,6 +38,18 @@ import {
 import { buildSelfDeployDocument, type SelfDeployDocumentOptions } from './document';
 import { SelfDeployMonitoring } from './monitoring';
 import { anyInstanceArn, nagResourceName, orchestratorStatements, parameterArn } from './permissions';
+import {
+  assertValidProps,
+  DEFAULTS,
+  functionConfig,
+  type GroupConfigInput,
+  groupConfig,
+  heartbeatSecondsOf,
+  outputLogGroupNameOf,
+  SelfDeployPropsError,
+} from './settings';
+
+export { COMPLETION_GRACE_SECONDS, MAX_HEARTBEAT_SECONDS, SelfDeployPropsError } from './settings';
 
 /** What Auto Scaling does with an instance whose deploy failed. */
 export type FailureResult = 'ABANDON' | 'CONTINUE';
@@ -72,7 +85,8 @@ export interface SelfDeployGroup {
    */
   readonly warmPool?: WarmPoolPolicy;
   /**
-   * Unprivileged user that owns the application and runs the deploy.
+   * Dedicated unprivileged user (no sudo rights) that owns the application and runs the deploy;
+   * root is refused unless `document.allowRootAppUser` is set.
    * @default 'deploy'
    */
   readonly appUser?: string;
@@ -86,6 +100,13 @@ export interface SelfDeployGroup {
    * @default '/var/www/app'
    */
   readonly appPath?: string;
+  /**
+   * Loopback URL (http(s)://127.0.0.1, localhost or [::1]) the application must answer with a
+   * 2xx after each deploy, fetched as appUser with the document's retries; a deploy is verified
+   * only when it answers.
+   * @default no health check
+   */
+  readonly healthCheckUrl?: string;
 }
 
 /** Settings of {@link SelfDeploy}. */
@@ -139,6 +160,15 @@ export interface SelfDeployProps {
    */
   readonly document?: SelfDeployDocumentOptions;
   /**
+   * Customer managed KMS key (or its key ARN) that encrypts the deploy-key SecureString
+   * (`document.deployKeyParameterName`); `grantInstance` then allows kms:Decrypt on it, through
+   * SSM only and for the parameters of the role's own environments. Use one: under the default
+   * aws/ssm key, every principal of the account may decrypt, and AmazonSSMManagedInstanceCore
+   * allows ssm:GetParameter on every parameter, so any managed instance could read the deploy key.
+   * @default no key (the deploy key, if any, is encrypted with aws/ssm)
+   */
+  readonly deployKeyEncryptionKey?: kms.IKey | string;
+  /**
    * CloudWatch Logs group that receives every command's full output.
    * @default '/selfdeploy/<documentName>'
    */
@@ -160,20 +190,14 @@ export interface SelfDeployProps {
   readonly functionTimeout?: Duration;
 }
 
-/** Longest heartbeat timeout a lifecycle hook accepts. */
-export const MAX_HEARTBEAT_SECONDS = 7200;
-/** Added to agent wait + execution timeout by default: status event delivery and completion. */
-export const COMPLETION_GRACE_SECONDS = 120;
-
-const DEFAULTS = {
-  executionTimeout: Duration.minutes(30),
-  agentWait: Duration.minutes(10),
-  reconcileInterval: Duration.minutes(5),
-  functionTimeout: Duration.minutes(5),
-  lifecycleHookName: 'selfdeploy',
-  onFailure: 'ABANDON',
-  logRetention: logs.RetentionDays.ONE_MONTH,
-} as const;
+/** Which environments' parameters an instance role may read. */
+export interface InstanceGrantOptions {
+  /**
+   * The environments the role's instances deploy (those of the groups that use the role).
+   * @default the environment of the managed groups; required when they deploy more than one
+   */
+  readonly environments?: readonly string[];
+}
 
 interface ManagedGroup {
   readonly id: string;
@@ -181,7 +205,7 @@ interface ManagedGroup {
   readonly name: string;
   readonly lifecycleHookName: string;
   readonly heartbeatSeconds: number;
-  readonly config: ConfigInput['groups'][string];
+  readonly config: GroupConfigInput;
 }
 
 /**
@@ -209,44 +233,35 @@ export class SelfDeploy extends Construct {
 
   private readonly documentOptions: SelfDeployProps['document'];
   private readonly environments: readonly string[];
+  private readonly deployKeyEncryptionKey: kms.IKey | undefined;
 
   public constructor(scope: Construct, id: string, props: SelfDeployProps) {
     super(scope, id);
+    assertValidProps(props);
     const stack = Stack.of(this);
-    const executionSeconds = (props.executionTimeout ?? DEFAULTS.executionTimeout).toSeconds();
     const agentWaitSeconds = (props.agentWait ?? DEFAULTS.agentWait).toSeconds();
+    const neededSeconds =
+      agentWaitSeconds + (props.executionTimeout ?? DEFAULTS.executionTimeout).toSeconds();
     const reconcileInterval = props.reconcileInterval ?? DEFAULTS.reconcileInterval;
     const functionTimeout = props.functionTimeout ?? DEFAULTS.functionTimeout;
     this.documentName =
       props.documentName ?? `SelfDeploy-${Names.uniqueResourceName(this, { maxLength: 100 })}`;
-    const outputLogGroupName = props.outputLogGroupName ?? `/selfdeploy/${this.documentName}`;
 
-    const groups = managedGroups(this, props.groups, agentWaitSeconds + executionSeconds);
-    checkTimings(groups, reconcileInterval, functionTimeout);
-    if (
-      props.alarmEmail !== undefined &&
-      !Token.isUnresolved(props.alarmEmail) &&
-      !EMAIL.test(props.alarmEmail)
-    ) {
-      throw new Error(`alarmEmail ${JSON.stringify(props.alarmEmail)} is not an e-mail address`);
-    }
-
-    this.config = {
-      documentName: this.documentName,
-      executionTimeoutSeconds: executionSeconds,
-      agentWaitSeconds,
-      outputLogGroupName,
-      ...(props.redeployMaxConcurrency !== undefined && {
-        redeployMaxConcurrency: props.redeployMaxConcurrency,
-      }),
-      ...(props.redeployMaxErrors !== undefined && { redeployMaxErrors: props.redeployMaxErrors }),
-      groups: Object.fromEntries(groups.map((group) => [group.name, group.config])),
-    };
-    validateConfig(this.config);
+    const groups = managedGroups(this, props.groups, neededSeconds);
+    this.config = functionConfig(
+      props,
+      groups.map((group) => [group.name, group.config]),
+      this.documentName,
+    );
+    const outputLogGroupName = outputLogGroupNameOf(props, this.documentName);
     this.environments = [
       ...new Set(groups.map((group) => group.config.environment ?? DOCUMENT_PARAMETERS.environment.default)),
     ];
     this.documentOptions = props.document;
+    this.deployKeyEncryptionKey =
+      typeof props.deployKeyEncryptionKey === 'string'
+        ? kms.Key.fromKeyArn(this, 'DeployKeyEncryptionKey', props.deployKeyEncryptionKey)
+        : props.deployKeyEncryptionKey;
 
     for (const group of groups) {
       addLaunchHook(this, group);
@@ -382,10 +397,13 @@ export class SelfDeploy extends Construct {
 
   /**
    * Grants an instance role what running the SelfDeploy document needs: writing the command
-   * output, and reading the pinned-revision and deploy-key parameters of the managed environments.
+   * output, and reading the pinned-revision and deploy-key parameters of its own environments
+   * only (a staging instance must not read production's deploy key), with kms:Decrypt on
+   * `deployKeyEncryptionKey` through SSM for exactly those deploy-key parameters.
    */
-  public grantInstance(grantee: iam.IGrantable): void {
+  public grantInstance(grantee: iam.IGrantable, options: InstanceGrantOptions = {}): void {
     const stack = Stack.of(this);
+    const environments = this.grantedEnvironments(options);
     this.outputLogGroup.grant(
       grantee,
       'logs:CreateLogStream',
@@ -401,22 +419,56 @@ export class SelfDeploy extends Construct {
           'logs:DescribeLogGroups takes no resource; the SSM agent uses it to find the command-output group.',
       });
     }
-    const templates = [
-      this.documentOptions?.pinnedRevisionParameterName,
-      this.documentOptions?.deployKeyParameterName,
-    ];
-    const parameterNames = templates.flatMap((template) =>
+    const parameterArns = (template: string | undefined) =>
       template === undefined
         ? []
-        : this.environments.map((environment) => template.replaceAll('{environment}', environment)),
-    );
-    if (parameterNames.length > 0) {
+        : [
+            ...new Set(
+              environments.map((environment) =>
+                parameterArn(stack, template.replaceAll('{environment}', environment)),
+              ),
+            ),
+          ];
+    const deployKeyArns = parameterArns(this.documentOptions?.deployKeyParameterName);
+    const readable = [...parameterArns(this.documentOptions?.pinnedRevisionParameterName), ...deployKeyArns];
+    if (readable.length > 0) {
+      iam.Grant.addToPrincipal({ grantee, actions: ['ssm:GetParameter'], resourceArns: readable });
+    }
+    if (this.deployKeyEncryptionKey !== undefined && deployKeyArns.length > 0) {
       iam.Grant.addToPrincipal({
         grantee,
-        actions: ['ssm:GetParameter'],
-        resourceArns: [...new Set(parameterNames)].map((name) => parameterArn(stack, name)),
+        actions: ['kms:Decrypt'],
+        resourceArns: [this.deployKeyEncryptionKey.keyArn],
+        conditions: {
+          // Only when SSM decrypts a deploy-key parameter of these environments for the role:
+          // SSM puts the parameter's ARN in the encryption context of every SecureString.
+          StringEquals: {
+            'kms:ViaService': `ssm.${stack.region}.${stack.urlSuffix}`,
+            'kms:EncryptionContext:PARAMETER_ARN': deployKeyArns,
+          },
+        },
       });
     }
+  }
+
+  /** The environments a grant covers; throws naming every problem with them. */
+  private grantedEnvironments(options: InstanceGrantOptions): readonly string[] {
+    const managed = this.environments.join(', ');
+    if (options.environments === undefined) {
+      if (this.environments.length === 1) return this.environments;
+      throw new SelfDeployPropsError(
+        `grantInstance: the groups deploy ${managed}; name the environments this role's instances deploy ` +
+          '(options.environments), so that no role reads the parameters of another environment',
+      );
+    }
+    const unknown = options.environments.filter((environment) => !this.environments.includes(environment));
+    if (options.environments.length === 0 || unknown.length > 0) {
+      throw new SelfDeployPropsError(
+        `grantInstance: environments ${JSON.stringify(options.environments)} must be one or more of the ` +
+          `environments the groups deploy (${managed})`,
+      );
+    }
+    return [...new Set(options.environments)];
   }
 
   private createTopic(): sns.Topic {
@@ -431,120 +483,30 @@ export class SelfDeploy extends Construct {
   }
 }
 
-const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-
-/** Resolves each group to an IAutoScalingGroup, its settings and its heartbeat timeout; throws on impossible ones. */
+/** Resolves each group to an IAutoScalingGroup, its settings and its heartbeat timeout (props already checked). */
 function managedGroups(
   scope: Construct,
   groups: readonly SelfDeployGroup[],
   neededSeconds: number,
 ): ManagedGroup[] {
-  if (groups.length === 0) {
-    throw new Error('groups is empty: name at least one Auto Scaling group for selfdeploy to manage');
-  }
-  if (neededSeconds > MAX_HEARTBEAT_SECONDS) {
-    throw new Error(
-      `agentWait + executionTimeout is ${neededSeconds} s, but a lifecycle hook waits at most ` +
-        `${MAX_HEARTBEAT_SECONDS} s between heartbeats: lower executionTimeout or agentWait`,
-    );
-  }
-  const seen = new Set<string>();
   return groups.map((settings, index) => {
     const given = settings.autoScalingGroup;
-    const givenName = typeof given === 'string' ? given : given.autoScalingGroupName;
-    // Names of groups built in this app are tokens: those are told apart by construct instead.
-    const key = Token.isUnresolved(givenName) && typeof given !== 'string' ? given.node.path : givenName;
-    if (seen.has(key)) {
-      throw new Error(`group ${givenName} is listed twice: list each Auto Scaling group once`);
-    }
-    seen.add(key);
     const id = typeof given === 'string' ? constructId(given, index) : given.node.id;
     const group =
       typeof given === 'string'
         ? autoscaling.AutoScalingGroup.fromAutoScalingGroupName(scope, `${id}Group`, given)
         : given;
-    const name = group.autoScalingGroupName;
-
-    const heartbeatSeconds =
-      settings.heartbeatTimeout?.toSeconds() ??
-      Math.min(MAX_HEARTBEAT_SECONDS, neededSeconds + COMPLETION_GRACE_SECONDS);
-    if (heartbeatSeconds < neededSeconds || heartbeatSeconds > MAX_HEARTBEAT_SECONDS) {
-      throw new Error(
-        `group ${id}: heartbeatTimeout is ${heartbeatSeconds} s; it must cover agentWait + executionTimeout ` +
-          `(${neededSeconds} s) and be at most ${MAX_HEARTBEAT_SECONDS} s: raise heartbeatTimeout or lower ` +
-          'executionTimeout or agentWait',
-      );
-    }
-    if (settings.deployPath !== undefined && settings.deployPath === settings.appPath) {
-      throw new Error(
-        `group ${id}: deployPath and appPath are both ${settings.deployPath}; the deploy checkout must not be ` +
-          'the directory Capistrano deploys into: give them different paths',
-      );
-    }
-    const lifecycleHookName = settings.lifecycleHookName ?? DEFAULTS.lifecycleHookName;
+    const heartbeatSeconds = heartbeatSecondsOf(settings, neededSeconds);
+    const config = groupConfig(settings, heartbeatSeconds);
     return {
       id,
       group,
-      name,
-      lifecycleHookName,
+      name: group.autoScalingGroupName,
+      lifecycleHookName: config.lifecycleHookName,
       heartbeatSeconds,
-      config: {
-        lifecycleHookName,
-        heartbeatTimeoutSeconds: heartbeatSeconds,
-        onFailure: settings.onFailure ?? DEFAULTS.onFailure,
-        ...(settings.environment !== undefined && { environment: settings.environment }),
-        ...(settings.appUser !== undefined && { appUser: settings.appUser }),
-        ...(settings.deployPath !== undefined && { deployPath: settings.deployPath }),
-        ...(settings.appPath !== undefined && { appPath: settings.appPath }),
-        ...(settings.warmPool !== undefined && { warmPool: settings.warmPool }),
-      },
+      config,
     };
   });
-}
-
-function checkTimings(
-  groups: readonly ManagedGroup[],
-  reconcileInterval: Duration,
-  functionTimeout: Duration,
-): void {
-  const intervalSeconds = reconcileInterval.toSeconds();
-  if (intervalSeconds < 60 || intervalSeconds % 60 !== 0) {
-    throw new Error(`reconcileInterval is ${intervalSeconds} s: give a whole number of minutes, at least 1`);
-  }
-  const shortest = Math.min(...groups.map((group) => group.heartbeatSeconds));
-  if (intervalSeconds >= shortest) {
-    throw new Error(
-      `reconcileInterval (${intervalSeconds} s) is not shorter than the shortest heartbeatTimeout (${shortest} s): ` +
-        'an instance whose events were lost would time out before the reconciler sees it; lower reconcileInterval',
-    );
-  }
-  const timeoutSeconds = functionTimeout.toSeconds();
-  if (timeoutSeconds < 10 || timeoutSeconds > 900) {
-    throw new Error(
-      `functionTimeout is ${timeoutSeconds} s: Lambda allows up to 900 s; selfdeploy needs at least 10 s`,
-    );
-  }
-}
-
-/** Checks the function's configuration as it will read it; unresolved group names are checked by shape only. */
-function validateConfig(config: ConfigInput): void {
-  const concrete = {
-    ...config,
-    groups: Object.fromEntries(
-      Object.entries(config.groups).map(([name, group], index) => [
-        Token.isUnresolved(name) ? `group-built-in-this-app-${index}` : name,
-        group,
-      ]),
-    ),
-  };
-  try {
-    parseConfig(JSON.stringify(concrete));
-  } catch (error) {
-    throw new Error(
-      `${(error as Error).message.replace(/^SELFDEPLOY_CONFIG is invalid: /, 'selfdeploy settings are invalid: ')} ` +
-        '(groups.<name>.<setting> is the setting of that group in SelfDeployProps.groups)',
-    );
-  }
 }
 
 /**
@@ -564,7 +526,7 @@ function addLaunchHook(scope: Construct, group: ManagedGroup): void {
   if (cfnGroup instanceof autoscaling.CfnAutoScalingGroup && Stack.of(cfnGroup) === Stack.of(scope)) {
     const existing = cfnGroup.lifecycleHookSpecificationList ?? [];
     if (!Array.isArray(existing)) {
-      throw new Error(
+      throw new SelfDeployPropsError(
         `group ${group.id}: its lifecycle hook list is a token; selfdeploy cannot add its hook to it`,
       );
     }

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything selfdeploy needs on this machine: the npm packages (npm ci) and
 # the OS packages the tests and the local run use (git, OpenSSH server, Capistrano,
-# Ruby's bundler, shellcheck). Safe to run again: it installs only what is missing.
+# Ruby's bundler, shellcheck, curl for health checks, sudo to test the refusal of app
+# users with sudo rights). Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly OS_PACKAGES=(git openssh-server openssh-client capistrano ruby bundler shellcheck)
+readonly OS_PACKAGES=(git openssh-server openssh-client capistrano ruby bundler shellcheck curl sudo)
 # The command each package provides, to check before installing anything.
-readonly OS_COMMANDS=(git /usr/sbin/sshd ssh-keygen cap ruby bundle shellcheck)
+readonly OS_COMMANDS=(git /usr/sbin/sshd ssh-keygen cap ruby bundle shellcheck curl sudo)
 
 info() { printf 'setup: %s\n' "$*"; }
 fail() {

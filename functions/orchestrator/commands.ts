@@ -1,6 +1,7 @@
 import {
   type Command,
   GetCommandInvocationCommand,
+  type GetCommandInvocationCommandOutput,
   ListCommandInvocationsCommand,
   paginateDescribeInstanceInformation,
   paginateListCommands,
@@ -20,7 +21,10 @@ const DELIVERY_TIMEOUT_SECONDS = 600;
 /** Characters of each output stream shown in a failure log line. */
 const TAIL_CHARS = 2_000;
 
-/** The SSM agent is not registered (yet): SendCommand's InvalidInstanceId. */
+/**
+ * SendCommand's InvalidInstanceId: the SSM agent is not registered (yet) — or, when it is
+ * online, the role may not send to this instance.
+ */
 export function isAgentNotReady(error: unknown): boolean {
   return error instanceof Error && error.name === 'InvalidInstanceId';
 }
@@ -82,24 +86,37 @@ export async function commandInstanceIds(deps: Deps, commandId: string): Promise
   return (output.CommandInvocations ?? []).flatMap((invocation) => invocation.InstanceId ?? []);
 }
 
+/** One instance's run of a command: its exit code and output. */
+export function readInvocation(deps: Deps, commandId: string, instanceId: string) {
+  return deps.clients.ssm.send(
+    new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+  );
+}
+
 /** What an operator needs from a failed run: exit code, status detail and the ends of both streams. */
+export function failureFields(
+  deps: Deps,
+  commandId: string,
+  instanceId: string,
+  invocation: GetCommandInvocationCommandOutput,
+) {
+  const stdout = invocation.StandardOutputContent ?? '';
+  const deployResult = parseResultLine(stdout);
+  return {
+    responseCode: invocation.ResponseCode,
+    ...(deployResult && { deployResult }),
+    statusDetails: invocation.StatusDetails,
+    stdoutTail: stdout.slice(-TAIL_CHARS),
+    stderrTail: (invocation.StandardErrorContent ?? '').slice(-TAIL_CHARS),
+    fullOutput: `CloudWatch Logs group ${deps.config.outputLogGroupName}, streams ${commandId}/${instanceId}/*`,
+  };
+}
+
+/** failureFields when the run can be read; where it cannot, why (the output is for the log only). */
 export async function failureOutput(deps: Deps, commandId: string, instanceId: string) {
   try {
-    const invocation = await deps.clients.ssm.send(
-      new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
-    );
-    const stdout = invocation.StandardOutputContent ?? '';
-    const deployResult = parseResultLine(stdout);
-    return {
-      responseCode: invocation.ResponseCode,
-      ...(deployResult && { deployResult }),
-      statusDetails: invocation.StatusDetails,
-      stdoutTail: stdout.slice(-TAIL_CHARS),
-      stderrTail: (invocation.StandardErrorContent ?? '').slice(-TAIL_CHARS),
-      fullOutput: `CloudWatch Logs group ${deps.config.outputLogGroupName}, streams ${commandId}/${instanceId}/*`,
-    };
+    return failureFields(deps, commandId, instanceId, await readInvocation(deps, commandId, instanceId));
   } catch (error) {
-    // The output is for the log only; not having it must not stop the completion.
     return { outputUnavailable: (error as Error).message };
   }
 }
@@ -119,8 +136,9 @@ export function deployParameters(
     appUser: group.appUser,
     deployPath: group.deployPath,
     appPath: group.appPath,
+    // Launches, reconciles and redeploys never migrate: a burst of new instances must not.
     migrate: 'false',
-    healthCheckUrl: '',
+    healthCheckUrl: group.healthCheckUrl,
     autoScalingGroupName: action?.group ?? '',
     lifecycleHookName: action?.hook ?? '',
     instanceId: action?.instanceId ?? '',

@@ -1,29 +1,41 @@
-import { ListCommandsCommand } from '@aws-sdk/client-ssm';
+import { type Command, ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { type DocumentParameters, fromCommandParameters } from '../shared/document-contract';
 import { isTerminalStatus } from '../shared/event-patterns';
+import { NO_VERDICT_EXIT_CODES } from '../shared/exit-codes';
 import { MetricName } from '../shared/metric-names';
-import { commandInstanceIds, failureOutput } from './commands';
+import { commandInstanceIds, failureFields, failureOutput, readInvocation } from './commands';
+import { type GroupConfig, managedGroup } from './config';
 import { resultFor } from './decisions';
 import type { Deps } from './deps';
 import type { CommandStatusEvent, InvocationStatusEvent } from './events';
 import { completeAction, type LifecycleActionResult } from './lifecycle';
+import { type LaunchScan, scanLaunches, sentDuringCurrentWait } from './wait-start';
+
+/** What a finished command did to one instance's lifecycle wait. */
+export type InstanceCompletion =
+  | { outcome: 'completed' | 'expired'; result: LifecycleActionResult }
+  /** The command may not speak for this instance's current wait; nothing was completed. */
+  | { outcome: 'rejected'; reason: string }
+  /** Another run for the same wait was in progress; that run's own result decides. */
+  | { outcome: 'no-verdict' };
 
 export type CompletionOutcome =
   | { outcome: 'ignored'; reason: string }
   | { outcome: 'manual-redeploy-finished'; status: string }
-  | { outcome: 'completed' | 'expired'; result: LifecycleActionResult; instanceIds: string[] };
+  | { outcome: 'rejected'; reason: string }
+  | { outcome: 'lifecycle'; instances: Record<string, InstanceCompletion> };
 
 /** A finished SelfDeploy command, however we learned of it. */
 export interface FinishedCommand {
   readonly commandId: string;
   readonly status: string;
   readonly parameters: DocumentParameters;
-  /** When known (invocation-level events, the reconciler); else read from SSM when needed. */
-  readonly instanceId?: string;
-  readonly requestedAt?: string;
+  /** The instances it ran on, when known (invocation events, a one-instance command event, the reconciler). */
+  readonly instanceIds?: readonly string[];
+  readonly requestedAt?: Date;
 }
 
-/** An SSM status-change event: completes the lifecycle action the command carries. */
+/** An SSM status-change event: completes the wait of each instance the command ran on, if it may. */
 export async function handleCommandStatus(
   deps: Deps,
   event: CommandStatusEvent | InvocationStatusEvent,
@@ -41,70 +53,155 @@ export async function handleCommandStatus(
     return { outcome: 'ignored', reason: `status ${detail.status} is not final` };
   }
   // The command-level event carries the parameters; the invocation-level one needs a read.
-  const raw =
-    'parameters' in detail && detail.parameters ? detail.parameters : await readParameters(deps, commandId);
+  // `requested-date-time` is SSM's own (unlike the envelope's `time`), so it may bound the wait.
+  const eventParameters = 'parameters' in detail ? detail.parameters : undefined;
+  const eventRequested = detail['requested-date-time'];
+  const command = eventParameters && eventRequested ? undefined : await readCommand(deps, commandId);
+  const requestedAt = eventRequested ? new Date(eventRequested) : command?.RequestedDateTime;
   return finishCommand(deps, {
     commandId,
     status: detail.status,
-    parameters: fromCommandParameters(raw),
-    ...(instanceId && { instanceId }),
-    ...(detail['requested-date-time'] && { requestedAt: detail['requested-date-time'] }),
+    parameters: fromCommandParameters(eventParameters ?? command?.Parameters),
+    ...(instanceId && { instanceIds: [instanceId] }),
+    ...(requestedAt && !Number.isNaN(requestedAt.getTime()) && { requestedAt }),
   });
 }
 
-/** The command-level event names its instances' ARNs in `resources`; one is ours. */
+/** The command-level event names its instances' ARNs in `resources`; one alone is where it ran. */
 function soleInstance(resources: readonly string[] | undefined): string | undefined {
   const ids = (resources ?? []).flatMap((arn) => /:instance\/(i-[0-9a-f]{8,17})$/.exec(arn)?.[1] ?? []);
   return ids.length === 1 ? ids[0] : undefined;
 }
 
-async function readParameters(deps: Deps, commandId: string) {
+async function readCommand(deps: Deps, commandId: string): Promise<Command> {
   const output = await deps.clients.ssm.send(new ListCommandsCommand({ CommandId: commandId }));
   const command = output.Commands?.[0];
   if (!command) throw new Error(`command ${commandId} not found by ListCommands`);
-  return command.Parameters;
+  return command;
 }
 
-/** Records the outcome of a finished command and completes its lifecycle action, if it has one. */
-export async function finishCommand(deps: Deps, command: FinishedCommand): Promise<CompletionOutcome> {
+/**
+ * Records the outcome of a finished command and completes the lifecycle waits it may speak
+ * for. Its parameters are only claims (anyone allowed to send the document chooses them): it
+ * completes nothing unless its group is managed, its hook is that group's hook, it ran on the
+ * instance it names, and it was sent during that instance's current wait. The action is then
+ * named by that instance, never by the command's token. `scan`, when the caller has one,
+ * covers the instances' launches since the command.
+ */
+export async function finishCommand(
+  deps: Deps,
+  command: FinishedCommand,
+  scan?: LaunchScan,
+): Promise<CompletionOutcome> {
   const { commandId, status, parameters } = command;
   const groupName = parameters.autoScalingGroupName;
-  const succeeded = status === 'Success';
   const keys = { commandId, status, ...(groupName && { group: groupName }) };
 
   if (!groupName || !parameters.lifecycleHookName) {
+    const succeeded = status === 'Success';
+    const instanceId = command.instanceIds?.length === 1 ? command.instanceIds[0] : undefined;
     const log = succeeded ? deps.logger.info : deps.logger.error;
     log.call(deps.logger, `manual redeploy ${status}`, {
       ...keys,
-      ...(!succeeded && command.instanceId && (await failureOutput(deps, commandId, command.instanceId))),
+      ...(!succeeded && instanceId && (await failureOutput(deps, commandId, instanceId))),
     });
     return { outcome: 'manual-redeploy-finished', status };
   }
 
-  const token = parameters.lifecycleActionToken;
-  // Without a token (a deploy the reconciler started), the action is named by instance.
-  const instanceIds = command.instanceId
-    ? [command.instanceId]
-    : !token || !succeeded
-      ? await commandInstanceIds(deps, commandId)
-      : [];
-  const instanceId = instanceIds[0];
-  const result = resultFor(status, deps.config.groups[groupName]);
-
-  const seconds = durationSeconds(command.requestedAt, deps.clock.now());
-  const logKeys = { ...keys, ...(instanceId && { instanceId }), ...(seconds !== undefined && { seconds }) };
-  if (succeeded) {
-    deps.logger.info('self-deploy succeeded', logKeys);
-  } else {
-    deps.logger.error(`self-deploy ${status}`, {
-      ...logKeys,
-      ...(instanceId && (await failureOutput(deps, commandId, instanceId))),
-    });
+  const group = managedGroup(deps.config, groupName);
+  if (!group || parameters.lifecycleHookName !== group.lifecycleHookName) {
+    const reason = group
+      ? `hook ${parameters.lifecycleHookName} is not the group's selfdeploy hook ${group.lifecycleHookName}`
+      : `group ${groupName} is not managed by selfdeploy`;
+    deps.logger.error(`completes nothing: ${reason}`, { ...keys, hook: parameters.lifecycleHookName });
+    return { outcome: 'rejected', reason };
   }
 
+  const instanceIds = command.instanceIds ?? (await commandInstanceIds(deps, commandId));
+  // Only the instance the command names can be its wait's instance; read its launches only then.
+  const named = instanceIds.filter((id) => id === parameters.instanceId);
+  const launches =
+    scan ??
+    (named.length > 0 && command.requestedAt
+      ? await scanLaunches(deps, groupName, named, { back: command.requestedAt })
+      : undefined);
+  const instances: Record<string, InstanceCompletion> = {};
+  for (const instanceId of instanceIds) {
+    instances[instanceId] = await finishInstance(deps, command, group, instanceId, launches);
+  }
+  return { outcome: 'lifecycle', instances };
+}
+
+/** Why `command` may not speak for `instanceId`'s current wait; undefined when it may. */
+export function waitMismatch(
+  command: Pick<FinishedCommand, 'parameters' | 'requestedAt'>,
+  instanceId: string,
+  launches: LaunchScan | undefined,
+): string | undefined {
+  const named = command.parameters.instanceId;
+  if (named !== instanceId) {
+    return named
+      ? `the command names the wait of ${named} but ran on ${instanceId}`
+      : `the command names no instance but ran on ${instanceId}`;
+  }
+  if (!launches || !sentDuringCurrentWait(launches, instanceId, command.requestedAt)) {
+    const start = launches?.starts.get(instanceId);
+    return start
+      ? `stale command: requested ${command.requestedAt?.toISOString()}, before ${instanceId}'s current wait began (launch activity at ${start.toISOString()})`
+      : `cannot tell that the command was sent during ${instanceId}'s current wait (no launch activity read back to ${command.requestedAt?.toISOString() ?? 'an unknown request time'})`;
+  }
+  return undefined;
+}
+
+async function finishInstance(
+  deps: Deps,
+  command: FinishedCommand,
+  group: GroupConfig,
+  instanceId: string,
+  launches: LaunchScan | undefined,
+): Promise<InstanceCompletion> {
+  const { commandId, status, parameters } = command;
+  const groupName = parameters.autoScalingGroupName;
+  const seconds = durationSeconds(command.requestedAt, deps.clock.now());
+  const logKeys = {
+    commandId,
+    status,
+    group: groupName,
+    instanceId,
+    ...(seconds !== undefined && { seconds }),
+  };
+
+  const mismatch = waitMismatch(command, instanceId, launches);
+  if (mismatch) {
+    deps.logger.error(`completes nothing: ${mismatch}`, logKeys);
+    return { outcome: 'rejected', reason: mismatch };
+  }
+
+  const succeeded = status === 'Success';
+  let failure: Record<string, unknown> | undefined;
+  if (status === 'Failed') {
+    // Whether this run has a verdict at all decides what happens, so a failed read is
+    // retried (the invocation throws) rather than guessed.
+    const invocation = await readInvocation(deps, commandId, instanceId);
+    if (NO_VERDICT_EXIT_CODES.has(invocation.ResponseCode ?? -1)) {
+      deps.logger.info('another run for this wait is in progress; its own result decides', {
+        ...logKeys,
+        responseCode: invocation.ResponseCode,
+      });
+      return { outcome: 'no-verdict' };
+    }
+    failure = failureFields(deps, commandId, instanceId, invocation);
+  } else if (!succeeded) {
+    failure = await failureOutput(deps, commandId, instanceId);
+  }
+
+  if (failure) deps.logger.error(`self-deploy ${status}`, { ...logKeys, ...failure });
+  else deps.logger.info('self-deploy succeeded', logKeys);
+
+  const result = resultFor(status, group);
   const outcome = await completeAction(
     deps,
-    { group: groupName, hook: parameters.lifecycleHookName, ...(token ? { token } : { instanceId }) },
+    { group: groupName, hook: group.lifecycleHookName, instanceId },
     result,
     logKeys,
   );
@@ -115,10 +212,9 @@ export async function finishCommand(deps: Deps, command: FinishedCommand): Promi
     if (seconds !== undefined)
       deps.metrics.record(MetricName.BootstrapDuration, groupName, seconds, 'Seconds');
   }
-  return { outcome, result, instanceIds };
+  return { outcome, result };
 }
 
-function durationSeconds(requestedAt: string | undefined, now: number): number | undefined {
-  const started = requestedAt ? Date.parse(requestedAt) : Number.NaN;
-  return Number.isNaN(started) ? undefined : Math.max(0, (now - started) / 1000);
+function durationSeconds(requestedAt: Date | undefined, now: number): number | undefined {
+  return requestedAt ? Math.max(0, (now - requestedAt.getTime()) / 1000) : undefined;
 }

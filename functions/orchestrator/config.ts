@@ -14,6 +14,7 @@ const groupSchema = z.strictObject({
   appUser: z._default(documentParameter('appUser'), 'deploy'),
   deployPath: z._default(documentParameter('deployPath'), '/var/www/app/deploy'),
   appPath: z._default(documentParameter('appPath'), '/var/www/app'),
+  healthCheckUrl: z._default(documentParameter('healthCheckUrl'), ''),
   onFailure: z._default(z.enum(['ABANDON', 'CONTINUE']), 'ABANDON'),
   warmPool: z._default(z.enum(WARM_POOL_POLICIES), 'deploy-on-both'),
   heartbeatTimeoutSeconds: z._default(seconds(30, 7200), 3600),
@@ -59,4 +60,12 @@ export function parseConfig(raw: string | undefined): Config {
     throw new ConfigError('SELFDEPLOY_CONFIG is invalid: groups: name at least one Auto Scaling group');
   }
   return result.data;
+}
+
+/**
+ * The settings of a managed group, or undefined when `name` is not one. Own keys only: a name
+ * such as `constructor` or `__proto__` must never reach an inherited property of the object.
+ */
+export function managedGroup(config: Config, name: string): GroupConfig | undefined {
+  return Object.hasOwn(config.groups, name) ? config.groups[name] : undefined;
 }

@@ -1,3 +1,4 @@
+import type { Command } from '@aws-sdk/client-ssm';
 import * as z from 'zod/mini';
 import { describeIssues, documentParameter } from '../shared/validation';
 import type { GroupConfig, WarmPoolPolicy } from './config';
@@ -7,10 +8,15 @@ import type { LifecycleActionResult } from './lifecycle';
 export type Place = 'AutoScalingGroup' | 'WarmPool';
 
 /** Lifecycle states of an instance held by a launch hook, and where each is headed. */
-export const WAIT_STATES: Readonly<Record<string, Place>> = {
-  'Pending:Wait': 'AutoScalingGroup',
-  'Warmed:Pending:Wait': 'WarmPool',
-};
+const WAIT_STATES: ReadonlyMap<string, Place> = new Map([
+  ['Pending:Wait', 'AutoScalingGroup'],
+  ['Warmed:Pending:Wait', 'WarmPool'],
+]);
+
+/** Where an instance in `state` is headed, when a launch hook holds it; else undefined. */
+export function placeOfWait(state: string | undefined): Place | undefined {
+  return WAIT_STATES.get(state ?? '');
+}
 
 /**
  * Whether a launch at `destination` gets a deploy or is let through at once, per the group's
@@ -89,6 +95,29 @@ export function commandComment(reason: 'launch' | 'reconcile' | 'redeploy', plac
 export function placeOfComment(comment: string | undefined): Place | undefined {
   const match = /^selfdeploy (?:launch|reconcile) (AutoScalingGroup|WarmPool)$/.exec(comment ?? '');
   return match?.[1] as Place | undefined;
+}
+
+/** One instance's lifecycle wait, as a command's parameters and Comment name it. */
+export interface Wait {
+  readonly groupName: string;
+  readonly hook: string;
+  readonly instanceId: string;
+  readonly place: Place;
+}
+
+/**
+ * Whether a command was sent for `wait` by its own account: same group, hook, instance and
+ * place. Whether it was sent during the current wait, not an earlier one, is the scaling
+ * activities' to say (wait-start.ts).
+ */
+export function isForWait(command: Pick<Command, 'Parameters' | 'Comment'>, wait: Wait): boolean {
+  const parameter = (name: string) => command.Parameters?.[name]?.[0];
+  return (
+    parameter('autoScalingGroupName') === wait.groupName &&
+    parameter('lifecycleHookName') === wait.hook &&
+    parameter('instanceId') === wait.instanceId &&
+    placeOfComment(command.Comment) === wait.place
+  );
 }
 
 /** Splits `items` into chunks of at most `size`. */

@@ -1,5 +1,5 @@
-import type { Command } from '@aws-sdk/client-ssm';
 import { MetricName } from '../shared/metric-names';
+import { SEND_TAG_CONDITION_KEY } from '../shared/send-permission';
 import {
   agentStatuses,
   deployParameters,
@@ -8,24 +8,23 @@ import {
   selfDeployCommands,
   sendSelfDeploy,
 } from './commands';
-import type { GroupConfig } from './config';
+import { type GroupConfig, managedGroup } from './config';
 import {
   backoffMs,
   commandComment,
+  isForWait,
   type Overrides,
   type Place,
-  placeOfComment,
   readMetadata,
   warmPoolDecision,
 } from './decisions';
 import type { Deps } from './deps';
 import type { LifecycleEvent } from './events';
 import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
+import { scanLaunches, sentDuringCurrentWait } from './wait-start';
 
 /** Time kept back from the invocation's remaining time to finish cleanly after the last attempt. */
 const SAFETY_MARGIN_MS = 30_000;
-/** Tolerance between this function's clock and SSM's timestamps. */
-const CLOCK_SKEW_MS = 5_000;
 
 export type LaunchOutcome =
   | { outcome: 'ignored'; reason: string }
@@ -38,6 +37,8 @@ export type StartOutcome =
   | { outcome: 'started'; commandId: string; agentWaitSeconds: number }
   | { outcome: 'duplicate'; commandId: string }
   | { outcome: 'agent-not-ready'; agentWaitSeconds: number }
+  /** SendCommand refuses an instance whose agent is online: a permission, not a wait. */
+  | { outcome: 'send-refused'; reason: string }
   | { outcome: 'action-ended' };
 
 /** One instance to deploy for a lifecycle action. */
@@ -64,7 +65,7 @@ export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<L
   if (detail.LifecycleTransition !== 'autoscaling:EC2_INSTANCE_LAUNCHING') {
     return ignore(`${detail.LifecycleTransition} is not a launch`);
   }
-  const group = deps.config.groups[groupName];
+  const group = managedGroup(deps.config, groupName);
   if (!group) return ignore(`group ${groupName} is not managed by selfdeploy`);
   if (detail.LifecycleHookName !== group.lifecycleHookName) {
     return ignore(`hook ${detail.LifecycleHookName} is not the selfdeploy hook ${group.lifecycleHookName}`);
@@ -122,9 +123,10 @@ export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<L
  * Sends the SelfDeploy command. While the instance's SSM agent has not registered
  * (InvalidInstanceId) it polls the agent's status with jittered exponential backoff until
  * `waitBudgetMs` is spent, heartbeating the hook when the wait is long, and sends as soon as
- * the agent is online — unless a deploy for this instance was started meanwhile (a duplicate
+ * the agent is online — unless a deploy for this wait was started meanwhile (a duplicate
  * delivery, or the reconciler). Out of budget, it stops cleanly: the reconciler tries again
- * later and the hook's timeout has the last word.
+ * later and the hook's timeout has the last word. An agent that is online while SendCommand
+ * still answers InvalidInstanceId is not waited for: that is the role's tag condition.
  */
 export async function startDeploy(
   deps: Deps,
@@ -140,8 +142,9 @@ export async function startDeploy(
   const waited = () => (clock.now() - started) / 1000;
 
   for (let attempt = 0; ; attempt++) {
-    if (attempt === 0 || (await agentOnline(deps, target.instanceId))) {
-      const other = attempt === 0 ? undefined : await existingDeploy(deps, target, started);
+    const online = attempt > 0 && (await agentOnline(deps, target.instanceId));
+    if (attempt === 0 || online) {
+      const other = attempt === 0 ? undefined : await existingDeploy(deps, target);
       if (other) {
         deps.logger.info('a deploy was started for this instance while waiting for its agent', {
           ...keys,
@@ -162,9 +165,11 @@ export async function startDeploy(
         });
         return { outcome: 'started', commandId, agentWaitSeconds };
       }
+      if (online) return sendRefused(deps, target);
     }
     const left = deadline - clock.now();
-    if (left <= 0) {
+    // Even without budget the agent is looked at once, so an agent that is there is diagnosed.
+    if (left <= 0 && attempt > 0) {
       const agentWaitSeconds = waited();
       deps.logger.warn('SSM agent not registered yet; leaving this instance to the reconciler', {
         ...keys,
@@ -180,8 +185,21 @@ export async function startDeploy(
       }
       lastHeartbeat = clock.now();
     }
-    await clock.sleep(Math.min(backoffMs(attempt, clock.random()), left));
+    if (left > 0) await clock.sleep(Math.min(backoffMs(attempt, clock.random()), left));
   }
+}
+
+function sendRefused(deps: Deps, target: DeployTarget): StartOutcome {
+  const reason =
+    'SendCommand answers InvalidInstanceId although the SSM agent is Online: the orchestrator may send ' +
+    `only to instances whose ${SEND_TAG_CONDITION_KEY} tag names a managed group; check the instance's ` +
+    "tags and the orchestrator role's policy";
+  deps.logger.error(`not waiting for the agent: ${reason}`, {
+    instanceId: target.instanceId,
+    group: target.groupName,
+    condition: SEND_TAG_CONDITION_KEY,
+  });
+  return { outcome: 'send-refused', reason };
 }
 
 /** SendCommand; undefined when the agent is not registered yet. */
@@ -205,35 +223,48 @@ async function agentOnline(deps: Deps, instanceId: string): Promise<boolean> {
 }
 
 /**
- * The instance's SelfDeploy commands, for the duplicate checks. Under a burst of launches
- * this read is the first to be throttled; when it stays throttled past the SDK's retries
- * the check is skipped rather than the launch failed, because a second deploy is harmless
- * (the script's lock and fast path) while a failed launch waits a minute for Lambda's retry.
+ * Reads for the duplicate checks. Under a burst of launches these are the first to be
+ * throttled; when one stays throttled past the SDK's retries the check is skipped rather
+ * than the launch failed, because a second deploy for a wait is harmless (the script's
+ * lock: a second run for the same wait exits with no verdict) while a failed launch waits
+ * a minute for Lambda's retry.
  */
-async function commandsUnlessThrottled(deps: Deps, instanceId: string): Promise<Command[]> {
+async function unlessThrottled<T>(deps: Deps, instanceId: string, read: () => Promise<T>, fallback: T) {
   try {
-    return await selfDeployCommands(deps, instanceId);
+    return await read();
   } catch (error) {
     if (!isThrottled(error)) throw error;
     deps.logger.warn('duplicate check throttled; sending without it', { instanceId });
-    return [];
+    return fallback;
   }
 }
 
 /**
- * A deploy already sent for the target's lifecycle action: one carrying its token, or, with
- * `since` (while this launch waited for the agent), one the reconciler sent for the same
- * group and place since then.
+ * A deploy already sent for the target's lifecycle wait: one carrying its token, or one the
+ * reconciler sent (no token) for this instance, group, hook and place during the current
+ * wait. Scaling activities are read only when such a candidate exists, so a plain launch
+ * costs no extra call; the newest candidate alone decides, since older ones are older still.
  */
-async function existingDeploy(deps: Deps, target: DeployTarget, since?: number): Promise<string | undefined> {
-  const commands = await commandsUnlessThrottled(deps, target.instanceId);
+async function existingDeploy(deps: Deps, target: DeployTarget): Promise<string | undefined> {
+  const { instanceId } = target;
+  const commands = await unlessThrottled(deps, instanceId, () => selfDeployCommands(deps, instanceId), []);
   const token = target.action.token;
-  return commands.find(
-    (command) =>
-      (token !== undefined && command.Parameters?.lifecycleActionToken?.[0] === token) ||
-      (since !== undefined &&
-        command.Parameters?.autoScalingGroupName?.[0] === target.groupName &&
-        placeOfComment(command.Comment) === target.place &&
-        (command.RequestedDateTime?.getTime() ?? 0) >= since - CLOCK_SKEW_MS),
-  )?.CommandId;
+  const sameToken =
+    token && commands.find((command) => command.Parameters?.lifecycleActionToken?.[0] === token);
+  if (sameToken) return sameToken.CommandId;
+  const wait = { groupName: target.groupName, hook: target.action.hook, instanceId, place: target.place };
+  const candidate = commands.find(
+    (command) => isForWait(command, wait) && !command.Parameters?.lifecycleActionToken?.[0],
+  );
+  const requestedAt = candidate?.RequestedDateTime;
+  if (!candidate || !requestedAt) return undefined;
+  const launches = await unlessThrottled(
+    deps,
+    instanceId,
+    () => scanLaunches(deps, target.groupName, [instanceId], { back: requestedAt }),
+    undefined,
+  );
+  return launches && sentDuringCurrentWait(launches, instanceId, requestedAt)
+    ? candidate.CommandId
+    : undefined;
 }

@@ -1,19 +1,31 @@
 import {
+  DescribeLifecycleHooksCommand,
   type Instance,
   paginateDescribeAutoScalingGroups,
   paginateDescribeWarmPool,
 } from '@aws-sdk/client-auto-scaling';
 import type { Command } from '@aws-sdk/client-ssm';
 import { fromCommandParameters } from '../shared/document-contract';
+import { ReconcileError } from '../shared/errors';
 import { isTerminalStatus } from '../shared/event-patterns';
 import { MetricName } from '../shared/metric-names';
 import { selfDeployCommands } from './commands';
 import { finishCommand } from './completion';
-import type { GroupConfig } from './config';
-import { chunk, mapLimited, type Place, placeOfComment, WAIT_STATES, warmPoolDecision } from './decisions';
+import { type GroupConfig, managedGroup } from './config';
+import {
+  chunk,
+  isForWait,
+  mapLimited,
+  type Place,
+  placeOfComment,
+  placeOfWait,
+  readMetadata,
+  warmPoolDecision,
+} from './decisions';
 import type { Deps } from './deps';
 import { startDeploy } from './launch';
 import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
+import { type LaunchScan, MAX_ACTIVITY_PAGES, scanLaunches, sentDuringCurrentWait } from './wait-start';
 
 /** Instances looked at in parallel; bounded so a big fleet does not burst the APIs. */
 const CONCURRENCY = 10;
@@ -25,13 +37,22 @@ export type InstanceReconcile =
   | 'deploy-started'
   | 'completed'
   | 'continued-without-deploy'
+  | 'abandoned'
   | 'heartbeat'
   | 'agent-not-ready'
+  | 'send-refused'
   | 'deploy-overdue'
-  | 'action-ended';
+  | 'action-ended'
+  /** Handling it failed (the error is logged); the run ends with an error naming it. */
+  | 'failed';
 
 /** Outcomes that leave an instance waiting with nothing moving it forward. */
-const STUCK: ReadonlySet<InstanceReconcile> = new Set(['agent-not-ready', 'deploy-overdue']);
+const STUCK: ReadonlySet<InstanceReconcile> = new Set([
+  'agent-not-ready',
+  'send-refused',
+  'deploy-overdue',
+  'failed',
+]);
 
 export interface ReconcileSummary {
   readonly groups: Record<
@@ -40,54 +61,135 @@ export interface ReconcileSummary {
   >;
 }
 
+/** One managed group in one run: what is read about it is read once, and only when needed. */
+interface GroupRun {
+  readonly name: string;
+  readonly group: GroupConfig;
+  /** Launch activities of the group's waiting instances. */
+  readonly launches: () => Promise<LaunchScan>;
+  /** The hook's NotificationMetadata, as the launch event would have carried it. */
+  readonly metadata: () => Promise<string | undefined>;
+}
+
 /**
  * Repairs what lost events leave behind, for every instance a launch hook still holds:
- * no command → start one (lost launch event); command finished → complete (lost status
- * event); command running → heartbeat. Publishes StuckInstances per group, zeros included,
- * so the alarm always has data.
+ * no command for its current wait → start one (lost launch event); command finished →
+ * complete (lost status event); command running → heartbeat. Each instance is handled on
+ * its own: one that fails is logged and counted as stuck, and the run ends with an error
+ * naming it (for the Errors alarm) only after every other instance was handled and
+ * StuckInstances was published per group, zeros included, so the alarm always has data.
  */
 export async function reconcile(deps: Deps): Promise<ReconcileSummary> {
   const names = Object.keys(deps.config.groups);
-  const waiting: { groupName: string; instance: Instance }[] = [];
+  const waiting: { run: GroupRun; instance: Instance }[] = [];
+  const failures: string[] = [];
   for (const batch of chunk(names, GROUP_NAMES_PER_CALL)) {
     const pages = paginateDescribeAutoScalingGroups(
       { client: deps.clients.autoScaling },
       { AutoScalingGroupNames: batch },
     );
     for await (const page of pages) {
-      for (const group of page.AutoScalingGroups ?? []) {
-        const groupName = group.AutoScalingGroupName;
-        if (!groupName) continue;
-        const instances = [...(group.Instances ?? [])];
+      for (const found of page.AutoScalingGroups ?? []) {
+        const name = found.AutoScalingGroupName ?? '';
+        const group = managedGroup(deps.config, name);
+        if (!group) continue;
+        const instances = [...(found.Instances ?? [])];
         // Warm-pool instances are not among the group's instances; only DescribeWarmPool lists them.
-        if (group.WarmPoolConfiguration) instances.push(...(await warmPoolInstances(deps, groupName)));
-        for (const instance of instances) {
-          if (WAIT_STATES[instance.LifecycleState ?? '']) waiting.push({ groupName, instance });
+        if (found.WarmPoolConfiguration) {
+          try {
+            instances.push(...(await warmPoolInstances(deps, name)));
+          } catch (error) {
+            failures.push(`${name}'s warm pool (${describeError(error)})`);
+            deps.logger.error('reconcile could not list a warm pool', { group: name, ...errorKeys(error) });
+          }
         }
+        const held = instances.filter(
+          (instance) => instance.InstanceId && placeOfWait(instance.LifecycleState),
+        );
+        const run = groupRun(
+          deps,
+          name,
+          group,
+          held.map((instance) => instance.InstanceId as string),
+        );
+        for (const instance of held) waiting.push({ run, instance });
       }
     }
   }
 
-  const outcomes = await mapLimited(waiting, CONCURRENCY, ({ groupName, instance }) =>
-    reconcileInstance(deps, groupName, instance),
-  );
+  const outcomes = await mapLimited(waiting, CONCURRENCY, async ({ run, instance }) => {
+    try {
+      return await reconcileInstance(deps, run, instance);
+    } catch (error) {
+      failures.push(`${instance.InstanceId} (${run.name}: ${describeError(error)})`);
+      deps.logger.error('reconcile could not handle a waiting instance', {
+        instanceId: instance.InstanceId,
+        group: run.name,
+        state: instance.LifecycleState,
+        ...errorKeys(error),
+      });
+      return 'failed' as const;
+    }
+  });
 
   const summary: ReconcileSummary = {
     groups: Object.fromEntries(names.map((name) => [name, { waiting: 0, stuck: 0, instances: {} }])),
   };
-  waiting.forEach(({ groupName, instance }, index) => {
-    const entry = summary.groups[groupName];
+  waiting.forEach(({ run, instance }, index) => {
+    const entry = summary.groups[run.name];
     const outcome = outcomes[index];
-    if (!entry || !outcome || !instance.InstanceId) return;
+    if (!entry || !outcome) return;
     entry.waiting += 1;
-    entry.instances[instance.InstanceId] = outcome;
+    entry.instances[instance.InstanceId as string] = outcome;
     if (STUCK.has(outcome)) entry.stuck += 1;
   });
   for (const [name, entry] of Object.entries(summary.groups)) {
     deps.metrics.record(MetricName.StuckInstances, name, entry.stuck);
   }
   deps.logger.info('reconcile finished', { summary });
+  if (failures.length > 0) {
+    throw new ReconcileError(`reconcile could not handle ${failures.join(', ')}`);
+  }
   return summary;
+}
+
+function groupRun(deps: Deps, name: string, group: GroupConfig, waitingIds: readonly string[]): GroupRun {
+  return {
+    name,
+    group,
+    launches: once(() => scanLaunches(deps, name, waitingIds)),
+    metadata: once(async () => {
+      const output = await deps.clients.autoScaling.send(
+        new DescribeLifecycleHooksCommand({
+          AutoScalingGroupName: name,
+          LifecycleHookNames: [group.lifecycleHookName],
+        }),
+      );
+      const hook = output.LifecycleHooks?.[0];
+      if (!hook) throw new Error(`group ${name} has no lifecycle hook ${group.lifecycleHookName}`);
+      return hook.NotificationMetadata;
+    }),
+  };
+}
+
+/** Calls `read` at most once; every caller shares its answer (or its error). */
+function once<T>(read: () => Promise<T>): () => Promise<T> {
+  let answer: Promise<T> | undefined;
+  return () => {
+    answer ??= read();
+    return answer;
+  };
+}
+
+function errorKeys(error: unknown) {
+  return error instanceof Error
+    ? { errorName: error.name, errorMessage: error.message }
+    : { errorName: 'unknown', errorMessage: String(error) };
+}
+
+function describeError(error: unknown): string {
+  const { errorName, errorMessage } = errorKeys(error);
+  return `${errorName}: ${errorMessage}`;
 }
 
 async function warmPoolInstances(deps: Deps, groupName: string): Promise<Instance[]> {
@@ -100,70 +202,113 @@ async function warmPoolInstances(deps: Deps, groupName: string): Promise<Instanc
   return instances;
 }
 
-async function reconcileInstance(
-  deps: Deps,
-  groupName: string,
-  instance: Instance,
-): Promise<InstanceReconcile> {
-  const group = deps.config.groups[groupName] as GroupConfig;
+async function reconcileInstance(deps: Deps, run: GroupRun, instance: Instance): Promise<InstanceReconcile> {
+  const { name: groupName, group } = run;
   const instanceId = instance.InstanceId as string;
-  const place = WAIT_STATES[instance.LifecycleState as string] as Place;
+  const place = placeOfWait(instance.LifecycleState) as Place;
   const action: LifecycleAction = { group: groupName, hook: group.lifecycleHookName, instanceId };
   const keys = { instanceId, group: groupName, state: instance.LifecycleState };
 
   const commands = (await selfDeployCommands(deps, instanceId)).filter(
     (command) => command.Parameters?.autoScalingGroupName?.[0] === groupName,
   );
-  const current = commands.find((command) => placeOfComment(command.Comment) === place);
-
-  if (!current) {
-    const cameFromWarmPool = commands.some(
-      (command) => placeOfComment(command.Comment) === 'WarmPool' && command.Status === 'Success',
-    );
-    if (warmPoolDecision(group.warmPool, cameFromWarmPool ? 'WarmPool' : undefined, place) === 'continue') {
-      await completeAction(deps, action, 'CONTINUE', {
-        ...keys,
-        reason: `warm-pool policy ${group.warmPool}`,
-      });
-      return 'continued-without-deploy';
+  const wait = { groupName, hook: group.lifecycleHookName, instanceId, place };
+  const forWait = commands.filter((command) => isForWait(command, wait));
+  let current: Command[] = [];
+  let launches: LaunchScan | undefined;
+  if (forWait.length > 0) {
+    launches = await run.launches();
+    const scan = launches;
+    if (scan.starts.has(instanceId)) {
+      current = forWait.filter((command) =>
+        sentDuringCurrentWait(scan, instanceId, command.RequestedDateTime),
+      );
+    } else {
+      deps.logger.warn(
+        `no launch activity of the instance in ${MAX_ACTIVITY_PAGES} pages of its group's activities; its commands are not trusted`,
+        keys,
+      );
     }
-    deps.logger.warn('waiting instance has no self-deploy: its launch event was lost; starting one', keys);
-    const started = await startDeploy(
-      deps,
-      { instanceId, groupName, group, action, place, reason: 'reconcile' },
-      0,
-    );
-    return started.outcome === 'started' || started.outcome === 'duplicate'
-      ? 'deploy-started'
-      : started.outcome;
   }
 
-  const commandId = current.CommandId as string;
-  if (isTerminalStatus(current.Status)) {
+  // Newest first; a run that ended without a verdict leaves the decision to an earlier one.
+  for (const command of current) {
+    const commandId = command.CommandId as string;
+    if (!isTerminalStatus(command.Status)) {
+      if (overdue(deps, command)) {
+        // No heartbeat for a run SSM itself has given up on: the hook's timeout ends the wait.
+        deps.logger.warn('waiting instance whose self-deploy runs past its timeouts; no heartbeat', {
+          ...keys,
+          commandId,
+        });
+        return 'deploy-overdue';
+      }
+      return (await heartbeat(deps, action)) === 'expired' ? 'action-ended' : 'heartbeat';
+    }
     deps.logger.warn('waiting instance whose self-deploy already finished: its status event was lost', {
       ...keys,
       commandId,
     });
-    await finishCommand(deps, {
-      commandId,
-      status: current.Status as string,
-      // The token may belong to an action that ended; the instance names the one waiting now.
-      parameters: { ...fromCommandParameters(current.Parameters), lifecycleActionToken: '' },
-      instanceId,
-      ...(current.RequestedDateTime && { requestedAt: current.RequestedDateTime.toISOString() }),
-    });
-    return 'completed';
+    const finished = await finishCommand(
+      deps,
+      {
+        commandId,
+        status: command.Status as string,
+        parameters: fromCommandParameters(command.Parameters),
+        instanceIds: [instanceId],
+        ...(command.RequestedDateTime && { requestedAt: command.RequestedDateTime }),
+      },
+      launches,
+    );
+    const mine = finished.outcome === 'lifecycle' ? finished.instances[instanceId] : undefined;
+    if (mine?.outcome === 'completed') return 'completed';
+    if (mine?.outcome === 'expired') return 'action-ended';
   }
 
-  if (overdue(deps, current)) {
-    // No heartbeat for a run SSM itself has given up on: the hook's timeout ends the wait.
-    deps.logger.warn('waiting instance whose self-deploy runs past its timeouts; no heartbeat', {
+  const cameFromWarmPool = commands.some(
+    (command) => placeOfComment(command.Comment) === 'WarmPool' && command.Status === 'Success',
+  );
+  if (warmPoolDecision(group.warmPool, cameFromWarmPool ? 'WarmPool' : undefined, place) === 'continue') {
+    await completeAction(deps, action, 'CONTINUE', {
       ...keys,
-      commandId,
+      reason: `warm-pool policy ${group.warmPool}`,
     });
-    return 'deploy-overdue';
+    return 'continued-without-deploy';
   }
-  return (await heartbeat(deps, action)) === 'expired' ? 'action-ended' : 'heartbeat';
+
+  // The same rules as the launch event the hook would have sent.
+  const metadata = readMetadata(await run.metadata());
+  if (metadata.kind === 'invalid') {
+    deps.logger.error(`abandoning: ${metadata.reason}`, keys);
+    if (
+      (await completeAction(deps, action, 'ABANDON', { ...keys, reason: metadata.reason })) === 'completed'
+    ) {
+      deps.metrics.record(MetricName.BootstrapFailed, groupName);
+    }
+    return 'abandoned';
+  }
+  if (metadata.kind === 'note') deps.logger.info('launch note', { ...keys, note: metadata.text });
+
+  deps.logger.warn(
+    'waiting instance has no self-deploy for its current wait: its launch event was lost; starting one',
+    keys,
+  );
+  const started = await startDeploy(
+    deps,
+    {
+      instanceId,
+      groupName,
+      group,
+      action,
+      place,
+      reason: 'reconcile',
+      ...(metadata.kind === 'overrides' && { overrides: metadata.overrides }),
+    },
+    0,
+  );
+  return started.outcome === 'started' || started.outcome === 'duplicate'
+    ? 'deploy-started'
+    : started.outcome;
 }
 
 /** Running longer than SSM itself would let it (delivery plus execution timeout). */

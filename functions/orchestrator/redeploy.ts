@@ -4,6 +4,7 @@ import {
 } from '@aws-sdk/client-auto-scaling';
 import { InvalidInputError } from '../shared/errors';
 import { MetricName } from '../shared/metric-names';
+import { SEND_TAG_CONDITION_KEY } from '../shared/send-permission';
 import {
   agentStatuses,
   deployParameters,
@@ -11,6 +12,7 @@ import {
   MAX_INSTANCES_PER_COMMAND,
   sendSelfDeploy,
 } from './commands';
+import { managedGroup } from './config';
 import { chunk, commandComment } from './decisions';
 import type { Deps } from './deps';
 import type { RedeployAction } from './events';
@@ -41,7 +43,7 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
 
   if (request.autoScalingGroupName !== undefined) {
     const name = request.autoScalingGroupName;
-    if (!deps.config.groups[name]) {
+    if (!managedGroup(deps.config, name)) {
       throw new InvalidInputError(
         `group ${JSON.stringify(name)} is not managed by selfdeploy (managed: ${Object.keys(deps.config.groups).join(', ')})`,
       );
@@ -71,7 +73,7 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
           const { InstanceId: id, AutoScalingGroupName: group, LifecycleState: state } = instance;
           if (!id || !group) continue;
           found.add(id);
-          if (!deps.config.groups[group])
+          if (!managedGroup(deps.config, group))
             skipped.push({ instanceId: id, reason: `group ${group} is not managed` });
           else if (state !== 'InService')
             skipped.push({ instanceId: id, reason: `lifecycle state ${state}` });
@@ -87,7 +89,7 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
   const online = await agentStatuses(deps, [...byGroup.values()].flat());
   const commands: RedeploySummary['commands'] = [];
   for (const [groupName, ids] of byGroup) {
-    const group = deps.config.groups[groupName];
+    const group = managedGroup(deps.config, groupName);
     if (!group) continue;
     const ready = ids.filter((id) => {
       const ping = online.get(id);
@@ -114,8 +116,9 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
         });
       } catch (error) {
         if (!isAgentNotReady(error)) throw error;
-        for (const id of batch)
-          skipped.push({ instanceId: id, reason: `SendCommand refused: ${(error as Error).message}` });
+        // Every agent in the batch is Online, so this is the role's tag condition, not a late agent.
+        const reason = `SendCommand refused although the SSM agent is Online (is the instance's ${SEND_TAG_CONDITION_KEY} tag a managed group?): ${(error as Error).message}`;
+        for (const id of batch) skipped.push({ instanceId: id, reason });
       }
     }
   }

@@ -11,3 +11,6 @@ export class ConfigError extends SelfDeployError {}
 
 /** The handler was given something it does not accept; nothing was sent to AWS. */
 export class InvalidInputError extends SelfDeployError {}
+
+/** A reconcile run could not handle some instances; the others were handled and the metrics published. */
+export class ReconcileError extends SelfDeployError {}

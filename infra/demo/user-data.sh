@@ -1,8 +1,11 @@
 # shellcheck shell=bash
 # Prepares an Amazon Linux 2023 instance of the demo group for selfdeploy: the SSM agent,
-# git, Ruby with bundler and Capistrano, and the deploy checkout. The deploy itself is not
-# run here: the launch lifecycle hook holds the instance until selfdeploy has deployed.
-# APP_USER, DEPLOY_PATH, APP_PATH and REPOSITORY_URL are set above by the demo stack.
+# sshd, git, Ruby with bundler and Capistrano, a dedicated application user and the deploy
+# checkout. The deploy itself is not run here: the launch lifecycle hook holds the instance
+# until selfdeploy has deployed (after waiting for this script: cloud-init must be done).
+# APP_USER, DEPLOY_PATH, APP_PATH and REPOSITORY_URL are set above by the demo stack, and
+# write_stage, which prints selfdeploy's shipped Capistrano stage
+# (scripts/instance/capistrano/local_production.rb) byte for byte.
 set -Eeuo pipefail
 trap 'echo "selfdeploy demo user data: failed at line $LINENO" >&2' ERR
 
@@ -16,10 +19,27 @@ retry() {
   return 1
 }
 
-retry dnf install -y git ruby ruby-devel gcc make openssh-server util-linux
+# AL2023's Ruby is namespaced: ruby3.2 pulls in ruby3.2-rubygems (gem) and
+# ruby3.2-rubygem-bundler (bundle); -devel, gcc and make build an application's native gems.
+retry dnf install -y git openssh-server util-linux \
+  ruby3.2 ruby3.2-rubygems ruby3.2-rubygem-bundler ruby3.2-devel gcc make
+# The plain names are alternatives that AL2023 may leave unset; self-deploy.sh and the
+# deploy command call ruby, gem and bundle.
+command -v ruby >/dev/null || alternatives --install /usr/bin/ruby ruby /usr/bin/ruby3.2 32
+for tool in gem bundle bundler; do
+  command -v "$tool" >/dev/null || alternatives --install "/usr/bin/$tool" "$tool" "/usr/bin/ruby3.2-$tool" 32
+done
 # Installed system-wide so that `bundle install` as the application user resolves locally.
-retry gem install --no-document bundler capistrano:'~> 3.17'
+retry gem install --no-document capistrano:'~> 3.17'
 systemctl enable --now sshd amazon-ssm-agent
+
+# A dedicated user without sudo rights: the repository's Gemfile and Capfile run as this user
+# (ec2-user has passwordless sudo, so they would run as root in effect).
+if ! id -u "$APP_USER" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash "$APP_USER"
+  # No password, but not locked: sshd refuses a locked ('!!') account's key when PAM is off.
+  usermod --password '*' "$APP_USER"
+fi
 
 as_app_user() { runuser -u "$APP_USER" -- "$@"; }
 
@@ -43,16 +63,13 @@ require 'capistrano/deploy'
 require 'capistrano/scm/git'
 install_plugin Capistrano::SCM::Git
 RUBY
+    # The stage sets the server, branch and deploy_to from what self-deploy.sh passes.
     as_app_user tee "$seed/config/deploy.rb" >/dev/null <<RUBY
 set :application, 'selfdeploy-demo'
 set :repo_url, '$REPOSITORY_URL'
-set :deploy_to, '$APP_PATH'
-set :branch, ENV.fetch('REVISION', 'master')
 set :keep_releases, 3
 RUBY
-    as_app_user tee "$seed/config/deploy/local_production.rb" >/dev/null <<RUBY
-server 'localhost', user: '$APP_USER', roles: %w[app]
-RUBY
+    write_stage | as_app_user tee "$seed/config/deploy/local_production.rb" >/dev/null
     as_app_user tee "$seed/public/index.html" >/dev/null <<'HTML'
 <p>Deployed by selfdeploy.</p>
 HTML

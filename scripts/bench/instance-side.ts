@@ -165,8 +165,9 @@ function runPlain(instance: Instance, paths: Fresh['plain'], plainKey: { key: st
     SELFDEPLOY_APP_PATH: paths.appPath,
     SELFDEPLOY_SSH_KEY: plainKey.key,
     SELFDEPLOY_KNOWN_HOSTS: plainKey.knownHosts,
+    SELFDEPLOY_MIGRATE: 'false',
     // The repository is a local path: git never uses SSH here.
-    SELFDEPLOY_GIT_SSH: 'ssh',
+    SELFDEPLOY_GIT_SSH_COMMAND: 'ssh',
   });
 }
 

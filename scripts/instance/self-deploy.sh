@@ -36,11 +36,12 @@ readonly PATTERN_BRANCH='^[A-Za-z0-9_][A-Za-z0-9._/-]{0,127}$'
 readonly PATTERN_PARAMETER_NAME='^[A-Za-z0-9_./{}-]{1,1011}$'
 readonly PATTERN_COUNT='^[0-9]{1,6}$'
 
-# Exit codes (infra/document.ts SELF_DEPLOY_EXIT_CODES). Never 194: it makes the SSM
-# agent reboot the instance and run the script again.
+# Exit codes (functions/shared/exit-codes.ts SELF_DEPLOY_EXIT_CODES; a test keeps them equal).
+# Never 194: it makes the SSM agent reboot the instance and run the script again.
+readonly EXIT_SUCCESS=0
 readonly EXIT_UNEXPECTED=1
 readonly EXIT_INVALID_INPUT=2
-readonly EXIT_PREREQUISITE=3
+readonly EXIT_MISSING_PREREQUISITE=3
 readonly EXIT_LOCK_TIMEOUT=4
 readonly EXIT_LOCALHOST_TRUST=5
 readonly EXIT_PARAMETER_STORE=6
@@ -48,6 +49,13 @@ readonly EXIT_REVISION=7
 readonly EXIT_GEM_INSTALL=8
 readonly EXIT_DEPLOY_COMMAND=9
 readonly EXIT_VERIFICATION=10
+readonly EXIT_BOOT_NOT_FINISHED=11
+readonly EXIT_HEALTH_CHECK=12
+readonly EXIT_SAME_WAIT_IN_PROGRESS=13
+# Only the document's wrapper exits with it (this script produced no result); listed so the
+# table is complete.
+# shellcheck disable=SC2034
+readonly EXIT_NO_RESULT=14
 
 # Lines of the deploy log printed when the deploy command fails; SSM keeps the first
 # 8,000 characters of stderr, so the tail has to fit (40 lines of at most 160 characters).
@@ -58,11 +66,13 @@ usage() {
   cat <<'EOF'
 Usage: self-deploy.sh [--help]
 
-Deploys the application on this instance: takes a lock, makes sure the application user
-can SSH to localhost (a key usable only from 127.0.0.1/::1, localhost's current host keys
-as the only trusted ones), fetches the deploy checkout, resolves the target revision,
-and runs the deploy command as the application user unless current/REVISION already
-is the target. Runs as root; when not root, the application user must be the caller.
+Deploys the application on this instance: waits (bounded) for boot to finish, takes a
+lock, makes sure the application user can SSH to localhost (a key usable only from
+127.0.0.1/::1, localhost's current host keys as the only trusted ones), fetches the deploy
+checkout, resolves the target revision, runs the deploy command as the application user,
+verifies current/REVISION and, when a URL is given, that the application answers. The
+deploy is skipped only when this script's own record says the last run for the target
+succeeded completely. Runs as root; when not root, the application user must be the caller.
 
 Inputs (environment variables; the SelfDeploy document sets them from its parameters):
   SELFDEPLOY_ENVIRONMENT        environment; Capistrano stage local_<environment> (production)
@@ -70,9 +80,12 @@ Inputs (environment variables; the SelfDeploy document sets them from its parame
   SELFDEPLOY_APP_USER           unprivileged user that owns and deploys the application (deploy)
   SELFDEPLOY_DEPLOY_PATH        deploy checkout: a git clone with the Capfile (/var/www/app/deploy)
   SELFDEPLOY_APP_PATH           Capistrano deploy_to (/var/www/app)
+  SELFDEPLOY_MIGRATE            true: this instance runs migrations (the stage gives it the db role) (false)
+  SELFDEPLOY_HEALTH_CHECK_URL   loopback http(s) URL that must answer 2xx after the deploy (none)
   SELFDEPLOY_AUTO_SCALING_GROUP_NAME, SELFDEPLOY_LIFECYCLE_HOOK_NAME,
-  SELFDEPLOY_LIFECYCLE_ACTION_TOKEN
-                                lifecycle context, validated and logged only (empty)
+  SELFDEPLOY_LIFECYCLE_ACTION_TOKEN, SELFDEPLOY_INSTANCE_ID
+                                lifecycle context: logged, and identifies a run of the same
+                                wait (exit 13) (empty)
 Settings:
   SELFDEPLOY_DEPLOY_COMMAND     run by sh -c as the application user in the deploy checkout
                                 (bundle exec cap "local_$SELFDEPLOY_ENVIRONMENT" deploy)
@@ -82,27 +95,37 @@ Settings:
   SELFDEPLOY_PINNED_REVISION_PARAMETER  SSM parameter with a pinned revision, {environment}
                                 replaced; missing parameter = not pinned (none)
   SELFDEPLOY_DEPLOY_KEY_PARAMETER  SSM SecureString with the git deploy key, {environment}
-                                replaced (none)
+                                replaced; removed from disk when the run ends (none)
   SELFDEPLOY_GIT_KNOWN_HOSTS    known_hosts lines for the git host (the system's known_hosts)
   SELFDEPLOY_ALLOW_ROOT         1 allows SELFDEPLOY_APP_USER to be root (0)
-  SELFDEPLOY_LOCK_TIMEOUT       seconds to wait for a concurrent run (600)
-  SELFDEPLOY_STATE_DIR          lock, gem marker, deploy logs (/var/lib/selfdeploy)
+  SELFDEPLOY_ALLOW_SUDO         1 allows an application user that sudo lists rules for (0)
+  SELFDEPLOY_BOOT_WAIT_SECONDS  longest wait for boot to finish before anything else; it counts
+                                inside the document's execution timeout; 0 = no wait (600)
+  SELFDEPLOY_BOOT_CHECK_COMMAND run by sh -c as root, exits 0 once boot has finished (built in:
+                                `cloud-init status --wait` where cloud-init exists, else
+                                `systemctl is-system-running --wait`; neither = nothing to wait for)
+  SELFDEPLOY_HEALTH_CHECK_ATTEMPTS  health check attempts (10)
+  SELFDEPLOY_HEALTH_CHECK_INTERVAL  seconds between health check attempts (3)
+  SELFDEPLOY_LOCK_TIMEOUT       seconds to wait for a concurrent run of another wait (600)
+  SELFDEPLOY_STATE_DIR          root's: lock, records, deploy logs, the user's ssh files (/var/lib/selfdeploy)
   SELFDEPLOY_SSH_PORT           localhost sshd port (22)
   SELFDEPLOY_HOST_KEY_DIR       directory of this host's ssh_host_*_key.pub (/etc/ssh)
+  SELFDEPLOY_RESULT_FILE        where the result's JSON is written as the very last act (none)
 
 The deploy command gets SELFDEPLOY_REVISION and REVISION (the full target SHA),
-SELFDEPLOY_ENVIRONMENT, SELFDEPLOY_APP_USER, SELFDEPLOY_APP_PATH, SELFDEPLOY_DEPLOY_PATH,
-SELFDEPLOY_SSH_PORT, SELFDEPLOY_SSH_KEY, SELFDEPLOY_KNOWN_HOSTS and SELFDEPLOY_GIT_SSH
-(see scripts/instance/capistrano/local_production.rb).
+SELFDEPLOY_ENVIRONMENT, SELFDEPLOY_MIGRATE, SELFDEPLOY_APP_USER, SELFDEPLOY_APP_PATH,
+SELFDEPLOY_DEPLOY_PATH, SELFDEPLOY_SSH_PORT, SELFDEPLOY_SSH_KEY, SELFDEPLOY_KNOWN_HOSTS,
+SELFDEPLOY_GIT_SSH (a wrapper that checks host keys strictly) and SELFDEPLOY_GIT_SSH_COMMAND
+(the same, for GIT_SSH_COMMAND; see scripts/instance/capistrano/local_production.rb).
 
 The last line of output is always one result:
   SELFDEPLOY_RESULT {"status":"success"|"failure","exitCode":N,"revision":"<sha>",...}
 
 Exit codes:
-  0   deployed, or already current (fast path)
+  0   deployed and verified, or already deployed and verified (fast path)
   1   unexpected error (the line is named)
-  2   invalid input; nothing was touched
-  3   missing prerequisite (command, user, deploy checkout, SSM agent too old)
+  2   invalid input, or an application user that is root or can sudo; nothing was touched
+  3   missing prerequisite (command, user, deploy checkout, SSM agent too old, unsafe path)
   4   another run held the lock for longer than SELFDEPLOY_LOCK_TIMEOUT
   5   localhost SSH trust could not be set up or used
   6   SSM Parameter Store read failed (pinned revision or deploy key)
@@ -110,6 +133,10 @@ Exit codes:
   8   gem install failed
   9   deploy command failed (its last lines are printed)
   10  current/REVISION is not the target after the deploy
+  11  boot did not finish (the check failed or timed out)
+  12  health check failed (the last error is printed)
+  13  another run for the same lifecycle wait is in progress (no verdict: its result decides)
+  14  the script produced no result (the document's wrapper reports this one)
 EOF
 }
 
@@ -131,6 +158,11 @@ RESULT_SOURCE=''
 RESULT_SKIPPED=false
 RESULT_REASON=''
 START_SECONDS=$SECONDS
+# Set once validated; on_exit writes the result there last (the document's wrapper needs it).
+RESULT_FILE=''
+# Cleaned up by on_exit whatever the outcome.
+DEPLOY_KEY_FILE=''
+OWNS_LOCK=0
 
 json_string() {
   local s=$1
@@ -159,7 +191,7 @@ on_exit() {
     status=$EXIT_UNEXPECTED
   fi
   local result status_word=success
-  [ "$status" -eq 0 ] || status_word=failure
+  [ "$status" -eq "$EXIT_SUCCESS" ] || status_word=failure
   result="{\"status\":\"$status_word\",\"exitCode\":$status"
   result+=",\"environment\":$(json_string "${ENVIRONMENT:-}")"
   result+=",\"revision\":$(json_string "$RESULT_REVISION")"
@@ -167,14 +199,44 @@ on_exit() {
   result+=",\"source\":$(json_string "$RESULT_SOURCE")"
   result+=",\"skipped\":$RESULT_SKIPPED,\"seconds\":$((SECONDS - START_SECONDS))"
   [ -z "$RESULT_REASON" ] || result+=",\"reason\":$(json_string "$RESULT_REASON")"
+  # The deploy key is needed only during the run (Capistrano's git:update reads it).
+  [ -z "$DEPLOY_KEY_FILE" ] || rm -f "$DEPLOY_KEY_FILE" || true
+  # The lock is still ours: the next holder must not take this run's identity for its own.
+  [ "$OWNS_LOCK" -eq 0 ] || rm -f "$STATE_DIR/lock.owner" || true
   printf 'SELFDEPLOY_RESULT %s}\n' "$result"
+  # Last: a run without this file counts as cut short. Renamed into place, never half-written.
+  if [ -n "$RESULT_FILE" ]; then
+    { printf '%s}\n' "$result" >"$RESULT_FILE.tmp" && mv -f "$RESULT_FILE.tmp" "$RESULT_FILE"; } 2>/dev/null || true
+  fi
   exit "$status"
 }
 
-# check NAME VALUE PATTERN: exit 2 unless VALUE matches PATTERN (ERE, as in the document).
+# Input problems found so far: all of them are reported at once, on one line.
+PROBLEMS=()
+
+# check NAME VALUE PATTERN: records a problem unless VALUE matches PATTERN (ERE, as in the
+# document); fails when it does not.
 check() {
   local name=$1 value=$2 pattern=$3
-  [[ $value =~ $pattern ]] || fail "$EXIT_INVALID_INPUT" "$name $(printf '%q' "$value") does not match $pattern"
+  [[ $value =~ $pattern ]] && return 0
+  PROBLEMS+=("$name $(printf '%q' "$value") does not match $pattern")
+  return 1
+}
+
+# report_problems: exit 2 naming every recorded problem, if there is any.
+report_problems() {
+  [ "${#PROBLEMS[@]}" -eq 0 ] && return 0
+  local message=${PROBLEMS[0]} problem
+  for problem in "${PROBLEMS[@]:1}"; do
+    message+="; $problem"
+  done
+  fail "$EXIT_INVALID_INPUT" "$message"
+}
+
+# check_count NAME VALUE MIN: records a problem unless VALUE is a whole number >= MIN.
+check_count() {
+  check "$1" "$2" "$PATTERN_COUNT" || return 0
+  [ "$2" -ge "$3" ] || PROBLEMS+=("$1 $2 is less than $3")
 }
 
 # The document's parameters, set by read_inputs from SELFDEPLOY_<NAME>.
@@ -186,7 +248,7 @@ AUTO_SCALING_GROUP_NAME='' LIFECYCLE_HOOK_NAME='' INSTANCE_ID='' LIFECYCLE_ACTIO
 read_parameter() {
   local variable="SELFDEPLOY_$1"
   local value=${!variable-$2}
-  check "$variable" "$value" "$3"
+  check "$variable" "$value" "$3" || value=$2
   printf -v "$1" '%s' "$value"
 }
 
@@ -208,9 +270,10 @@ read_inputs() {
   # The default is a literal: the deploy command's own sh expands it.
   DEPLOY_COMMAND=${SELFDEPLOY_DEPLOY_COMMAND:-'bundle exec cap "local_$SELFDEPLOY_ENVIRONMENT" deploy'}
   GEM_INSTALL_COMMAND=${SELFDEPLOY_GEM_INSTALL_COMMAND:-bundle install}
+  BOOT_CHECK_COMMAND=${SELFDEPLOY_BOOT_CHECK_COMMAND:-}
   local command
-  for command in "$DEPLOY_COMMAND" "$GEM_INSTALL_COMMAND"; do
-    [[ $command =~ ^[[:print:]]+$ ]] || fail "$EXIT_INVALID_INPUT" "deploy and gem install commands must be one line of printable characters"
+  for command in DEPLOY_COMMAND GEM_INSTALL_COMMAND BOOT_CHECK_COMMAND; do
+    [[ ${!command} =~ ^[[:print:]]*$ ]] || PROBLEMS+=("SELFDEPLOY_$command must be one line of printable characters")
   done
 
   BRANCHES=${SELFDEPLOY_BRANCHES-production=master staging=develop}
@@ -218,46 +281,123 @@ read_inputs() {
   local entry entries
   read -r -a entries <<<"$BRANCHES"
   for entry in "${entries[@]}"; do
-    [[ $entry == *=* ]] || fail "$EXIT_INVALID_INPUT" "SELFDEPLOY_BRANCHES entry $(printf '%q' "$entry") is not environment=branch"
-    check "SELFDEPLOY_BRANCHES environment" "${entry%%=*}" "$PATTERN_SELFDEPLOY_ENVIRONMENT"
-    check "SELFDEPLOY_BRANCHES branch" "${entry#*=}" "$PATTERN_BRANCH"
+    if [[ $entry != *=* ]]; then
+      PROBLEMS+=("SELFDEPLOY_BRANCHES entry $(printf '%q' "$entry") is not environment=branch")
+      continue
+    fi
+    check "SELFDEPLOY_BRANCHES environment" "${entry%%=*}" "$PATTERN_SELFDEPLOY_ENVIRONMENT" || true
+    check "SELFDEPLOY_BRANCHES branch" "${entry#*=}" "$PATTERN_BRANCH" || true
     [ "${entry%%=*}" != "$ENVIRONMENT" ] || BRANCH=${entry#*=}
   done
 
   PINNED_PARAMETER=${SELFDEPLOY_PINNED_REVISION_PARAMETER:-}
   PINNED_PARAMETER=${PINNED_PARAMETER//\{environment\}/$ENVIRONMENT}
-  [ -z "$PINNED_PARAMETER" ] || check SELFDEPLOY_PINNED_REVISION_PARAMETER "$PINNED_PARAMETER" "$PATTERN_PARAMETER_NAME"
+  [ -z "$PINNED_PARAMETER" ] || check SELFDEPLOY_PINNED_REVISION_PARAMETER "$PINNED_PARAMETER" "$PATTERN_PARAMETER_NAME" || true
   DEPLOY_KEY_PARAMETER=${SELFDEPLOY_DEPLOY_KEY_PARAMETER:-}
   DEPLOY_KEY_PARAMETER=${DEPLOY_KEY_PARAMETER//\{environment\}/$ENVIRONMENT}
-  [ -z "$DEPLOY_KEY_PARAMETER" ] || check SELFDEPLOY_DEPLOY_KEY_PARAMETER "$DEPLOY_KEY_PARAMETER" "$PATTERN_PARAMETER_NAME"
+  [ -z "$DEPLOY_KEY_PARAMETER" ] || check SELFDEPLOY_DEPLOY_KEY_PARAMETER "$DEPLOY_KEY_PARAMETER" "$PATTERN_PARAMETER_NAME" || true
   GIT_KNOWN_HOSTS=${SELFDEPLOY_GIT_KNOWN_HOSTS:-}
 
   ALLOW_ROOT=${SELFDEPLOY_ALLOW_ROOT:-0}
-  check SELFDEPLOY_ALLOW_ROOT "$ALLOW_ROOT" '^[01]$'
+  check SELFDEPLOY_ALLOW_ROOT "$ALLOW_ROOT" '^[01]$' || true
+  ALLOW_SUDO=${SELFDEPLOY_ALLOW_SUDO:-0}
+  check SELFDEPLOY_ALLOW_SUDO "$ALLOW_SUDO" '^[01]$' || true
+  BOOT_WAIT=${SELFDEPLOY_BOOT_WAIT_SECONDS:-600}
+  check_count SELFDEPLOY_BOOT_WAIT_SECONDS "$BOOT_WAIT" 0
+  HEALTH_CHECK_ATTEMPTS=${SELFDEPLOY_HEALTH_CHECK_ATTEMPTS:-10}
+  check_count SELFDEPLOY_HEALTH_CHECK_ATTEMPTS "$HEALTH_CHECK_ATTEMPTS" 1
+  HEALTH_CHECK_INTERVAL=${SELFDEPLOY_HEALTH_CHECK_INTERVAL:-3}
+  check_count SELFDEPLOY_HEALTH_CHECK_INTERVAL "$HEALTH_CHECK_INTERVAL" 0
   LOCK_TIMEOUT=${SELFDEPLOY_LOCK_TIMEOUT:-600}
-  check SELFDEPLOY_LOCK_TIMEOUT "$LOCK_TIMEOUT" "$PATTERN_COUNT"
+  check_count SELFDEPLOY_LOCK_TIMEOUT "$LOCK_TIMEOUT" 0
   STATE_DIR=${SELFDEPLOY_STATE_DIR:-/var/lib/selfdeploy}
-  check SELFDEPLOY_STATE_DIR "$STATE_DIR" "$PATTERN_SELFDEPLOY_APP_PATH"
+  check SELFDEPLOY_STATE_DIR "$STATE_DIR" "$PATTERN_SELFDEPLOY_APP_PATH" || true
   SSH_PORT=${SELFDEPLOY_SSH_PORT:-22}
-  check SELFDEPLOY_SSH_PORT "$SSH_PORT" "$PATTERN_COUNT"
-  if [ "$SSH_PORT" -lt 1 ] || [ "$SSH_PORT" -gt 65535 ]; then
-    fail "$EXIT_INVALID_INPUT" "SELFDEPLOY_SSH_PORT $SSH_PORT is not a port"
+  if check SELFDEPLOY_SSH_PORT "$SSH_PORT" "$PATTERN_COUNT" && { [ "$SSH_PORT" -lt 1 ] || [ "$SSH_PORT" -gt 65535 ]; }; then
+    PROBLEMS+=("SELFDEPLOY_SSH_PORT $SSH_PORT is not a port")
   fi
   HOST_KEY_DIR=${SELFDEPLOY_HOST_KEY_DIR:-/etc/ssh}
-  check SELFDEPLOY_HOST_KEY_DIR "$HOST_KEY_DIR" "$PATTERN_SELFDEPLOY_APP_PATH"
+  check SELFDEPLOY_HOST_KEY_DIR "$HOST_KEY_DIR" "$PATTERN_SELFDEPLOY_APP_PATH" || true
 
   if [ "$APP_USER" = root ] && [ "$ALLOW_ROOT" != 1 ]; then
-    fail "$EXIT_INVALID_INPUT" "SELFDEPLOY_APP_USER root is not allowed: deploy as an unprivileged user (or set SELFDEPLOY_ALLOW_ROOT=1)"
+    PROBLEMS+=("SELFDEPLOY_APP_USER root is not allowed: deploy as an unprivileged user (or set SELFDEPLOY_ALLOW_ROOT=1)")
   fi
+  report_problems
+}
+
+# read_result_file: the wrapper's result file, first of all, so that even invalid input
+# leaves a result there.
+read_result_file() {
+  local file=${SELFDEPLOY_RESULT_FILE:-}
+  if check SELFDEPLOY_RESULT_FILE "$file" "^\$|$PATTERN_SELFDEPLOY_APP_PATH"; then
+    RESULT_FILE=$file
+  fi
+}
+
+# wait_for_boot: the SSM agent comes online before cloud-init has finished (user data may
+# still be installing git or Ruby, or cloning the deploy checkout), so wait, bounded.
+wait_for_boot() {
+  if [ "$BOOT_WAIT" -eq 0 ]; then
+    info "boot: not waiting (SELFDEPLOY_BOOT_WAIT_SECONDS=0)"
+    return 0
+  fi
+  local boot_check=() what
+  if [ -n "$BOOT_CHECK_COMMAND" ]; then
+    boot_check=(sh -c "$BOOT_CHECK_COMMAND")
+    what="boot check ($BOOT_CHECK_COMMAND)"
+  elif command -v cloud-init >/dev/null 2>&1; then
+    boot_check=(cloud-init status --wait)
+    what='cloud-init status --wait'
+  elif command -v systemctl >/dev/null 2>&1; then
+    boot_check=(systemctl is-system-running --wait)
+    what='systemctl is-system-running --wait'
+  else
+    info "boot: neither cloud-init nor systemd here; nothing to wait for"
+    return 0
+  fi
+  command -v timeout >/dev/null 2>&1 || fail "$EXIT_MISSING_PREREQUISITE" "timeout (coreutils) is not installed"
+  info "boot: waiting up to ${BOOT_WAIT}s for $what"
+  local output status=0 last
+  # timeout signals the check's whole process group, so nothing of it outlives the bound.
+  output=$(timeout --kill-after=5 "$BOOT_WAIT" "${boot_check[@]}" </dev/null 2>&1) || status=$?
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    fail "$EXIT_BOOT_NOT_FINISHED" "boot did not finish within ${BOOT_WAIT}s ($what)"
+  fi
+  last=$(printf '%s\n' "$output" | sed '/^[[:space:].]*$/d' | tail -n 5 | tr '\n' ' ' | cut -c1-300)
+  last=${last% }
+  case "${boot_check[0]}" in
+  sh)
+    [ "$status" -eq 0 ] || fail "$EXIT_BOOT_NOT_FINISHED" "$what exited with $status: ${last:-no output}"
+    ;;
+  cloud-init)
+    # 2: done with recoverable errors (cloud-init 23.4+); the instance did boot.
+    [ "$status" -ne 2 ] || warn "cloud-init finished with recoverable errors: $last"
+    [ "$status" -eq 0 ] || [ "$status" -eq 2 ] || fail "$EXIT_BOOT_NOT_FINISHED" "$what exited with $status: ${last:-no output}"
+    ;;
+  systemctl)
+    case "${output##*$'\n'}" in
+    running | degraded) ;;
+    offline)
+      # No systemd running (a container, CI): no boot to wait for.
+      info "boot: systemd is offline here; nothing to wait for"
+      return 0
+      ;;
+    *) fail "$EXIT_BOOT_NOT_FINISHED" "the system is ${last:-in an unknown state} ($what exited with $status)" ;;
+    esac
+    ;;
+  esac
+  info "boot: finished"
 }
 
 check_prerequisites() {
   local command
-  for command in git ssh ssh-keygen flock sha256sum; do
-    command -v "$command" >/dev/null 2>&1 || fail "$EXIT_PREREQUISITE" "$command is not installed"
+  local commands=(git ssh ssh-keygen flock sha256sum)
+  [ -z "$HEALTH_CHECK_URL" ] || commands+=(curl)
+  for command in "${commands[@]}"; do
+    command -v "$command" >/dev/null 2>&1 || fail "$EXIT_MISSING_PREREQUISITE" "$command is not installed"
   done
   local passwd
-  passwd=$(getent passwd "$APP_USER") || fail "$EXIT_PREREQUISITE" "application user $APP_USER does not exist"
+  passwd=$(getent passwd "$APP_USER") || fail "$EXIT_MISSING_PREREQUISITE" "application user $APP_USER does not exist"
   APP_UID=$(cut -d: -f3 <<<"$passwd")
   APP_HOME=$(cut -d: -f6 <<<"$passwd")
   if [ "$APP_UID" -eq 0 ] && [ "$ALLOW_ROOT" != 1 ]; then
@@ -265,25 +405,45 @@ check_prerequisites() {
   fi
   if [ "$(id -u)" -eq 0 ]; then
     IS_ROOT=1
-    command -v runuser >/dev/null 2>&1 || fail "$EXIT_PREREQUISITE" "runuser (util-linux) is not installed"
+    command -v runuser >/dev/null 2>&1 || fail "$EXIT_MISSING_PREREQUISITE" "runuser (util-linux) is not installed"
   else
     IS_ROOT=0
-    [ "$(id -u)" -eq "$APP_UID" ] || fail "$EXIT_PREREQUISITE" "run as root, or as the application user $APP_USER"
+    [ "$(id -u)" -eq "$APP_UID" ] || fail "$EXIT_MISSING_PREREQUISITE" "run as root, or as the application user $APP_USER"
   fi
-  [ -d "$APP_HOME" ] || fail "$EXIT_PREREQUISITE" "home directory $APP_HOME of $APP_USER does not exist"
-  [ -d "$DEPLOY_PATH/.git" ] || fail "$EXIT_PREREQUISITE" "deploy checkout $DEPLOY_PATH is not a git clone: clone the application there when building the machine image"
-  [ "$(stat -c %u "$DEPLOY_PATH")" -eq "$APP_UID" ] || fail "$EXIT_PREREQUISITE" "deploy checkout $DEPLOY_PATH is not owned by $APP_USER (chown -R it when building the image)"
+  refuse_sudo_user
+  [ -d "$APP_HOME" ] || fail "$EXIT_MISSING_PREREQUISITE" "home directory $APP_HOME of $APP_USER does not exist"
+  [ -d "$DEPLOY_PATH/.git" ] || fail "$EXIT_MISSING_PREREQUISITE" "deploy checkout $DEPLOY_PATH is not a git clone: clone the application there when building the machine image"
+  [ "$(stat -c %u "$DEPLOY_PATH")" -eq "$APP_UID" ] || fail "$EXIT_MISSING_PREREQUISITE" "deploy checkout $DEPLOY_PATH is not owned by $APP_USER (chown -R it when building the image)"
+}
+
+# refuse_sudo_user: an application user with sudo rights makes the repository's Gemfile and
+# Capfile run as root in effect (ec2-user on Amazon Linux has them), as root itself would.
+refuse_sudo_user() {
+  [ "$IS_ROOT" -eq 1 ] && [ "$ALLOW_SUDO" != 1 ] && [ "$APP_UID" -ne 0 ] || return 0
+  command -v sudo >/dev/null 2>&1 || return 0
+  local rules
+  rules=$(sudo -n -l -U "$APP_USER" 2>/dev/null || true)
+  if grep -q 'may run the following commands' <<<"$rules"; then
+    fail "$EXIT_INVALID_INPUT" "application user $APP_USER has sudo rights (sudo -l -U $APP_USER lists rules for it): deploy as a user without them (or set SELFDEPLOY_ALLOW_SUDO=1)"
+  fi
 }
 
 # as_app_user COMMAND...: runs COMMAND as the application user with a clean environment
-# (VAR=value words first are added to it), from /, so nothing of root's leaks into it.
+# (VAR=value words first are added to it), from /, so nothing of root's leaks into it. The
+# lock's descriptor is closed for it: a process it leaves behind (git's detached gc --auto)
+# must not hold the lock after this run has ended.
 as_app_user() {
   local environment=(HOME="$APP_HOME" USER="$APP_USER" LOGNAME="$APP_USER" SHELL=/bin/sh PATH="$PATH" LANG=C.UTF-8)
   if [ "$IS_ROOT" -eq 1 ]; then
-    (cd / && runuser -u "$APP_USER" -- env -i "${environment[@]}" "$@")
+    (cd / && close_lock && runuser -u "$APP_USER" -- env -i "${environment[@]}" "$@")
   else
-    (cd / && env -i "${environment[@]}" "$@")
+    (cd / && close_lock && env -i "${environment[@]}" "$@")
   fi
+}
+
+# close_lock: closes the lock's descriptor in the (sub)shell that calls it.
+close_lock() {
+  [ -z "${LOCK_FD:-}" ] || exec {LOCK_FD}>&-
 }
 
 # in_dir_as_app_user DIR [VAR=value...] COMMAND...: as_app_user, in DIR.
@@ -309,42 +469,74 @@ write_as_app_user() {
   as_app_user sh -c 'tmp="$1.selfdeploy-$$" && umask 077 && cat >"$tmp" && chmod "$2" "$tmp" && mv -f "$tmp" "$1"' sh "$1" "$2"
 }
 
-take_lock() {
+# prepare_state_dir: the state directory is root's (when root), so the application user's
+# ssh directory inside it cannot be swapped for anything else. Each state directory (each
+# simulated instance, when several share a user) has its own key, known_hosts and git ssh.
+prepare_state_dir() {
   mkdir -p "$STATE_DIR"
+  if [ "$IS_ROOT" -eq 1 ]; then
+    if [ -L "$STATE_DIR" ] || [ "$(stat -c %u "$STATE_DIR")" -ne 0 ]; then
+      fail "$EXIT_MISSING_PREREQUISITE" "state directory $STATE_DIR must be a directory owned by root, not a link"
+    fi
+    # The application user reaches its ssh directory through it.
+    chmod 755 "$STATE_DIR"
+  fi
+  SSH_DIR="$STATE_DIR/ssh"
+  [ ! -L "$SSH_DIR" ] || fail "$EXIT_MISSING_PREREQUISITE" "$SSH_DIR is a link"
+  [ -d "$SSH_DIR" ] || mkdir -m 700 "$SSH_DIR"
+  [ "$IS_ROOT" -eq 0 ] || chown -h "$APP_USER:" "$SSH_DIR"
+  chmod 700 "$SSH_DIR"
+  SSH_KEY="$SSH_DIR/localhost_key"
+  KNOWN_HOSTS="$SSH_DIR/known_hosts"
+  GIT_SSH_WRAPPER="$SSH_DIR/git_ssh"
+  STATE_ID=$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-12)
+}
+
+take_lock() {
   exec {LOCK_FD}>>"$STATE_DIR/lock"
   if ! flock --nonblock "$LOCK_FD"; then
+    if same_wait_in_progress; then
+      fail "$EXIT_SAME_WAIT_IN_PROGRESS" "another self-deploy for this lifecycle wait (group $AUTO_SCALING_GROUP_NAME, hook $LIFECYCLE_HOOK_NAME) is in progress; its result decides"
+    fi
     info "another self-deploy is running; waiting up to ${LOCK_TIMEOUT}s for it"
     flock --wait "$LOCK_TIMEOUT" "$LOCK_FD" || fail "$EXIT_LOCK_TIMEOUT" "another self-deploy still held $STATE_DIR/lock after ${LOCK_TIMEOUT}s"
   fi
+  OWNS_LOCK=1
+  # Who holds the lock, for a run that finds it taken: pid, group, hook, token.
+  printf '%s\n' "$$" "$AUTO_SCALING_GROUP_NAME" "$LIFECYCLE_HOOK_NAME" "$LIFECYCLE_ACTION_TOKEN" >"$STATE_DIR/lock.owner.tmp"
+  mv -f "$STATE_DIR/lock.owner.tmp" "$STATE_DIR/lock.owner"
+}
+
+# same_wait_in_progress: succeeds when the lock's holder is a lifecycle run for this run's
+# group and hook, unless both carry a token and the tokens differ (a new wait of the same
+# instance). Then this run is a duplicate and must not end the wait with a verdict of its own.
+same_wait_in_progress() {
+  [ -n "$AUTO_SCALING_GROUP_NAME" ] && [ -n "$LIFECYCLE_HOOK_NAME" ] || return 1
+  local pid='' group='' hook='' token=''
+  { IFS= read -r pid && IFS= read -r group && IFS= read -r hook && IFS= read -r token; } <"$STATE_DIR/lock.owner" 2>/dev/null || true
+  # A record left by a run that was killed names no live process.
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [ "$group" = "$AUTO_SCALING_GROUP_NAME" ] && [ "$hook" = "$LIFECYCLE_HOOK_NAME" ] || return 1
+  [ -z "$token" ] || [ -z "$LIFECYCLE_ACTION_TOKEN" ] || [ "$token" = "$LIFECYCLE_ACTION_TOKEN" ]
 }
 
 trust_localhost() {
-  SSH_DIR="$APP_HOME/.ssh"
-  SSH_KEY="$SSH_DIR/selfdeploy_localhost"
-  KNOWN_HOSTS="$SSH_DIR/selfdeploy_known_hosts"
-  as_app_user mkdir -p "$SSH_DIR" || fail "$EXIT_LOCALHOST_TRUST" "cannot create $SSH_DIR"
-  as_app_user chmod 700 "$SSH_DIR"
-
   # ECDSA in PEM form: net-ssh reads it without the optional ed25519/bcrypt gems.
   if ! as_app_user test -f "$SSH_KEY" || ! as_app_user test -f "$SSH_KEY.pub"; then
     info "generating the localhost key for $APP_USER"
     as_app_user rm -f "$SSH_KEY" "$SSH_KEY.pub"
-    as_app_user ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -C "selfdeploy-localhost" -f "$SSH_KEY" ||
+    as_app_user ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -C "selfdeploy-localhost-$STATE_ID" -f "$SSH_KEY" ||
       fail "$EXIT_LOCALHOST_TRUST" "ssh-keygen failed for $SSH_KEY"
   fi
   local key_type key_body
   read -r key_type key_body _ < <(as_app_user cat "$SSH_KEY.pub") || true
   [ -n "$key_body" ] || fail "$EXIT_LOCALHOST_TRUST" "$SSH_KEY.pub is empty"
-  local entry="from=\"127.0.0.1,::1\",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty $key_type $key_body selfdeploy-localhost"
-  local current wanted
-  current=$(read_as_app_user "$SSH_DIR/authorized_keys")
-  wanted=$(grep -v ' selfdeploy-localhost$' <<<"$current" || true)
-  wanted=$(printf '%s\n%s' "$wanted" "$entry" | sed '/^$/d')
-  if [ "$current" != "$wanted" ]; then
-    info "authorizing the localhost key for $APP_USER (from 127.0.0.1 and ::1 only)"
-    printf '%s\n' "$wanted" | write_as_app_user "$SSH_DIR/authorized_keys" 600 ||
-      fail "$EXIT_LOCALHOST_TRUST" "cannot write $SSH_DIR/authorized_keys"
-  fi
+  # The comment names this state directory: runs with other state directories (other
+  # simulated instances sharing the user) keep their own entries. An untagged entry is an
+  # earlier version's and goes.
+  local tag="selfdeploy-localhost-$STATE_ID"
+  local entry="restrict,from=\"127.0.0.1,::1\" $key_type $key_body $tag"
+  as_app_user sh -c "$AUTHORIZE_KEY" sh "$entry" "$tag" || fail "$EXIT_LOCALHOST_TRUST" "cannot update $APP_HOME/.ssh/authorized_keys"
 
   # This instance's host keys are new on every launch; trust exactly the current ones.
   local hosts='127.0.0.1,localhost,::1' pub host_keys=''
@@ -361,6 +553,24 @@ trust_localhost() {
       fail "$EXIT_LOCALHOST_TRUST" "cannot write $KNOWN_HOSTS"
   fi
 }
+
+# Run by the application user (sh -c AUTHORIZE_KEY sh ENTRY TAG): replaces the entry tagged
+# TAG in ~/.ssh/authorized_keys with ENTRY, under a lock of the user's own, since runs with
+# other state directories may rewrite the same file at the same time.
+readonly AUTHORIZE_KEY='set -e
+umask 077
+mkdir -p "$HOME/.ssh"
+chmod 700 "$HOME/.ssh"
+exec 9>>"$HOME/.ssh/selfdeploy-authorized_keys.lock"
+flock --wait 60 9
+keys="$HOME/.ssh/authorized_keys"
+current=$(cat "$keys" 2>/dev/null || true)
+wanted=$({ printf "%s\n" "$current" | grep -v -e " $2\$" -e " selfdeploy-localhost\$" || true; printf "%s\n" "$1"; } | sed "/^\$/d")
+[ "$current" != "$wanted" ] || exit 0
+echo "self-deploy: authorizing the localhost key for $USER (from 127.0.0.1 and ::1 only)"
+printf "%s\n" "$wanted" >"$keys.selfdeploy-$$"
+chmod 600 "$keys.selfdeploy-$$"
+mv -f "$keys.selfdeploy-$$" "$keys"'
 
 # aws_ssm_value NAME [--with-decryption]: the parameter's value on stdout; exit 3 from the
 # function when the parameter does not exist, 1 on any other failure (message on stderr).
@@ -387,30 +597,35 @@ aws_ssm_value() {
 # Git's SSH (for the deploy checkout and for Capistrano's mirror) checks host keys strictly,
 # with the deploy key when one is configured.
 prepare_git_ssh() {
-  GIT_SSH_WRAPPER="$SSH_DIR/selfdeploy_git_ssh"
   local options=(-o BatchMode=yes -o StrictHostKeyChecking=yes)
+  # Earlier versions kept the deploy key in the user's home, where an image baked after a
+  # deploy would carry it.
+  as_app_user rm -f "$APP_HOME/.ssh/selfdeploy_deploy_key"
   if [ -n "$DEPLOY_KEY_PARAMETER" ]; then
-    command -v aws >/dev/null 2>&1 || fail "$EXIT_PREREQUISITE" "the AWS CLI (aws) is needed to read $DEPLOY_KEY_PARAMETER"
+    command -v aws >/dev/null 2>&1 || fail "$EXIT_MISSING_PREREQUISITE" "the AWS CLI (aws) is needed to read $DEPLOY_KEY_PARAMETER"
     local key status=0
     key=$(aws_ssm_value "$DEPLOY_KEY_PARAMETER" --with-decryption) || status=$?
     [ "$status" -ne 3 ] || fail "$EXIT_PARAMETER_STORE" "deploy key parameter $DEPLOY_KEY_PARAMETER does not exist"
     [ "$status" -eq 0 ] || fail "$EXIT_PARAMETER_STORE" "cannot read deploy key parameter $DEPLOY_KEY_PARAMETER"
-    printf '%s\n' "$key" | write_as_app_user "$SSH_DIR/selfdeploy_deploy_key" 600 ||
+    DEPLOY_KEY_FILE="$SSH_DIR/deploy_key"
+    printf '%s\n' "$key" | write_as_app_user "$DEPLOY_KEY_FILE" 600 ||
       fail "$EXIT_PARAMETER_STORE" "cannot write the deploy key for $APP_USER"
     unset key
-    options+=(-o IdentitiesOnly=yes -i "$SSH_DIR/selfdeploy_deploy_key")
+    options+=(-o IdentitiesOnly=yes -i "$DEPLOY_KEY_FILE")
   fi
   if [ -n "$GIT_KNOWN_HOSTS" ]; then
-    printf '%s\n' "$GIT_KNOWN_HOSTS" | write_as_app_user "$SSH_DIR/selfdeploy_git_known_hosts" 644 ||
+    printf '%s\n' "$GIT_KNOWN_HOSTS" | write_as_app_user "$SSH_DIR/git_known_hosts" 644 ||
       fail "$EXIT_LOCALHOST_TRUST" "cannot write the git host's known_hosts"
-    options+=(-o UserKnownHostsFile="$SSH_DIR/selfdeploy_git_known_hosts" -o GlobalKnownHostsFile=/dev/null)
+    options+=(-o UserKnownHostsFile="$SSH_DIR/git_known_hosts" -o GlobalKnownHostsFile=/dev/null)
   fi
   printf '#!/bin/sh\nexec ssh %s "$@"\n' "$(printf '%q ' "${options[@]}")" |
     write_as_app_user "$GIT_SSH_WRAPPER" 700 || fail "$EXIT_LOCALHOST_TRUST" "cannot write $GIT_SSH_WRAPPER"
 }
 
+# git_as_app_user ARGS...: git in the deploy checkout. GIT_SSH_COMMAND, not GIT_SSH: the
+# user's core.sshCommand overrides GIT_SSH (and could switch host key checks off), never it.
 git_as_app_user() {
-  as_app_user GIT_SSH="$GIT_SSH_WRAPPER" GIT_TERMINAL_PROMPT=0 git -C "$DEPLOY_PATH" "$@"
+  as_app_user GIT_SSH_COMMAND="$GIT_SSH_WRAPPER" GIT_SSH_VARIANT=ssh GIT_TERMINAL_PROMPT=0 git -C "$DEPLOY_PATH" "$@"
 }
 
 # commit_of REF: the full SHA REF names, or nothing.
@@ -451,7 +666,7 @@ resolve_target() {
 
 # Sets PINNED and succeeds when the environment's revision is pinned.
 pinned_revision() {
-  command -v aws >/dev/null 2>&1 || fail "$EXIT_PREREQUISITE" "the AWS CLI (aws) is needed to read $PINNED_PARAMETER"
+  command -v aws >/dev/null 2>&1 || fail "$EXIT_MISSING_PREREQUISITE" "the AWS CLI (aws) is needed to read $PINNED_PARAMETER"
   local status=0
   PINNED=$(aws_ssm_value "$PINNED_PARAMETER") || status=$?
   if [ "$status" -eq 3 ]; then
@@ -478,7 +693,7 @@ install_gems_if_changed() {
     return 0
   fi
   info "installing gems: $GEM_INSTALL_COMMAND"
-  if ! in_dir_as_app_user "$DEPLOY_PATH" sh -c "$GEM_INSTALL_COMMAND" </dev/null >>"$LOG" 2>&1 {LOCK_FD}>&-; then
+  if ! in_dir_as_app_user "$DEPLOY_PATH" sh -c "$GEM_INSTALL_COMMAND" </dev/null >>"$LOG" 2>&1; then
     print_log_tail
     fail "$EXIT_GEM_INSTALL" "gem install ($GEM_INSTALL_COMMAND) failed in $DEPLOY_PATH"
   fi
@@ -518,15 +733,66 @@ run_deploy() {
   local status=0
   info "deploying $TARGET: $DEPLOY_COMMAND (output in $LOG)"
   in_dir_as_app_user "$DEPLOY_PATH" \
-    SELFDEPLOY_REVISION="$TARGET" REVISION="$TARGET" SELFDEPLOY_ENVIRONMENT="$ENVIRONMENT" \
+    SELFDEPLOY_REVISION="$TARGET" REVISION="$TARGET" SELFDEPLOY_ENVIRONMENT="$ENVIRONMENT" SELFDEPLOY_MIGRATE="$MIGRATE" \
     SELFDEPLOY_APP_USER="$APP_USER" SELFDEPLOY_APP_PATH="$APP_PATH" SELFDEPLOY_DEPLOY_PATH="$DEPLOY_PATH" \
     SELFDEPLOY_SSH_PORT="$SSH_PORT" SELFDEPLOY_SSH_KEY="$SSH_KEY" SELFDEPLOY_KNOWN_HOSTS="$KNOWN_HOSTS" \
-    SELFDEPLOY_GIT_SSH="$GIT_SSH_WRAPPER" \
-    sh -c "$DEPLOY_COMMAND" </dev/null >>"$LOG" 2>&1 {LOCK_FD}>&- || status=$?
+    SELFDEPLOY_GIT_SSH="$GIT_SSH_WRAPPER" SELFDEPLOY_GIT_SSH_COMMAND="$GIT_SSH_WRAPPER" \
+    sh -c "$DEPLOY_COMMAND" </dev/null >>"$LOG" 2>&1 || status=$?
   if [ "$status" -ne 0 ]; then
     print_log_tail
-    fail "$EXIT_DEPLOY_COMMAND" "deploy command exited with $status; current still is ${RESULT_PREVIOUS:-nothing}"
+    # Capistrano switches current before its post-publish hooks run: say where it is now.
+    local now
+    now=$(current_revision)
+    if [ "$now" = "$RESULT_PREVIOUS" ]; then
+      fail "$EXIT_DEPLOY_COMMAND" "deploy command exited with $status; current is still ${now:-nothing}"
+    fi
+    fail "$EXIT_DEPLOY_COMMAND" "deploy command exited with $status; current is now ${now:-nothing} (was ${RESULT_PREVIOUS:-nothing})"
   fi
+}
+
+# ensure_app_path: creates deploy_to for the application user. Root never creates or chowns
+# it through a link (which could point anywhere), nor below a directory someone else owns
+# (who could swap it for a link meanwhile): then the user creates it, with its own rights.
+ensure_app_path() {
+  [ ! -d "$APP_PATH" ] || return 0
+  local path='' component components root_owned=1
+  IFS=/ read -r -a components <<<"${APP_PATH#/}"
+  for component in "${components[@]}"; do
+    path+="/$component"
+    if [ -L "$path" ]; then
+      fail "$EXIT_MISSING_PREREQUISITE" "cannot create $APP_PATH safely: $path is a symbolic link (create $APP_PATH for $APP_USER when building the image)"
+    fi
+    [ -e "$path" ] || break
+    [ "$(stat -c %u "$path")" -eq 0 ] || root_owned=0
+  done
+  if [ "$IS_ROOT" -eq 1 ] && [ "$root_owned" -eq 1 ]; then
+    mkdir -p "$APP_PATH"
+    chown -h "$APP_USER:" "$APP_PATH"
+  else
+    as_app_user mkdir -p "$APP_PATH" || fail "$EXIT_MISSING_PREREQUISITE" "$APP_USER cannot create $APP_PATH"
+  fi
+}
+
+# health_check: current/REVISION only proves that the link moved; the application must answer.
+health_check() {
+  [ -n "$HEALTH_CHECK_URL" ] || return 0
+  local attempt=1 errors=''
+  info "health check: $HEALTH_CHECK_URL (up to $HEALTH_CHECK_ATTEMPTS attempts, ${HEALTH_CHECK_INTERVAL}s apart)"
+  until errors=$(as_app_user curl -fsS --max-time 10 --proto =http,https -o /dev/null "$HEALTH_CHECK_URL" 2>&1); do
+    if [ "$attempt" -ge "$HEALTH_CHECK_ATTEMPTS" ]; then
+      rm -f "$SUCCESS_RECORD"
+      fail "$EXIT_HEALTH_CHECK" "health check of $HEALTH_CHECK_URL failed $attempt times; last: $(printf '%s' "$errors" | tr '\n' ' ' | cut -c1-300)"
+    fi
+    attempt=$((attempt + 1))
+    sleep "$HEALTH_CHECK_INTERVAL"
+  done
+  info "health check passed (attempt $attempt)"
+}
+
+# write_root_file FILE: replaces FILE (in root's state directory) with stdin, whole or not at all.
+write_root_file() {
+  cat >"$1.tmp"
+  mv -f "$1.tmp" "$1"
 }
 
 main() {
@@ -545,9 +811,12 @@ main() {
   trap on_exit EXIT
   cd /
 
+  read_result_file
   read_inputs
+  wait_for_boot
   check_prerequisites
-  info "environment $ENVIRONMENT, user $APP_USER, checkout $DEPLOY_PATH, deploy_to $APP_PATH${AUTO_SCALING_GROUP_NAME:+, group $AUTO_SCALING_GROUP_NAME}${LIFECYCLE_HOOK_NAME:+, hook $LIFECYCLE_HOOK_NAME}${LIFECYCLE_ACTION_TOKEN:+, token $LIFECYCLE_ACTION_TOKEN}"
+  info "environment $ENVIRONMENT, user $APP_USER, checkout $DEPLOY_PATH, deploy_to $APP_PATH${AUTO_SCALING_GROUP_NAME:+, group $AUTO_SCALING_GROUP_NAME}${LIFECYCLE_HOOK_NAME:+, hook $LIFECYCLE_HOOK_NAME}${INSTANCE_ID:+, instance $INSTANCE_ID}${LIFECYCLE_ACTION_TOKEN:+, token $LIFECYCLE_ACTION_TOKEN}"
+  prepare_state_dir
   take_lock
   trust_localhost
   prepare_git_ssh
@@ -555,19 +824,21 @@ main() {
   RESULT_REVISION=$TARGET
   RESULT_PREVIOUS=$(current_revision)
   info "target $TARGET ($RESULT_SOURCE); current ${RESULT_PREVIOUS:-none}"
-  if [ "$RESULT_PREVIOUS" = "$TARGET" ]; then
+  # The fast path needs this script's own word that the last run for the target succeeded
+  # completely: Capistrano writes REVISION before its post-publish hooks, which may fail.
+  SUCCESS_RECORD="$STATE_DIR/last-success"
+  if [ "$RESULT_PREVIOUS" = "$TARGET" ] && [ "$(cat "$SUCCESS_RECORD" 2>/dev/null || true)" = "$TARGET $APP_PATH" ]; then
     RESULT_SKIPPED=true
-    info "already deployed; skipping the deploy"
+    info "already deployed and verified; skipping the deploy"
+    health_check
     return 0
   fi
+  [ "$RESULT_PREVIOUS" != "$TARGET" ] || info "current is the target, but no complete success of it is recorded; deploying again"
+  rm -f "$SUCCESS_RECORD"
 
   git_as_app_user -c advice.detachedHead=false checkout --quiet --force --detach "$TARGET" ||
     fail "$EXIT_REVISION" "cannot check out $TARGET in $DEPLOY_PATH"
-  if [ ! -d "$APP_PATH" ]; then
-    mkdir -p "$APP_PATH"
-    # -h: should the path have been swapped for a link meanwhile, its target keeps its owner.
-    chown -h "$APP_USER:" "$APP_PATH"
-  fi
+  ensure_app_path
   start_log
   install_gems_if_changed
   check_ssh_to_localhost
@@ -577,8 +848,10 @@ main() {
   deployed=$(current_revision)
   [ "$deployed" = "$TARGET" ] ||
     fail "$EXIT_VERIFICATION" "after the deploy $APP_PATH/current/REVISION is ${deployed:-missing}, not $TARGET"
-  [ -z "${GEMS_MARKER_LINE:-}" ] || printf '%s\n' "$GEMS_MARKER_LINE" >"$STATE_DIR/gems"
-  info "deployed $TARGET in $((SECONDS - START_SECONDS))s"
+  health_check
+  [ -z "${GEMS_MARKER_LINE:-}" ] || printf '%s\n' "$GEMS_MARKER_LINE" | write_root_file "$STATE_DIR/gems"
+  printf '%s\n' "$TARGET $APP_PATH" | write_root_file "$SUCCESS_RECORD"
+  info "deployed and verified $TARGET in $((SECONDS - START_SECONDS))s"
 }
 
 main "$@"

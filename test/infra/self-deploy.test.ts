@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Duration } from 'aws-cdk-lib';
+import { Duration, aws_iam as iam, aws_kms as kms } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import { parseConfig } from '../../functions/orchestrator/config';
 import {
@@ -38,7 +38,12 @@ const documentOptions = { pinnedRevisionParameterName: '/selfdeploy/{environment
 const stack = testStack();
 const selfDeploy = new SelfDeploy(stack, 'SelfDeploy', {
   groups: [
-    { autoScalingGroup: 'web', environment: 'production', appUser: 'deploy' },
+    {
+      autoScalingGroup: 'web',
+      environment: 'production',
+      appUser: 'deploy',
+      healthCheckUrl: 'http://localhost:3000/up',
+    },
     {
       autoScalingGroup: 'worker',
       environment: 'staging',
@@ -200,6 +205,14 @@ describe('orchestrator permissions', () => {
     ]);
   });
 
+  it('reads when a wait began and what its hook carries (DescribeScalingActivities, DescribeLifecycleHooks)', () => {
+    const wildcard = statements.filter((statement) => resourcesOfStatement(statement).includes('*'));
+
+    expect(wildcard.flatMap(actionsOf)).toEqual(
+      expect.arrayContaining(['autoscaling:DescribeScalingActivities', 'autoscaling:DescribeLifecycleHooks']),
+    );
+  });
+
   it('allows exactly the AWS calls the orchestrator makes', () => {
     const granted = statements
       .flatMap(actionsOf)
@@ -207,6 +220,101 @@ describe('orchestrator permissions', () => {
       .sort();
 
     expect([...new Set(granted)]).toEqual(sdkCallsOfFunctions());
+  });
+});
+
+describe('instance permissions', () => {
+  const instanceStack = testStack('Instances');
+  const deployKey = new kms.Key(instanceStack, 'DeployKey', { enableKeyRotation: true });
+  const installation = new SelfDeploy(instanceStack, 'SelfDeploy', {
+    groups: [
+      { autoScalingGroup: 'web', environment: 'production' },
+      { autoScalingGroup: 'web-staging', environment: 'staging' },
+    ],
+    document: {
+      pinnedRevisionParameterName: '/selfdeploy/{environment}/revision',
+      deployKeyParameterName: '/selfdeploy/{environment}/deploy-key',
+    },
+    deployKeyEncryptionKey: deployKey,
+  });
+  const role = (id: string) =>
+    new iam.Role(instanceStack, id, { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+  installation.grantInstance(role('ProductionRole'), { environments: ['production'] });
+  installation.grantInstance(role('StagingRole'), { environments: ['staging'] });
+  const instanceTemplate = templateOf(instanceStack);
+  const keyArn = { 'Fn::GetAtt': [instanceStack.getLogicalId(deployKey.node.defaultChild as never), 'Arn'] };
+  const parameterOf = (environment: string, name: string) =>
+    expect.stringContaining(`:parameter/selfdeploy/${environment}/${name}`);
+  const joined = (resource: unknown) => JSON.stringify(instanceStack.resolve(resource));
+
+  it.each([
+    ['Production', 'production', 'staging'],
+    ['Staging', 'staging', 'production'],
+  ])('give the %s role the parameters of its own environment only', (roleName, own, other) => {
+    const statements = policyStatements(instanceTemplate, `${roleName}Role`);
+    const parameters = statements.filter((statement) => actionsOf(statement).includes('ssm:GetParameter'));
+
+    expect(parameters).toHaveLength(1);
+    expect(resourcesOfStatement(parameters[0] as Statement).map(joined)).toEqual([
+      parameterOf(own, 'revision'),
+      parameterOf(own, 'deploy-key'),
+    ]);
+    expect(JSON.stringify(statements)).not.toContain(`/${other}/`);
+  });
+
+  it('let a role decrypt the deploy key only through SSM, only for its own environment', () => {
+    const statements = policyStatements(instanceTemplate, 'StagingRole');
+    const decrypt = statements.filter((statement) => actionsOf(statement).includes('kms:Decrypt'));
+
+    expect(decrypt).toEqual([
+      expect.objectContaining({
+        Effect: 'Allow',
+        Action: 'kms:Decrypt',
+        Resource: keyArn,
+        Condition: {
+          StringEquals: {
+            'kms:ViaService': expect.anything(),
+            'kms:EncryptionContext:PARAMETER_ARN': [expect.anything()],
+          },
+        },
+      }),
+    ]);
+    const condition = (decrypt[0] as Statement).Condition?.StringEquals ?? {};
+    expect(joined(condition['kms:ViaService'])).toMatch(
+      /"ssm\.",\{"Ref":"AWS::Region"\},"\.",\{"Ref":"AWS::URLSuffix"\}/,
+    );
+    expect(joined(condition['kms:EncryptionContext:PARAMETER_ARN'])).toContain(
+      ':parameter/selfdeploy/staging/deploy-key',
+    );
+    expect(joined(condition['kms:EncryptionContext:PARAMETER_ARN'])).not.toContain('production');
+  });
+
+  it('need the environments named when the groups deploy more than one, and only managed ones', () => {
+    expect(() => installation.grantInstance(role('UnnamedRole'))).toThrow(
+      'grantInstance: the groups deploy production, staging; name the environments',
+    );
+    expect(() => installation.grantInstance(role('OtherRole'), { environments: ['qa'] })).toThrow(
+      'grantInstance: environments ["qa"] must be one or more of the environments the groups deploy',
+    );
+  });
+
+  it('default to the one environment of the groups', () => {
+    const single = testStack('Single');
+    const singleRole = new iam.Role(single, 'Role', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+    });
+    new SelfDeploy(single, 'SelfDeploy', {
+      groups: [{ autoScalingGroup: 'web', environment: 'staging' }],
+      document: { pinnedRevisionParameterName: '/selfdeploy/{environment}/revision' },
+    }).grantInstance(singleRole);
+
+    expect(JSON.stringify(policyStatements(templateOf(single), 'Role'))).toContain(
+      ':parameter/selfdeploy/staging/revision"',
+    );
+  });
+
+  it('pass cdk-nag', () => {
+    expect(nagFindings(instanceStack)).toEqual([]);
   });
 });
 
@@ -238,6 +346,7 @@ describe('function', () => {
           lifecycleHookName: 'selfdeploy',
           environment: 'production',
           appUser: 'deploy',
+          healthCheckUrl: 'http://localhost:3000/up',
           onFailure: 'ABANDON',
         },
         worker: {
@@ -342,6 +451,12 @@ describe('alarms', () => {
       });
     },
   );
+
+  it('say that a stuck instance may be one whose SendCommand was refused although its agent is online', () => {
+    expect(groupAlarm(MetricName.StuckInstances, 'web')?.AlarmDescription).toContain(
+      'SendCommand refused although the agent is online',
+    );
+  });
 
   it('fire on function errors and on dead letters', () => {
     expect(alarms.find((alarm) => alarm.MetricName === 'Errors')).toMatchObject({

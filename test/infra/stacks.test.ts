@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { aws_autoscaling as autoscaling, aws_ec2 as ec2, Stack } from 'aws-cdk-lib';
@@ -6,7 +7,7 @@ import { parseConfig } from '../../functions/orchestrator/config';
 import { EXAMPLE_CONFIG_FILE, loadExistingGroupsConfig, toSelfDeployProps } from '../../infra/app-config';
 import { DemoStack } from '../../infra/demo-stack';
 import { ExistingGroupsStack } from '../../infra/existing-groups-stack';
-import { SelfDeploy } from '../../infra/self-deploy';
+import { SelfDeploy, SelfDeployPropsError } from '../../infra/self-deploy';
 import {
   actionsOf,
   assetHashSerializer,
@@ -41,7 +42,7 @@ describe('existing-groups stack', () => {
     expect(template).toMatchSnapshot();
   });
 
-  it('grants the named instance roles the command output and the pinned revisions', () => {
+  it("grants each group's instance role the command output and the pinned revisions", () => {
     const policies = Object.entries(resourcesOf(existingTemplate, 'AWS::IAM::Policy'));
     const statements = policyStatements(existingTemplate, 'InstanceRole');
 
@@ -58,12 +59,67 @@ describe('existing-groups stack', () => {
     expect(JSON.stringify(statements)).toContain(':parameter/selfdeploy/production/revision"');
   });
 
+  it("grants each role only the parameters and deploy key of its own groups' environments", () => {
+    const loaded = loadExistingGroupsConfig((key) =>
+      key === 'selfdeploy'
+        ? {
+            groups: [
+              { name: 'web', environment: 'production', instanceRoleName: 'web-role' },
+              { name: 'worker', environment: 'production', instanceRoleName: 'shared-role' },
+              { name: 'web-staging', environment: 'staging', instanceRoleName: 'shared-role' },
+              { name: 'qa', environment: 'qa', instanceRoleName: 'qa-role' },
+            ],
+            document: { deployKeyParameterName: '/selfdeploy/{environment}/deploy-key' },
+            deployKeyEncryptionKeyArn:
+              'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+          }
+        : undefined,
+    );
+    const stack = new ExistingGroupsStack(testApp(), 'Roles', { config: loaded.config });
+    const template = templateOf(stack);
+    const granted = (role: string) => {
+      const statements = policyStatements(template, `InstanceRole${role}`);
+      return {
+        parameters: JSON.stringify(statements.filter((s) => actionsOf(s).includes('ssm:GetParameter'))),
+        decryptFor: JSON.stringify(
+          statements.filter((s) => actionsOf(s).includes('kms:Decrypt')).map((s) => s.Condition),
+        ),
+      };
+    };
+
+    for (const [role, own, others] of [
+      ['webrole', ['production'], ['staging', 'qa']],
+      ['sharedrole', ['production', 'staging'], ['qa']],
+      ['qarole', ['qa'], ['production', 'staging']],
+    ] as const) {
+      const { parameters, decryptFor } = granted(role);
+      for (const environment of own) {
+        expect(parameters).toContain(`:parameter/selfdeploy/${environment}/deploy-key"`);
+        expect(decryptFor).toContain(`:parameter/selfdeploy/${environment}/deploy-key"`);
+      }
+      for (const environment of others) {
+        expect(parameters).not.toContain(`/${environment}/`);
+        expect(decryptFor).not.toContain(`/${environment}/`);
+      }
+    }
+    expect(nagFindings(stack)).toEqual([]);
+  });
+
   it('passes cdk-nag', () => {
     expect(nagFindings(existing)).toEqual([]);
   });
 });
 
 describe('demo stack', () => {
+  const SHIPPED_STAGE = path.join(
+    __dirname,
+    '..',
+    '..',
+    'scripts',
+    'instance',
+    'capistrano',
+    'local_production.rb',
+  );
   const group = onlyResource(demoTemplate, 'AWS::AutoScaling::AutoScalingGroup');
 
   it("puts the hook in the group's own definition, so its first instances are held too", () => {
@@ -101,24 +157,103 @@ describe('demo stack', () => {
     });
   });
 
-  it('prepares instances with the SSM agent, git, Ruby and Capistrano, the deploy checkout, IMDSv2 and encrypted disks', () => {
-    const launchTemplate = onlyResource(demoTemplate, 'AWS::EC2::LaunchTemplate')
-      .LaunchTemplateData as Record<string, unknown>;
-    const userData = JSON.stringify(launchTemplate.UserData);
+  const launchTemplate = onlyResource(demoTemplate, 'AWS::EC2::LaunchTemplate').LaunchTemplateData as {
+    UserData: { 'Fn::Base64': string };
+    [key: string]: unknown;
+  };
+  const userData = launchTemplate.UserData['Fn::Base64'];
 
+  it('prepares instances with the SSM agent, git, Ruby and Capistrano, the deploy checkout, IMDSv2 and encrypted disks', () => {
     expect(launchTemplate.MetadataOptions).toMatchObject({ HttpTokens: 'required' });
     expect(launchTemplate.BlockDeviceMappings).toEqual([
       { DeviceName: '/dev/xvda', Ebs: { Encrypted: true, VolumeSize: 16, VolumeType: 'gp3' } },
     ]);
-    for (const step of [
-      'dnf install -y git ruby',
-      'gem install',
-      'amazon-ssm-agent',
-      'git clone',
-      'bundle install',
-    ]) {
+    for (const step of ['amazon-ssm-agent', 'git clone', 'bundle install']) {
       expect(userData).toContain(step);
     }
+    // EC2's limit on user data.
+    expect(Buffer.byteLength(userData)).toBeLessThan(16 * 1024);
+  });
+
+  it("installs Amazon Linux 2023's own Ruby packages, then Capistrano", () => {
+    const install = /^retry dnf install -y ((?:\\\n|[^\n])*)$/m.exec(userData)?.[1] ?? '';
+    const packages = install.split(/[\s\\]+/).filter(Boolean);
+
+    expect(packages).toEqual(
+      expect.arrayContaining([
+        'git',
+        'openssh-server',
+        'ruby3.2',
+        'ruby3.2-rubygems',
+        'ruby3.2-rubygem-bundler',
+        'ruby3.2-devel',
+        'gcc',
+        'make',
+      ]),
+    );
+    expect(packages).not.toContain('ruby');
+    expect(userData).toContain("retry gem install --no-document capistrano:'~> 3.17'");
+  });
+
+  it('deploys as a dedicated user it creates without sudo rights, not as ec2-user', () => {
+    expect(userData).toMatch(/^ {2}useradd --create-home --shell \/bin\/bash "\$APP_USER"$/m);
+    expect(userData).toMatch(/^APP_USER='deploy' /m);
+    expect(userData).not.toMatch(/sudoers|wheel|usermod -a?G/);
+  });
+
+  it("writes selfdeploy's shipped Capistrano stage byte for byte, not a stage of its own", () => {
+    const start = userData.indexOf('write_stage() {\n');
+    const end = userData.indexOf('\nSELFDEPLOY_STAGE_END\n}\n', start);
+    const definition = userData.slice(start, end + '\nSELFDEPLOY_STAGE_END\n}\n'.length);
+
+    expect(start).toBeGreaterThan(-1);
+
+    const written = execFileSync('bash', ['-c', `${definition}write_stage`]);
+
+    expect(written.equals(readFileSync(SHIPPED_STAGE))).toBe(true);
+    expect(userData).toContain('write_stage | as_app_user tee "$seed/config/deploy/local_production.rb"');
+    expect(userData).not.toMatch(/server 'localhost'/);
+  });
+
+  it('user data passes shellcheck as the bash it is', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'selfdeploy-user-data-'));
+    try {
+      writeFileSync(path.join(dir, 'user-data.sh'), userData);
+
+      const check = spawnSync(
+        'shellcheck',
+        ['--shell=bash', '--severity=warning', path.join(dir, 'user-data.sh')],
+        {
+          encoding: 'utf8',
+        },
+      );
+
+      expect(check.stdout).toBe('');
+      expect(check.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('quotes a repository URL for the shell', () => {
+    const stack = new DemoStack(testApp(), 'QuotedDemo', {
+      repositoryUrl: "https://example.com/o'brien/app.git",
+    });
+    const data = (
+      onlyResource(templateOf(stack), 'AWS::EC2::LaunchTemplate').LaunchTemplateData as {
+        UserData: { 'Fn::Base64': string };
+      }
+    ).UserData['Fn::Base64'];
+
+    const value = execFileSync(
+      'bash',
+      ['-c', `${/^REPOSITORY_URL=.*$/m.exec(data)?.[0]}\nprintf %s "$REPOSITORY_URL"`],
+      {
+        encoding: 'utf8',
+      },
+    );
+
+    expect(value).toBe("https://example.com/o'brien/app.git");
   });
 
   it('lets its instances run SSM commands and write their output', () => {
@@ -189,6 +324,7 @@ describe('existing-groups configuration', () => {
     const load = (value: unknown) => () =>
       loadExistingGroupsConfig((key) => (key === 'selfdeploy' ? value : undefined));
 
+    expect(load('{')).toThrow(SelfDeployPropsError);
     expect(load('{')).toThrow('context selfdeploy is not valid JSON');
     expect(load({ groups: [], logRetentionDays: 31, extra: 1 })).toThrow(
       /not a valid selfdeploy configuration: .*groups.*logRetentionDays: must be a retention CloudWatch Logs offers/,
@@ -198,6 +334,45 @@ describe('existing-groups configuration', () => {
         key === 'selfdeployConfigFile' ? '/nonexistent/selfdeploy.json' : undefined,
       ),
     ).toThrow('selfdeployConfigFile: /nonexistent/selfdeploy.json does not exist');
+  });
+
+  it('names problems of form and of meaning in one error', () => {
+    const load = () =>
+      loadExistingGroupsConfig((key) =>
+        key === 'selfdeploy'
+          ? {
+              groups: [
+                { name: 'web', appUser: 'root', environment: 'Prod!', heartbeatTimeoutSeconds: 'long' },
+                { name: 'worker', healthCheckUrl: 'http://example.com/up' },
+              ],
+              logRetentionDays: 31,
+              reconcileIntervalMinutes: 500,
+            }
+          : undefined,
+      );
+
+    expect(load).toThrow(SelfDeployPropsError);
+    expect(load).toThrow(
+      new RegExp(
+        [
+          '^context selfdeploy is not a valid selfdeploy configuration: ',
+          'groups\\.0\\.heartbeatTimeoutSeconds: .*',
+          'logRetentionDays: must be a retention CloudWatch Logs offers.*',
+          'group web: appUser is root.*',
+          'reconcileInterval \\(30000 s\\) is not shorter than the shortest heartbeatTimeout.*',
+          'group web: environment: must match.*',
+          'group worker: healthCheckUrl: must match',
+        ].join(''),
+      ),
+    );
+  });
+
+  it('refuses the old instanceRoleNames, which gave every role every environment', () => {
+    expect(() =>
+      loadExistingGroupsConfig((key) =>
+        key === 'selfdeploy' ? { groups: [{ name: 'web' }], instanceRoleNames: ['web-role'] } : undefined,
+      ),
+    ).toThrow('instanceRoleNames: is replaced by groups[].instanceRoleName');
   });
 
   it('becomes construct props with durations', () => {

@@ -1,10 +1,20 @@
 import { Duration } from 'aws-cdk-lib';
-import { SelfDeploy, type SelfDeployProps } from '../../infra/self-deploy';
+import { SelfDeploy, type SelfDeployProps, SelfDeployPropsError } from '../../infra/self-deploy';
 import { testStack } from './helpers';
 
 // Construction throws before anything is synthesized, so each case is cheap.
 const build = (props: Partial<SelfDeployProps>) => () =>
   new SelfDeploy(testStack(), 'SelfDeploy', { groups: [{ autoScalingGroup: 'web' }], ...props });
+
+/** The one error a construction throws. */
+const errorOf = (props: Partial<SelfDeployProps>): Error => {
+  try {
+    build(props)();
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('the settings were accepted');
+};
 
 describe('impossible or unsafe settings are refused at synth, saying what to change', () => {
   it('no groups', () => {
@@ -24,6 +34,12 @@ describe('impossible or unsafe settings are refused at synth, saying what to cha
     );
   });
 
+  it('an execution timeout the orchestrator does not accept', () => {
+    expect(build({ executionTimeout: Duration.seconds(20) })).toThrow(
+      'executionTimeout is 20 s: give at least 30 s',
+    );
+  });
+
   it('a heartbeat timeout that does not cover the deploy', () => {
     expect(build({ groups: [{ autoScalingGroup: 'web', heartbeatTimeout: Duration.minutes(20) }] })).toThrow(
       'group web: heartbeatTimeout is 1200 s; it must cover agentWait + executionTimeout (2400 s)',
@@ -40,6 +56,18 @@ describe('impossible or unsafe settings are refused at synth, saying what to cha
     expect(
       build({ groups: [{ autoScalingGroup: 'web', deployPath: '/srv/app', appPath: '/srv/app' }] }),
     ).toThrow('group web: deployPath and appPath are both /srv/app');
+  });
+
+  it('root as the app user, which the instance script refuses on every launch', () => {
+    expect(build({ groups: [{ autoScalingGroup: 'web', appUser: 'root' }] })).toThrow(
+      'group web: appUser is root, which the instance script refuses (every launch would fail)',
+    );
+  });
+
+  it('a health-check URL that is not on the instance itself', () => {
+    expect(build({ groups: [{ autoScalingGroup: 'web', healthCheckUrl: 'http://example.com/up' }] })).toThrow(
+      /group web: healthCheckUrl: must match \^\$\|\^https\?:\/\/\(127/,
+    );
   });
 
   it('a reconcile interval that is not whole minutes', () => {
@@ -66,12 +94,30 @@ describe('impossible or unsafe settings are refused at synth, saying what to cha
     expect(build({ alarmEmail: 'ops' })).toThrow('alarmEmail "ops" is not an e-mail address');
   });
 
-  it('settings the SelfDeploy document would reject', () => {
+  it('a document name with a prefix SSM reserves', () => {
+    expect(build({ documentName: 'AWS-SelfDeploy' })).toThrow(
+      'documentName "AWS-SelfDeploy" starts with a prefix SSM reserves for AWS',
+    );
+  });
+
+  it('a deploy-key encryption key without a deploy key, or given by alias', () => {
+    expect(build({ deployKeyEncryptionKey: 'arn:aws:kms:eu-west-1:123456789012:alias/deploy' })).toThrow(
+      /is not a KMS key ARN .*; deployKeyEncryptionKey is set but document\.deployKeyParameterName is not/,
+    );
+  });
+
+  it('settings the SelfDeploy document or the orchestrator would reject', () => {
     expect(build({ groups: [{ autoScalingGroup: 'web', environment: 'Production!' }] })).toThrow(
-      /selfdeploy settings are invalid: groups\.web\.environment: must match/,
+      /^selfdeploy settings are invalid: group web: environment: must match/,
     );
     expect(build({ groups: [{ autoScalingGroup: 'web', appUser: 'Root User' }] })).toThrow(
-      /groups\.web\.appUser: must match/,
+      /group web: appUser: must match/,
+    );
+    expect(build({ groups: [{ autoScalingGroup: 'web group' }] })).toThrow(
+      /group web group: autoScalingGroupName "web group" does not match/,
+    );
+    expect(build({ groups: [{ autoScalingGroup: 'web', lifecycleHookName: 'deploy hook' }] })).toThrow(
+      /group web: lifecycleHookName: must match/,
     );
     expect(build({ documentName: 'x' })).toThrow(/documentName: must be an SSM document name/);
     expect(build({ redeployMaxConcurrency: '0' })).toThrow(/redeployMaxConcurrency/);
@@ -81,5 +127,51 @@ describe('impossible or unsafe settings are refused at synth, saying what to cha
     expect(build({ document: { deployCommand: 'cap\ndeploy' } })).toThrow(
       'SelfDeployDocumentOptions.deployCommand',
     );
+  });
+});
+
+describe('every problem of a configuration is named at once', () => {
+  it('in one SelfDeployPropsError, one line', () => {
+    const error = errorOf({
+      groups: [
+        { autoScalingGroup: 'web', appUser: 'root', heartbeatTimeout: Duration.minutes(20) },
+        { autoScalingGroup: 'worker', environment: 'Staging' },
+      ],
+      reconcileInterval: Duration.seconds(90),
+      document: { deployCommand: 'cap\ndeploy' },
+    });
+
+    for (const problem of [
+      'group web: heartbeatTimeout is 1200 s',
+      'group web: appUser is root',
+      'group worker: environment: must match',
+      'reconcileInterval is 90 s',
+      'SelfDeployDocumentOptions.deployCommand',
+    ]) {
+      expect(error.message).toContain(problem);
+    }
+    expect(error.message).not.toContain('\n');
+    expect(error).toBeInstanceOf(SelfDeployPropsError);
+    expect(error.name).toBe('SelfDeployPropsError');
+  });
+
+  it('each once', () => {
+    const error = errorOf({ groups: [{ autoScalingGroup: 'web', heartbeatTimeout: Duration.hours(3) }] });
+
+    expect(error.message.match(/heartbeatTimeout is/g)).toHaveLength(1);
+  });
+});
+
+describe('settings that look risky but are allowed', () => {
+  it('root as the app user when the document allows it', () => {
+    expect(
+      build({ groups: [{ autoScalingGroup: 'web', appUser: 'root' }], document: { allowRootAppUser: true } }),
+    ).not.toThrow();
+  });
+
+  it('a loopback health-check URL', () => {
+    expect(
+      build({ groups: [{ autoScalingGroup: 'web', healthCheckUrl: 'http://127.0.0.1:3000/up' }] }),
+    ).not.toThrow();
   });
 });

@@ -2,7 +2,7 @@
  * What self-deploy.sh refuses before it touches anything, and how it reports itself.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SELF_DEPLOY_EXIT_CODES } from '../../infra/document';
@@ -123,4 +123,44 @@ test('an unexpected failure names the line and still ends with the result line',
   expect(run.exitCode).toBe(SELF_DEPLOY_EXIT_CODES.unexpected);
   expect(run.stderr).toMatch(/^self-deploy: error: line \d+: mkdir -p .* exited with 1$/m);
   expect(run.result).toMatchObject({ status: 'failure', exitCode: 1 });
+});
+
+test('every problem of the input is named on one line', async () => {
+  const { env, untouched } = hostileEnv({
+    SELFDEPLOY_ENVIRONMENT: 'Prod',
+    SELFDEPLOY_REVISION: '-x',
+    SELFDEPLOY_BOOT_WAIT_SECONDS: 'soon',
+    SELFDEPLOY_HEALTH_CHECK_ATTEMPTS: '0',
+    SELFDEPLOY_HEALTH_CHECK_URL: 'http://example.com/up',
+    SELFDEPLOY_BOOT_CHECK_COMMAND: 'sleep 1\ntouch MARKER',
+  });
+
+  const run = await runScript(env);
+
+  expect(run.exitCode).toBe(SELF_DEPLOY_EXIT_CODES.invalidInput);
+  expect(run.stderr.trim().split('\n')).toHaveLength(1);
+  for (const named of [
+    'SELFDEPLOY_ENVIRONMENT Prod does not match',
+    'SELFDEPLOY_REVISION -x does not match',
+    'SELFDEPLOY_BOOT_WAIT_SECONDS soon does not match',
+    'SELFDEPLOY_HEALTH_CHECK_ATTEMPTS 0 is less than 1',
+    'SELFDEPLOY_HEALTH_CHECK_URL http://example.com/up does not match',
+    'SELFDEPLOY_BOOT_CHECK_COMMAND must be one line of printable characters',
+  ]) {
+    expect(run.stderr).toContain(named);
+  }
+  expect(untouched()).toBe(true);
+});
+
+test('invalid input still leaves its result in SELFDEPLOY_RESULT_FILE', async () => {
+  const resultFile = join(dir, 'result');
+  const { env } = hostileEnv({ SELFDEPLOY_ENVIRONMENT: 'Prod', SELFDEPLOY_RESULT_FILE: resultFile });
+
+  const run = await runScript(env);
+
+  expect(run.exitCode).toBe(SELF_DEPLOY_EXIT_CODES.invalidInput);
+  expect(JSON.parse(readFileSync(resultFile, 'utf8'))).toMatchObject({
+    status: 'failure',
+    exitCode: SELF_DEPLOY_EXIT_CODES.invalidInput,
+  });
 });

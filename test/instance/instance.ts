@@ -3,8 +3,17 @@
  * loopback port, a sample Capistrano app in a bare repository, the deploy checkout a machine
  * image would hold, and a way to run self-deploy.sh on it as the SSM agent would (as root).
  */
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSampleApp, type SampleApp } from '../../scripts/local/sample-app';
@@ -29,34 +38,75 @@ export interface Instance {
   readonly deployPath: string;
   readonly appPath: string;
   readonly stateDir: string;
+  /** The application user's ssh files of this instance (localhost key, known_hosts, git ssh). */
+  readonly sshDir: string;
   /** The script's environment on this instance; `overrides` win. */
   env(overrides?: Readonly<Record<string, string>>): Record<string, string>;
-  /** Runs self-deploy.sh with this instance's environment plus `overrides`. */
-  run(overrides?: Readonly<Record<string, string>>): Promise<RunResult>;
+  /**
+   * Runs self-deploy.sh with this instance's environment plus `overrides`; `onStdout` sees
+   * its output so far whenever more arrives.
+   */
+  run(overrides?: Readonly<Record<string, string>>, onStdout?: (stdout: string) => void): Promise<RunResult>;
   /** current/REVISION, or undefined when nothing is deployed. */
   currentRevision(): string | undefined;
   /** Names of the release directories. */
   releases(): string[];
+  /** Stops sshd, removes the files and the application user this instance created. */
   stop(): Promise<void>;
 }
 
-/** Starts an instance under a fresh temporary directory; `userName` is its application user. */
-export async function startInstance(userName: string): Promise<Instance> {
-  const dir = mkdtempSync(join(tmpdir(), `selfdeploy-${userName}-`));
+export interface InstanceOptions {
+  /**
+   * An application user to share (as simulated instances of one machine do); this instance
+   * then neither creates nor removes one.
+   * @default a new user named `<prefix>-<unique suffix>`
+   */
+  readonly user?: AppUser;
+}
+
+/**
+ * A user name of `prefix` no other test run on this machine uses at the same time (at most
+ * 32 characters, as useradd allows).
+ */
+export function uniqueUserName(prefix: string): string {
+  const suffix = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  return `${prefix.slice(0, 31 - suffix.length)}-${suffix}`;
+}
+
+/** Removes a user ensureAppUser created, with its home; as non-root the user is the caller and stays. */
+export function removeAppUser(user: AppUser): void {
+  if (process.getuid?.() !== 0) return;
+  execFileSync('userdel', ['--force', '--remove', user.name], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/**
+ * Starts an instance under a fresh temporary directory, with a new application user named
+ * after `prefix` unless `options.user` is given.
+ */
+export async function startInstance(prefix: string, options: InstanceOptions = {}): Promise<Instance> {
+  const dir = mkdtempSync(join(tmpdir(), `selfdeploy-${prefix}-`));
   // The application user has to reach its checkout and deploy_to below this directory.
   chmodSync(dir, 0o755);
-  const user = ensureAppUser(userName);
+  const ownUser = options.user === undefined;
+  const user = options.user ?? ensureAppUser(uniqueUserName(prefix));
   const deployPath = join(dir, 'srv', 'deploy');
   const appPath = join(dir, 'srv', 'app');
   const stateDir = join(dir, 'state');
-  const sshd = await startSshd({ dir: join(dir, 'sshd') });
+  let sshd: Sshd;
+  try {
+    sshd = await startSshd({ dir: join(dir, 'sshd') });
+  } catch (error) {
+    if (ownUser) removeAppUser(user);
+    throw error;
+  }
   let app: SampleApp;
   try {
     app = createSampleApp({ dir: join(dir, 'author'), owner: user, environments: ['production', 'staging'] });
     app.cloneTo(deployPath);
   } catch (error) {
-    // Nobody else would stop this sshd.
+    // Nobody else would stop this sshd or remove this user.
     await sshd.stop();
+    if (ownUser) removeAppUser(user);
     throw error;
   }
 
@@ -78,8 +128,9 @@ export async function startInstance(userName: string): Promise<Instance> {
     deployPath,
     appPath,
     stateDir,
+    sshDir: join(stateDir, 'ssh'),
     env,
-    run: (overrides) => runScript(env(overrides)),
+    run: (overrides, onStdout) => runScript(env(overrides), [], onStdout),
     currentRevision: () => {
       const path = join(appPath, 'current', 'REVISION');
       return existsSync(path) ? readFileSync(path, 'utf8').trim() : undefined;
@@ -89,14 +140,16 @@ export async function startInstance(userName: string): Promise<Instance> {
     stop: async () => {
       await sshd.stop();
       rmSync(dir, { recursive: true, force: true });
+      if (ownUser) removeAppUser(user);
     },
   };
 }
 
-/** Runs self-deploy.sh with exactly `env`. */
+/** Runs self-deploy.sh with exactly `env`; `onStdout` sees its output so far whenever more arrives. */
 export function runScript(
   env: Readonly<Record<string, string>>,
   args: readonly string[] = [],
+  onStdout?: (stdout: string) => void,
 ): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(SCRIPT, args, { env, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -104,6 +157,7 @@ export function runScript(
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
+      onStdout?.(stdout);
     });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
@@ -120,4 +174,46 @@ export function parseResult(stdout: string): Record<string, unknown> {
   const last = stdout.trimEnd().split('\n').at(-1) ?? '';
   const match = /^SELFDEPLOY_RESULT (\{.*\})$/.exec(last);
   return match?.[1] ? (JSON.parse(match[1]) as Record<string, unknown>) : {};
+}
+
+/**
+ * Commits the sample app's first config/deploy.rb with `tasks` (Ruby) appended (an empty
+ * `tasks` restores it) and `message` as app.txt. Returns the SHA.
+ */
+export function commitDeployTasks(instance: Instance, message: string, tasks: string): string {
+  const git = (...args: string[]) =>
+    execFileSync('git', ['-c', 'safe.directory=*', '--git-dir', instance.app.repoPath, ...args], {
+      encoding: 'utf8',
+    });
+  const root = git('rev-list', '--max-parents=0', instance.app.branch).trim();
+  const original = git('show', `${root}:config/deploy.rb`);
+  return instance.app.commit(message, {
+    'config/deploy.rb': `${original}${tasks}`,
+    'app.txt': `${message}\n`,
+  });
+}
+
+/** A post-publish task that fails: Capistrano has already moved current and written REVISION. */
+export const FAILING_AFTER_PUBLISHING = `namespace :sample do
+  task :fail_after_publishing do
+    raise 'sample post-publish task failed on purpose'
+  end
+end
+after 'deploy:publishing', 'sample:fail_after_publishing'
+`;
+
+/** Waits until `path` exists (what a concurrent run writes once it got that far). */
+export async function waitForFile(path: string, timeoutMs = 20_000): Promise<void> {
+  for (let waited = 0; !existsSync(path); waited += 20) {
+    if (waited > timeoutMs) throw new Error(`${path} did not appear within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A directory the application user can write to (test markers, logs), below the instance. */
+export function userWritableDir(instance: Instance, name: string): string {
+  const path = join(instance.dir, name);
+  mkdirSync(path, { recursive: true });
+  chownSync(path, instance.user.uid, instance.user.gid);
+  return path;
 }

@@ -1,4 +1,4 @@
-import { parseConfig } from '../../functions/orchestrator/config';
+import { managedGroup, parseConfig } from '../../functions/orchestrator/config';
 import { ConfigError } from '../../functions/shared/errors';
 
 describe('SELFDEPLOY_CONFIG', () => {
@@ -21,6 +21,7 @@ describe('SELFDEPLOY_CONFIG', () => {
           appUser: 'deploy',
           deployPath: '/var/www/app/deploy',
           appPath: '/var/www/app',
+          healthCheckUrl: '',
           onFailure: 'ABANDON',
           warmPool: 'deploy-on-both',
           heartbeatTimeoutSeconds: 3600,
@@ -74,8 +75,39 @@ describe('SELFDEPLOY_CONFIG', () => {
       }),
       /heartbeatTimeoutSeconds: Too big/,
     ],
+    [
+      'with a health check that is not a loopback URL',
+      JSON.stringify({
+        documentName: 'SelfDeploy',
+        groups: { web: { lifecycleHookName: 'h', healthCheckUrl: 'http://example.com/up' } },
+      }),
+      /groups\.web\.healthCheckUrl: must match/,
+    ],
   ])('is rejected when %s', (_case, raw, message) => {
     expect(() => parseConfig(raw)).toThrow(ConfigError);
     expect(() => parseConfig(raw)).toThrow(message);
   });
+});
+
+describe('managed groups', () => {
+  const config = parseConfig(
+    JSON.stringify({
+      documentName: 'SelfDeploy',
+      groups: { web: { lifecycleHookName: 'launch', healthCheckUrl: 'http://localhost:3000/up' } },
+    }),
+  );
+
+  it('are the configured ones, with their settings', () => {
+    expect(managedGroup(config, 'web')).toMatchObject({
+      lifecycleHookName: 'launch',
+      healthCheckUrl: 'http://localhost:3000/up',
+    });
+  });
+
+  it.each(['constructor', '__proto__', 'toString', 'hasOwnProperty'])(
+    'never include %s, a name every object inherits',
+    (name) => {
+      expect(managedGroup(config, name)).toBeUndefined();
+    },
+  );
 });

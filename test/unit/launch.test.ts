@@ -1,5 +1,6 @@
 import {
   CompleteLifecycleActionCommand,
+  DescribeScalingActivitiesCommand,
   RecordLifecycleActionHeartbeatCommand,
 } from '@aws-sdk/client-auto-scaling';
 import {
@@ -9,11 +10,13 @@ import {
 } from '@aws-sdk/client-ssm';
 import { route } from '../../functions/orchestrator/router';
 import {
+  activities,
   autoScaling,
   awsError,
   fixture,
   harness,
   INSTANCE,
+  launchActivity,
   NOW,
   noActiveAction,
   ssm,
@@ -39,6 +42,19 @@ function agentReadyAfter(polls: number) {
   for (let i = 1; i < polls; i++) chain = chain.resolvesOnce({ InstanceInformationList: [] }) as typeof chain;
   chain.resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
 }
+
+/** What the reconciler sends for INSTANCE's wait: the lifecycle context without a token. */
+const reconcilerCommand = (RequestedDateTime: Date) => ({
+  CommandId: 'ffffffff-1111-2222-3333-444444444444',
+  Comment: 'selfdeploy reconcile AutoScalingGroup',
+  RequestedDateTime,
+  Parameters: {
+    autoScalingGroupName: ['web'],
+    lifecycleHookName: ['selfdeploy-launch'],
+    instanceId: [INSTANCE],
+    lifecycleActionToken: [''],
+  },
+});
 
 function agentNeverRegisters() {
   ssm.on(SendCommandCommand).rejects(notRegistered());
@@ -195,15 +211,9 @@ describe('launch lifecycle action', () => {
       .on(ListCommandsCommand)
       .resolvesOnce({ Commands: [] })
       .resolves({
-        Commands: [
-          {
-            CommandId: 'ffffffff-1111-2222-3333-444444444444',
-            Comment: 'selfdeploy reconcile AutoScalingGroup',
-            RequestedDateTime: new Date(NOW + 2_000),
-            Parameters: { autoScalingGroupName: ['web'], lifecycleActionToken: [''] },
-          },
-        ],
+        Commands: [reconcilerCommand(new Date(NOW + 2_000))],
       });
+    activities(launchActivity(INSTANCE, new Date(NOW - 10_000)));
     agentReadyAfter(3);
 
     const result = await route(deps, fixture('launch'));
@@ -278,6 +288,87 @@ describe('launch lifecycle action', () => {
     const result = await route(deps, fixture('launch'));
 
     expect(result).toMatchObject({ result: { outcome: 'started' } });
+    // A command with another action's token is not this wait's: no activities need reading.
+    expect(autoScaling).not.toHaveReceivedCommand(DescribeScalingActivitiesCommand);
+  });
+
+  it("starts no second command when the reconciler's deploy for this wait is already there", async () => {
+    const { deps } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [reconcilerCommand(new Date(NOW - 60_000))] });
+    activities(launchActivity(INSTANCE, new Date(NOW - 120_000)));
+    agentReadyAfter(0);
+
+    const result = await route(deps, fixture('launch'));
+
+    expect(result).toMatchObject({
+      result: { outcome: 'duplicate', commandId: 'ffffffff-1111-2222-3333-444444444444' },
+    });
+    expect(ssm).not.toHaveReceivedCommand(SendCommandCommand);
+    expect(autoScaling).toHaveReceivedCommandWith(DescribeScalingActivitiesCommand, {
+      AutoScalingGroupName: 'web',
+    });
+  });
+
+  it("deploys when the reconciler's command is from an earlier wait of the instance", async () => {
+    const { deps } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [reconcilerCommand(new Date(NOW - 3600_000))] });
+    activities(launchActivity(INSTANCE, new Date(NOW - 120_000), 'from warm pool'));
+    agentReadyAfter(0);
+
+    const result = await route(deps, fixture('launch'));
+
+    expect(result).toMatchObject({ result: { outcome: 'started' } });
+  });
+
+  it('stops waiting for an agent that is online while SendCommand refuses the instance, naming the tag condition', async () => {
+    const { deps, logs, sleeps } = harness();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssm.on(SendCommandCommand).rejects(notRegistered());
+    ssm
+      .on(DescribeInstanceInformationCommand)
+      .resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
+
+    const result = await route(deps, fixture('launch'));
+
+    expect(result).toMatchObject({
+      result: {
+        outcome: 'send-refused',
+        reason: expect.stringContaining('ssm:resourceTag/aws:autoscaling:groupName'),
+      },
+    });
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 2);
+    expect(sleeps).toEqual([500]);
+    expect(logs.error).toHaveBeenCalledWith(
+      expect.stringMatching(
+        /^not waiting for the agent: SendCommand answers InvalidInstanceId although the SSM agent is Online/,
+      ),
+      { instanceId: INSTANCE, group: 'web', condition: 'ssm:resourceTag/aws:autoscaling:groupName' },
+    );
+  });
+});
+
+describe('group settings in the document', () => {
+  it("passes the group's health check URL and never asks a launch to migrate", async () => {
+    const { deps } = harness({
+      config: {
+        documentName: 'SelfDeploy',
+        groups: {
+          web: { lifecycleHookName: 'selfdeploy-launch', healthCheckUrl: 'http://localhost:3000/up' },
+        },
+      },
+    });
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentReadyAfter(0);
+
+    await route(deps, fixture('launch'));
+
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      Parameters: expect.objectContaining({
+        healthCheckUrl: ['http://localhost:3000/up'],
+        migrate: ['false'],
+        instanceId: [INSTANCE],
+      }),
+    });
   });
 });
 
@@ -370,6 +461,22 @@ describe('launches selfdeploy does not deploy', () => {
     expect(ssm.calls().length + autoScaling.calls().length).toBe(0);
     expect(logs.info).toHaveBeenCalledTimes(1);
   });
+
+  it.each(['constructor', '__proto__', 'toString'])(
+    'ignores group %s, which is not managed, without calling AWS',
+    async (name) => {
+      const { deps } = harness();
+      const event = fixture('launch');
+      event.detail.AutoScalingGroupName = name;
+
+      const result = await route(deps, event);
+
+      expect(result).toMatchObject({
+        result: { outcome: 'ignored', reason: `group ${name} is not managed by selfdeploy` },
+      });
+      expect(ssm.calls().length + autoScaling.calls().length).toBe(0);
+    },
+  );
 
   it("ignores another hook's action on a managed group", async () => {
     const { deps } = harness();

@@ -1,20 +1,38 @@
 import {
   CompleteLifecycleActionCommand,
   DescribeAutoScalingGroupsCommand,
+  DescribeLifecycleHooksCommand,
+  DescribeScalingActivitiesCommand,
   DescribeWarmPoolCommand,
   type Instance,
   RecordLifecycleActionHeartbeatCommand,
 } from '@aws-sdk/client-auto-scaling';
 import {
   type Command,
+  DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   ListCommandsCommand,
   SendCommandCommand,
 } from '@aws-sdk/client-ssm';
 import { route } from '../../functions/orchestrator/router';
-import { autoScaling, awsError, fixture, harness, INSTANCE, NOW, ssm, TOKEN } from './support';
+import { ReconcileError } from '../../functions/shared/errors';
+import {
+  activities,
+  autoScaling,
+  awsError,
+  fixture,
+  harness,
+  INSTANCE,
+  launchActivity,
+  NOW,
+  ssm,
+  TOKEN,
+} from './support';
 
 const OTHER = 'i-0fedcba0987654321';
+const NEW_COMMAND = 'dddddddd-1111-2222-3333-444444444444';
+/** The instances' current waits began ten minutes ago. */
+const WAIT_BEGAN = new Date(NOW - 600_000);
 
 function groups(web: Instance[], api: Instance[] = []) {
   autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
@@ -28,7 +46,21 @@ function groups(web: Instance[], api: Instance[] = []) {
 const waiting = (InstanceId: string, LifecycleState = 'Pending:Wait') =>
   ({ InstanceId, LifecycleState }) as Instance;
 
-function command(status: string, overrides: Partial<Command> = {}): Command {
+/** The web hook, with the NotificationMetadata a launch event would carry. */
+function hookMetadata(NotificationMetadata?: string) {
+  autoScaling.on(DescribeLifecycleHooksCommand).resolves({
+    LifecycleHooks: [
+      {
+        AutoScalingGroupName: 'web',
+        LifecycleHookName: 'selfdeploy-launch',
+        LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+        ...(NotificationMetadata !== undefined && { NotificationMetadata }),
+      },
+    ],
+  });
+}
+
+function command(status: string, overrides: Partial<Command> = {}, instanceId = INSTANCE): Command {
   return {
     CommandId: 'cccccccc-1111-2222-3333-444444444444',
     Status: status as never,
@@ -38,6 +70,7 @@ function command(status: string, overrides: Partial<Command> = {}): Command {
     Parameters: {
       autoScalingGroupName: ['web'],
       lifecycleHookName: ['selfdeploy-launch'],
+      instanceId: [instanceId],
       lifecycleActionToken: [TOKEN],
     },
     ...overrides,
@@ -55,6 +88,7 @@ describe('reconcile', () => {
       result: { groups: { web: { waiting: 0, stuck: 0 }, api: { waiting: 0 } } },
     });
     expect(ssm.calls()).toHaveLength(0);
+    expect(autoScaling.calls()).toHaveLength(1);
     expect(autoScaling).toHaveReceivedCommandWith(DescribeAutoScalingGroupsCommand, {
       AutoScalingGroupNames: ['web', 'api'],
     });
@@ -64,11 +98,12 @@ describe('reconcile', () => {
     ]);
   });
 
-  it('starts the deploy a lost launch event never started', async () => {
+  it('starts the deploy a lost launch event never started, naming the instance it is for', async () => {
     const { deps } = harness();
     groups([waiting(INSTANCE)]);
+    hookMetadata();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'dddddddd-1111-2222-3333-444444444444' } });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
 
     const result = await route(deps, { action: 'reconcile' });
 
@@ -81,34 +116,44 @@ describe('reconcile', () => {
       Parameters: expect.objectContaining({
         autoScalingGroupName: ['web'],
         lifecycleHookName: ['selfdeploy-launch'],
+        instanceId: [INSTANCE],
         lifecycleActionToken: [''],
+        migrate: ['false'],
       }),
     });
+    // With no command at all there is nothing to date: the activities are not read.
+    expect(autoScaling).not.toHaveReceivedCommand(DescribeScalingActivitiesCommand);
   });
 
   it('counts an instance whose agent has not registered as stuck, without waiting for it', async () => {
     const { deps, metrics, sleeps } = harness();
     groups([waiting(INSTANCE)]);
+    hookMetadata();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'not registered'));
+    ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [] });
 
     const result = await route(deps, fixture('scheduled'));
 
-    expect(result).toMatchObject({ result: { groups: { web: { stuck: 1 } } } });
+    expect(result).toMatchObject({
+      result: { groups: { web: { stuck: 1, instances: { [INSTANCE]: 'agent-not-ready' } } } },
+    });
     expect(sleeps).toEqual([]);
     expect(metrics).toContainEqual({ name: 'StuckInstances', group: 'web', value: 1, unit: 'Count' });
   });
 
-  it('completes an instance whose deploy finished but whose status event was lost', async () => {
+  it('completes an instance whose deploy finished but whose status event was lost, by instance id', async () => {
     const { deps } = harness();
     groups([waiting(INSTANCE)]);
+    activities(launchActivity(INSTANCE, WAIT_BEGAN));
     ssm.on(ListCommandsCommand).resolves({ Commands: [command('Success')] });
     autoScaling.on(CompleteLifecycleActionCommand).resolves({});
 
     const result = await route(deps, fixture('scheduled'));
 
     expect(result).toMatchObject({ result: { groups: { web: { instances: { [INSTANCE]: 'completed' } } } } });
-    expect(autoScaling).toHaveReceivedCommandWith(CompleteLifecycleActionCommand, {
+    expect(autoScaling).toHaveReceivedCommandTimes(CompleteLifecycleActionCommand, 1);
+    expect(autoScaling.commandCalls(CompleteLifecycleActionCommand)[0]?.args[0].input).toEqual({
       AutoScalingGroupName: 'web',
       LifecycleHookName: 'selfdeploy-launch',
       InstanceId: INSTANCE,
@@ -120,6 +165,7 @@ describe('reconcile', () => {
   it('abandons an instance whose lost status event was a failure', async () => {
     const { deps } = harness();
     groups([waiting(INSTANCE)]);
+    activities(launchActivity(INSTANCE, WAIT_BEGAN));
     ssm.on(ListCommandsCommand).resolves({ Commands: [command('Failed')] });
     ssm.on(GetCommandInvocationCommand).resolves({ ResponseCode: 1 });
     autoScaling.on(CompleteLifecycleActionCommand).resolves({});
@@ -127,6 +173,7 @@ describe('reconcile', () => {
     await route(deps, fixture('scheduled'));
 
     expect(autoScaling).toHaveReceivedCommandWith(CompleteLifecycleActionCommand, {
+      InstanceId: INSTANCE,
       LifecycleActionResult: 'ABANDON',
     });
   });
@@ -134,6 +181,7 @@ describe('reconcile', () => {
   it('heartbeats an instance whose deploy is still running', async () => {
     const { deps } = harness();
     groups([waiting(INSTANCE)]);
+    activities(launchActivity(INSTANCE, WAIT_BEGAN));
     ssm.on(ListCommandsCommand).resolves({ Commands: [command('InProgress')] });
     autoScaling.on(RecordLifecycleActionHeartbeatCommand).resolves({});
 
@@ -151,9 +199,32 @@ describe('reconcile', () => {
     expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
   });
 
+  it('heartbeats the run that holds the wait when a later duplicate ended without a verdict', async () => {
+    const { deps } = harness();
+    groups([waiting(INSTANCE)]);
+    activities(launchActivity(INSTANCE, WAIT_BEGAN));
+    ssm.on(ListCommandsCommand).resolves({
+      Commands: [
+        command('Failed', {
+          CommandId: 'eeeeeeee-1111-2222-3333-444444444444',
+          RequestedDateTime: new Date(NOW - 60_000),
+        }),
+        command('InProgress'),
+      ],
+    });
+    ssm.on(GetCommandInvocationCommand).resolves({ ResponseCode: 13 });
+    autoScaling.on(RecordLifecycleActionHeartbeatCommand).resolves({});
+
+    const result = await route(deps, fixture('scheduled'));
+
+    expect(result).toMatchObject({ result: { groups: { web: { instances: { [INSTANCE]: 'heartbeat' } } } } });
+    expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
+  });
+
   it('counts a deploy running past its timeouts as stuck and stops heartbeating it, so the hook timeout ends the wait', async () => {
     const { deps } = harness();
     groups([waiting(INSTANCE)]);
+    activities(launchActivity(INSTANCE, new Date(NOW - 4 * 3600_000)));
     ssm.on(ListCommandsCommand).resolves({
       Commands: [command('InProgress', { RequestedDateTime: new Date(NOW - 3 * 3600_000) })],
     });
@@ -169,10 +240,11 @@ describe('reconcile', () => {
   it('deploys an instance entering service even when its warm-pool deploy finished long ago', async () => {
     const { deps } = harness();
     groups([waiting(INSTANCE)]);
+    hookMetadata();
     ssm
       .on(ListCommandsCommand)
       .resolves({ Commands: [command('Success', { Comment: 'selfdeploy launch WarmPool' })] });
-    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'dddddddd-1111-2222-3333-444444444444' } });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
 
     await route(deps, fixture('scheduled'));
 
@@ -194,8 +266,9 @@ describe('reconcile', () => {
     autoScaling.on(DescribeWarmPoolCommand).resolves({
       Instances: [waiting(OTHER, 'Warmed:Pending:Wait'), waiting('i-0bbbbbbbbbbbbbbbb', 'Warmed:Stopped')],
     });
+    autoScaling.on(DescribeLifecycleHooksCommand).resolves({ LifecycleHooks: [{}] });
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'dddddddd-1111-2222-3333-444444444444' } });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
 
     const result = await route(deps, fixture('scheduled'));
 
@@ -208,5 +281,237 @@ describe('reconcile', () => {
     // Only the group that has a warm pool is asked about it.
     expect(autoScaling).toHaveReceivedCommandTimes(DescribeWarmPoolCommand, 1);
     expect(autoScaling).toHaveReceivedCommandWith(DescribeWarmPoolCommand, { AutoScalingGroupName: 'web' });
+  });
+});
+
+describe('reconcile trusts only commands sent during the current wait', () => {
+  it('deploys again, rather than completing, when the only Success is from an earlier wait (warm-pool reuse)', async () => {
+    const { deps } = harness();
+    groups([waiting(INSTANCE)]);
+    hookMetadata();
+    // The instance left the warm pool five minutes ago; its Success is two hours old.
+    activities(
+      launchActivity(INSTANCE, new Date(NOW - 300_000), 'from warm pool'),
+      launchActivity(INSTANCE, new Date(NOW - 3 * 3600_000), 'into warm pool'),
+    );
+    ssm.on(ListCommandsCommand).resolves({
+      Commands: [command('Success', { RequestedDateTime: new Date(NOW - 2 * 3600_000) })],
+    });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
+
+    const result = await route(deps, fixture('scheduled'));
+
+    expect(result).toMatchObject({
+      result: { groups: { web: { instances: { [INSTANCE]: 'deploy-started' } } } },
+    });
+    expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      InstanceIds: [INSTANCE],
+      Comment: 'selfdeploy reconcile AutoScalingGroup',
+    });
+  });
+
+  it("does not trust an instance's commands when its launch is not among the group's activities", async () => {
+    const { deps, logs } = harness();
+    groups([waiting(INSTANCE)]);
+    hookMetadata();
+    activities(launchActivity(OTHER, new Date(NOW - 60_000)));
+    ssm.on(ListCommandsCommand).resolves({ Commands: [command('Success')] });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
+
+    await route(deps, fixture('scheduled'));
+
+    expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 1);
+    expect(logs.warn).toHaveBeenCalledWith(
+      expect.stringContaining('no launch activity of the instance'),
+      expect.objectContaining({ instanceId: INSTANCE }),
+    );
+  });
+
+  it("reads each group's activities once per run, page by page only until every waiting instance's launch is found", async () => {
+    const { deps } = harness();
+    const third = 'i-0aaaaaaaaaaaaaaaa';
+    groups([waiting(INSTANCE), waiting(OTHER), waiting(third)]);
+    autoScaling
+      .on(DescribeScalingActivitiesCommand)
+      .resolvesOnce({
+        Activities: [
+          launchActivity(INSTANCE, new Date(NOW - 60_000)),
+          launchActivity(OTHER, new Date(NOW - 90_000)),
+        ],
+        NextToken: 'page-2',
+      })
+      .resolvesOnce({ Activities: [launchActivity(third, WAIT_BEGAN)], NextToken: 'page-3' })
+      .resolves({ Activities: [] });
+    ssm
+      .on(ListCommandsCommand)
+      .resolves({ Commands: [] })
+      .on(ListCommandsCommand, { InstanceId: INSTANCE })
+      .resolves({ Commands: [command('InProgress', { RequestedDateTime: new Date(NOW - 30_000) })] })
+      .on(ListCommandsCommand, { InstanceId: OTHER })
+      .resolves({ Commands: [command('InProgress', { RequestedDateTime: new Date(NOW - 30_000) }, OTHER)] })
+      .on(ListCommandsCommand, { InstanceId: third })
+      .resolves({ Commands: [command('InProgress', { RequestedDateTime: new Date(NOW - 30_000) }, third)] });
+    autoScaling.on(RecordLifecycleActionHeartbeatCommand).resolves({});
+
+    const result = await route(deps, fixture('scheduled'));
+
+    expect(result).toMatchObject({
+      result: {
+        groups: {
+          web: { instances: { [INSTANCE]: 'heartbeat', [OTHER]: 'heartbeat', [third]: 'heartbeat' } },
+        },
+      },
+    });
+    expect(autoScaling).toHaveReceivedCommandTimes(DescribeScalingActivitiesCommand, 2);
+    expect(autoScaling.commandCalls(DescribeScalingActivitiesCommand)[1]?.args[0].input).toEqual({
+      AutoScalingGroupName: 'web',
+      MaxRecords: 100,
+      NextToken: 'page-2',
+    });
+  });
+
+  it("bounds the pages of a group's activities it reads, and then trusts no command it could not date", async () => {
+    const { deps } = harness();
+    groups([waiting(INSTANCE)]);
+    hookMetadata();
+    autoScaling
+      .on(DescribeScalingActivitiesCommand)
+      .resolves({ Activities: [launchActivity(OTHER, new Date(NOW - 60_000))], NextToken: 'more' });
+    ssm.on(ListCommandsCommand).resolves({ Commands: [command('Success')] });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
+
+    await route(deps, fixture('scheduled'));
+
+    expect(autoScaling).toHaveReceivedCommandTimes(DescribeScalingActivitiesCommand, 20);
+    expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 1);
+  });
+});
+
+describe('reconcile handles each instance on its own', () => {
+  it('handles the other 14 of 15 waiting instances when one is denied, publishes StuckInstances, then fails naming it', async () => {
+    const { deps, metrics, logs } = harness();
+    const ids = Array.from({ length: 15 }, (_, i) => `i-0${String(i).padStart(16, '0')}`);
+    const denied = ids[7] as string;
+    groups(ids.map((id) => waiting(id)));
+    hookMetadata();
+    ssm
+      .on(ListCommandsCommand)
+      .resolves({ Commands: [] })
+      .on(ListCommandsCommand, { InstanceId: denied })
+      .rejects(awsError('AccessDeniedException', 'User is not authorized to perform: ssm:ListCommands'));
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
+
+    const run = route(deps, fixture('scheduled'));
+
+    await expect(run).rejects.toThrow(ReconcileError);
+    await expect(run).rejects.toThrow(
+      `reconcile could not handle ${denied} (web: AccessDeniedException: User is not authorized to perform: ssm:ListCommands)`,
+    );
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 14);
+    for (const id of ids.filter((id) => id !== denied)) {
+      expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, { InstanceIds: [id] });
+    }
+    expect(metrics).toContainEqual({ name: 'StuckInstances', group: 'web', value: 1, unit: 'Count' });
+    expect(metrics).toContainEqual({ name: 'StuckInstances', group: 'api', value: 0, unit: 'Count' });
+    expect(logs.error).toHaveBeenCalledWith('reconcile could not handle a waiting instance', {
+      instanceId: denied,
+      group: 'web',
+      state: 'Pending:Wait',
+      errorName: 'AccessDeniedException',
+      errorMessage: 'User is not authorized to perform: ssm:ListCommands',
+    });
+  });
+
+  it('looks past groups it does not manage, whatever their names', async () => {
+    const { deps } = harness();
+    autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
+      AutoScalingGroups: [
+        { AutoScalingGroupName: 'constructor', Instances: [waiting(OTHER)] } as never,
+        { AutoScalingGroupName: '__proto__', Instances: [waiting(OTHER)] } as never,
+        { AutoScalingGroupName: 'toString', Instances: [waiting(OTHER)] } as never,
+      ],
+    });
+
+    const result = await route(deps, fixture('scheduled'));
+
+    expect(ssm.calls()).toHaveLength(0);
+    expect(autoScaling.calls()).toHaveLength(1);
+    expect(result).toMatchObject({ result: { groups: { web: { waiting: 0 }, api: { waiting: 0 } } } });
+  });
+
+  it('counts an instance SendCommand refuses while its agent is online as stuck, naming the tag condition', async () => {
+    const { deps, logs } = harness();
+    groups([waiting(INSTANCE)]);
+    hookMetadata();
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'Instances not in a valid state'));
+    ssm
+      .on(DescribeInstanceInformationCommand)
+      .resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
+
+    const result = await route(deps, fixture('scheduled'));
+
+    expect(result).toMatchObject({
+      result: { groups: { web: { stuck: 1, instances: { [INSTANCE]: 'send-refused' } } } },
+    });
+    expect(logs.error).toHaveBeenCalledWith(
+      expect.stringContaining('ssm:resourceTag/aws:autoscaling:groupName'),
+      expect.objectContaining({
+        instanceId: INSTANCE,
+        condition: 'ssm:resourceTag/aws:autoscaling:groupName',
+      }),
+    );
+  });
+});
+
+describe('reconcile applies the launch metadata rules to a lost launch event', () => {
+  it("deploys with the hook's NotificationMetadata overrides, reading the hook once per group", async () => {
+    const { deps } = harness();
+    groups([waiting(INSTANCE), waiting(OTHER)]);
+    hookMetadata('{"revision":"v2.3.1","environment":"staging"}');
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
+
+    await route(deps, fixture('scheduled'));
+
+    expect(autoScaling).toHaveReceivedCommandTimes(DescribeLifecycleHooksCommand, 1);
+    expect(autoScaling).toHaveReceivedCommandWith(DescribeLifecycleHooksCommand, {
+      AutoScalingGroupName: 'web',
+      LifecycleHookNames: ['selfdeploy-launch'],
+    });
+    for (const id of [INSTANCE, OTHER]) {
+      expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+        InstanceIds: [id],
+        Parameters: expect.objectContaining({
+          revision: ['v2.3.1'],
+          environment: ['staging'],
+          instanceId: [id],
+        }),
+      });
+    }
+  });
+
+  it('abandons, as the launch does, when the metadata overrides are invalid', async () => {
+    const { deps, metrics } = harness();
+    groups([waiting(INSTANCE)]);
+    hookMetadata('{"revision":"$(reboot)"}');
+    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
+    autoScaling.on(CompleteLifecycleActionCommand).resolves({});
+
+    const result = await route(deps, fixture('scheduled'));
+
+    expect(result).toMatchObject({ result: { groups: { web: { instances: { [INSTANCE]: 'abandoned' } } } } });
+    expect(ssm).not.toHaveReceivedCommand(SendCommandCommand);
+    expect(autoScaling).toHaveReceivedCommandWith(CompleteLifecycleActionCommand, {
+      AutoScalingGroupName: 'web',
+      LifecycleHookName: 'selfdeploy-launch',
+      InstanceId: INSTANCE,
+      LifecycleActionResult: 'ABANDON',
+    });
+    expect(metrics).toContainEqual({ name: 'BootstrapFailed', group: 'web', value: 1, unit: 'Count' });
   });
 });

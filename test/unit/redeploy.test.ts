@@ -5,7 +5,7 @@ import {
 } from '@aws-sdk/client-auto-scaling';
 import { DescribeInstanceInformationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { route } from '../../functions/orchestrator/router';
-import { autoScaling, awsCallCount, fixture, harness, INSTANCE, ssm } from './support';
+import { autoScaling, awsCallCount, awsError, fixture, harness, INSTANCE, ssm } from './support';
 
 const id = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
 
@@ -133,5 +133,89 @@ describe('manual redeploy', () => {
       'group "batch" is not managed by selfdeploy (managed: web, api)',
     );
     expect(awsCallCount()).toBe(0);
+  });
+
+  it.each(['constructor', '__proto__', 'toString'])(
+    'refuses group %s, which is not managed, before calling AWS (no SendCommand)',
+    async (name) => {
+      const { deps } = harness();
+      autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
+        AutoScalingGroups: [{ Instances: [{ InstanceId: INSTANCE, LifecycleState: 'InService' }] } as never],
+      });
+      agentsOnline();
+      sendsCommands();
+
+      await expect(route(deps, { action: 'redeploy', autoScalingGroupName: name })).rejects.toThrow(
+        `group "${name}" is not managed by selfdeploy (managed: web, api)`,
+      );
+      expect(ssm).not.toHaveReceivedCommand(SendCommandCommand);
+      expect(awsCallCount()).toBe(0);
+    },
+  );
+
+  it('skips a named instance of a group called constructor, which is not managed', async () => {
+    const { deps } = harness();
+    autoScaling.on(DescribeAutoScalingInstancesCommand).resolves({
+      AutoScalingInstances: [
+        { InstanceId: INSTANCE, AutoScalingGroupName: 'constructor', LifecycleState: 'InService' },
+      ] as never,
+    });
+    agentsOnline();
+    sendsCommands();
+
+    const result = await route(deps, { action: 'redeploy', instanceIds: [INSTANCE] });
+
+    expect(ssm).not.toHaveReceivedCommand(SendCommandCommand);
+    expect(result).toMatchObject({
+      result: { skipped: [{ instanceId: INSTANCE, reason: 'group constructor is not managed' }] },
+    });
+  });
+
+  it("passes the group's health check URL and never migrates", async () => {
+    const { deps } = harness({
+      config: {
+        documentName: 'SelfDeploy',
+        groups: {
+          web: { lifecycleHookName: 'selfdeploy-launch', healthCheckUrl: 'http://127.0.0.1:8080/health' },
+        },
+      },
+    });
+    autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
+      AutoScalingGroups: [{ Instances: [{ InstanceId: INSTANCE, LifecycleState: 'InService' }] } as never],
+    });
+    agentsOnline();
+    sendsCommands();
+
+    await route(deps, fixture('console-redeploy-group'));
+
+    expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
+      Parameters: expect.objectContaining({
+        healthCheckUrl: ['http://127.0.0.1:8080/health'],
+        migrate: ['false'],
+        instanceId: [''],
+      }),
+    });
+  });
+
+  it('says that SendCommand refusing an instance whose agent is online is the tag condition', async () => {
+    const { deps } = harness();
+    autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
+      AutoScalingGroups: [{ Instances: [{ InstanceId: INSTANCE, LifecycleState: 'InService' }] } as never],
+    });
+    agentsOnline();
+    ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'Instances not in a valid state'));
+
+    const result = await route(deps, fixture('console-redeploy-group'));
+
+    expect(result).toMatchObject({
+      result: {
+        skipped: [
+          {
+            instanceId: INSTANCE,
+            reason: expect.stringContaining('ssm:resourceTag/aws:autoscaling:groupName'),
+          },
+        ],
+      },
+    });
   });
 });

@@ -1,7 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import {
+  type Activity,
+  AutoScalingClient,
+  DescribeScalingActivitiesCommand,
+} from '@aws-sdk/client-auto-scaling';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { type ConfigInput, parseConfig } from '../../functions/orchestrator/config';
@@ -98,3 +102,30 @@ export const noActiveAction = () =>
 
 /** Total AWS calls made through both mocked clients. */
 export const awsCallCount = () => ssm.calls().length + autoScaling.calls().length;
+
+/** When INSTANCE's current wait began: its launch activity, two minutes before the sample commands were requested. */
+export const LAUNCHED_AT = new Date('2026-11-26T09:59:00.000Z');
+
+/** A scaling activity launching `instanceId` (into service unless `how` says the warm pool). */
+export function launchActivity(
+  instanceId: string,
+  start: Date,
+  how: 'new' | 'into warm pool' | 'from warm pool' = 'new',
+  StatusCode: Activity['StatusCode'] = 'Successful',
+): Activity {
+  const description = how === 'new' ? 'Launching a new EC2 instance' : `Launching a new EC2 instance ${how}`;
+  return {
+    ActivityId: `activity-${instanceId}-${start.getTime()}`,
+    AutoScalingGroupName: 'web',
+    Description: `${description}: ${instanceId}`,
+    Cause:
+      'At 2026-11-26T09:58:59Z an instance was started in response to a difference between desired and actual capacity.',
+    StartTime: start,
+    StatusCode,
+  };
+}
+
+/** The group's scaling activities, newest first, on one page. */
+export function activities(...list: Activity[]): void {
+  autoScaling.on(DescribeScalingActivitiesCommand).resolves({ Activities: list });
+}

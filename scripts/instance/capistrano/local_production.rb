@@ -11,10 +11,16 @@ selfdeploy = lambda do |name|
   ENV.fetch(name) { abort "#{name} is not set: this stage runs through selfdeploy's self-deploy.sh" }
 end
 
+# Only the instance a deploy names with the document parameter migrate=true gets the db role
+# (and so runs db:migrate): launches never set it, so a burst of new instances does not
+# migrate concurrently. An operator's deploy of a release sets it for exactly one instance.
+migrate = selfdeploy.call('SELFDEPLOY_MIGRATE')
+abort "SELFDEPLOY_MIGRATE is #{migrate.inspect}; it must be 'true' or 'false'" unless %w[true false].include?(migrate)
+
 server '127.0.0.1',
        user: selfdeploy.call('SELFDEPLOY_APP_USER'),
        port: Integer(selfdeploy.call('SELFDEPLOY_SSH_PORT'), 10),
-       roles: %w[app web db],
+       roles: migrate == 'true' ? %w[app web db] : %w[app web],
        primary: true
 
 # The full commit SHA self-deploy.sh resolved (explicit revision, pinned or branch head).
@@ -36,9 +42,12 @@ set :ssh_options, {
 }
 
 # Capistrano's own git wrapper turns host key checking off; self-deploy.sh provides one that
-# keeps it on (and carries the deploy key for a private repository).
+# keeps it on (and carries the deploy key for a private repository). GIT_SSH_COMMAND, not
+# GIT_SSH: git prefers a user's core.sshCommand over GIT_SSH, which could switch the checks
+# off again; GIT_SSH_COMMAND comes before both. The wrapper takes OpenSSH's options (a port).
 Rake::Task['git:wrapper'].clear_actions
 set :git_environmental_variables, {
   git_askpass: '/bin/echo',
-  git_ssh: selfdeploy.call('SELFDEPLOY_GIT_SSH'),
+  git_ssh_command: selfdeploy.call('SELFDEPLOY_GIT_SSH_COMMAND'),
+  git_ssh_variant: 'ssh',
 }

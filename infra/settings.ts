@@ -1,0 +1,274 @@
+import { Duration, aws_logs as logs, Token } from 'aws-cdk-lib';
+import { type ConfigInput, configSchema } from '../functions/orchestrator/config';
+import { DOCUMENT_PARAMETERS, parameterProblem } from '../functions/shared/document-contract';
+import { SelfDeployError } from '../functions/shared/errors';
+import { buildSelfDeployDocument } from './document';
+import type { SelfDeployGroup, SelfDeployProps } from './self-deploy';
+
+/** SelfDeploy settings that can only fail; the message names every problem of the configuration. */
+export class SelfDeployPropsError extends SelfDeployError {}
+
+/** Longest heartbeat timeout a lifecycle hook accepts. */
+export const MAX_HEARTBEAT_SECONDS = 7200;
+/** Added to agent wait + execution timeout by default: status event delivery and completion. */
+export const COMPLETION_GRACE_SECONDS = 120;
+/** Shortest execution timeout the orchestrator accepts. */
+export const MIN_EXECUTION_SECONDS = 30;
+
+/** Defaults of the construct's own settings (the document's are the builder's). */
+export const DEFAULTS = {
+  executionTimeout: Duration.minutes(30),
+  agentWait: Duration.minutes(10),
+  reconcileInterval: Duration.minutes(5),
+  functionTimeout: Duration.minutes(5),
+  lifecycleHookName: 'selfdeploy',
+  onFailure: 'ABANDON',
+  logRetention: logs.RetentionDays.ONE_MONTH,
+} as const;
+
+/** One group's entry in SELFDEPLOY_CONFIG. */
+export type GroupConfigInput = ConfigInput['groups'][string];
+
+/** Throws one SelfDeployPropsError naming every problem of `props`; returns when there is none. */
+export function assertValidProps(props: SelfDeployProps): void {
+  const problems = selfDeployPropsProblems(props);
+  if (problems.length > 0) {
+    throw new SelfDeployPropsError(`selfdeploy settings are invalid: ${problems.join('; ')}`);
+  }
+}
+
+/**
+ * Every problem of `props` that is known without an instance, one clause each, saying what to
+ * change; empty when there is none. Each would otherwise fail the stack's deployment, the
+ * function's cold start or every launch.
+ */
+export function selfDeployPropsProblems(props: SelfDeployProps): string[] {
+  const problems: string[] = [];
+  const executionSeconds = (props.executionTimeout ?? DEFAULTS.executionTimeout).toSeconds();
+  const neededSeconds = executionSeconds + (props.agentWait ?? DEFAULTS.agentWait).toSeconds();
+
+  if (props.groups.length === 0) {
+    problems.push('groups is empty: name at least one Auto Scaling group for selfdeploy to manage');
+  }
+  if (executionSeconds < MIN_EXECUTION_SECONDS) {
+    problems.push(`executionTimeout is ${executionSeconds} s: give at least ${MIN_EXECUTION_SECONDS} s`);
+  }
+  if (neededSeconds > MAX_HEARTBEAT_SECONDS) {
+    problems.push(
+      `agentWait + executionTimeout is ${neededSeconds} s, but a lifecycle hook waits at most ` +
+        `${MAX_HEARTBEAT_SECONDS} s between heartbeats: lower executionTimeout or agentWait`,
+    );
+  }
+  const seen = new Set<string>();
+  props.groups.forEach((settings, index) => {
+    const label = `group ${groupLabel(settings.autoScalingGroup, index)}`;
+    const given = settings.autoScalingGroup;
+    const name = typeof given === 'string' ? given : given.autoScalingGroupName;
+    // Names of groups built in this app are tokens: those are told apart by construct instead.
+    const key = typeof given !== 'string' && Token.isUnresolved(name) ? given.node.path : name;
+    if (seen.has(key)) problems.push(`${label} is listed twice: list each Auto Scaling group once`);
+    seen.add(key);
+    if (!Token.isUnresolved(name)) {
+      const nameProblem = name === '' ? 'the name is empty' : parameterProblem('autoScalingGroupName', name);
+      if (nameProblem) problems.push(`${label}: ${nameProblem}`);
+    }
+    problems.push(...groupProblems(label, settings, neededSeconds, props));
+  });
+  problems.push(...timingProblems(props, neededSeconds));
+  if (
+    props.alarmEmail !== undefined &&
+    !Token.isUnresolved(props.alarmEmail) &&
+    !EMAIL.test(props.alarmEmail)
+  ) {
+    problems.push(`alarmEmail ${JSON.stringify(props.alarmEmail)} is not an e-mail address`);
+  }
+  if (props.documentName !== undefined && RESERVED_DOCUMENT_PREFIX.test(props.documentName)) {
+    problems.push(
+      `documentName ${JSON.stringify(props.documentName)} starts with a prefix SSM reserves for AWS ` +
+        '(aws, amazon, amzn): choose another name',
+    );
+  }
+  problems.push(...deployKeyProblems(props));
+  problems.push(...configProblems(props, neededSeconds));
+  try {
+    buildSelfDeployDocument(props.document);
+  } catch (error) {
+    if (!(error instanceof Error)) throw error;
+    problems.push(error.message);
+  }
+  return problems;
+}
+
+/** The hook's heartbeat timeout for a group: as given, else enough for agent wait + deploy + completion. */
+export function heartbeatSecondsOf(settings: SelfDeployGroup, neededSeconds: number): number {
+  return (
+    settings.heartbeatTimeout?.toSeconds() ??
+    Math.min(MAX_HEARTBEAT_SECONDS, neededSeconds + COMPLETION_GRACE_SECONDS)
+  );
+}
+
+/** A group's entry in SELFDEPLOY_CONFIG: the settings given, defaults left to the function. */
+export function groupConfig(settings: SelfDeployGroup, heartbeatSeconds: number): GroupConfigInput {
+  return {
+    lifecycleHookName: settings.lifecycleHookName ?? DEFAULTS.lifecycleHookName,
+    heartbeatTimeoutSeconds: heartbeatSeconds,
+    onFailure: settings.onFailure ?? DEFAULTS.onFailure,
+    ...(settings.environment !== undefined && { environment: settings.environment }),
+    ...(settings.appUser !== undefined && { appUser: settings.appUser }),
+    ...(settings.deployPath !== undefined && { deployPath: settings.deployPath }),
+    ...(settings.appPath !== undefined && { appPath: settings.appPath }),
+    ...(settings.healthCheckUrl !== undefined && { healthCheckUrl: settings.healthCheckUrl }),
+    ...(settings.warmPool !== undefined && { warmPool: settings.warmPool }),
+  };
+}
+
+/** How a group is named in messages: its name, else its construct id. */
+function groupLabel(group: SelfDeployGroup['autoScalingGroup'], index: number): string {
+  if (typeof group !== 'string') return group.node.id;
+  return Token.isUnresolved(group) ? `groups[${index}]` : group;
+}
+
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+// CreateDocument refuses names starting with aws, amazon, amzn (AWSEC2, AWSSupport, ... included).
+const RESERVED_DOCUMENT_PREFIX = /^(aws|amazon|amzn)/i;
+// A key ARN: IAM authorises kms:Decrypt against the key itself, never against an alias.
+const KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key\/[A-Za-z0-9-]+$/;
+// SELFDEPLOY_CONFIG spells these durations in seconds; the checks above name them as the props do.
+const TIMINGS_CHECKED_ABOVE = new Set([
+  'executionTimeoutSeconds',
+  'agentWaitSeconds',
+  'heartbeatTimeoutSeconds',
+]);
+
+function groupProblems(
+  label: string,
+  settings: SelfDeployGroup,
+  neededSeconds: number,
+  props: SelfDeployProps,
+): string[] {
+  const problems: string[] = [];
+  const heartbeatSeconds = heartbeatSecondsOf(settings, neededSeconds);
+  // A default heartbeat covers the deploy whenever the deploy fits in a hook at all (checked above).
+  if (
+    settings.heartbeatTimeout !== undefined &&
+    (heartbeatSeconds < neededSeconds || heartbeatSeconds > MAX_HEARTBEAT_SECONDS)
+  ) {
+    problems.push(
+      `${label}: heartbeatTimeout is ${heartbeatSeconds} s; it must cover agentWait + executionTimeout ` +
+        `(${neededSeconds} s) and be at most ${MAX_HEARTBEAT_SECONDS} s: raise heartbeatTimeout or lower ` +
+        'executionTimeout or agentWait',
+    );
+  }
+  const deployPath = settings.deployPath ?? DOCUMENT_PARAMETERS.deployPath.default;
+  const appPath = settings.appPath ?? DOCUMENT_PARAMETERS.appPath.default;
+  if (deployPath === appPath) {
+    problems.push(
+      `${label}: deployPath and appPath are both ${deployPath}; the deploy checkout must not be ` +
+        'the directory Capistrano deploys into: give them different paths',
+    );
+  }
+  if (settings.appUser === 'root' && props.document?.allowRootAppUser !== true) {
+    problems.push(
+      `${label}: appUser is root, which the instance script refuses (every launch would fail) because ` +
+        "the repository's Gemfile and Capfile would run with root's powers: use a dedicated unprivileged user " +
+        '(the default is deploy), or set document.allowRootAppUser',
+    );
+  }
+  return problems;
+}
+
+function timingProblems(props: SelfDeployProps, neededSeconds: number): string[] {
+  const problems: string[] = [];
+  const intervalSeconds = (props.reconcileInterval ?? DEFAULTS.reconcileInterval).toSeconds();
+  if (intervalSeconds < 60 || intervalSeconds % 60 !== 0) {
+    problems.push(`reconcileInterval is ${intervalSeconds} s: give a whole number of minutes, at least 1`);
+  }
+  const heartbeats = props.groups.map((settings) => heartbeatSecondsOf(settings, neededSeconds));
+  const shortest = Math.min(...heartbeats);
+  if (heartbeats.length > 0 && intervalSeconds >= shortest) {
+    problems.push(
+      `reconcileInterval (${intervalSeconds} s) is not shorter than the shortest heartbeatTimeout (${shortest} s): ` +
+        'an instance whose events were lost would time out before the reconciler sees it; lower reconcileInterval',
+    );
+  }
+  const timeoutSeconds = (props.functionTimeout ?? DEFAULTS.functionTimeout).toSeconds();
+  if (timeoutSeconds < 10 || timeoutSeconds > 900) {
+    problems.push(
+      `functionTimeout is ${timeoutSeconds} s: Lambda allows up to 900 s; selfdeploy needs at least 10 s`,
+    );
+  }
+  return problems;
+}
+
+function deployKeyProblems(props: SelfDeployProps): string[] {
+  const key = props.deployKeyEncryptionKey;
+  if (key === undefined) return [];
+  const problems: string[] = [];
+  if (typeof key === 'string' && !Token.isUnresolved(key) && !KEY_ARN.test(key)) {
+    problems.push(
+      `deployKeyEncryptionKey ${JSON.stringify(key)} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>; ` +
+        'not an alias): IAM authorises kms:Decrypt against the key',
+    );
+  }
+  if (props.document?.deployKeyParameterName === undefined) {
+    problems.push(
+      'deployKeyEncryptionKey is set but document.deployKeyParameterName is not: name the SecureString ' +
+        'parameter the key encrypts, or leave the key out',
+    );
+  }
+  return problems;
+}
+
+/**
+ * What the function's own configuration schema rejects (names, hook names, paths, the health
+ * check URL, rate controls): synth refuses what the function would refuse at its first event.
+ */
+function configProblems(props: SelfDeployProps, neededSeconds: number): string[] {
+  const labels = props.groups.map((settings, index) => groupLabel(settings.autoScalingGroup, index));
+  // Group names are checked above (and may be tokens): index keys map each issue back to its group.
+  const config = functionConfig(
+    props,
+    props.groups.map((settings, index) => [
+      String(index),
+      groupConfig(settings, heartbeatSecondsOf(settings, neededSeconds)),
+    ]),
+    // The default document name is made valid by construction.
+    props.documentName ?? 'SelfDeploy-default',
+  );
+  const result = configSchema.safeParse(config);
+  if (result.success) return [];
+  return result.error.issues
+    .filter((issue) => !TIMINGS_CHECKED_ABOVE.has(String(issue.path.at(-1))))
+    .map((issue) => {
+      const [first, key, ...rest] = issue.path.map(String);
+      if (first === 'groups' && key !== undefined && rest.length > 0) {
+        return `group ${labels[Number(key)]}: ${rest.join('.')}: ${issue.message}`;
+      }
+      return `${issue.path.map(String).join('.')}: ${issue.message}`;
+    });
+}
+
+/** SELFDEPLOY_CONFIG for `props`, with the groups' names (tokens for groups built in this app). */
+export function functionConfig(
+  props: SelfDeployProps,
+  groups: readonly (readonly [name: string, config: GroupConfigInput])[],
+  documentName: string,
+): ConfigInput {
+  const executionTimeout = props.executionTimeout ?? DEFAULTS.executionTimeout;
+  return {
+    documentName,
+    executionTimeoutSeconds: executionTimeout.toSeconds(),
+    agentWaitSeconds: (props.agentWait ?? DEFAULTS.agentWait).toSeconds(),
+    outputLogGroupName: outputLogGroupNameOf(props, documentName),
+    ...(props.redeployMaxConcurrency !== undefined && {
+      redeployMaxConcurrency: props.redeployMaxConcurrency,
+    }),
+    ...(props.redeployMaxErrors !== undefined && { redeployMaxErrors: props.redeployMaxErrors }),
+    groups: Object.fromEntries(groups),
+  };
+}
+
+/** The command-output log group's name: as given, else named after the document. */
+export function outputLogGroupNameOf(props: SelfDeployProps, documentName: string): string {
+  return props.outputLogGroupName ?? `/selfdeploy/${documentName}`;
+}
