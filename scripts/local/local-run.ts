@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConfigInput } from '../../functions/orchestrator/config';
-import { buildSelfDeployDocument } from '../../infra/document';
+import { buildSelfDeployDocument, type SelfDeployDocument } from '../../infra/document';
 import { type StandInAgentOptions, standInAgent } from './agents';
 import type { HookSpec, LifecycleResult, WarmPoolSpec } from './control-plane/auto-scaling';
 import { type AgentDelay, type BootDelay, ControlPlane } from './control-plane/control-plane';
@@ -95,6 +95,8 @@ export class LocalRun {
     public readonly app: SampleApp | undefined,
     /** The application user the group deploys as. */
     public readonly appUser: string,
+    /** The SelfDeploy document the run's instances get. */
+    public readonly document: SelfDeployDocument,
     /** What stop() undoes, last started first: the function, the control plane, sshd, the run's user, its directory. */
     private readonly cleanups: readonly (() => Promise<void> | void)[],
   ) {
@@ -169,7 +171,14 @@ export class LocalRun {
         ...(options.denied ? { denied: options.denied } : {}),
       });
       cleanups.unshift(() => plane.close());
-      plane.ssm.putDocument(DOCUMENT_NAME, JSON.stringify(buildSelfDeployDocument()));
+      const document = buildSelfDeployDocument({
+        // The instances' boot, as `cloud-init status --wait` sees it on a real one.
+        ...(instances ? { bootCheckCommand: instances.bootCheckCommand } : {}),
+        // Not root, the run deploys as the developer, who may have sudo rights; the run's
+        // own user (as root) has none, and the script checks that.
+        ...(real && process.getuid?.() !== 0 ? { allowSudoAppUser: true } : {}),
+      });
+      plane.ssm.putDocument(DOCUMENT_NAME, JSON.stringify(document));
       const heartbeatTimeout = options.hook?.heartbeatTimeout ?? 600;
       const orchestrator = await LocalOrchestrator.start({
         plane,
@@ -200,7 +209,7 @@ export class LocalRun {
         hook: { name: HOOK_NAME, ...options.hook, heartbeatTimeout },
       });
       if (options.warmPool) plane.autoScaling.putWarmPool(GROUP_NAME, options.warmPool);
-      return new LocalRun(dir, plane, orchestrator, app, appUserName, cleanups);
+      return new LocalRun(dir, plane, orchestrator, app, appUserName, document, cleanups);
     } catch (error) {
       for (const cleanup of cleanups) await cleanup();
       throw error;

@@ -57,6 +57,17 @@ describe('the local world', () => {
     }
   });
 
+  it("gives its instances a document whose boot check waits for the instance's own boot, and allows sudo only for a developer's own user", async () => {
+    const local = await start();
+
+    const settings = local.document.mainSteps[0].inputs.runCommand.join('\n');
+
+    expect(settings).toMatch(
+      /^SELFDEPLOY_BOOT_CHECK_COMMAND='until \[ -e .*AWS_SSM_INSTANCE_ID.*boot-finished/m,
+    );
+    expect(settings).toContain(`SELFDEPLOY_ALLOW_SUDO='${process.getuid?.() === 0 ? '0' : '1'}'`);
+  });
+
   it('brings the agent online before boot has cloned the application: a deploy that does not wait for boot fails', async () => {
     // Launch events are lost, so only the commands sent here run. 50 simulated seconds of
     // boot at 10x: the agent is online at once, boot finishes 5 s later.
