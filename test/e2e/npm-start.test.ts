@@ -62,6 +62,19 @@ describe('npm start', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
+  it('with real deploys and --fail 1, abandons exactly one instance and replaces it', async () => {
+    const run = start(['--fail', '1', '--instances', '3']);
+
+    const code = await run.exit;
+
+    const output = run.output();
+    expect(output).toContain('OK: every instance ended as expected.');
+    expect(code).toBe(0);
+    const scaleOut = output.slice(output.indexOf('Scale-out'), output.indexOf('Redeploy of'));
+    expect(scaleOut.match(/^i-[0-9a-f]{17}\s+abandoned \(deploy failed\), replaced/gm)).toHaveLength(1);
+    expect(scaleOut.match(/^i-[0-9a-f]{17}\s+InService/gm)).toHaveLength(3);
+  });
+
   it('on Ctrl-C mid-run, removes the run directory and the application user it created', async () => {
     const run = start(['--instances', '1']);
     await waitForOutput(run.output, 'scaling out', 40_000);
