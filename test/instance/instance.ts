@@ -17,7 +17,14 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSampleApp, type SampleApp } from '../../scripts/local/sample-app';
-import { type AppUser, ensureAppUser, type Sshd, startSshd } from '../../scripts/local/sshd';
+import {
+  type AppUser,
+  ensureAppUser,
+  removeAppUser,
+  runUserName,
+  type Sshd,
+  startSshd,
+} from '../../scripts/local/sshd';
 
 export const SCRIPT = join(__dirname, '..', '..', 'scripts', 'instance', 'self-deploy.sh');
 
@@ -65,21 +72,6 @@ export interface InstanceOptions {
 }
 
 /**
- * A user name of `prefix` no other test run on this machine uses at the same time (at most
- * 32 characters, as useradd allows).
- */
-export function uniqueUserName(prefix: string): string {
-  const suffix = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-  return `${prefix.slice(0, 31 - suffix.length)}-${suffix}`;
-}
-
-/** Removes a user ensureAppUser created, with its home; as non-root the user is the caller and stays. */
-export function removeAppUser(user: AppUser): void {
-  if (process.getuid?.() !== 0) return;
-  execFileSync('userdel', ['--force', '--remove', user.name], { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/**
  * Starts an instance under a fresh temporary directory, with a new application user named
  * after `prefix` unless `options.user` is given.
  */
@@ -88,7 +80,7 @@ export async function startInstance(prefix: string, options: InstanceOptions = {
   // The application user has to reach its checkout and deploy_to below this directory.
   chmodSync(dir, 0o755);
   const ownUser = options.user === undefined;
-  const user = options.user ?? ensureAppUser(uniqueUserName(prefix));
+  const user = options.user ?? ensureAppUser(runUserName(prefix.replace(/^sd-/, '')));
   const deployPath = join(dir, 'srv', 'deploy');
   const appPath = join(dir, 'srv', 'app');
   const stateDir = join(dir, 'state');
@@ -96,7 +88,7 @@ export async function startInstance(prefix: string, options: InstanceOptions = {
   try {
     sshd = await startSshd({ dir: join(dir, 'sshd') });
   } catch (error) {
-    if (ownUser) removeAppUser(user);
+    if (ownUser) removeAppUser(user.name);
     throw error;
   }
   let app: SampleApp;
@@ -106,7 +98,7 @@ export async function startInstance(prefix: string, options: InstanceOptions = {
   } catch (error) {
     // Nobody else would stop this sshd or remove this user.
     await sshd.stop();
-    if (ownUser) removeAppUser(user);
+    if (ownUser) removeAppUser(user.name);
     throw error;
   }
 
@@ -140,7 +132,7 @@ export async function startInstance(prefix: string, options: InstanceOptions = {
     stop: async () => {
       await sshd.stop();
       rmSync(dir, { recursive: true, force: true });
-      if (ownUser) removeAppUser(user);
+      if (ownUser) removeAppUser(user.name);
     },
   };
 }
