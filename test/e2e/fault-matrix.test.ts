@@ -9,29 +9,14 @@ import type { InstanceChange } from '../../scripts/local/control-plane/auto-scal
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import type { Command } from '../../scripts/local/control-plane/ssm';
 import { BOOT_FINISHED } from '../../scripts/local/deploy-agent';
-import {
-  DOCUMENT_NAME,
-  GROUP_NAME,
-  HOOK_NAME,
-  LocalRun,
-  type LocalRunOptions,
-} from '../../scripts/local/local-run';
+import { DOCUMENT_NAME, GROUP_NAME, HOOK_NAME, type LocalRun } from '../../scripts/local/local-run';
+import { localRuns } from './support';
 
 // The invariant under faults: a wait ends CONTINUE only after a deploy made for that wait
 // succeeded. Real deploys where the instance's own behaviour matters, the stand-in elsewhere.
 jest.setTimeout(90_000);
 
-let run: LocalRun | undefined;
-
-async function start(options: LocalRunOptions = {}): Promise<LocalRun> {
-  run = await LocalRun.start(options);
-  return run;
-}
-
-afterEach(async () => {
-  await run?.stop();
-  run = undefined;
-});
+const start = localRuns();
 
 const isLaunch = (event: AwsEvent) => event['detail-type'] === LAUNCH_DETAIL_TYPE;
 const isCommandEnd = (event: AwsEvent) =>

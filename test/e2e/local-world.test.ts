@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import { BOOT_FINISHED } from '../../scripts/local/deploy-agent';
 import { FIDELITY, fidelitySection, README_PATH, readmeSection } from '../../scripts/local/fidelity';
 import { APP_PATH, DEPLOY_PATH, LocalRun } from '../../scripts/local/local-run';
+import { userExists } from './support';
 
 // The local world itself: who the simulated instances deploy as, and how they boot.
 jest.setTimeout(60_000);
@@ -22,15 +22,6 @@ async function start(...options: Parameters<typeof LocalRun.start>): Promise<Loc
   const run = await LocalRun.start(...options);
   runs.push(run);
   return run;
-}
-
-function userExists(name: string): boolean {
-  try {
-    execFileSync('getent', ['passwd', name], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 const isLaunch = (event: AwsEvent) => event['detail-type'] === LAUNCH_DETAIL_TYPE;

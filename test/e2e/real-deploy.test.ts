@@ -1,20 +1,11 @@
-import { type InstanceRecord, LocalRun, type LocalRunOptions } from '../../scripts/local/local-run';
+import type { InstanceRecord, LocalRun } from '../../scripts/local/local-run';
+import { localRuns } from './support';
 
 // Real deploys: bash, self-deploy.sh, Capistrano over a loopback sshd, git; each run with
 // its own application user (as root) and sshd.
 jest.setTimeout(90_000);
 
-let run: LocalRun | undefined;
-
-async function start(options: LocalRunOptions = {}): Promise<LocalRun> {
-  run = await LocalRun.start(options);
-  return run;
-}
-
-afterEach(async () => {
-  await run?.stop();
-  run = undefined;
-});
+const start = localRuns();
 
 function selfDeployCommandsFor(local: LocalRun, instanceId: string) {
   return local.plane.ssm.commands().filter((c) => c.invocations.some((i) => i.instanceId === instanceId));
