@@ -1,4 +1,5 @@
-import type { Agent, Execution, ExecutionResult } from './control-plane/ssm';
+import { type Agent, type Execution, type ExecutionResult, RUN_SHELL_SCRIPT } from './control-plane/ssm';
+import { STOPPED_EXIT_CODE } from './run-document';
 
 export interface StandInAgentOptions {
   /** Real milliseconds each "deploy" takes. @default 50 */
@@ -14,8 +15,17 @@ export interface StandInAgentOptions {
  */
 export function standInAgent(options: StandInAgentOptions = {}): Agent {
   const durationMs = options.durationMs ?? 50;
-  return (execution) =>
-    new Promise<ExecutionResult>((resolve) => {
+  return (execution) => {
+    // No operating system behind a stand-in: shell commands fail rather than run on this machine.
+    if (execution.documentName === RUN_SHELL_SCRIPT) {
+      return Promise.resolve({
+        exitCode: 1,
+        stdout: '',
+        stderr: `${execution.instanceId} is a stand-in instance with no operating system: ${RUN_SHELL_SCRIPT} runs only on instances of a real-deploy run\n`,
+        timedOut: false,
+      });
+    }
+    return new Promise<ExecutionResult>((resolve) => {
       const timeoutMs = Number(execution.parameters.executionTimeout ?? '3600') * 1000;
       const finish = (result: ExecutionResult) => {
         clearTimeout(timer);
@@ -26,7 +36,12 @@ export function standInAgent(options: StandInAgentOptions = {}): Agent {
       const timer = setTimeout(
         () => {
           if (durationMs > timeoutMs) {
-            finish({ exitCode: 124, stdout: '', stderr: 'execution timed out\n', timedOut: true });
+            finish({
+              exitCode: STOPPED_EXIT_CODE,
+              stdout: '',
+              stderr: 'execution timed out\n',
+              timedOut: true,
+            });
           } else if (options.fails?.(execution)) {
             finish({
               exitCode: 9,
@@ -47,4 +62,5 @@ export function standInAgent(options: StandInAgentOptions = {}): Agent {
       );
       execution.signal.addEventListener('abort', onAbort);
     });
+  };
 }

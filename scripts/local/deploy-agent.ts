@@ -1,10 +1,10 @@
-import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chownSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { type SelfDeployDocument, shellQuote } from '../../infra/document';
 import type { Instance } from './control-plane/auto-scaling';
 import type { Machine } from './control-plane/control-plane';
-import type { Agent, Execution, ExecutionResult } from './control-plane/ssm';
-import { runDocument } from './run-document';
+import { type Agent, type Execution, type ExecutionResult, RUN_SHELL_SCRIPT } from './control-plane/ssm';
+import { runCommands, runDocument } from './run-document';
 import type { SampleApp } from './sample-app';
 import type { AppUser, Sshd } from './sshd';
 
@@ -84,8 +84,49 @@ export function simulatedInstances(options: DeployAgentOptions): SimulatedInstan
     },
   };
 
+  /**
+   * AWS-RunShellScript: the commands run as the application user (never as whoever runs the
+   * control plane: root in CI) inside the instance's root, with the user's HOME.
+   */
+  const runShellScript = async (execution: Execution, root: string): Promise<ExecutionResult> => {
+    const { commands = '', workingDirectory = '', executionTimeout = '3600' } = execution.parameters;
+    const cwd = join(root, workingDirectory);
+    if (relative(root, cwd).startsWith('..') || !existsSync(cwd) || !statSync(cwd).isDirectory()) {
+      return {
+        exitCode: 1,
+        stdout: '',
+        stderr: `workingDirectory ${workingDirectory} is not a directory on instance ${execution.instanceId}\n`,
+        timedOut: false,
+      };
+    }
+    const { appUser } = options;
+    const result = await runCommands({
+      commands,
+      cwd,
+      env: {
+        PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+        HOME: appUser.home,
+        USER: appUser.name,
+        LOGNAME: appUser.name,
+        AWS_SSM_INSTANCE_ID: execution.instanceId,
+        AWS_SSM_REGION_NAME: options.region,
+      },
+      timeoutSeconds: Number(executionTimeout),
+      // Not root, the application user is the current user (see ensureAppUser).
+      ...(process.getuid?.() === 0 ? { user: appUser.name } : {}),
+      signal: execution.signal,
+    });
+    return {
+      exitCode: result.exitCode,
+      stdout: result.stdout,
+      stderr: result.stderr,
+      timedOut: result.timedOut,
+    };
+  };
+
   const agent: Agent = async (execution: Execution): Promise<ExecutionResult> => {
     const root = image(execution.instanceId);
+    if (execution.documentName === RUN_SHELL_SCRIPT) return runShellScript(execution, root);
     const parameters = {
       ...execution.parameters,
       appPath: join(root, execution.parameters.appPath ?? ''),

@@ -94,17 +94,29 @@ export const FIDELITY: readonly Fidelity[] = [
     service: 'SSM',
     operation: 'SendCommand',
     modelled:
-      'InstanceIds ≤ 50 or Targets (InstanceIds, tag:…); parameters checked against the document (unknown, missing, allowedPattern, allowedValues); Comment ≤ 100; MaxConcurrency, MaxErrors, TimeoutSeconds; status-change events per command and per invocation',
-    errors: 'InvalidInstanceId (agent not online), InvalidDocument, InvalidParameters, ValidationException',
+      'InstanceIds ≤ 50 or Targets (InstanceIds, tag:…); parameters checked against the document (unknown, missing, allowedPattern, allowedValues); Comment ≤ 100; MaxConcurrency, MaxErrors; TimeoutSeconds 30–2592000 (default 3600) as the delivery timeout: a command for a stopped instance (agent ConnectionLost) waits Pending for its agent and ends TimedOut / DeliveryTimedOut, ResponseCode -1, if it is not back in time; the execution timeout (the document’s timeoutSeconds / executionTimeout) ends a run TimedOut / ExecutionTimedOut, ResponseCode 137; a terminated instance’s invocations end Failed / Undeliverable; status-change events per command and per invocation',
+    errors:
+      'InvalidInstanceId (never registered or terminated: “Instances [[…]] not in a valid state for account …”), InvalidDocument, InvalidParameters (no message, as AWS), ValidationException (TimeoutSeconds, Comment, InstanceIds, with AWS’s “1 validation error detected: …” text)',
     notModelled:
-      'delivery timeout (an offline target fails Undeliverable at once), IAM conditions (every caller may send), output to S3 or CloudWatch Logs',
+      'IAM conditions (every caller may send), output to S3 or CloudWatch Logs, document versions, Targets by resource group',
+  },
+  {
+    service: 'SSM',
+    operation: 'documents: AWS-RunShellScript',
+    modelled:
+      'the Amazon-owned AWS-RunShellScript exists in every run: commands (StringList, one line each), workingDirectory (inside the instance’s own root; default its root), executionTimeout (1–172800, default 3600); on real-deploy instances the commands run as the run’s application user (runuser -u as root), HOME that user’s, AWS_SSM_INSTANCE_ID / AWS_SSM_REGION_NAME set; output, ResponseCode and Status as for SelfDeploy; stand-in instances (no operating system) answer Failed, ResponseCode 1, saying so on stderr',
+    errors:
+      'InvalidParameters (no commands, an unknown parameter, executionTimeout out of range); Failed, ResponseCode 1 for a workingDirectory that is not a directory inside the instance',
+    notModelled:
+      'running as root (as the agent does on a real instance), the other AWS-… documents, DescribeDocument / GetDocument / ListDocuments',
   },
   {
     service: 'SSM',
     operation: 'ListCommands / ListCommandInvocations / GetCommandInvocation',
     modelled:
-      'CommandId, InstanceId, filters DocumentName, Status, InvokedAfter, InvokedBefore, MaxResults ≤ 50, NextToken; output cut to 24,000 / 8,000 characters (2,500 in plugin details); a new invocation is not readable for a moment',
-    errors: 'InvalidCommandId, InvocationDoesNotExist, InvalidFilterKey, InvalidNextToken',
+      'CommandId, InstanceId, filters DocumentName, Status, InvokedAfter, InvokedBefore, MaxResults ≤ 50, NextToken; output cut to 24,000 / 8,000 characters (2,500 in plugin details); eventual consistency: for a propagation delay after SendCommand (ControlPlaneOptions.invocationVisibilitySeconds, default 1 simulated second; a finished invocation is visible at once) GetCommandInvocation answers InvocationDoesNotExist and ListCommandInvocations leaves the invocation out',
+    errors:
+      'InvocationDoesNotExist (GetCommandInvocation: unknown command, an instance the command was not sent to, not yet visible; no message, as AWS), InvalidCommandId (ListCommands), InvalidFilterKey, InvalidNextToken, ValidationException (a missing member, MaxResults)',
     notModelled: 'other filter keys, command expiry',
   },
   {
@@ -119,7 +131,8 @@ export const FIDELITY: readonly Fidelity[] = [
     operation: 'PutParameter / GetParameter',
     modelled:
       'String, StringList, SecureString; Overwrite; versions; a SecureString read without WithDecryption returns a stand-in ciphertext',
-    errors: 'ParameterAlreadyExists, ParameterNotFound, ValidationException',
+    errors:
+      'ParameterAlreadyExists, ParameterNotFound (no message, as AWS), ValidationException (Type, a missing member)',
     notModelled: 'KMS keys and key policies, parameter policies, tiers',
   },
   {

@@ -113,7 +113,7 @@ export async function runDocument(options: RunDocumentOptions): Promise<RunDocum
   const scriptPath = join(workDir, '_script.sh');
   writeFileSync(scriptPath, script, { mode: 0o700 });
   try {
-    return await run(scriptPath, options.cwd ?? workDir, env, timeoutSeconds, options.signal);
+    return await run(['sh', '-c', scriptPath], options.cwd ?? workDir, env, timeoutSeconds, options.signal);
   } finally {
     if (ownWorkDir) rmSync(workDir, { recursive: true, force: true });
   }
@@ -142,8 +142,33 @@ function parameterValues(
   return values;
 }
 
+export interface RunCommandsOptions {
+  /** The commands, one per line, as AWS-RunShellScript's `commands` StringList joins them. */
+  readonly commands: string;
+  /** Working directory of the commands. */
+  readonly cwd: string;
+  /** The whole environment of the commands. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Seconds before the commands are stopped (exit code 137, timedOut: true). */
+  readonly timeoutSeconds: number;
+  /** Runs them as this user (`runuser -u`); only root can. @default the current user */
+  readonly user?: string;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Runs shell commands as aws:runShellScript runs AWS-RunShellScript's, but optionally as
+ * another user: a simulated instance shares this machine, so nothing it is sent may run as
+ * the user running the control plane.
+ */
+export function runCommands(options: RunCommandsOptions): Promise<RunDocumentResult> {
+  const shell = ['sh', '-c', options.commands];
+  const argv = options.user === undefined ? shell : ['runuser', '-u', options.user, '--', ...shell];
+  return run(argv, options.cwd, { ...options.env }, options.timeoutSeconds, options.signal);
+}
+
 function run(
-  scriptPath: string,
+  argv: readonly string[],
   cwd: string,
   env: Record<string, string>,
   timeoutSeconds: number,
@@ -152,7 +177,8 @@ function run(
   const started = Date.now();
   return new Promise((resolve, reject) => {
     // Its own process group, so stopping it takes its children (cap, ssh, git) along.
-    const child = spawn('sh', ['-c', scriptPath], {
+    const [file = 'sh', ...args] = argv;
+    const child = spawn(file, args, {
       cwd,
       env,
       detached: true,

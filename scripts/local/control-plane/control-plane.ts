@@ -125,7 +125,7 @@ export class ControlPlane {
       if (change.kind === 'stopped' || change.kind === 'terminated') {
         this.#pending.get(instance.id)?.();
         this.#pending.delete(instance.id);
-        this.ssm.agentOffline(instance.id);
+        this.ssm.agentOffline(instance.id, change.kind === 'terminated');
       }
       if (change.kind === 'stopped') this.#machine?.stopped(instance);
       if (change.kind === 'terminated') this.#bootedOnce.delete(instance.id);

@@ -54,7 +54,8 @@ export function runJson(model: Ssm, operation: string, input: JsonInput): unknow
         .commands()
         .filter((c) => input.CommandId === undefined || c.id === input.CommandId)
         .sort((a, b) => b.requestedAt - a.requestedAt)
-        .flatMap((c) => c.invocations.map((i) => [c, i] as const))
+        // Right after SendCommand the listing is empty, as AWS's is.
+        .flatMap((c) => c.invocations.filter((i) => model.visible(i)).map((i) => [c, i] as const))
         .filter(([, i]) => input.InstanceId === undefined || i.instanceId === input.InstanceId)
         .filter(([c, i]) => filters.every(([key, value]) => invocationFilter(c, i, key, value)));
       const page = paginate(rows, input, 50);
@@ -130,7 +131,7 @@ export function runJson(model: Ssm, operation: string, input: JsonInput): unknow
       if (!['String', 'StringList', 'SecureString'].includes(type)) {
         throw new ApiError(
           'ValidationException',
-          `Type ${type} is not one of String, StringList, SecureString`,
+          `1 validation error detected: Value '${type}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [SecureString, StringList, String]`,
         );
       }
       const stored = model.putParameter(
@@ -264,17 +265,27 @@ function requiredString(input: JsonInput, name: string): string {
   if (typeof value !== 'string' || value === '') {
     throw new ApiError(
       'ValidationException',
-      `1 validation error detected: Value null at '${name}' failed to satisfy constraint: Member must not be null`,
+      `1 validation error detected: Value null at '${memberName(name)}' failed to satisfy constraint: Member must not be null`,
     );
   }
   return value;
 }
 
+/** A request member as AWS's validation messages name it: `CommandId` → `commandId`. */
+function memberName(name: string): string {
+  return name.charAt(0).toLowerCase() + name.slice(1);
+}
+
 /** MaxResults/NextToken paging; the token is the offset of the next page. */
 function paginate<T>(items: readonly T[], input: JsonInput, maxSize: number) {
   const size = typeof input.MaxResults === 'number' ? input.MaxResults : maxSize;
-  if (size < 1 || size > maxSize)
-    throw new ApiError('ValidationException', `MaxResults must be between 1 and ${maxSize}`);
+  if (size < 1 || size > maxSize) {
+    const bound = size < 1 ? 'greater than or equal to 1' : `less than or equal to ${maxSize}`;
+    throw new ApiError(
+      'ValidationException',
+      `1 validation error detected: Value '${size}' at 'maxResults' failed to satisfy constraint: Member must have value ${bound}`,
+    );
+  }
   const offset = typeof input.NextToken === 'string' ? Number(input.NextToken) : 0;
   if (!Number.isInteger(offset) || offset < 0)
     throw new ApiError('InvalidNextToken', 'The specified token is not valid');

@@ -31,6 +31,45 @@ export interface ExecutionResult {
 /** Runs SelfDeploy (or any) commands on one simulated instance. */
 export type Agent = (execution: Execution) => Promise<ExecutionResult>;
 
+/** The Amazon-owned document operators reach for first; every account has it. */
+export const RUN_SHELL_SCRIPT = 'AWS-RunShellScript';
+
+/** AWS-RunShellScript's content (schema 1.2), its parameters as AWS declares them. */
+const RUN_SHELL_SCRIPT_CONTENT = JSON.stringify({
+  schemaVersion: '1.2',
+  description: 'Run a shell script or specify the commands to run.',
+  parameters: {
+    commands: { type: 'StringList', description: '(Required) Specify a shell script or a command to run.' },
+    workingDirectory: {
+      type: 'String',
+      default: '',
+      description: '(Optional) The path to the working directory on your instance.',
+    },
+    executionTimeout: {
+      type: 'String',
+      default: '3600',
+      description:
+        '(Optional) The time in seconds for a command to complete before it is considered to have failed. Default is 3600 (1 hour). Maximum is 172800 (48 hours).',
+      allowedPattern: '^([1-9][0-9]{0,4}|1[0-6][0-9]{4}|17[0-1][0-9]{3}|172[0-7][0-9]{2}|172800)$',
+    },
+  },
+  runtimeConfig: {
+    'aws:runShellScript': {
+      properties: [
+        {
+          id: '0.aws:runShellScript',
+          runCommand: '{{ commands }}',
+          workingDirectory: '{{ workingDirectory }}',
+          timeoutSeconds: '{{ executionTimeout }}',
+        },
+      ],
+    },
+  },
+});
+
+/** SendCommand's TimeoutSeconds (the delivery timeout): bounds and default. */
+export const DELIVERY_TIMEOUT = { min: 30, max: 2_592_000, default: 3600 } as const;
+
 /** SSM's limits on command output (GetCommandInvocation; ListCommandInvocations plugin output). */
 export const OUTPUT_LIMITS = { stdout: 24_000, stderr: 8_000, pluginOutput: 2_500 } as const;
 
@@ -54,6 +93,8 @@ export interface ManagedInstance {
   readonly tags: Readonly<Record<string, string>>;
   readonly agent: Agent;
   online: boolean;
+  /** Terminated: commands can no longer be sent to it. */
+  gone: boolean;
 }
 
 export interface Invocation {
@@ -118,6 +159,8 @@ export class Ssm {
   readonly #instances = new Map<string, ManagedInstance>();
   readonly #commands = new Map<string, Command>();
   readonly #parameters = new Map<string, StoredParameter>();
+  /** Invocations waiting for an offline agent, by instance id: each is called when it comes back. */
+  readonly #awaitingAgent = new Map<string, Set<() => void>>();
 
   public constructor(
     private readonly clock: Clock,
@@ -126,7 +169,9 @@ export class Ssm {
     private readonly region: string,
     /** Simulated seconds for which a new invocation is not yet readable (eventual consistency). */
     private readonly visibilityDelaySeconds = 1,
-  ) {}
+  ) {
+    this.putDocument(RUN_SHELL_SCRIPT, RUN_SHELL_SCRIPT_CONTENT);
+  }
 
   /** Creates (or replaces) a Command document from its JSON content (schema 2.2). */
   public putDocument(name: string, content: string): void {
@@ -144,16 +189,33 @@ export class Ssm {
 
   /** The agent on `id` has registered: from now on commands can be sent to it. */
   public registerInstance(id: string, tags: Record<string, string>, agent: Agent): void {
-    this.#instances.set(id, { id, registeredAt: Date.now(), tags, agent, online: true });
+    this.#instances.set(id, { id, registeredAt: Date.now(), tags, agent, online: true, gone: false });
+    const waiting = this.#awaitingAgent.get(id);
+    this.#awaitingAgent.delete(id);
+    for (const deliver of waiting ?? []) deliver();
   }
 
-  /** The instance stopped or is gone: its agent stops answering and unfinished invocations fail. */
-  public agentOffline(id: string): void {
+  /**
+   * The instance stopped (its agent is ConnectionLost: commands sent to it wait for it until
+   * their delivery timeout) or, `gone`, was terminated. Runs in progress fail Undeliverable;
+   * on termination so do the commands still waiting for delivery.
+   */
+  public agentOffline(id: string, gone = false): void {
     const instance = this.#instances.get(id);
-    if (instance) instance.online = false;
+    if (instance) {
+      instance.online = false;
+      instance.gone ||= gone;
+    }
+    if (gone) {
+      // Those waiting for its agent stop waiting: they are ended Undeliverable below.
+      const waiting = this.#awaitingAgent.get(id);
+      this.#awaitingAgent.delete(id);
+      for (const release of waiting ?? []) release();
+    }
     for (const command of this.#commands.values()) {
       for (const invocation of command.invocations) {
         if (invocation.instanceId !== id || isTerminalStatus(invocation.status)) continue;
+        if (!gone && invocation.startedAt === undefined) continue;
         invocation.abort?.abort();
         this.#end(
           command,
@@ -188,9 +250,21 @@ export class Ssm {
         "1 validation error detected: Value at 'comment' failed to satisfy constraint: Member must have length less than or equal to 100",
       );
     }
+    const timeoutSeconds = input.TimeoutSeconds ?? DELIVERY_TIMEOUT.default;
+    if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < DELIVERY_TIMEOUT.min) {
+      throw new ApiError(
+        'ValidationException',
+        `1 validation error detected: Value '${timeoutSeconds}' at 'timeoutSeconds' failed to satisfy constraint: Member must have value greater than or equal to ${DELIVERY_TIMEOUT.min}`,
+      );
+    }
+    if (timeoutSeconds > DELIVERY_TIMEOUT.max) {
+      throw new ApiError(
+        'ValidationException',
+        `1 validation error detected: Value '${timeoutSeconds}' at 'timeoutSeconds' failed to satisfy constraint: Member must have value less than or equal to ${DELIVERY_TIMEOUT.max}`,
+      );
+    }
     const instanceIds = this.#resolveTargets(input);
     const resolved = resolveParameters(document, input.Parameters ?? {});
-    const timeoutSeconds = input.TimeoutSeconds ?? 3600;
     const requestedAt = Date.now();
     const command: Command = {
       id: uuid(),
@@ -226,16 +300,23 @@ export class Ssm {
     return command;
   }
 
+  /**
+   * GetCommandInvocation: AWS answers InvocationDoesNotExist, with no message, for an unknown
+   * command, an instance the command was not sent to, and an invocation not yet visible.
+   */
   public invocation(commandId: string, instanceId: string): Invocation {
-    const command = this.#commands.get(commandId);
-    if (!command) throw new ApiError('InvalidCommandId', `Command ${commandId} does not exist`);
-    const invocation = command.invocations.find((i) => i.instanceId === instanceId);
-    // Eventually consistent right after SendCommand, but by the time a run has finished (and
-    // its status event is out) AWS has the invocation.
-    if (!invocation || (Date.now() < invocation.visibleAt && !isTerminalStatus(invocation.status))) {
-      throw new ApiError('InvocationDoesNotExist', `No invocation of command ${commandId} on ${instanceId}`);
-    }
+    const invocation = this.#commands.get(commandId)?.invocations.find((i) => i.instanceId === instanceId);
+    if (!invocation || !this.visible(invocation)) throw new ApiError('InvocationDoesNotExist', '');
     return invocation;
+  }
+
+  /**
+   * Whether reads see the invocation yet: eventually consistent for the propagation delay
+   * after SendCommand, but by the time a run has finished (and its status event is out) AWS
+   * has the invocation.
+   */
+  public visible(invocation: Invocation): boolean {
+    return Date.now() >= invocation.visibleAt || isTerminalStatus(invocation.status);
   }
 
   public putParameter(name: string, value: string, type: string, overwrite: boolean): StoredParameter {
@@ -253,7 +334,7 @@ export class Ssm {
 
   public getParameter(name: string): StoredParameter {
     const stored = this.#parameters.get(name);
-    if (!stored) throw new ApiError('ParameterNotFound', `Parameter ${name} not found`);
+    if (!stored) throw new ApiError('ParameterNotFound', '');
     return stored;
   }
 
@@ -277,7 +358,11 @@ export class Ssm {
           "1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: Member must have length less than or equal to 50",
         );
       }
-      const invalid = input.InstanceIds.filter((id) => !this.#instances.get(id)?.online);
+      // A stopped instance's agent is ConnectionLost: SSM still accepts commands for it.
+      const invalid = input.InstanceIds.filter((id) => {
+        const instance = this.#instances.get(id);
+        return instance === undefined || instance.gone;
+      });
       if (invalid.length > 0) {
         throw new ApiError(
           'InvalidInstanceId',
@@ -325,7 +410,12 @@ export class Ssm {
     document: SsmDocument,
     parameters: Record<string, string>,
   ): Promise<void> {
-    const instance = this.#instances.get(invocation.instanceId);
+    let instance = this.#instances.get(invocation.instanceId);
+    if (instance && !instance.online && !instance.gone) {
+      await this.#awaitDelivery(command, invocation);
+      instance = this.#instances.get(invocation.instanceId);
+    }
+    if (isTerminalStatus(invocation.status)) return;
     if (!instance?.online) {
       this.#end(command, invocation, 'Failed', 'Undeliverable', -1);
       return;
@@ -360,6 +450,29 @@ export class Ssm {
     if (result.timedOut) this.#end(command, invocation, 'TimedOut', 'ExecutionTimedOut', result.exitCode);
     else if (result.exitCode === 0) this.#end(command, invocation, 'Success', 'Success', 0);
     else this.#end(command, invocation, 'Failed', 'Failed', result.exitCode);
+  }
+
+  /**
+   * Waits until the invocation's offline agent comes back; past the command's delivery
+   * timeout (TimeoutSeconds, simulated) it ends TimedOut / DeliveryTimedOut undelivered.
+   */
+  #awaitDelivery(command: Command, invocation: Invocation): Promise<void> {
+    return new Promise((resolve) => {
+      const waiting = this.#awaitingAgent.get(invocation.instanceId) ?? new Set<() => void>();
+      this.#awaitingAgent.set(invocation.instanceId, waiting);
+      const cancelTimer = this.clock.after(command.timeoutSeconds, () => {
+        waiting.delete(deliver);
+        if (!isTerminalStatus(invocation.status)) {
+          this.#end(command, invocation, 'TimedOut', 'DeliveryTimedOut', -1);
+        }
+        resolve();
+      });
+      const deliver = (): void => {
+        cancelTimer();
+        resolve();
+      };
+      waiting.add(deliver);
+    });
   }
 
   #end(
@@ -430,40 +543,28 @@ export class Ssm {
   }
 }
 
-/** Fills in defaults and checks each value as SSM does before accepting the command. */
+/**
+ * Fills in defaults and checks each value as SSM does before accepting the command: an
+ * unknown or missing parameter, or a value outside its allowedPattern / allowedValues, is
+ * InvalidParameters, which AWS answers with no message.
+ */
 function resolveParameters(
   document: SsmDocument,
   given: Readonly<Record<string, readonly string[]>>,
 ): Record<string, string> {
-  for (const name of Object.keys(given)) {
-    if (!(name in document.parameters)) {
-      throw new ApiError(
-        'InvalidParameters',
-        `Parameter "${name}" is not a valid parameter for document ${document.name}.`,
-      );
-    }
-  }
+  const invalid = new ApiError('InvalidParameters', '');
+  if (Object.keys(given).some((name) => !(name in document.parameters))) throw invalid;
   const resolved: Record<string, string> = {};
   for (const [name, spec] of Object.entries(document.parameters)) {
     const values = given[name];
-    const value = values === undefined ? spec.default : values.join(',');
-    if (value === undefined) {
-      throw new ApiError(
-        'InvalidParameters',
-        `Required parameter "${name}" is missing for document ${document.name}.`,
-      );
-    }
-    if (spec.allowedPattern !== undefined && !new RegExp(spec.allowedPattern).test(value)) {
-      throw new ApiError(
-        'InvalidParameters',
-        `Parameter "${name}" "${value}" failed to satisfy constraint: Member must satisfy regular expression pattern: ${spec.allowedPattern}`,
-      );
-    }
-    if (spec.allowedValues !== undefined && !spec.allowedValues.includes(value)) {
-      throw new ApiError(
-        'InvalidParameters',
-        `Parameter "${name}" "${value}" failed to satisfy constraint: Member must be one of ${spec.allowedValues.join(', ')}`,
-      );
+    // A StringList of commands becomes one line per element, as runCommand gets it.
+    const value = values === undefined ? spec.default : values.join(spec.type === 'StringList' ? '\n' : ',');
+    if (
+      value === undefined ||
+      (spec.allowedPattern !== undefined && !new RegExp(spec.allowedPattern).test(value)) ||
+      (spec.allowedValues !== undefined && !spec.allowedValues.includes(value))
+    ) {
+      throw invalid;
     }
     resolved[name] = value;
   }
