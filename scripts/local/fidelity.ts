@@ -2,7 +2,8 @@
  * What the local stand-in for AWS models faithfully and what it does not, as data: the
  * README's table is generated from it (`npx tsx scripts/local/fidelity.ts --write`) and a
  * test checks that the README holds exactly this table and that every operation the control
- * plane answers is in it.
+ * plane answers is in it; the conformance test calls every operation a row names and
+ * provokes every error code a row lists.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import { join } from 'node:path';
 /** One operation (or piece of the simulated world) and how far the stand-in goes. */
 export interface Fidelity {
   readonly service: 'Auto Scaling' | 'SSM' | 'EventBridge + Lambda' | 'Instances';
-  /** API operations, `/`-separated, or a part of the world in lower case. */
+  /** API operations, `/`-separated, or (in lower case) a part of the world or "any other operation". */
   readonly operation: string;
   readonly modelled: string;
   readonly errors: string;

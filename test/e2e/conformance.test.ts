@@ -46,7 +46,12 @@ async function startKept(): Promise<Kept> {
       throw new Error(`npm start --keep did not keep:\n${output}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  const env = Object.fromEntries([...output.matchAll(/^ {2}export (\w+)=(\S*)$/gm)].map((m) => [m[1], m[2]]));
+  const env = Object.fromEntries(
+    [...output.matchAll(/^ {2}export (\w+)=(\S*)$/gm)].map((m) => [
+      m[1],
+      (m[2] ?? '').replace(/^(['"])(.*)\1$/, '$2'),
+    ]),
+  );
   return {
     child,
     exit,
@@ -424,7 +429,7 @@ describe('the kept control plane, driven by the AWS CLI and boto3', () => {
       message: missing('desiredCapacity'),
     });
     expect(noMinSize).toMatchObject({ code: 'ValidationError', status: 400, message: missing('minSize') });
-    expect(noName).toMatchObject({ code: 'ValidationException', status: 400 });
+    expect(noName).toMatchObject({ code: 'ValidationException', status: 400, message: missing('name') });
   });
 
   it('answers the describe calls with the kept run’s group, instances, hook and activities', async () => {

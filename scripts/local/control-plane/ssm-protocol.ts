@@ -262,7 +262,8 @@ function requiredString(input: JsonInput, name: string): string {
   if (typeof value !== 'string' || value === '') {
     throw new ApiError(
       'ValidationException',
-      `1 validation error detected: Value null at '${name}' failed to satisfy constraint: Member must not be null`,
+      // AWS names the member lower-first, as in its other validation messages ('comment').
+      `1 validation error detected: Value null at '${name.charAt(0).toLowerCase()}${name.slice(1)}' failed to satisfy constraint: Member must not be null`,
     );
   }
   return value;
