@@ -28,7 +28,8 @@ export const FIDELITY: readonly Fidelity[] = [
     errors:
       'AlreadyExists; ValidationError (min above max, "Desired capacity:N must be between the specified min size:N and max size:N", MinSize or MaxSize missing)',
     errorCodes: ['AlreadyExists', 'ValidationError'],
-    notModelled: 'launch templates, subnets (one Availability Zone), health checks, instance refresh',
+    notModelled:
+      'launch templates, subnets (one Availability Zone), health checks, instance refresh; LimitExceeded for the account’s group quota, ServiceLinkedRoleFailure',
   },
   {
     service: 'Auto Scaling',
@@ -55,7 +56,8 @@ export const FIDELITY: readonly Fidelity[] = [
       'scale-out draws ready warmed instances first, then launches; scale-in takes the newest instances (back to the warm pool with ReuseOnScaleIn)',
     errors: 'ValidationError (above max, below min, DesiredCapacity missing)',
     errorCodes: ['ValidationError'],
-    notModelled: 'HonorCooldown, termination policies, scale-in protection',
+    notModelled:
+      'HonorCooldown (and its ScalingActivityInProgress), termination policies, scale-in protection',
   },
   {
     service: 'Auto Scaling',
