@@ -2,14 +2,16 @@
 # Installs everything selfdeploy needs on this machine: the npm packages (npm ci) and
 # the OS packages the tests and the local run use (git, OpenSSH server, Capistrano,
 # Ruby's bundler, shellcheck, curl for health checks, sudo to test the refusal of app
-# users with sudo rights). Safe to run again: it installs only what is missing.
+# users with sudo rights, the AWS CLI and boto3 for the conformance test of the local
+# control plane). Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly OS_PACKAGES=(git openssh-server openssh-client capistrano ruby bundler shellcheck curl sudo)
-# The command each package provides, to check before installing anything.
-readonly OS_COMMANDS=(git /usr/sbin/sshd ssh-keygen cap ruby bundle shellcheck curl sudo)
+readonly OS_PACKAGES=(git openssh-server openssh-client capistrano ruby bundler shellcheck curl sudo awscli python3-boto3)
+# How to tell each package is there before installing anything: the command it provides,
+# or python:<module> for a Python library (which provides no command), imported by Debian's python3.
+readonly OS_CHECKS=(git /usr/sbin/sshd ssh-keygen cap ruby bundle shellcheck curl sudo /usr/bin/aws python:boto3)
 
 info() { printf 'setup: %s\n' "$*"; }
 fail() {
@@ -17,10 +19,17 @@ fail() {
   exit 1
 }
 
+present() {
+  case "$1" in
+    python:*) /usr/bin/python3 -c "import ${1#python:}" >/dev/null 2>&1 ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+
 missing_os_packages() {
   local i
   for i in "${!OS_PACKAGES[@]}"; do
-    command -v "${OS_COMMANDS[$i]}" >/dev/null 2>&1 || printf '%s\n' "${OS_PACKAGES[$i]}"
+    present "${OS_CHECKS[$i]}" || printf '%s\n' "${OS_PACKAGES[$i]}"
   done
 }
 

@@ -2,7 +2,8 @@
  * What the local stand-in for AWS models faithfully and what it does not, as data: the
  * README's table is generated from it (`npx tsx scripts/local/fidelity.ts --write`) and a
  * test checks that the README holds exactly this table and that every operation the control
- * plane answers is in it.
+ * plane answers is in it; the conformance test calls every operation a row names and
+ * provokes every error code a row lists.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,10 +11,12 @@ import { join } from 'node:path';
 /** One operation (or piece of the simulated world) and how far the stand-in goes. */
 export interface Fidelity {
   readonly service: 'Auto Scaling' | 'SSM' | 'EventBridge + Lambda' | 'Instances';
-  /** API operations, `/`-separated, or a part of the world in lower case. */
+  /** API operations, `/`-separated, or (in lower case) a part of the world or "any other operation". */
   readonly operation: string;
   readonly modelled: string;
   readonly errors: string;
+  /** The error codes `errors` names, one provoking case each in the conformance test. */
+  readonly errorCodes: readonly string[];
   readonly notModelled: string;
 }
 
@@ -22,8 +25,11 @@ export const FIDELITY: readonly Fidelity[] = [
     service: 'Auto Scaling',
     operation: 'CreateAutoScalingGroup',
     modelled: 'MinSize, MaxSize, DesiredCapacity, Tags; launches up to the desired capacity at once',
-    errors: 'AlreadyExists; ValidationError (min above max, desired out of bounds)',
-    notModelled: 'launch templates, subnets (one Availability Zone), health checks, instance refresh',
+    errors:
+      'AlreadyExists; ValidationError (min above max, "Desired capacity:N must be between the specified min size:N and max size:N", MinSize or MaxSize missing)',
+    errorCodes: ['AlreadyExists', 'ValidationError'],
+    notModelled:
+      'launch templates, subnets (one Availability Zone), health checks, instance refresh; LimitExceeded for the account’s group quota, ServiceLinkedRoleFailure',
   },
   {
     service: 'Auto Scaling',
@@ -31,6 +37,7 @@ export const FIDELITY: readonly Fidelity[] = [
     modelled:
       'launch hooks, up to 50 per group: HeartbeatTimeout 30–7200 s, DefaultResult (ABANDON by default), NotificationMetadata, GlobalTimeout min(48 h, 100 × heartbeat); applies to later launches only; an instance waits for every hook, with one event and token per hook',
     errors: 'ValidationError (timeout out of range, not a launch transition); LimitExceeded',
+    errorCodes: ['ValidationError', 'LimitExceeded'],
     notModelled: 'terminate hooks, SNS/SQS notification targets',
   },
   {
@@ -39,6 +46,7 @@ export const FIDELITY: readonly Fidelity[] = [
     modelled:
       'AutoScalingGroupName, LifecycleHookNames; LifecycleHookName, LifecycleTransition, NotificationMetadata, HeartbeatTimeout, GlobalTimeout, DefaultResult',
     errors: 'ValidationError (unknown group)',
+    errorCodes: ['ValidationError'],
     notModelled: 'RoleARN, NotificationTargetARN',
   },
   {
@@ -46,8 +54,10 @@ export const FIDELITY: readonly Fidelity[] = [
     operation: 'SetDesiredCapacity',
     modelled:
       'scale-out draws ready warmed instances first, then launches; scale-in takes the newest instances (back to the warm pool with ReuseOnScaleIn)',
-    errors: 'ValidationError (above max, below min)',
-    notModelled: 'HonorCooldown, termination policies, scale-in protection',
+    errors: 'ValidationError (above max, below min, DesiredCapacity missing)',
+    errorCodes: ['ValidationError'],
+    notModelled:
+      'HonorCooldown (and its ScalingActivityInProgress), termination policies, scale-in protection',
   },
   {
     service: 'Auto Scaling',
@@ -56,20 +66,23 @@ export const FIDELITY: readonly Fidelity[] = [
       'by token or InstanceId, in Pending:Wait and Warmed:Pending:Wait; with both, both must name the same action; a heartbeat restarts the heartbeat timeout, never past the global timeout; a new wait gets a new token',
     errors:
       'ValidationError "No active Lifecycle Action found with token <token>" (a token was given) or "… with instance ID <id>" (wrong hook, ended or foreign wait); ValidationError for a result other than CONTINUE/ABANDON',
+    errorCodes: ['ValidationError'],
     notModelled: '-',
   },
   {
     service: 'Auto Scaling',
     operation: 'DescribeAutoScalingGroups',
     modelled: 'AutoScalingGroupNames, MaxRecords ≤ 100, NextToken; Instances in the group (not warmed ones)',
-    errors: 'ValidationError (MaxRecords)',
+    errors: 'ValidationError (MaxRecords); InvalidNextToken',
+    errorCodes: ['ValidationError', 'InvalidNextToken'],
     notModelled: 'Filters, launch template details, warm pool size fields',
   },
   {
     service: 'Auto Scaling',
     operation: 'DescribeAutoScalingInstances',
     modelled: 'InstanceIds ≤ 50 (unknown ids ignored), warmed instances included, MaxRecords ≤ 50, NextToken',
-    errors: 'ValidationError (more than 50 ids)',
+    errors: 'ValidationError (more than 50 ids); InvalidNextToken',
+    errorCodes: ['ValidationError', 'InvalidNextToken'],
     notModelled: '-',
   },
   {
@@ -77,7 +90,8 @@ export const FIDELITY: readonly Fidelity[] = [
     operation: 'DescribeScalingActivities',
     modelled:
       'AutoScalingGroupName, ActivityIds ≤ 50 (unknown ignored), MaxRecords ≤ 100, NextToken; in-progress first, each part newest first by StartTime; "Launching a new EC2 instance: i-…", "… into warm pool: i-…", "… from warm pool: i-…", "Terminating EC2 instance: i-…"; MidLifecycleAction while a hook waits, then Successful, or Cancelled with StatusMessage on ABANDON or timeout',
-    errors: 'ValidationError (MaxRecords, more than 50 ids)',
+    errors: 'ValidationError (MaxRecords, more than 50 ids); InvalidNextToken',
+    errorCodes: ['ValidationError', 'InvalidNextToken'],
     notModelled:
       'Filters, IncludeDeletedGroups, six-week retention, activities other than launches and terminations (a return to the warm pool has none); Cause wording is the stand-in’s own',
   },
@@ -86,7 +100,9 @@ export const FIDELITY: readonly Fidelity[] = [
     operation: 'PutWarmPool / DescribeWarmPool',
     modelled:
       'MinSize, MaxGroupPreparedCapacity (default MaxSize), PoolState, InstanceReusePolicy.ReuseOnScaleIn; new pool instances wait at Warmed:Pending:Wait (event Origin EC2 → Destination WarmPool), then Warmed:Stopped (agent ConnectionLost) or Warmed:Running; leaving the pool: Pending:Wait again (WarmPool → AutoScalingGroup) with a new token, activity and boot, earlier commands kept in SSM history',
-    errors: 'ValidationError (MinSize, MaxGroupPreparedCapacity, PoolState)',
+    errors:
+      'ValidationError (MinSize, MaxGroupPreparedCapacity, PoolState); InvalidNextToken (DescribeWarmPool)',
+    errorCodes: ['ValidationError', 'InvalidNextToken'],
     notModelled:
       'DeleteWarmPool, the terminate hook on a return to the pool (ReuseOnScaleIn returns without a wait), Hibernated (treated as Stopped), shrinking the pool when capacity grows',
   },
@@ -97,6 +113,7 @@ export const FIDELITY: readonly Fidelity[] = [
       'InstanceIds ≤ 50 or Targets (InstanceIds, tag:…); parameters checked against the document (unknown, missing, allowedPattern, allowedValues); Comment ≤ 100; MaxConcurrency, MaxErrors; TimeoutSeconds 30–2592000 (default 3600) as the delivery timeout: a command for a stopped instance (agent ConnectionLost) waits Pending for its agent and ends TimedOut / DeliveryTimedOut, ResponseCode -1, if it is not back in time; the execution timeout (the document’s timeoutSeconds / executionTimeout) ends a run TimedOut / ExecutionTimedOut, ResponseCode 137; a terminated instance’s invocations end Failed / Undeliverable; status-change events per command and per invocation',
     errors:
       'InvalidInstanceId (never registered or terminated: “Instances [[…]] not in a valid state for account …”), InvalidDocument, InvalidParameters (no message, as AWS), ValidationException (TimeoutSeconds, Comment, InstanceIds, with AWS’s “1 validation error detected: …” text)',
+    errorCodes: ['InvalidInstanceId', 'InvalidDocument', 'InvalidParameters', 'ValidationException'],
     notModelled:
       'IAM conditions (every caller may send), output to S3 or CloudWatch Logs, document versions, Targets by resource group',
   },
@@ -107,6 +124,7 @@ export const FIDELITY: readonly Fidelity[] = [
       'the Amazon-owned AWS-RunShellScript exists in every run: commands (StringList, one line each), workingDirectory (inside the instance’s own root; default its root), executionTimeout (1–172800, default 3600); on real-deploy instances the commands run as the run’s application user (runuser -u as root), HOME that user’s, AWS_SSM_INSTANCE_ID / AWS_SSM_REGION_NAME set; output, ResponseCode and Status as for SelfDeploy; stand-in instances (no operating system) answer Failed, ResponseCode 1, saying so on stderr',
     errors:
       'InvalidParameters (no commands, an unknown parameter, executionTimeout out of range); Failed, ResponseCode 1 for a workingDirectory that is not a directory inside the instance',
+    errorCodes: ['InvalidParameters'],
     notModelled:
       'running as root (as the agent does on a real instance), the other AWS-… documents, DescribeDocument / GetDocument / ListDocuments',
   },
@@ -117,6 +135,7 @@ export const FIDELITY: readonly Fidelity[] = [
       'CommandId, InstanceId, filters DocumentName, Status, InvokedAfter, InvokedBefore, MaxResults ≤ 50, NextToken; output cut to 24,000 / 8,000 characters (2,500 in plugin details); eventual consistency: for a propagation delay after SendCommand (ControlPlaneOptions.invocationVisibilitySeconds, default 1 simulated second; a finished invocation is visible at once) GetCommandInvocation answers InvocationDoesNotExist and ListCommandInvocations leaves the invocation out',
     errors:
       'InvocationDoesNotExist (GetCommandInvocation: unknown command, an instance the command was not sent to, not yet visible; no message, as AWS), InvalidCommandId (ListCommands), InvalidFilterKey, InvalidNextToken, ValidationException (a missing member, MaxResults)',
+    errorCodes: ['InvalidCommandId', 'InvocationDoesNotExist', 'InvalidFilterKey', 'InvalidNextToken'],
     notModelled: 'other filter keys, command expiry',
   },
   {
@@ -124,6 +143,7 @@ export const FIDELITY: readonly Fidelity[] = [
     operation: 'DescribeInstanceInformation',
     modelled: 'filters InstanceIds, PingStatus, tag:…; Online, or ConnectionLost once stopped or terminated',
     errors: 'InvalidInstanceInformationFilterValue (other keys)',
+    errorCodes: ['InvalidInstanceInformationFilterValue'],
     notModelled: 'Inactive, agent versions, hybrid nodes',
   },
   {
@@ -133,7 +153,24 @@ export const FIDELITY: readonly Fidelity[] = [
       'String, StringList, SecureString; Overwrite; versions; a SecureString read without WithDecryption returns a stand-in ciphertext',
     errors:
       'ParameterAlreadyExists, ParameterNotFound (no message, as AWS), ValidationException (Type, a missing member)',
+    errorCodes: ['ParameterAlreadyExists', 'ParameterNotFound', 'ValidationException'],
     notModelled: 'KMS keys and key policies, parameter policies, tiers',
+  },
+  {
+    service: 'Auto Scaling',
+    operation: 'any other operation',
+    modelled: 'answered as AWS answers an action it does not know',
+    errors: 'InvalidAction (HTTP 400) "Could not find operation <Action> for version 2011-01-01"',
+    errorCodes: ['InvalidAction'],
+    notModelled: 'the operations AWS has and the stand-in lacks answer this too',
+  },
+  {
+    service: 'SSM',
+    operation: 'any other operation',
+    modelled: 'answered as AWS answers an X-Amz-Target it does not know',
+    errors: 'UnknownOperationException (HTTP 400, no message)',
+    errorCodes: ['UnknownOperationException'],
+    notModelled: 'the operations AWS has and the stand-in lacks answer this too',
   },
   {
     service: 'EventBridge + Lambda',
@@ -141,6 +178,7 @@ export const FIDELITY: readonly Fidelity[] = [
     modelled:
       'launch lifecycle actions (token, metadata, Origin/Destination), command and invocation status changes, the orchestrator’s own rule patterns; asynchronous invocation with two retries, dead letters; lost and duplicated deliveries on demand',
     errors: '-',
+    errorCodes: [],
     notModelled:
       'rule target retries beyond Lambda’s own, the placeholder `time` of AWS’s samples (times here are real)',
   },
@@ -150,6 +188,7 @@ export const FIDELITY: readonly Fidelity[] = [
     modelled:
       'the agent registers after a delay (optionally rate-limited) and boot finishes later (--boot-delay, on by default): user data clones the application on the first boot only and writes cloud-init’s boot-finished marker; the document’s boot check waits for that marker',
     errors: 'a deploy that does not wait for boot finds no deploy checkout and fails',
+    errorCodes: [],
     notModelled: 'a failed boot, reboots (exit 194), instance metadata (IMDS)',
   },
   {
@@ -158,6 +197,7 @@ export const FIDELITY: readonly Fidelity[] = [
     modelled:
       'each instance deploys under its own root directory with its own state directory (lock, SSH key, known_hosts); one application user per run (as root: a new user, removed at the end; otherwise the current user)',
     errors: '-',
+    errorCodes: [],
     notModelled: 'one OS user or sshd (host keys) per instance: all instances of a run share them',
   },
 ];
@@ -166,6 +206,7 @@ export const FIDELITY: readonly Fidelity[] = [
 export const CHOICES: readonly string[] = [
   'CompleteLifecycleAction / RecordLifecycleActionHeartbeat with both a token and an InstanceId: the strict reading, both must name the same action, else "No active Lifecycle Action found with token …".',
   'DescribeScalingActivities: the Cause texts are the stand-in’s wording (the Description prefixes are AWS’s); NextToken is an offset, so a page can repeat an activity when new ones start between calls.',
+  'ResourceContention is never answered: the stand-in applies each update at once, so updates never contend.',
   'Requests are not signed or authorised: any credentials work and nothing is denied unless a test injects a denial (AccessDeniedException for SSM, AccessDenied with status 403 for Auto Scaling).',
 ];
 

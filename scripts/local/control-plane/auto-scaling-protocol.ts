@@ -30,6 +30,12 @@ export class QueryInput {
     return value;
   }
 
+  /** An integer parameter the operation cannot do without. */
+  public requiredInt(name: string): number {
+    this.required(name);
+    return this.int(name) as number;
+  }
+
   public int(name: string): number | undefined {
     const value = this.string(name);
     if (value === undefined) return undefined;
@@ -98,13 +104,14 @@ export function runQuery(model: AutoScaling, input: QueryInput): Xml | undefined
       for (let i = 1; input.string(`Tags.member.${i}.Key`) !== undefined; i++) {
         tags[input.string(`Tags.member.${i}.Key`) ?? ''] = input.string(`Tags.member.${i}.Value`) ?? '';
       }
-      const minSize = input.int('MinSize');
-      const maxSize = input.int('MaxSize');
+      const name = input.required('AutoScalingGroupName');
+      const minSize = input.requiredInt('MinSize');
+      const maxSize = input.requiredInt('MaxSize');
       const desiredCapacity = input.int('DesiredCapacity');
       model.createGroup({
-        name: input.required('AutoScalingGroupName'),
-        ...(minSize === undefined ? {} : { minSize }),
-        ...(maxSize === undefined ? {} : { maxSize }),
+        name,
+        minSize,
+        maxSize,
         ...(desiredCapacity === undefined ? {} : { desiredCapacity }),
         tags,
       });
@@ -130,10 +137,7 @@ export function runQuery(model: AutoScaling, input: QueryInput): Xml | undefined
       return {};
     }
     case 'SetDesiredCapacity':
-      model.setDesiredCapacity(
-        input.required('AutoScalingGroupName'),
-        input.int('DesiredCapacity') ?? Number.NaN,
-      );
+      model.setDesiredCapacity(input.required('AutoScalingGroupName'), input.requiredInt('DesiredCapacity'));
       return undefined;
     case 'CompleteLifecycleAction':
       model.completeLifecycleAction(actionRef(input), input.required('LifecycleActionResult'));
@@ -325,7 +329,8 @@ function paginate<T>(items: readonly T[], input: QueryInput, defaultSize: number
   if (size < 1 || size > maxSize)
     throw new ApiError('ValidationError', `MaxRecords must be between 1 and ${maxSize}`);
   const offset = Number(input.string('NextToken') ?? '0');
-  if (!Number.isInteger(offset) || offset < 0) throw new ApiError('ValidationError', 'Invalid NextToken');
+  if (!Number.isInteger(offset) || offset < 0)
+    throw new ApiError('InvalidNextToken', 'The NextToken value is not valid.');
   const end = offset + size;
   return { items: items.slice(offset, end), nextToken: end < items.length ? String(end) : undefined };
 }

@@ -183,7 +183,12 @@ export class AutoScaling {
         `Max bound, ${maxSize}, must be greater than or equal to min bound, ${minSize}`,
       );
     }
-    checkDesired(desired, minSize, maxSize);
+    if (desired < minSize || desired > maxSize) {
+      throw new ApiError(
+        'ValidationError',
+        `Desired capacity:${desired} must be between the specified min size:${minSize} and max size:${maxSize}`,
+      );
+    }
     const group: Group = {
       name: spec.name,
       arn: `arn:aws:autoscaling:${this.region}:${this.account}:autoScalingGroup:${uuid()}:autoScalingGroupName/${spec.name}`,
@@ -258,7 +263,7 @@ export class AutoScaling {
 
   public setDesiredCapacity(groupName: string, desired: number): void {
     const group = this.group(groupName);
-    checkDesired(desired, group.minSize, group.maxSize, groupName);
+    checkDesired(desired, group.minSize, group.maxSize);
     const before = group.desiredCapacity;
     group.desiredCapacity = desired;
     this.#fillCapacity(group, before);
@@ -602,16 +607,15 @@ export interface ActionRef {
   readonly instanceId?: string;
 }
 
-function checkDesired(desired: number, min: number, max: number, groupName?: string): void {
-  const group = groupName ? ' for the AutoScalingGroup' : '';
+function checkDesired(desired: number, min: number, max: number): void {
   if (desired > max)
     throw new ApiError(
       'ValidationError',
-      `New SetDesiredCapacity value ${desired} is above max value ${max}${group}.`,
+      `New SetDesiredCapacity value ${desired} is above max value ${max} for the AutoScalingGroup.`,
     );
   if (desired < min)
     throw new ApiError(
       'ValidationError',
-      `New SetDesiredCapacity value ${desired} is below min value ${min}${group}.`,
+      `New SetDesiredCapacity value ${desired} is below min value ${min} for the AutoScalingGroup.`,
     );
 }

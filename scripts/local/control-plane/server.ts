@@ -128,7 +128,9 @@ function handleSsm(
     const apiError = asApiError(error);
     models.onCall({ service: 'ssm', operation, instanceIds, error: apiError.code });
     response.writeHead(apiError.status, headers);
-    response.end(JSON.stringify({ __type: apiError.code, message: apiError.message }));
+    response.end(
+      JSON.stringify({ __type: apiError.code, ...(apiError.message ? { message: apiError.message } : {}) }),
+    );
   }
 }
 

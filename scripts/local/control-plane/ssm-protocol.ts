@@ -159,10 +159,8 @@ export function runJson(model: Ssm, operation: string, input: JsonInput): unknow
       };
     }
     default:
-      throw new ApiError(
-        'UnknownOperationException',
-        `The local control plane does not implement AmazonSSM.${operation}`,
-      );
+      // AWS names no operation in this answer: `{"__type":"UnknownOperationException"}`.
+      throw new ApiError('UnknownOperationException', '');
   }
 }
 

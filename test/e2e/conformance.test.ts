@@ -1,0 +1,606 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { FIDELITY } from '../../scripts/local/fidelity';
+
+// Clients nobody here wrote — the AWS CLI and boto3 — against the control plane an operator
+// gets from `npm start -- --keep`, through --endpoint-url as their older releases need.
+jest.setTimeout(90_000);
+
+const ROOT = join(__dirname, '..', '..');
+const run = promisify(execFile);
+// Debian's AWS CLI v2 and boto3, as scripts/setup.sh installs them, whatever else is first on PATH.
+const AWS_CLI = '/usr/bin/aws';
+const PYTHON = '/usr/bin/python3';
+
+interface Kept {
+  readonly child: ChildProcess;
+  readonly endpoint: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly appUser: string;
+  readonly runDir: string;
+  readonly exit: Promise<number | null>;
+}
+
+let kept: Kept;
+let home: string;
+let instanceIds: string[];
+
+/** Starts `npm start -- --keep --instances 2` and reads what it prints for AWS clients. */
+async function startKept(): Promise<Kept> {
+  const child = spawn(
+    process.execPath,
+    ['--require', require.resolve('tsx/cjs'), 'scripts/local/start.ts', '--keep', '--instances', '2'],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 60_000;
+  while (!output.includes('waiting for Ctrl-C')) {
+    if (Date.now() > deadline || child.exitCode !== null)
+      throw new Error(`npm start --keep did not keep:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const env = Object.fromEntries(
+    [...output.matchAll(/^ {2}export (\w+)=(\S*)$/gm)].map((m) => [
+      m[1],
+      (m[2] ?? '').replace(/^(['"])(.*)\1$/, '$2'),
+    ]),
+  );
+  return {
+    child,
+    exit,
+    env,
+    endpoint: /keeps running at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1] ?? '',
+    appUser: /application user (\S+);/.exec(output)?.[1] ?? '',
+    runDir: /run directory (\S+)/.exec(output)?.[1] ?? '',
+  };
+}
+
+/** The clients' environment: only what --keep printed, no config files, no pager. */
+function clientEnv(): NodeJS.ProcessEnv {
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => name === 'PATH' || name.startsWith('PYENV')),
+  );
+  return { ...inherited, HOME: home, AWS_PAGER: '', ...kept.env };
+}
+
+interface CliResult {
+  readonly json: unknown;
+  /** The error code the CLI reported, if the call failed. */
+  readonly error?: string;
+  readonly stderr: string;
+}
+
+async function aws(...args: string[]): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await run(
+      AWS_CLI,
+      ['--endpoint-url', kept.endpoint, '--output', 'json', ...args],
+      {
+        env: clientEnv(),
+      },
+    );
+    return { json: stdout.trim() === '' ? undefined : JSON.parse(stdout), stderr };
+  } catch (error) {
+    const stderr = String((error as { stderr?: string }).stderr ?? '');
+    const code = /An error occurred \((\w+)\)/.exec(stderr)?.[1];
+    if (code === undefined) throw new Error(`aws ${args.join(' ')} failed: ${stderr}`);
+    return { json: undefined, error: code, stderr };
+  }
+}
+
+/** One boto3 call; `{ $ref: [step, ...path] }` in a parameter reads an earlier step's result. */
+interface Step {
+  readonly service: 'autoscaling' | 'ssm';
+  /** The boto3 method, e.g. `describe_auto_scaling_groups`. */
+  readonly op: string;
+  readonly params?: Readonly<Record<string, unknown>>;
+  /** false: let the call through without botocore's client-side checks, as a raw request would. */
+  readonly validate?: boolean;
+}
+
+interface StepResult {
+  readonly ok: boolean;
+  readonly result?: Record<string, unknown>;
+  readonly code?: string;
+  readonly message?: string;
+  readonly status?: number;
+}
+
+const BOTO3_RUNNER = `
+import json, sys, boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+endpoint, steps, clients, out = sys.argv[1], json.load(sys.stdin), {}, []
+def resolve(value):
+    if isinstance(value, dict) and '$ref' in value:
+        found = out[value['$ref'][0]]['result']
+        for key in value['$ref'][1:]:
+            found = found[key]
+        return found
+    if isinstance(value, dict):
+        return {k: resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v) for v in value]
+    return value
+for step in steps:
+    key = (step['service'], step.get('validate', True))
+    if key not in clients:
+        clients[key] = boto3.client(step['service'], endpoint_url=endpoint,
+            config=Config(parameter_validation=key[1], retries={'max_attempts': 1}))
+    try:
+        params = resolve(step.get('params', {}))
+    except KeyError:
+        out.append({'ok': False, 'code': 'EarlierStepFailed', 'message': '', 'status': 0})
+        continue
+    try:
+        result = getattr(clients[key], step['op'])(**params)
+        result.pop('ResponseMetadata', None)
+        out.append({'ok': True, 'result': result})
+    except ClientError as error:
+        out.append({'ok': False, 'code': error.response['Error']['Code'],
+            'message': error.response['Error'].get('Message', ''),
+            'status': error.response['ResponseMetadata']['HTTPStatusCode']})
+print(json.dumps(out, default=str))
+`;
+
+/** Runs the steps in order in one python3 process (boto3 takes about half a second to start). */
+async function boto3(steps: readonly Step[]): Promise<StepResult[]> {
+  const child = execFile(PYTHON, ['-c', BOTO3_RUNNER, kept.endpoint], {
+    env: clientEnv(),
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  child.stdin?.end(JSON.stringify(steps));
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`boto3 steps failed (${code}): ${stderr}`);
+  return JSON.parse(stdout) as StepResult[];
+}
+
+const UNKNOWN_ID = '11111111-2222-3333-4444-555555555555';
+const NO_INSTANCE = 'i-0123456789abcdef0';
+/** A group of its own for cases that change groups, so the operator's group stays as it was. */
+const SPARE = 'conformance';
+
+/** What provokes each error code the fidelity table lists, by `<operation> <code>`. */
+function errorCases(): Record<string, { readonly steps: readonly Step[]; readonly message?: RegExp }> {
+  const instance = instanceIds[0] as string;
+  const asg = (op: string, params: Record<string, unknown>, validate = true): Step => ({
+    service: 'autoscaling',
+    op,
+    params,
+    validate,
+  });
+  const ssm = (op: string, params: Record<string, unknown>, validate = true): Step => ({
+    service: 'ssm',
+    op,
+    params,
+    validate,
+  });
+  const hook = (name: string, heartbeat = 30) =>
+    asg(
+      'put_lifecycle_hook',
+      {
+        AutoScalingGroupName: SPARE,
+        LifecycleHookName: name,
+        LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',
+        HeartbeatTimeout: heartbeat,
+      },
+      false,
+    );
+  const ids = (count: number, make: (i: number) => string) =>
+    Array.from({ length: count }, (_, i) => make(i));
+  return {
+    'CreateAutoScalingGroup AlreadyExists': {
+      steps: [asg('create_auto_scaling_group', { AutoScalingGroupName: 'web', MinSize: 0, MaxSize: 1 })],
+      message: /^AutoScalingGroup by this name already exists - A group with the name web already exists$/,
+    },
+    'CreateAutoScalingGroup ValidationError': {
+      steps: [
+        asg('create_auto_scaling_group', {
+          AutoScalingGroupName: 'too-many',
+          MinSize: 0,
+          MaxSize: 1,
+          DesiredCapacity: 3,
+        }),
+      ],
+      message: /^Desired capacity:3 must be between the specified min size:0 and max size:1$/,
+    },
+    'PutLifecycleHook ValidationError': { steps: [hook('too-short', 10)] },
+    'PutLifecycleHook LimitExceeded': { steps: ids(51, (i) => `hook-${i + 1}`).map((name) => hook(name)) },
+    'DescribeLifecycleHooks ValidationError': {
+      steps: [asg('describe_lifecycle_hooks', { AutoScalingGroupName: 'no-such-group' })],
+    },
+    'SetDesiredCapacity ValidationError': {
+      steps: [asg('set_desired_capacity', { AutoScalingGroupName: 'web', DesiredCapacity: 99 })],
+      message: /^New SetDesiredCapacity value 99 is above max value 10 for the AutoScalingGroup\.$/,
+    },
+    'CompleteLifecycleAction / RecordLifecycleActionHeartbeat ValidationError': {
+      steps: [
+        asg('record_lifecycle_action_heartbeat', {
+          AutoScalingGroupName: 'web',
+          LifecycleHookName: 'selfdeploy-launch',
+          LifecycleActionToken: UNKNOWN_ID,
+        }),
+      ],
+      message: new RegExp(`^No active Lifecycle Action found with token ${UNKNOWN_ID}$`),
+    },
+    'DescribeAutoScalingGroups ValidationError': {
+      steps: [asg('describe_auto_scaling_groups', { MaxRecords: 101 }, false)],
+    },
+    'DescribeAutoScalingInstances ValidationError': {
+      steps: [
+        asg(
+          'describe_auto_scaling_instances',
+          { InstanceIds: ids(51, (i) => `i-${String(i).padStart(17, '0')}`) },
+          false,
+        ),
+      ],
+    },
+    'DescribeScalingActivities ValidationError': {
+      steps: [asg('describe_scaling_activities', { ActivityIds: ids(51, () => UNKNOWN_ID) }, false)],
+    },
+    'DescribeAutoScalingGroups InvalidNextToken': {
+      steps: [asg('describe_auto_scaling_groups', { NextToken: 'not-a-token' })],
+      message: /^The NextToken value is not valid\.$/,
+    },
+    'DescribeAutoScalingInstances InvalidNextToken': {
+      steps: [asg('describe_auto_scaling_instances', { NextToken: 'not-a-token' })],
+    },
+    'DescribeScalingActivities InvalidNextToken': {
+      steps: [asg('describe_scaling_activities', { NextToken: 'not-a-token' })],
+    },
+    'PutWarmPool / DescribeWarmPool InvalidNextToken': {
+      steps: [asg('describe_warm_pool', { AutoScalingGroupName: SPARE, NextToken: 'not-a-token' })],
+    },
+    'PutWarmPool / DescribeWarmPool ValidationError': {
+      steps: [asg('put_warm_pool', { AutoScalingGroupName: SPARE, PoolState: 'Frozen' })],
+    },
+    'SendCommand InvalidInstanceId': {
+      steps: [ssm('send_command', { InstanceIds: [NO_INSTANCE], DocumentName: 'SelfDeploy' })],
+    },
+    'SendCommand InvalidDocument': {
+      steps: [ssm('send_command', { InstanceIds: [instance], DocumentName: 'NoSuchDocument' })],
+    },
+    'SendCommand InvalidParameters': {
+      steps: [
+        ssm('send_command', {
+          InstanceIds: [instance],
+          DocumentName: 'SelfDeploy',
+          Parameters: { nope: ['1'] },
+        }),
+      ],
+    },
+    'SendCommand ValidationException': {
+      steps: [
+        ssm(
+          'send_command',
+          { InstanceIds: [instance], DocumentName: 'SelfDeploy', Comment: 'x'.repeat(101) },
+          false,
+        ),
+      ],
+    },
+    'ListCommands / ListCommandInvocations / GetCommandInvocation InvalidCommandId': {
+      steps: [ssm('list_commands', { CommandId: UNKNOWN_ID })],
+    },
+    'ListCommands / ListCommandInvocations / GetCommandInvocation InvocationDoesNotExist': {
+      steps: [ssm('get_command_invocation', { CommandId: UNKNOWN_ID, InstanceId: instance })],
+    },
+    'ListCommands / ListCommandInvocations / GetCommandInvocation InvalidFilterKey': {
+      steps: [ssm('list_commands', { Filters: [{ key: 'ExecutionStage', value: 'Executing' }] })],
+    },
+    'ListCommands / ListCommandInvocations / GetCommandInvocation InvalidNextToken': {
+      steps: [ssm('list_commands', { NextToken: 'not-a-token' })],
+    },
+    'DescribeInstanceInformation InvalidInstanceInformationFilterValue': {
+      steps: [ssm('describe_instance_information', { Filters: [{ Key: 'AgentVersion', Values: ['1'] }] })],
+    },
+    'PutParameter / GetParameter ParameterAlreadyExists': {
+      steps: [1, 2].map(() =>
+        ssm('put_parameter', { Name: '/conformance/once', Value: 'v', Type: 'String' }),
+      ),
+    },
+    'PutParameter / GetParameter ParameterNotFound': {
+      steps: [ssm('get_parameter', { Name: '/conformance/none' })],
+      message: /^Parameter \/conformance\/none not found/,
+    },
+    'PutParameter / GetParameter ValidationException': {
+      steps: [ssm('put_parameter', { Name: '/conformance/typed', Value: 'v', Type: 'Bogus' })],
+    },
+    // Operations AWS has and the stand-in does not: as AWS answers an unknown one.
+    'any other operation InvalidAction': {
+      steps: [asg('describe_launch_configurations', {})],
+      message: /^Could not find operation DescribeLaunchConfigurations for version 2011-01-01$/,
+    },
+    'any other operation UnknownOperationException': {
+      steps: [ssm('describe_document', { Name: 'SelfDeploy' })],
+      message: /^$/,
+    },
+  };
+}
+
+const apiOperations = (operation: string) => (/^[A-Z]/.test(operation) ? operation.split(' / ') : []);
+const snakeCase = (name: string) =>
+  name.replace(/[A-Z]/g, (c, i: number) => `${i > 0 ? '_' : ''}${c.toLowerCase()}`);
+
+beforeAll(async () => {
+  home = mkdtempSync(join(tmpdir(), 'conformance-home-'));
+  kept = await startKept();
+  const groups = (await aws('autoscaling', 'describe-auto-scaling-groups')).json as {
+    AutoScalingGroups: { Instances: { InstanceId: string }[] }[];
+  };
+  instanceIds = groups.AutoScalingGroups.flatMap((g) => g.Instances.map((i) => i.InstanceId));
+  await boto3([
+    {
+      service: 'autoscaling',
+      op: 'create_auto_scaling_group',
+      params: { AutoScalingGroupName: SPARE, MinSize: 0, MaxSize: 2 },
+    },
+  ]);
+});
+
+afterAll(async () => {
+  if (kept) {
+    kept.child.kill('SIGINT');
+    await kept.exit;
+    if (kept.runDir) rmSync(kept.runDir, { recursive: true, force: true });
+  }
+  if (home) rmSync(home, { recursive: true, force: true });
+});
+
+describe('the kept control plane, driven by the AWS CLI and boto3', () => {
+  it('answers every operation its fidelity table names, not with the unknown-operation error', async () => {
+    const operations = FIDELITY.flatMap((row) =>
+      apiOperations(row.operation).map((operation) => ({ service: row.service, operation })),
+    );
+    // Empty requests, unchecked by the client: each operation answers its own error, or a result.
+    const results = await boto3(
+      operations.map(({ service, operation }) => ({
+        service: service === 'SSM' ? 'ssm' : 'autoscaling',
+        op: snakeCase(operation),
+        params: {},
+        validate: false,
+      })),
+    );
+    const unknown = operations.filter((_, i) =>
+      ['InvalidAction', 'UnknownOperationException'].includes(results[i]?.code ?? ''),
+    );
+    expect(operations.length).toBeGreaterThan(10);
+    expect(unknown).toEqual([]);
+  });
+
+  it('provokes every error code its fidelity table lists, answered with that code', async () => {
+    const cases = errorCases();
+    const listed = FIDELITY.flatMap((row) => row.errorCodes.map((code) => `${row.operation} ${code}`));
+    expect(Object.keys(cases).sort()).toEqual([...listed].sort());
+
+    const keys = Object.keys(cases);
+    const steps = keys.flatMap((key) => cases[key]?.steps ?? []);
+    const results = await boto3(steps);
+    let next = 0;
+    const answered = keys.map((key) => {
+      const count = cases[key]?.steps.length ?? 0;
+      next += count;
+      const last = results[next - 1];
+      return { key, code: last?.code, status: last?.status, message: last?.message ?? '' };
+    });
+    const wrong = answered.filter(({ key, code, status, message }) => {
+      const expected = key.slice(key.lastIndexOf(' ') + 1);
+      const pattern = cases[key]?.message;
+      return code !== expected || status !== 400 || (pattern !== undefined && !pattern.test(message));
+    });
+    expect(wrong).toEqual([]);
+  });
+
+  it('answers a missing required parameter as AWS does, on both protocols', async () => {
+    const [noDesired, noMinSize, noName] = await boto3([
+      {
+        service: 'autoscaling',
+        op: 'set_desired_capacity',
+        params: { AutoScalingGroupName: SPARE },
+        validate: false,
+      },
+      {
+        service: 'autoscaling',
+        op: 'create_auto_scaling_group',
+        params: { AutoScalingGroupName: 'no-min', MaxSize: 1 },
+        validate: false,
+      },
+      { service: 'ssm', op: 'get_parameter', params: {}, validate: false },
+    ]);
+    const missing = (member: string) =>
+      `1 validation error detected: Value null at '${member}' failed to satisfy constraint: Member must not be null`;
+    expect(noDesired).toMatchObject({
+      code: 'ValidationError',
+      status: 400,
+      message: missing('desiredCapacity'),
+    });
+    expect(noMinSize).toMatchObject({ code: 'ValidationError', status: 400, message: missing('minSize') });
+    expect(noName).toMatchObject({ code: 'ValidationException', status: 400, message: missing('name') });
+  });
+
+  it('answers the describe calls with the kept run’s group, instances, hook and activities', async () => {
+    const [groups, instances, hooks, activities, agents] = await Promise.all([
+      aws('autoscaling', 'describe-auto-scaling-groups', '--auto-scaling-group-names', 'web'),
+      aws('autoscaling', 'describe-auto-scaling-instances', '--instance-ids', ...instanceIds),
+      aws('autoscaling', 'describe-lifecycle-hooks', '--auto-scaling-group-name', 'web'),
+      aws('autoscaling', 'describe-scaling-activities', '--auto-scaling-group-name', 'web'),
+      aws('ssm', 'describe-instance-information'),
+    ]);
+    expect(instanceIds).toHaveLength(2);
+    expect(groups.json).toMatchObject({
+      AutoScalingGroups: [{ AutoScalingGroupName: 'web', DesiredCapacity: 2, MaxSize: 10 }],
+    });
+    expect(
+      (instances.json as { AutoScalingInstances: { LifecycleState: string }[] }).AutoScalingInstances.map(
+        (i) => i.LifecycleState,
+      ),
+    ).toEqual(['InService', 'InService']);
+    expect(hooks.json).toMatchObject({
+      LifecycleHooks: [
+        { AutoScalingGroupName: 'web', LifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING' },
+      ],
+    });
+    const descriptions = (activities.json as { Activities: { Description: string }[] }).Activities.map(
+      (a) => a.Description,
+    );
+    expect(descriptions.sort()).toEqual(
+      instanceIds.map((id) => `Launching a new EC2 instance: ${id}`).sort(),
+    );
+    const online = (agents.json as { InstanceInformationList: { InstanceId: string; PingStatus: string }[] })
+      .InstanceInformationList;
+    expect(online.filter((i) => instanceIds.includes(i.InstanceId)).map((i) => i.PingStatus)).toEqual([
+      'Online',
+      'Online',
+    ]);
+  });
+
+  it('answers the lifecycle and command errors as AWS does', async () => {
+    const [badToken, unknownInstance, unknownCommand] = await Promise.all([
+      aws(
+        'autoscaling',
+        'complete-lifecycle-action',
+        '--auto-scaling-group-name',
+        'web',
+        '--lifecycle-hook-name',
+        'selfdeploy-launch',
+        '--lifecycle-action-token',
+        UNKNOWN_ID,
+        '--lifecycle-action-result',
+        'CONTINUE',
+      ),
+      aws('ssm', 'send-command', '--document-name', 'SelfDeploy', '--instance-ids', NO_INSTANCE),
+      aws(
+        'ssm',
+        'get-command-invocation',
+        '--command-id',
+        UNKNOWN_ID,
+        '--instance-id',
+        instanceIds[0] as string,
+      ),
+    ]);
+    expect(badToken.error).toBe('ValidationError');
+    expect(badToken.stderr).toContain(`No active Lifecycle Action found with token ${UNKNOWN_ID}`);
+    expect(unknownInstance.error).toBe('InvalidInstanceId');
+    expect(unknownCommand.error).toBe('InvocationDoesNotExist');
+  });
+
+  it('has no invocation to read right after SendCommand, as AWS for a moment', async () => {
+    const instance = instanceIds[0] as string;
+    const [sent, read, listed] = await boto3([
+      {
+        service: 'ssm',
+        op: 'send_command',
+        params: {
+          InstanceIds: [instance],
+          DocumentName: 'AWS-RunShellScript',
+          Parameters: { commands: ['true'] },
+        },
+      },
+      {
+        service: 'ssm',
+        op: 'get_command_invocation',
+        params: { CommandId: { $ref: [0, 'Command', 'CommandId'] }, InstanceId: instance },
+      },
+      {
+        service: 'ssm',
+        op: 'list_command_invocations',
+        params: { CommandId: { $ref: [0, 'Command', 'CommandId'] } },
+      },
+    ]);
+    expect(sent?.ok).toBe(true);
+    expect(read).toMatchObject({ ok: false, code: 'InvocationDoesNotExist' });
+    expect(listed).toMatchObject({ ok: true, result: { CommandInvocations: [] } });
+  });
+
+  it('stores and reads Parameter Store parameters', async () => {
+    const put = await aws(
+      'ssm',
+      'put-parameter',
+      '--name',
+      '/conformance/cli',
+      '--value',
+      'hello',
+      '--type',
+      'String',
+    );
+    const got = await aws('ssm', 'get-parameter', '--name', '/conformance/cli');
+    expect(put.json).toMatchObject({ Version: 1 });
+    expect(got.json).toMatchObject({
+      Parameter: { Name: '/conformance/cli', Value: 'hello', Type: 'String' },
+    });
+  });
+
+  it('runs AWS-RunShellScript on an instance as its application user', async () => {
+    const instance = instanceIds[1] as string;
+    const sent = await aws(
+      'ssm',
+      'send-command',
+      '--document-name',
+      'AWS-RunShellScript',
+      '--instance-ids',
+      instance,
+      '--parameters',
+      '{"commands":["id -un"]}',
+    );
+    const commandId = (sent.json as { Command?: { CommandId?: string } } | undefined)?.Command?.CommandId;
+    expect({ error: sent.error, sent: commandId !== undefined }).toEqual({ error: undefined, sent: true });
+    let invocation: { Status?: string; StandardOutputContent?: string } = {};
+    for (
+      let i = 0;
+      i < 60 && !['Success', 'Failed', 'TimedOut', 'Cancelled'].includes(invocation.Status ?? '');
+      i++
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const read = await aws(
+        'ssm',
+        'get-command-invocation',
+        '--command-id',
+        commandId as string,
+        '--instance-id',
+        instance,
+      );
+      if (read.json) invocation = read.json as typeof invocation;
+    }
+    expect(invocation).toMatchObject({ Status: 'Success', StandardOutputContent: `${kept.appUser}\n` });
+  });
+
+  it('scales out from set-desired-capacity, the new instance ending InService', async () => {
+    const scaled = await aws(
+      'autoscaling',
+      'set-desired-capacity',
+      '--auto-scaling-group-name',
+      'web',
+      '--desired-capacity',
+      '3',
+    );
+    expect(scaled.error).toBeUndefined();
+    let states: string[] = [];
+    const deadline = Date.now() + 45_000;
+    while (Date.now() < deadline) {
+      const groups = (
+        await aws('autoscaling', 'describe-auto-scaling-groups', '--auto-scaling-group-names', 'web')
+      ).json as { AutoScalingGroups: { Instances: { LifecycleState: string }[] }[] };
+      states = groups.AutoScalingGroups.flatMap((g) => g.Instances.map((i) => i.LifecycleState));
+      if (states.length === 3 && states.every((s) => s === 'InService')) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    expect(states).toEqual(['InService', 'InService', 'InService']);
+  });
+});
