@@ -287,6 +287,15 @@ function errorCases(): Record<string, { readonly steps: readonly Step[]; readonl
         }),
       ],
     },
+    'documents: AWS-RunShellScript InvalidParameters': {
+      steps: [
+        ssm('send_command', {
+          InstanceIds: [instance],
+          DocumentName: 'AWS-RunShellScript',
+          Parameters: { commands: ['true'], executionTimeout: ['0'] },
+        }),
+      ],
+    },
     'SendCommand ValidationException': {
       steps: [
         ssm(
@@ -318,7 +327,8 @@ function errorCases(): Record<string, { readonly steps: readonly Step[]; readonl
     },
     'PutParameter / GetParameter ParameterNotFound': {
       steps: [ssm('get_parameter', { Name: '/conformance/none' })],
-      message: /^Parameter \/conformance\/none not found/,
+      // AWS answers ParameterNotFound with no message.
+      message: /^$/,
     },
     'PutParameter / GetParameter ValidationException': {
       steps: [ssm('put_parameter', { Name: '/conformance/typed', Value: 'v', Type: 'Bogus' })],
@@ -510,7 +520,8 @@ describe('the kept control plane, driven by the AWS CLI and boto3', () => {
         params: {
           InstanceIds: [instance],
           DocumentName: 'AWS-RunShellScript',
-          Parameters: { commands: ['true'] },
+          // Still running when read: a finished invocation is visible at once.
+          Parameters: { commands: ['sleep 3'] },
         },
       },
       {
