@@ -391,11 +391,12 @@ async function keepRunning(run: LocalRun, progress: Progress): Promise<void> {
     [
       '',
       `The control plane keeps running at ${run.plane.endpoint} (Ctrl-C to stop).`,
-      'Point the AWS CLI or an SDK at it:',
+      'Point the AWS CLI or an SDK at it; it accepts only requests signed with these credentials:',
       ...Object.entries(env).map(([name, value]) => `  export ${name}=${value}`),
-      `  aws autoscaling describe-auto-scaling-groups --auto-scaling-group-names ${GROUP_NAME}`,
-      `  aws autoscaling set-desired-capacity --auto-scaling-group-name ${GROUP_NAME} --desired-capacity 4`,
-      '  aws ssm list-commands',
+      // CLIs older than the service-specific endpoint variables (Debian's 2.9) need --endpoint-url.
+      `  aws --endpoint-url ${run.plane.endpoint} autoscaling describe-auto-scaling-groups --auto-scaling-group-names ${GROUP_NAME}`,
+      `  aws --endpoint-url ${run.plane.endpoint} autoscaling set-desired-capacity --auto-scaling-group-name ${GROUP_NAME} --desired-capacity 4`,
+      `  aws --endpoint-url ${run.plane.endpoint} ssm list-commands`,
       'New launches go through the orchestrator as before; progress continues below.',
       '',
     ].join('\n'),

@@ -97,11 +97,14 @@ describe('npm start', () => {
   it('with --keep, leaves a control plane the AWS SDK can use until Ctrl-C', async () => {
     const run = start([...FAST, '--instances', '2', '--keep']);
     await waitForOutput(run.output, 'waiting for Ctrl-C', 40_000);
-    const endpoint = /export AWS_ENDPOINT_URL_AUTO_SCALING=(\S+)/.exec(run.output())?.[1];
+    const printed = (name: string) => new RegExp(`export ${name}=(\\S+)`).exec(run.output())?.[1] ?? '';
     const client = new AutoScalingClient({
-      endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      endpoint: printed('AWS_ENDPOINT_URL_AUTO_SCALING'),
+      region: printed('AWS_REGION'),
+      credentials: {
+        accessKeyId: printed('AWS_ACCESS_KEY_ID'),
+        secretAccessKey: printed('AWS_SECRET_ACCESS_KEY'),
+      },
     });
 
     const { AutoScalingGroups } = await client.send(
