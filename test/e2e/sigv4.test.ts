@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
+import { createHash, createHmac } from 'node:crypto';
 import { promisify } from 'node:util';
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { ControlPlane } from '../../scripts/local/control-plane/control-plane';
 
 jest.setTimeout(30_000);
@@ -65,6 +67,44 @@ async function describeInstances(
   } finally {
     client.destroy();
   }
+}
+
+/** The SDK's hash interface over node:crypto, for SignatureV4. */
+class Sha256 {
+  readonly #hash;
+  public constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    const key =
+      typeof secret === 'string' || secret === undefined ? secret : Buffer.from(secret as ArrayBuffer);
+    this.#hash = key === undefined ? createHash('sha256') : createHmac('sha256', key);
+  }
+  public update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.#hash.update(typeof data === 'string' ? data : Buffer.from(data as ArrayBuffer));
+  }
+  public async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.#hash.digest());
+  }
+}
+
+/** An Auto Scaling call signed by the SDK's own signer with the given scope. */
+async function signedQuery(scope: {
+  service: string;
+  region: string;
+}): Promise<{ status: number; body: string }> {
+  const url = new URL(plane.endpoint);
+  const body = 'Action=DescribeAutoScalingGroups&Version=2011-01-01';
+  const signer = new SignatureV4({ ...scope, credentials: plane.credentials, sha256: Sha256 });
+  const signed = await signer.sign({
+    method: 'POST',
+    protocol: 'http:',
+    hostname: url.hostname,
+    port: Number(url.port),
+    path: '/',
+    query: {},
+    headers: { host: url.host, 'content-type': 'application/x-www-form-urlencoded' },
+    body,
+  });
+  const response = await fetch(plane.endpoint, { method: 'POST', headers: signed.headers, body });
+  return { status: response.status, body: await response.text() };
 }
 
 const MISMATCH = 'The request signature we calculated does not match the signature you provided.';
@@ -158,6 +198,20 @@ describe('the control plane checks SigV4 signatures', () => {
 
     expect(answer).toMatchObject({ name: 'SignatureDoesNotMatch', status: 403 });
     expect(answer.message).toContain(MISMATCH);
+  });
+
+  it('accepts a signature scoped to autoscaling in the region, refuses one scoped to another service or region', async () => {
+    const right = await signedQuery({ service: 'autoscaling', region: 'us-east-1' });
+    const otherService = await signedQuery({ service: 'ssm', region: 'us-east-1' });
+    const otherRegion = await signedQuery({ service: 'autoscaling', region: 'eu-west-1' });
+
+    expect(right.status).toBe(200);
+    expect(otherService.status).toBe(403);
+    expect(otherService.body).toContain(
+      '<Code>SignatureDoesNotMatch</Code><Message>Credential should be scoped to correct service: &#39;autoscaling&#39;. </Message>',
+    );
+    expect(otherRegion.status).toBe(403);
+    expect(otherRegion.body).toContain('<Code>SignatureDoesNotMatch</Code>');
   });
 
   it('refuses a signature made more than 15 minutes ago, with AWS message', async () => {
