@@ -23,6 +23,38 @@ export interface Fidelity {
 export const FIDELITY: readonly Fidelity[] = [
   {
     service: 'Auto Scaling',
+    operation: 'request signing',
+    modelled:
+      "every request must carry a SigV4 signature (Authorization header, x-amz-date within 15 minutes) made with the run's own random access key for service autoscaling in the run's region",
+    errors:
+      'status 403: MissingAuthenticationToken (no Authorization header), InvalidClientTokenId (another key), SignatureDoesNotMatch (wrong signature, wrong scope, "Signature expired"); IncompleteSignature (malformed header)',
+    errorCodes: [
+      'MissingAuthenticationToken',
+      'InvalidClientTokenId',
+      'SignatureDoesNotMatch',
+      'IncompleteSignature',
+    ],
+    notModelled:
+      'session tokens (X-Amz-Security-Token), presigned query-string signatures, the Date header instead of x-amz-date, IAM policies (no call is denied unless a test injects a denial)',
+  },
+  {
+    service: 'SSM',
+    operation: 'request signing',
+    modelled:
+      "every request must carry a SigV4 signature (Authorization header, x-amz-date within 15 minutes) made with the run's own random access key for service ssm in the run's region",
+    errors:
+      'status 400: MissingAuthenticationTokenException, UnrecognizedClientException, InvalidSignatureException, IncompleteSignatureException, as for Auto Scaling',
+    errorCodes: [
+      'MissingAuthenticationTokenException',
+      'UnrecognizedClientException',
+      'InvalidSignatureException',
+      'IncompleteSignatureException',
+    ],
+    notModelled:
+      'session tokens (X-Amz-Security-Token), presigned query-string signatures, the Date header instead of x-amz-date, IAM policies (no call is denied unless a test injects a denial)',
+  },
+  {
+    service: 'Auto Scaling',
     operation: 'CreateAutoScalingGroup',
     modelled: 'MinSize, MaxSize, DesiredCapacity, Tags; launches up to the desired capacity at once',
     errors:
@@ -207,7 +239,7 @@ export const CHOICES: readonly string[] = [
   'CompleteLifecycleAction / RecordLifecycleActionHeartbeat with both a token and an InstanceId: the strict reading, both must name the same action, else "No active Lifecycle Action found with token …".',
   'DescribeScalingActivities: the Cause texts are the stand-in’s wording (the Description prefixes are AWS’s); NextToken is an offset, so a page can repeat an activity when new ones start between calls.',
   'ResourceContention is never answered: the stand-in applies each update at once, so updates never contend.',
-  'Requests are not signed or authorised: any credentials work and nothing is denied unless a test injects a denial (AccessDeniedException for SSM, AccessDenied with status 403 for Auto Scaling).',
+  'Requests are authenticated but not authorised: nothing is denied unless a test injects a denial (AccessDeniedException for SSM, AccessDenied with status 403 for Auto Scaling).',
 ];
 
 const START = '<!-- fidelity table: generated from scripts/local/fidelity.ts -->';

@@ -6,121 +6,18 @@
  * expected. `npm start -- --help` lists the options.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { existsSync, readFileSync } from 'node:fs';
 import {
   COMMAND_STATUS_DETAIL_TYPE,
   isTerminalStatus,
   LAUNCH_DETAIL_TYPE,
 } from '../../functions/shared/event-patterns';
 import type { Command } from './control-plane/ssm';
-import { DEFAULT_BOOT_DELAY_SECONDS, GROUP_NAME, LocalRun } from './local-run';
-
-const HELP = `Usage: npm start -- [options]
-
-Runs a scale-out of a local Auto Scaling group through selfdeploy, then a redeploy of a new
-commit, and prints what happened to every instance.
-
-Options:
-  --instances N         instances to launch (default 3)
-  --agent-delay S       simulated seconds until a new instance's SSM agent registers (default 5)
-  --agent-rate R        agent registrations accepted per simulated second, as on big
-                        scale-outs (default unlimited)
-  --boot-delay S        simulated seconds from a new instance's agent registration until its
-                        boot (user data, which clones the application) finishes (default 10)
-  --fail N              the first N instances launched cannot deploy (their sshd is down):
-                        selfdeploy abandons them and Auto Scaling replaces them (default 0)
-  --bad-revision        the redeployed commit fails to deploy: the rollout stops at the first
-                        failure and no instance serves it
-  --throttle F          fraction of API calls answered with a throttling error, 0-1 (default 0)
-  --lose-events F       fraction of launch and command-status events lost, 0-1 (default 0);
-                        the reconcile schedule recovers them
-  --duplicate-events N  extra deliveries of every event (default 0)
-  --stand-in MS         replace the real deploy with a stand-in that takes MS milliseconds
-  --time-scale X        simulated seconds per real second for AWS timers (default 10)
-  --port P              control plane port on 127.0.0.1 (default: any free port)
-  --timeout S           give up after S real seconds (default 110)
-  --keep                leave the control plane running afterwards (Ctrl-C stops it) and
-                        print how to point the AWS CLI or an SDK at it
-  --help                show this help
-`;
+import { GROUP_NAME, LocalRun } from './local-run';
+import { COMPACT_ABOVE_INSTANCES, HELP, type Options, parseOptions, UsageError } from './start-options';
 
 /** What the real deploy needs on this machine (scripts/setup.sh installs it). */
 const REAL_DEPLOY_COMMANDS = ['git', 'ssh', 'ssh-keygen', 'cap', 'bundle', 'ruby', 'flock'];
-
-interface Options {
-  readonly instances: number;
-  readonly agentDelay: number;
-  readonly agentRate?: number;
-  readonly bootDelay: number;
-  readonly fail: number;
-  readonly badRevision: boolean;
-  readonly throttle: number;
-  readonly loseEvents: number;
-  readonly duplicateEvents: number;
-  readonly standIn?: number;
-  readonly timeScale: number;
-  readonly port?: number;
-  readonly timeout: number;
-  readonly keep: boolean;
-}
-
-/** A problem the user can fix; printed without a stack trace. */
-class UsageError extends Error {}
-
-function parseOptions(argv: string[]): Options | undefined {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      instances: { type: 'string' },
-      'agent-delay': { type: 'string' },
-      'agent-rate': { type: 'string' },
-      'boot-delay': { type: 'string' },
-      fail: { type: 'string' },
-      'bad-revision': { type: 'boolean' },
-      throttle: { type: 'string' },
-      'lose-events': { type: 'string' },
-      'duplicate-events': { type: 'string' },
-      'stand-in': { type: 'string' },
-      'time-scale': { type: 'string' },
-      port: { type: 'string' },
-      timeout: { type: 'string' },
-      keep: { type: 'boolean' },
-      help: { type: 'boolean' },
-    },
-  });
-  if (values.help) return undefined;
-  const number = (name: keyof typeof values, fallback: number, min: number, max: number): number => {
-    const raw = values[name];
-    if (raw === undefined) return fallback;
-    const parsed = Number(raw);
-    if (typeof raw !== 'string' || !Number.isFinite(parsed) || parsed < min || parsed > max) {
-      throw new UsageError(`--${name} must be a number from ${min} to ${max}, got ${String(raw)}`);
-    }
-    return parsed;
-  };
-  const instances = number('instances', 3, 1, 1000);
-  const options: Options = {
-    instances,
-    agentDelay: number('agent-delay', 5, 0, 3600),
-    ...(values['agent-rate'] === undefined ? {} : { agentRate: number('agent-rate', 1, 0.001, 10_000) }),
-    bootDelay: number('boot-delay', DEFAULT_BOOT_DELAY_SECONDS, 0, 3600),
-    fail: number('fail', 0, 0, 1000),
-    badRevision: values['bad-revision'] === true,
-    throttle: number('throttle', 0, 0, 0.9),
-    loseEvents: number('lose-events', 0, 0, 1),
-    duplicateEvents: number('duplicate-events', 0, 0, 10),
-    ...(values['stand-in'] === undefined ? {} : { standIn: number('stand-in', 0, 0, 600_000) }),
-    timeScale: number('time-scale', 10, 0.1, 1000),
-    ...(values.port === undefined ? {} : { port: number('port', 0, 0, 65535) }),
-    timeout: number('timeout', 110, 5, 86_400),
-    keep: values.keep === true,
-  };
-  if (!Number.isInteger(options.instances) || !Number.isInteger(options.fail)) {
-    throw new UsageError('--instances and --fail must be whole numbers');
-  }
-  return options;
-}
 
 function checkPrerequisites(options: Options): void {
   if (options.standIn !== undefined) return;
@@ -140,25 +37,98 @@ function checkPrerequisites(options: Options): void {
   }
 }
 
-/** Prints one line per change of an instance's state or step, with the time since start. */
+/**
+ * Prints one line per change of an instance's state or step, with the time since start;
+ * above COMPACT_ABOVE_INSTANCES instances, one counter line instead: redrawn in place at
+ * most once a second on a terminal, a new line at most every 5 s otherwise (a log file).
+ */
 class Progress {
   readonly #shown = new Map<string, string>();
   readonly #started = Date.now();
+  readonly #tty = process.stdout.isTTY === true;
+  #counterAt = 0;
+  #counter = '';
+  /** A counter line is on screen without its newline (terminal only). */
+  #open = false;
 
-  public constructor(private readonly run: LocalRun) {}
+  public constructor(
+    private readonly run: LocalRun,
+    private readonly compact: boolean,
+  ) {}
 
   public print(line: string): void {
-    const seconds = ((Date.now() - this.#started) / 1000).toFixed(1).padStart(5);
-    process.stdout.write(`[${seconds}s] ${line}\n`);
+    this.#endCounter();
+    process.stdout.write(`${this.#stamp()} ${line}\n`);
   }
 
-  public update(): void {
+  /** Shows what changed; `force` also draws the counter now (before a summary). */
+  public update(force = false): void {
+    if (this.compact) {
+      this.#updateCounter(force);
+      return;
+    }
     for (const record of this.run.records.values()) {
       const status = this.#status(record.id);
       if (this.#shown.get(record.id) === status) continue;
       this.#shown.set(record.id, status);
       this.print(`${record.id}  ${status}`);
     }
+  }
+
+  /** Ends a counter line drawn in place, so the next output starts on a line of its own. */
+  #endCounter(): void {
+    if (!this.#open) return;
+    process.stdout.write('\n');
+    this.#open = false;
+  }
+
+  #stamp(): string {
+    return `[${((Date.now() - this.#started) / 1000).toFixed(1).padStart(5)}s]`;
+  }
+
+  #updateCounter(force: boolean): void {
+    const now = Date.now();
+    if (!force && now - this.#counterAt < (this.#tty ? 1000 : 5000)) return;
+    const counter = this.#counterText();
+    if (counter === this.#counter && !force) return;
+    this.#counterAt = now;
+    this.#counter = counter;
+    if (this.#tty) {
+      process.stdout.write(`\r\x1b[2K${this.#stamp()} ${counter}`);
+      this.#open = true;
+    } else {
+      process.stdout.write(`${this.#stamp()} ${counter}\n`);
+    }
+  }
+
+  /** e.g. "1000 instances: 412 InService, 380 Pending:Wait (200 agent registering, 180 deploying), 8 abandoned". */
+  #counterText(): string {
+    const { plane } = this.run;
+    const online = new Set(
+      plane.ssm
+        .managedInstances()
+        .filter((m) => m.online)
+        .map((m) => m.id),
+    );
+    const running = new Set<string>();
+    for (const command of plane.ssm.commands()) {
+      for (const invocation of command.invocations) {
+        if (!isTerminalStatus(invocation.status)) running.add(invocation.instanceId);
+      }
+    }
+    const states = new Map<string, number>();
+    let registering = 0;
+    let deploying = 0;
+    const instances = this.run.instances();
+    for (const instance of instances) {
+      states.set(instance.state, (states.get(instance.state) ?? 0) + 1);
+      if (instance.state === 'InService') continue;
+      if (!online.has(instance.id)) registering++;
+      else if (running.has(instance.id)) deploying++;
+    }
+    const abandoned = [...this.run.records.values()].filter((r) => r.result === 'ABANDON').length;
+    const parts = [...states].map(([state, count]) => `${count} ${state}`);
+    return `${instances.length} instances: ${parts.join(', ') || 'none yet'} (${registering} agent registering, ${deploying} deploying), ${abandoned} abandoned`;
   }
 
   #status(id: string): string {
@@ -228,34 +198,51 @@ async function main(): Promise<number> {
   process.stdout.write(
     'selfdeploy local run: starting the control plane, sshd and the sample application…\n',
   );
-  const run = await LocalRun.start({
-    deploy:
-      opts.standIn === undefined
-        ? 'real'
-        : {
-            durationMs: opts.standIn,
-            fails: (e) => e.parameters.revision === BAD || failing.has(e.instanceId),
-          },
-    timeScale: opts.timeScale,
-    agentDelaySeconds: (instance, launchIndex) => {
-      if (launchIndex < opts.fail) failing.add(instance.id);
-      return opts.agentDelay;
-    },
-    bootDelaySeconds: opts.bootDelay,
-    sshdDown: (id) => failing.has(id),
-    ...(opts.agentRate === undefined ? {} : { agentRegistrationsPerSecond: opts.agentRate }),
-    reconcileEverySeconds: 30,
-    maxSize: Math.max(10, opts.instances),
-    throttle: { fraction: opts.throttle },
-    faults: {
-      drop: (event) => losable(event) && Math.random() < opts.loseEvents,
-      duplicates: () => opts.duplicateEvents,
-      duplicateSpacingSeconds: 1,
-    },
-    ...(opts.port === undefined ? {} : { port: opts.port }),
-  });
-  const progress = new Progress(run);
+  let run: LocalRun;
+  try {
+    run = await LocalRun.start({
+      deploy:
+        opts.standIn === undefined
+          ? 'real'
+          : {
+              durationMs: opts.standIn,
+              fails: (e) => e.parameters.revision === BAD || failing.has(e.instanceId),
+            },
+      timeScale: opts.timeScale,
+      agentDelaySeconds: (instance, launchIndex) => {
+        if (launchIndex < opts.fail) failing.add(instance.id);
+        return opts.agentDelay;
+      },
+      bootDelaySeconds: opts.bootDelay,
+      sshdDown: (id) => failing.has(id),
+      ...(opts.agentRate === undefined ? {} : { agentRegistrationsPerSecond: opts.agentRate }),
+      reconcileEverySeconds: 30,
+      maxSize: Math.max(10, opts.instances),
+      throttle: { fraction: opts.throttle },
+      faults: {
+        drop: (event) => losable(event) && Math.random() < opts.loseEvents,
+        duplicates: () => opts.duplicateEvents,
+        duplicateSpacingSeconds: 1,
+      },
+      ...(opts.port === undefined ? {} : { port: opts.port }),
+    });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+    process.stderr.write(
+      `npm start: port ${opts.port} on 127.0.0.1 is in use: choose another --port, or leave it out for any free port\n`,
+    );
+    return 2;
+  }
+  const compact = opts.instances > COMPACT_ABOVE_INSTANCES;
+  const progress = new Progress(run, compact);
   const ticker = setInterval(() => progress.update(), 100);
+  /** A table per instance for small runs; one line of counts for big ones. */
+  const report = (title: string, header: string[], rows: string[][], column: number) => {
+    if (!compact) return `\n${title}\n${table(header, rows)}\n\n`;
+    const counts = new Map<string, number>();
+    for (const row of rows) counts.set(row[column] ?? '', (counts.get(row[column] ?? '') ?? 0) + 1);
+    return `\n${title}: ${[...counts].map(([value, count]) => `${count} ${value}`).join(', ')}\n\n`;
+  };
   // Ctrl-C (or a kill) mid-run still stops sshd and the function and removes the run's
   // directory and user.
   const onInterrupt = (signal: NodeJS.Signals) => {
@@ -265,6 +252,7 @@ async function main(): Promise<number> {
   };
   process.once('SIGINT', onInterrupt);
   process.once('SIGTERM', onInterrupt);
+  const stopWatching = watchLaunchers();
   const deadline = Date.now() + opts.timeout * 1000;
   const problems: string[] = [];
   try {
@@ -277,11 +265,12 @@ async function main(): Promise<number> {
     );
     run.scaleTo(opts.instances);
     await run.waitFor(`${opts.instances} instance(s) InService`, () => run.settled(), deadline - Date.now());
-    progress.update();
+    progress.update(true);
 
     const records = [...run.records.values()];
     process.stdout.write(
-      `\nScale-out\n${table(
+      report(
+        'Scale-out',
         ['instance', 'result', 'revision', 'seconds', 'AWS calls'],
         records.map((r) => [
           r.id,
@@ -292,7 +281,8 @@ async function main(): Promise<number> {
           r.completedAt === undefined ? '-' : ((r.completedAt - r.launchedAt) / 1000).toFixed(1),
           String(run.plane.callsFor(r.id).length),
         ]),
-      )}\n\n`,
+        1,
+      ),
     );
     const abandoned = records.filter((r) => r.result === 'ABANDON');
     if (abandoned.length !== opts.fail) {
@@ -318,17 +308,22 @@ async function main(): Promise<number> {
       autoScalingGroupName: GROUP_NAME,
       ...(revision ? { revision } : {}),
     });
-    progress.print(`the orchestrator answered: ${JSON.stringify(answer)}`);
+    const answered = JSON.stringify(answer);
+    // A big run's answer lists every instance: its start is enough on screen.
+    progress.print(
+      `the orchestrator answered: ${compact && answered.length > 200 ? `${answered.slice(0, 200)}…` : answered}`,
+    );
     const redeploys = () => run.plane.ssm.commands().filter((c) => !before.has(c.id));
     await run.waitFor(
       'the redeploy to finish',
       () => redeploys().every((c) => isTerminalStatus(c.status)),
       deadline - Date.now(),
     );
-    progress.update();
+    progress.update(true);
     const invocations = redeploys().flatMap((c) => c.invocations);
     process.stdout.write(
-      `\nRedeploy of ${shortSha(next)}\n${table(
+      report(
+        `Redeploy of ${shortSha(next)}`,
         ['instance', 'state', 'deploy', 'revision'],
         run
           .instances()
@@ -338,7 +333,8 @@ async function main(): Promise<number> {
             invocations.find((i) => i.instanceId === instance.id)?.status ?? 'not sent',
             shortSha(run.revisionOf(instance.id)),
           ]),
-      )}\n\n`,
+        2,
+      ),
     );
     for (const instance of run.instances()) {
       const deployed = run.revisionOf(instance.id);
@@ -355,7 +351,8 @@ async function main(): Promise<number> {
   } catch (error) {
     problems.push((error as Error).message);
   }
-  progress.update();
+  progress.update(true);
+  progress.print('done');
   const calls = run.plane.calls;
   const throttled = calls.filter((c) => c.error === 'Throttling' || c.error === 'ThrottlingException').length;
   process.stdout.write(
@@ -373,15 +370,66 @@ async function main(): Promise<number> {
   process.removeListener('SIGTERM', onInterrupt);
   if (opts.keep) {
     await keepRunning(run, progress);
+    stopWatching();
     clearInterval(ticker);
     await run.stop(true);
     process.stdout.write(`stopped; the run directory is kept: ${run.dir}\n`);
   } else {
+    stopWatching();
     clearInterval(ticker);
     // A failed run keeps its directory: the logs say why.
     await run.stop(problems.length > 0);
   }
   return problems.length > 0 ? 1 : 0;
+}
+
+/**
+ * Ctrl-C in a terminal reaches every process of the group. A SIGINT sent to npm alone (a
+ * supervisor, CI, `kill -INT`) is forwarded by npm to the script's shell only, which is why
+ * `npm start` execs tsx (tsx relays it here). When npm goes away without forwarding (killed,
+ * or a version that does not forward), this process would run on with sshd, the function and
+ * the run's user and directory: so the launchers between npm and this process are watched,
+ * and this process interrupts itself when one of them is gone.
+ */
+function watchLaunchers(): () => void {
+  const launchers = launcherPids();
+  const timer = setInterval(() => {
+    if (launchers.every(alive)) return;
+    clearInterval(timer);
+    process.kill(process.pid, 'SIGINT');
+  }, 200);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** This process's ancestors up to the nearest npm, or just its parent when npm did not start it. */
+function launcherPids(): number[] {
+  const pids: number[] = [];
+  let pid = process.ppid;
+  for (let depth = 0; depth < 4 && pid > 1; depth++) {
+    const args = procFile(pid, 'cmdline').split('\0');
+    pids.push(pid);
+    // npm sets its title to e.g. "npm start -- --keep", which replaces its command line.
+    if (args.some((arg) => /(^|\/)npm(-cli\.js)?( |$)/.test(arg))) return pids;
+    const stat = procFile(pid, 'stat');
+    // The fields after the command name (in parentheses): state, then the parent's pid.
+    pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  }
+  return [process.ppid];
+}
+
+function procFile(pid: number, name: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/${name}`, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Running: it exists and is not a zombie its parent has yet to reap. */
+function alive(pid: number): boolean {
+  const stat = procFile(pid, 'stat');
+  return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
 }
 
 /** Prints how to reach the control plane and waits for Ctrl-C. */
@@ -391,11 +439,12 @@ async function keepRunning(run: LocalRun, progress: Progress): Promise<void> {
     [
       '',
       `The control plane keeps running at ${run.plane.endpoint} (Ctrl-C to stop).`,
-      'Point the AWS CLI or an SDK at it:',
+      'Point the AWS CLI or an SDK at it; it accepts only requests signed with these credentials:',
       ...Object.entries(env).map(([name, value]) => `  export ${name}=${value}`),
-      `  aws autoscaling describe-auto-scaling-groups --auto-scaling-group-names ${GROUP_NAME}`,
-      `  aws autoscaling set-desired-capacity --auto-scaling-group-name ${GROUP_NAME} --desired-capacity 4`,
-      '  aws ssm list-commands',
+      // CLIs older than the service-specific endpoint variables (Debian's 2.9) need --endpoint-url.
+      `  aws --endpoint-url ${run.plane.endpoint} autoscaling describe-auto-scaling-groups --auto-scaling-group-names ${GROUP_NAME}`,
+      `  aws --endpoint-url ${run.plane.endpoint} autoscaling set-desired-capacity --auto-scaling-group-name ${GROUP_NAME} --desired-capacity 4`,
+      `  aws --endpoint-url ${run.plane.endpoint} ssm list-commands`,
       'New launches go through the orchestrator as before; progress continues below.',
       '',
     ].join('\n'),

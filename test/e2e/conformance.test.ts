@@ -106,6 +106,8 @@ interface Step {
   readonly params?: Readonly<Record<string, unknown>>;
   /** false: let the call through without botocore's client-side checks, as a raw request would. */
   readonly validate?: boolean;
+  /** How the request is signed: with the run's credentials (default), or wrongly on purpose. */
+  readonly auth?: 'unsigned' | 'unknown-key' | 'wrong-secret' | 'incomplete';
 }
 
 interface StepResult {
@@ -117,7 +119,7 @@ interface StepResult {
 }
 
 const BOTO3_RUNNER = `
-import json, sys, boto3
+import json, os, sys, boto3, botocore
 from botocore.config import Config
 from botocore.exceptions import ClientError
 endpoint, steps, clients, out = sys.argv[1], json.load(sys.stdin), {}, []
@@ -132,11 +134,27 @@ def resolve(value):
     if isinstance(value, list):
         return [resolve(v) for v in value]
     return value
+def cut_signature(request, **kwargs):
+    signed = request.headers['Authorization']
+    signed = signed.decode() if isinstance(signed, bytes) else signed
+    request.headers['Authorization'] = signed.split(', Signature=')[0]
+def client(service, validate, auth):
+    options = {'parameter_validation': validate, 'retries': {'max_attempts': 1}}
+    keys = {}
+    if auth == 'unsigned':
+        options['signature_version'] = botocore.UNSIGNED
+    elif auth == 'unknown-key':
+        keys = {'aws_access_key_id': 'AKIAUNKNOWNUNKNOWN00', 'aws_secret_access_key': 'x' * 40}
+    elif auth == 'wrong-secret':
+        keys = {'aws_access_key_id': os.environ['AWS_ACCESS_KEY_ID'], 'aws_secret_access_key': 'x' * 40}
+    made = boto3.client(service, endpoint_url=endpoint, config=Config(**options), **keys)
+    if auth == 'incomplete':
+        made.meta.events.register('before-send', cut_signature)
+    return made
 for step in steps:
-    key = (step['service'], step.get('validate', True))
+    key = (step['service'], step.get('validate', True), step.get('auth'))
     if key not in clients:
-        clients[key] = boto3.client(step['service'], endpoint_url=endpoint,
-            config=Config(parameter_validation=key[1], retries={'max_attempts': 1}))
+        clients[key] = client(*key)
     try:
         params = resolve(step.get('params', {}))
     except KeyError:
@@ -179,7 +197,33 @@ const NO_INSTANCE = 'i-0123456789abcdef0';
 const SPARE = 'conformance';
 
 /** What provokes each error code the fidelity table lists, by `<operation> <code>`. */
-function errorCases(): Record<string, { readonly steps: readonly Step[]; readonly message?: RegExp }> {
+/** Status AWS answers signing errors with: 403 on the query protocol, 400 on SSM's JSON one. */
+const SIGNING_STATUS = { 'Auto Scaling': 403, SSM: 400 } as const;
+
+interface ErrorCase {
+  readonly steps: readonly Step[];
+  readonly message?: RegExp;
+  /** @default 400 */
+  readonly status?: number;
+}
+
+/** One case per signing error of a service's "request signing" row, each a wrongly signed call. */
+function signingCases(
+  service: keyof typeof SIGNING_STATUS,
+  client: Step['service'],
+  op: string,
+  codes: Readonly<Record<string, NonNullable<Step['auth']>>>,
+): Record<string, ErrorCase> {
+  const row = FIDELITY.find((entry) => entry.service === service && entry.operation === 'request signing');
+  return Object.fromEntries(
+    Object.entries(codes).map(([code, auth]) => [
+      `${row?.operation} ${code}`,
+      { steps: [{ service: client, op, auth }], status: SIGNING_STATUS[service] },
+    ]),
+  );
+}
+
+function errorCases(): Record<string, ErrorCase> {
   const instance = instanceIds[0] as string;
   const asg = (op: string, params: Record<string, unknown>, validate = true): Step => ({
     service: 'autoscaling',
@@ -287,6 +331,18 @@ function errorCases(): Record<string, { readonly steps: readonly Step[]; readonl
         }),
       ],
     },
+    ...signingCases('Auto Scaling', 'autoscaling', 'describe_auto_scaling_groups', {
+      MissingAuthenticationToken: 'unsigned',
+      InvalidClientTokenId: 'unknown-key',
+      SignatureDoesNotMatch: 'wrong-secret',
+      IncompleteSignature: 'incomplete',
+    }),
+    ...signingCases('SSM', 'ssm', 'describe_instance_information', {
+      MissingAuthenticationTokenException: 'unsigned',
+      UnrecognizedClientException: 'unknown-key',
+      InvalidSignatureException: 'wrong-secret',
+      IncompleteSignatureException: 'incomplete',
+    }),
     'documents: AWS-RunShellScript InvalidParameters': {
       steps: [
         ssm('send_command', {
@@ -413,7 +469,8 @@ describe('the kept control plane, driven by the AWS CLI and boto3', () => {
     const wrong = answered.filter(({ key, code, status, message }) => {
       const expected = key.slice(key.lastIndexOf(' ') + 1);
       const pattern = cases[key]?.message;
-      return code !== expected || status !== 400 || (pattern !== undefined && !pattern.test(message));
+      const wanted = cases[key]?.status ?? 400;
+      return code !== expected || status !== wanted || (pattern !== undefined && !pattern.test(message));
     });
     expect(wrong).toEqual([]);
   });

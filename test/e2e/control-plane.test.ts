@@ -59,12 +59,12 @@ async function startPlane(options: ControlPlaneOptions = {}): Promise<void> {
   ssm = new SSMClient(clientConfig());
 }
 
-/** Dummy credentials; no SDK retries, so each refusal shows. */
+/** The control plane's own credentials; no SDK retries, so each refusal shows. */
 function clientConfig() {
   return {
     endpoint: plane.endpoint,
     region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    credentials: plane.credentials,
     maxAttempts: 1,
   };
 }

@@ -1,7 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
+import {
+  COMPACT_ABOVE_INSTANCES,
+  FLAG_OPTIONS,
+  HELP,
+  NUMBER_OPTIONS,
+  parseOptions,
+} from '../../scripts/local/start-options';
 import { userExists } from './support';
 
 jest.setTimeout(120_000);
@@ -91,17 +99,165 @@ describe('npm start', () => {
     const code = await run.exit;
 
     expect(code).toBe(2);
-    expect(run.output()).toContain('--instances must be a number from 1 to 1000, got many');
+    expect(run.output()).toBe('npm start: --instances must be a whole number from 1 to 1000, got many\n');
+  });
+
+  it.each([
+    [['--instances', '-5'], 'npm start: --instances must be a whole number from 1 to 1000, got -5\n'],
+    [['--port', '-1'], 'npm start: --port must be a whole number from 0 to 65535, got -1\n'],
+    [
+      ['--fail', '1.5', '--throttle', '2'],
+      'npm start: --fail must be a whole number from 0 to 1000, got 1.5; --throttle must be a number from 0 to 0.9, got 2\n',
+    ],
+    [
+      ['--instanses', '3'],
+      /^npm start: Unknown option '--instanses'.*\(npm start -- --help lists the options\)\n$/,
+    ],
+  ])('answers %j with one line and exit 2', async (args, expected) => {
+    const run = start(args);
+
+    const code = await run.exit;
+
+    expect(code).toBe(2);
+    if (typeof expected === 'string') expect(run.output()).toBe(expected);
+    else expect(run.output()).toMatch(expected);
+  });
+
+  it('answers a port in use with one line and exit 2, no stack trace', async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const { port } = busy.address() as { port: number };
+
+    const run = start([...FAST, '--port', String(port)]);
+    const code = await run.exit;
+    busy.close();
+
+    expect(code).toBe(2);
+    const errors = run
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('npm start:'));
+    expect(errors).toEqual([
+      `npm start: port ${port} on 127.0.0.1 is in use: choose another --port, or leave it out for any free port`,
+    ]);
+    expect(run.output()).not.toMatch(/^\s+at /m);
+  });
+
+  it('prints --help as the option list the parser uses, each stated bound the bound it enforces', async () => {
+    const run = start(['--help']);
+    expect(await run.exit).toBe(0);
+    expect(run.output()).toBe(HELP);
+
+    const helped = [...HELP.matchAll(/^ {2}--([a-z-]+)(?: ([A-Z]+))?\s+(.*)$/gm)].map(
+      ([, name, arg, text]) => ({
+        name: name ?? '',
+        arg,
+        text: text ?? '',
+      }),
+    );
+    expect(helped.map((o) => o.name).sort()).toEqual(
+      [...NUMBER_OPTIONS, ...FLAG_OPTIONS].map((o) => o.name).sort(),
+    );
+    const camel = (name: string) => name.replace(/-(.)/g, (_, c: string) => c.toUpperCase());
+    for (const option of helped) {
+      if (option.arg === undefined) {
+        if (option.name !== 'help') expect(parseOptions([`--${option.name}`])).toBeDefined();
+        continue;
+      }
+      const [, whole, min, max, fallback] =
+        /\((whole number )?([\d.]+)-([\d.]+)(?:, default ([\d.]+))?\)$/.exec(option.text) ?? [];
+      const bounds = { min: Number(min), max: Number(max) };
+      const accepts = (value: number) => {
+        try {
+          return parseOptions([`--${option.name}`, String(value)]) !== undefined;
+        } catch {
+          return false;
+        }
+      };
+      const step = whole ? 1 : bounds.min === 0 ? 0.001 : bounds.min / 2;
+      expect([option.name, accepts(bounds.min), accepts(bounds.max)]).toEqual([option.name, true, true]);
+      expect([option.name, accepts(bounds.min - step), accepts(bounds.max + step)]).toEqual([
+        option.name,
+        false,
+        false,
+      ]);
+      if (whole) expect([option.name, accepts(bounds.min + 0.5)]).toEqual([option.name, false]);
+      const parsed = parseOptions([]) as unknown as Record<string, number | undefined>;
+      expect([option.name, parsed[camel(option.name)]]).toEqual([
+        option.name,
+        fallback === undefined ? undefined : Number(fallback),
+      ]);
+    }
+  });
+
+  it(`above ${COMPACT_ABOVE_INSTANCES} instances, prints a counter at a bounded rate instead of a line per instance`, async () => {
+    const run = start(['--stand-in', '50', '--agent-delay', '20', '--instances', '60']);
+
+    const code = await run.exit;
+
+    const output = run.output();
+    expect(code).toBe(0);
+    expect(output).not.toMatch(/^\[[ \d.]+s\] i-[0-9a-f]{17}/m);
+    const counters =
+      output.match(
+        /^\[[ \d.]+s\] 60 instances: .*\(\d+ agent registering, \d+ deploying\), \d+ abandoned$/gm,
+      ) ?? [];
+    expect(counters.length).toBeGreaterThan(0);
+    // Not a TTY: a line at most every 5 s, plus one when each phase ends.
+    const seconds = Number(/^\[ *([\d.]+)s\] done$/m.exec(output)?.[1]);
+    expect(counters.length).toBeLessThanOrEqual(Math.ceil(seconds / 5) + 3);
+    expect(output).toContain('Scale-out: 60 InService');
+    expect(output).toContain('OK: every instance ended as expected.');
+    expect(output.split('\n').length).toBeLessThan(60);
+  });
+
+  it('on SIGINT to the npm process itself, stops the run and removes its directory and user', async () => {
+    const npm = spawn('npm', ['start', '--', '--instances', '1'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group, so a failure can still stop whatever npm started.
+      detached: true,
+    });
+    let output = '';
+    for (const stream of [npm.stdout, npm.stderr])
+      stream?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    // Every process holding npm's output has exited: npm and whatever it started.
+    const closed = new Promise<void>((resolve) => npm.once('close', () => resolve()));
+    try {
+      await waitForOutput(() => output, 'scaling out', 40_000);
+      const user = /application user (\S+);/.exec(output)?.[1] ?? '';
+      const dir = /run directory (\S+)/.exec(output)?.[1] ?? '';
+      const endpoint = /control plane (\S+);/.exec(output)?.[1] ?? '';
+
+      npm.kill('SIGINT');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([closed, new Promise((resolve) => (timer = setTimeout(resolve, 30_000)))]);
+      clearTimeout(timer);
+
+      expect(output).toContain('interrupted: cleaning up');
+      expect(existsSync(dir)).toBe(false);
+      expect(userExists(user)).toBe(process.getuid?.() !== 0);
+      await expect(fetch(endpoint)).rejects.toThrow();
+    } finally {
+      try {
+        process.kill(-(npm.pid ?? 0), 'SIGINT');
+      } catch {
+        // Already gone, as it should be.
+      }
+    }
   });
 
   it('with --keep, leaves a control plane the AWS SDK can use until Ctrl-C', async () => {
     const run = start([...FAST, '--instances', '2', '--keep']);
     await waitForOutput(run.output, 'waiting for Ctrl-C', 40_000);
-    const endpoint = /export AWS_ENDPOINT_URL_AUTO_SCALING=(\S+)/.exec(run.output())?.[1];
+    const printed = (name: string) => new RegExp(`export ${name}=(\\S+)`).exec(run.output())?.[1] ?? '';
     const client = new AutoScalingClient({
-      endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      endpoint: printed('AWS_ENDPOINT_URL_AUTO_SCALING'),
+      region: printed('AWS_REGION'),
+      credentials: {
+        accessKeyId: printed('AWS_ACCESS_KEY_ID'),
+        secretAccessKey: printed('AWS_SECRET_ACCESS_KEY'),
+      },
     });
 
     const { AutoScalingGroups } = await client.send(

@@ -3,6 +3,7 @@ import { AutoScaling, type Instance } from './auto-scaling';
 import { Clock } from './clock';
 import { type DeliveryFaults, EventBus } from './event-bus';
 import { type CallRecord, type CallRequest, listen } from './server';
+import { type Credentials, randomCredentials } from './sigv4';
 import { type Agent, Ssm } from './ssm';
 import { Throttle, type ThrottleOptions } from './throttle';
 
@@ -71,6 +72,8 @@ export class ControlPlane {
   public readonly autoScaling: AutoScaling;
   public readonly ssm: Ssm;
   public readonly throttle: Throttle;
+  /** This control plane's own access key, made at start; every request must be signed with it. */
+  public readonly credentials: Credentials;
   /** Every API call answered, in order. */
   public readonly calls: CallRecord[];
   /** How long the agents of instances launched from now on take to register. */
@@ -97,6 +100,7 @@ export class ControlPlane {
     autoScaling: AutoScaling;
     ssm: Ssm;
     throttle: Throttle;
+    credentials: Credentials;
     calls: CallRecord[];
     server: Server;
     agent: Agent;
@@ -112,6 +116,7 @@ export class ControlPlane {
     this.autoScaling = parts.autoScaling;
     this.ssm = parts.ssm;
     this.throttle = parts.throttle;
+    this.credentials = parts.credentials;
     this.calls = parts.calls;
     this.agentDelaySeconds = parts.agentDelaySeconds;
     this.bootDelaySeconds = parts.bootDelaySeconds;
@@ -147,7 +152,10 @@ export class ControlPlane {
     const ssm = new Ssm(clock, bus, account, region, options.invocationVisibilitySeconds ?? 1);
     const throttle = new Throttle(options.throttle);
     const calls: CallRecord[] = [];
+    const credentials = randomCredentials();
     const { server, endpoint } = await listen(options.port ?? 0, {
+      credentials,
+      region,
       autoScaling,
       ssm,
       throttle,
@@ -162,6 +170,7 @@ export class ControlPlane {
       autoScaling,
       ssm,
       throttle,
+      credentials,
       calls,
       server,
       agent: options.agent ?? (async () => ({ exitCode: 0, stdout: '', stderr: '', timedOut: false })),
@@ -182,8 +191,8 @@ export class ControlPlane {
       AWS_REGION: this.region,
       // The AWS CLI v1 reads the region from here only.
       AWS_DEFAULT_REGION: this.region,
-      AWS_ACCESS_KEY_ID: 'local',
-      AWS_SECRET_ACCESS_KEY: 'local',
+      AWS_ACCESS_KEY_ID: this.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: this.credentials.secretAccessKey,
     };
   }
 

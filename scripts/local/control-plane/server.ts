@@ -4,6 +4,7 @@ import { ApiError } from './api-error';
 import type { AutoScaling } from './auto-scaling';
 import { QueryInput, queryError, queryInstanceIds, queryResponse, runQuery } from './auto-scaling-protocol';
 import { uuid } from './ids';
+import { type Credentials, verifySigV4 } from './sigv4';
 import type { Ssm } from './ssm';
 import { type JsonInput, jsonInstanceIds, runJson } from './ssm-protocol';
 import type { Throttle } from './throttle';
@@ -27,6 +28,10 @@ export interface ServerModels {
   readonly onCall: (call: CallRecord) => void;
   /** True when this call must be refused as an IAM policy would refuse it. */
   readonly denied: (call: CallRequest) => boolean;
+  /** The only credentials whose SigV4 signatures are accepted. */
+  readonly credentials: Credentials;
+  /** The region signatures must be scoped to. */
+  readonly region: string;
 }
 
 const SSM_TARGET_PREFIX = 'AmazonSSM.';
@@ -34,7 +39,8 @@ const SSM_TARGET_PREFIX = 'AmazonSSM.';
 /**
  * Serves both wire protocols on one loopback port: a request with
  * `X-Amz-Target: AmazonSSM.<op>` is SSM (awsJson1_1), a form POST with `Action=` is Auto
- * Scaling (awsQuery). Signatures are not checked: any dummy credentials work.
+ * Scaling (awsQuery). Every request must carry a valid SigV4 signature made with
+ * `models.credentials`: any local user can reach the port, and commands run on instances.
  */
 export async function listen(
   port: number,
@@ -57,20 +63,23 @@ export async function listen(
   return { server, endpoint: `http://127.0.0.1:${bound}` };
 }
 
-function handle(
-  request: IncomingMessage,
-  body: string,
-  response: ServerResponse,
-  models: ServerModels,
-): void {
+function handle(request: IncomingMessage, raw: Buffer, response: ServerResponse, models: ServerModels): void {
   const requestId = uuid();
+  const body = raw.toString('utf8');
   const target = request.headers['x-amz-target'];
+  const verify = (service: 'autoscaling' | 'ssm') => () =>
+    verifySigV4(request, raw, {
+      credentials: models.credentials,
+      region: models.region,
+      service,
+      protocol: service === 'ssm' ? 'json' : 'query',
+    });
   if (typeof target === 'string' && target.startsWith(SSM_TARGET_PREFIX)) {
-    handleSsm(target.slice(SSM_TARGET_PREFIX.length), body, requestId, response, models);
+    handleSsm(target.slice(SSM_TARGET_PREFIX.length), body, verify('ssm'), requestId, response, models);
     return;
   }
   if (request.method === 'POST' && /(^|&)Action=/.test(body)) {
-    handleAutoScaling(new QueryInput(body), requestId, response, models);
+    handleAutoScaling(new QueryInput(body), verify('autoscaling'), requestId, response, models);
     return;
   }
   response.writeHead(400, { 'content-type': 'text/plain' });
@@ -81,6 +90,7 @@ function handle(
 
 function handleAutoScaling(
   input: QueryInput,
+  authenticate: () => void,
   requestId: string,
   response: ServerResponse,
   models: ServerModels,
@@ -88,6 +98,7 @@ function handleAutoScaling(
   const instanceIds = queryInstanceIds(input, models.autoScaling);
   const headers = { 'content-type': 'text/xml', 'x-amzn-requestid': requestId };
   try {
+    authenticate();
     if (models.denied({ service: 'autoscaling', operation: input.action, instanceIds })) {
       throw new ApiError('AccessDenied', accessDenied('autoscaling', input.action), 403);
     }
@@ -107,6 +118,7 @@ function handleAutoScaling(
 function handleSsm(
   operation: string,
   body: string,
+  authenticate: () => void,
   requestId: string,
   response: ServerResponse,
   models: ServerModels,
@@ -114,6 +126,7 @@ function handleSsm(
   const headers = { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-requestid': requestId };
   let instanceIds: string[] = [];
   try {
+    authenticate();
     const input = parseJson(body);
     instanceIds = jsonInstanceIds(input, models.ssm);
     if (models.denied({ service: 'ssm', operation, instanceIds })) {
@@ -154,11 +167,11 @@ function asApiError(error: unknown): ApiError {
   return new ApiError('InternalFailure', `local control plane bug: ${(error as Error).message}`, 500);
 }
 
-function readBody(request: IncomingMessage): Promise<string> {
+function readBody(request: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    request.on('end', () => resolve(Buffer.concat(chunks)));
     request.on('error', reject);
   });
 }
