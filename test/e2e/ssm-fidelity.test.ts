@@ -38,8 +38,8 @@ async function startPlane(options: ControlPlaneOptions = {}): Promise<void> {
   plane.ssm.putDocument(PROBE, PROBE_CONTENT);
   ssm = new SSMClient({
     endpoint: plane.endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    region: plane.region,
+    credentials: plane.credentials,
     maxAttempts: 1,
   });
 }
