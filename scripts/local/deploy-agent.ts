@@ -4,7 +4,7 @@ import { type SelfDeployDocument, shellQuote } from '../../infra/document';
 import type { Instance } from './control-plane/auto-scaling';
 import type { Machine } from './control-plane/control-plane';
 import { type Agent, type Execution, type ExecutionResult, RUN_SHELL_SCRIPT } from './control-plane/ssm';
-import { runCommands, runDocument } from './run-document';
+import { type RunDocumentResult, runCommands, runDocument } from './run-document';
 import type { SampleApp } from './sample-app';
 import type { AppUser, Sshd } from './sshd';
 
@@ -116,12 +116,7 @@ export function simulatedInstances(options: DeployAgentOptions): SimulatedInstan
       ...(process.getuid?.() === 0 ? { user: appUser.name } : {}),
       signal: execution.signal,
     });
-    return {
-      exitCode: result.exitCode,
-      stdout: result.stdout,
-      stderr: result.stderr,
-      timedOut: result.timedOut,
-    };
+    return asExecutionResult(result);
   };
 
   const agent: Agent = async (execution: Execution): Promise<ExecutionResult> => {
@@ -146,12 +141,7 @@ export function simulatedInstances(options: DeployAgentOptions): SimulatedInstan
       region: options.region,
       signal: execution.signal,
     });
-    return {
-      exitCode: result.exitCode,
-      stdout: result.stdout,
-      stderr: result.stderr,
-      timedOut: result.timedOut,
-    };
+    return asExecutionResult(result);
   };
 
   const marker = `${shellQuote(options.dir)}/"$AWS_SSM_INSTANCE_ID"/${BOOT_FINISHED}`;
@@ -174,4 +164,14 @@ function onInstanceRoot(document: SelfDeployDocument, root: string): SelfDeployD
       : `SELFDEPLOY_STATE_DIR=${shellQuote(join(root, stateDirectory))}; export SELFDEPLOY_STATE_DIR`;
   });
   return { ...document, mainSteps: [{ ...step, inputs: { ...step.inputs, runCommand } }] };
+}
+
+/** What the agent reports of a run: SSM's view of it, without the run's own extras. */
+function asExecutionResult(result: RunDocumentResult): ExecutionResult {
+  return {
+    exitCode: result.exitCode,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    timedOut: result.timedOut,
+  };
 }

@@ -96,19 +96,9 @@ export function ensureAppUser(name: string): AppUser {
   }
   // useradd leaves the password locked ('!'); with UsePAM no, sshd then refuses even key
   // logins, so the password becomes '*' (no password login, account not locked).
-  execFileSync(
-    'flock',
-    [
-      '--wait',
-      '60',
-      USERS_LOCK,
-      'sh',
-      '-c',
-      'getent passwd "$1" >/dev/null || useradd --create-home --shell /bin/bash "$1"; usermod -p "*" "$1"',
-      'sh',
-      name,
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+  underUsersLock(
+    'getent passwd "$1" >/dev/null || useradd --create-home --shell /bin/bash "$1"; usermod -p "*" "$1"',
+    name,
   );
   const [, , uid, gid, , home] = execFileSync('getent', ['passwd', name], { encoding: 'utf8' })
     .trim()
@@ -140,21 +130,18 @@ export function runUserName(purpose: string): string {
  */
 export function removeAppUser(name: string): void {
   if (process.getuid?.() !== 0) return;
-  execFileSync(
-    'flock',
-    [
-      '--wait',
-      '60',
-      USERS_LOCK,
-      'sh',
-      '-c',
-      // --force: a process the deploy left behind (a detached git gc) must not keep the user.
-      'getent passwd "$1" >/dev/null || exit 0; userdel --force --remove "$1" 2>/dev/null; if getent passwd "$1" >/dev/null; then userdel --force "$1"; fi',
-      'sh',
-      name,
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+  // --force: a process the deploy left behind (a detached git gc) must not keep the user.
+  underUsersLock(
+    'getent passwd "$1" >/dev/null || exit 0; userdel --force --remove "$1" 2>/dev/null; if getent passwd "$1" >/dev/null; then userdel --force "$1"; fi',
+    name,
   );
+}
+
+/** Runs `script` (sh, with the user name as $1) while holding the lock on this machine's users. */
+function underUsersLock(script: string, name: string): void {
+  execFileSync('flock', ['--wait', '60', USERS_LOCK, 'sh', '-c', script, 'sh', name], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }
 
 function sshdConfig(port: number, hostKeyDir: string, pidPath: string): string {
