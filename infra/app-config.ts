@@ -4,6 +4,7 @@ import { Duration, aws_logs as logs } from 'aws-cdk-lib';
 import * as z from 'zod/mini';
 import { WARM_POOL_POLICIES } from '../functions/orchestrator/config';
 import { DOCUMENT_PARAMETERS } from '../functions/shared/document-contract';
+import { LIFECYCLE_RESULTS } from '../functions/shared/lifecycle-result';
 import { describeIssues } from '../functions/shared/validation';
 import { PROJECT_ROOT } from './bundling';
 import type { SelfDeployProps } from './self-deploy';
@@ -24,7 +25,7 @@ const groupSchema = z.strictObject({
   environment: z.optional(z.string()),
   lifecycleHookName: z.optional(z.string()),
   heartbeatTimeoutSeconds: z.optional(seconds),
-  onFailure: z.optional(z.enum(['ABANDON', 'CONTINUE'])),
+  onFailure: z.optional(z.enum(LIFECYCLE_RESULTS)),
   warmPool: z.optional(z.enum(WARM_POOL_POLICIES)),
   appUser: z.optional(z.string()),
   deployPath: z.optional(z.string()),

@@ -2,18 +2,19 @@ import { type Command, ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { type DocumentParameters, fromCommandParameters } from '../shared/document-contract';
 import { isTerminalStatus } from '../shared/event-patterns';
 import { NO_VERDICT_EXIT_CODES } from '../shared/exit-codes';
+import type { LifecycleResult } from '../shared/lifecycle-result';
 import { MetricName } from '../shared/metric-names';
 import { commandInstanceIds, failureFields, failureOutput, readInvocation } from './commands';
 import { type GroupConfig, managedGroup } from './config';
 import { resultFor } from './decisions';
 import type { Deps } from './deps';
 import type { CommandStatusEvent, InvocationStatusEvent } from './events';
-import { completeAction, type LifecycleActionResult } from './lifecycle';
+import { completeAction } from './lifecycle';
 import { type LaunchScan, scanLaunches, sentDuringCurrentWait } from './wait-start';
 
 /** What a finished command did to one instance's lifecycle wait. */
 export type InstanceCompletion =
-  | { outcome: 'completed' | 'expired'; result: LifecycleActionResult }
+  | { outcome: 'completed' | 'expired'; result: LifecycleResult }
   /** The command may not speak for this instance's current wait; nothing was completed. */
   | { outcome: 'rejected'; reason: string }
   /** Another run for the same wait was in progress; that run's own result decides. */

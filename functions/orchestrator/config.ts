@@ -1,5 +1,6 @@
 import * as z from 'zod/mini';
 import { ConfigError } from '../shared/errors';
+import { LIFECYCLE_RESULTS } from '../shared/lifecycle-result';
 import { describeIssues, documentParameter } from '../shared/validation';
 
 /** What happens to a launching instance that enters or leaves a warm pool. */
@@ -15,7 +16,7 @@ const groupSchema = z.strictObject({
   deployPath: z._default(documentParameter('deployPath'), '/var/www/app/deploy'),
   appPath: z._default(documentParameter('appPath'), '/var/www/app'),
   healthCheckUrl: z._default(documentParameter('healthCheckUrl'), ''),
-  onFailure: z._default(z.enum(['ABANDON', 'CONTINUE']), 'ABANDON'),
+  onFailure: z._default(z.enum(LIFECYCLE_RESULTS), 'ABANDON'),
   warmPool: z._default(z.enum(WARM_POOL_POLICIES), 'deploy-on-both'),
   heartbeatTimeoutSeconds: z._default(seconds(30, 7200), 3600),
 });

@@ -1,8 +1,8 @@
 import type { Command } from '@aws-sdk/client-ssm';
 import * as z from 'zod/mini';
+import type { LifecycleResult } from '../shared/lifecycle-result';
 import { describeIssues, documentParameter } from '../shared/validation';
 import type { GroupConfig, WarmPoolPolicy } from './config';
-import type { LifecycleActionResult } from './lifecycle';
 
 /** Where a launching instance is headed: into service, or into the warm pool. */
 export type Place = 'AutoScalingGroup' | 'WarmPool';
@@ -37,7 +37,7 @@ export function warmPoolDecision(
 export function resultFor(
   status: string,
   group: Pick<GroupConfig, 'onFailure'> | undefined,
-): LifecycleActionResult {
+): LifecycleResult {
   return status === 'Success' ? 'CONTINUE' : (group?.onFailure ?? 'ABANDON');
 }
 

@@ -2,10 +2,9 @@ import {
   CompleteLifecycleActionCommand,
   RecordLifecycleActionHeartbeatCommand,
 } from '@aws-sdk/client-auto-scaling';
+import type { LifecycleResult } from '../shared/lifecycle-result';
 import { MetricName } from '../shared/metric-names';
 import type { Deps } from './deps';
-
-export type LifecycleActionResult = 'CONTINUE' | 'ABANDON';
 
 /** Names one lifecycle action: by its token when known, else by instance. */
 export interface LifecycleAction {
@@ -39,7 +38,7 @@ function target(action: LifecycleAction) {
 export async function completeAction(
   deps: Deps,
   action: LifecycleAction,
-  result: LifecycleActionResult,
+  result: LifecycleResult,
   logKeys: Record<string, unknown>,
 ): Promise<'completed' | 'expired'> {
   try {

@@ -2,9 +2,10 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConfigInput } from '../../functions/orchestrator/config';
+import type { LifecycleResult } from '../../functions/shared/lifecycle-result';
 import { buildSelfDeployDocument, type SelfDeployDocument } from '../../infra/document';
 import { type StandInAgentOptions, standInAgent } from './agents';
-import type { HookSpec, LifecycleResult, WarmPoolSpec } from './control-plane/auto-scaling';
+import type { HookSpec, WarmPoolSpec } from './control-plane/auto-scaling';
 import { type AgentDelay, type BootDelay, ControlPlane } from './control-plane/control-plane';
 import type { DeliveryFaults } from './control-plane/event-bus';
 import type { CallRequest } from './control-plane/server';

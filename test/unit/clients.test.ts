@@ -9,6 +9,8 @@ import { createClients } from '../../functions/shared/clients';
 let server: Server;
 let answers: { status: number; body: string; type: string }[];
 const targets: string[] = [];
+/** The variables this file sets, as they were before it. */
+const savedEnv: Record<string, string | undefined> = {};
 
 beforeAll(async () => {
   server = createServer((request, response) => {
@@ -21,23 +23,22 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  Object.assign(process.env, {
+  const testEnv = {
     AWS_ENDPOINT_URL_SSM: endpoint,
     AWS_ENDPOINT_URL_AUTO_SCALING: endpoint,
     AWS_REGION: 'us-west-2',
     AWS_ACCESS_KEY_ID: 'test',
     AWS_SECRET_ACCESS_KEY: 'test',
-  });
+  };
+  for (const name of Object.keys(testEnv)) savedEnv[name] = process.env[name];
+  Object.assign(process.env, testEnv);
 });
 
 afterAll(async () => {
-  for (const name of [
-    'AWS_ENDPOINT_URL_SSM',
-    'AWS_ENDPOINT_URL_AUTO_SCALING',
-    'AWS_ACCESS_KEY_ID',
-    'AWS_SECRET_ACCESS_KEY',
-  ]) {
-    delete process.env[name];
+  // Leave the environment as it was found, for the test files that run after this one.
+  for (const [name, value] of Object.entries(savedEnv)) {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
   }
   await new Promise((resolve) => server.close(resolve));
 });

@@ -1,5 +1,6 @@
+import { isLifecycleResult, type LifecycleResult } from '../../../functions/shared/lifecycle-result';
 import { ApiError } from './api-error';
-import type { Activity, AutoScaling, Group, Instance, LifecycleResult, PoolState } from './auto-scaling';
+import type { Activity, AutoScaling, Group, Instance, PoolState } from './auto-scaling';
 
 const XMLNS = 'http://autoscaling.amazonaws.com/doc/2011-01-01/';
 
@@ -256,7 +257,7 @@ function actionRef(input: QueryInput) {
 }
 
 function lifecycleResult(value: string): LifecycleResult {
-  if (value === 'CONTINUE' || value === 'ABANDON') return value;
+  if (isLifecycleResult(value)) return value;
   throw new ApiError(
     'ValidationError',
     `Invalid DefaultResult: ${value}. Valid values are CONTINUE and ABANDON`,

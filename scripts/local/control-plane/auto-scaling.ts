@@ -1,11 +1,11 @@
 import { LAUNCH_DETAIL_TYPE } from '../../../functions/shared/event-patterns';
+import type { LifecycleResult } from '../../../functions/shared/lifecycle-result';
 import { ApiError } from './api-error';
 import type { Clock } from './clock';
 import type { EventBus } from './event-bus';
 import { instanceId, isoSeconds, uuid } from './ids';
 
 export const LAUNCHING = 'autoscaling:EC2_INSTANCE_LAUNCHING';
-export type LifecycleResult = 'CONTINUE' | 'ABANDON';
 /** Where a launch lifecycle event says an instance comes from or goes to. */
 export type Place = 'EC2' | 'AutoScalingGroup' | 'WarmPool';
 /** What a warmed instance does once its warm-pool wait ends. */
