@@ -13,6 +13,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { AutoScalingClient, CompleteLifecycleActionCommand } from '@aws-sdk/client-auto-scaling';
 import { SendCommandCommand, SSMClient, waitUntilCommandExecuted } from '@aws-sdk/client-ssm';
 import type { Context } from 'aws-lambda';
+import type { LifecycleResult } from '../../functions/shared/lifecycle-result';
 
 interface BaselineConfig {
   readonly documentName: string;
@@ -31,7 +32,7 @@ interface LaunchEvent {
 
 /** What one invocation reports: real milliseconds in API calls and in all. */
 export interface BaselineResult {
-  readonly result: 'CONTINUE' | 'ABANDON';
+  readonly result: LifecycleResult;
   readonly apiMs: number;
   readonly totalMs: number;
 }

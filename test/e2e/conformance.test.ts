@@ -1,15 +1,15 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FIDELITY } from '../../scripts/local/fidelity';
+import { startLocal } from './support';
 
 // Clients nobody here wrote — the AWS CLI and boto3 — against the control plane an operator
 // gets from `npm start -- --keep`, through --endpoint-url as their older releases need.
 jest.setTimeout(90_000);
 
-const ROOT = join(__dirname, '..', '..');
 const run = promisify(execFile);
 // Debian's AWS CLI v2 and boto3, as scripts/setup.sh installs them, whatever else is first on PATH.
 const AWS_CLI = '/usr/bin/aws';
@@ -30,25 +30,14 @@ let instanceIds: string[];
 
 /** Starts `npm start -- --keep --instances 2` and reads what it prints for AWS clients. */
 async function startKept(): Promise<Kept> {
-  const child = spawn(
-    process.execPath,
-    ['--require', require.resolve('tsx/cjs'), 'scripts/local/start.ts', '--keep', '--instances', '2'],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const { child, output: read, exit } = startLocal(['--keep', '--instances', '2']);
   const deadline = Date.now() + 60_000;
-  while (!output.includes('waiting for Ctrl-C')) {
+  while (!read().includes('waiting for Ctrl-C')) {
     if (Date.now() > deadline || child.exitCode !== null)
-      throw new Error(`npm start --keep did not keep:\n${output}`);
+      throw new Error(`npm start --keep did not keep:\n${read()}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+  const output = read();
   const env = Object.fromEntries(
     [...output.matchAll(/^ {2}export (\w+)=(\S*)$/gm)].map((m) => [
       m[1],

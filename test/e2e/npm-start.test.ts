@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import {
   NUMBER_OPTIONS,
   parseOptions,
 } from '../../scripts/local/start-options';
-import { userExists } from './support';
+import { startLocal, userExists, waitForOutput } from './support';
 
 jest.setTimeout(120_000);
 
@@ -18,33 +18,7 @@ const ROOT = join(__dirname, '..', '..');
 // The stand-in deploy keeps this about npm start itself; real deploys are in real-deploy.test.ts.
 const FAST = ['--stand-in', '100', '--agent-delay', '2'];
 
-function start(args: string[]): { child: ChildProcess; output: () => string; exit: Promise<number | null> } {
-  const child = spawn(
-    process.execPath,
-    ['--require', require.resolve('tsx/cjs'), 'scripts/local/start.ts', ...args],
-    {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, output: () => output, exit };
-}
-
-async function waitForOutput(read: () => string, text: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!read().includes(text)) {
-    if (Date.now() > deadline) throw new Error(`no "${text}" in:\n${read()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+const start = startLocal;
 
 describe('npm start', () => {
   it('scales out, redeploys, prints both summaries, exits 0 and leaves no run directory behind', async () => {

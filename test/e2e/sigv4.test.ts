@@ -33,12 +33,12 @@ function config(
   };
 }
 
-async function describeGroups(
-  client: AutoScalingClient,
-): Promise<{ name: string; status?: number; message: string }> {
+type Answer = { name: string; status?: number; message: string };
+
+/** What one call answered: 'ok' with `message` from its output, or the error's name, message and status. */
+async function answer(client: { destroy(): void }, call: () => Promise<string>): Promise<Answer> {
   try {
-    const { AutoScalingGroups } = await client.send(new DescribeAutoScalingGroupsCommand({}));
-    return { name: 'ok', message: String(AutoScalingGroups?.length) };
+    return { name: 'ok', message: await call() };
   } catch (error) {
     const e = error as Error & { $metadata?: { httpStatusCode?: number } };
     return {
@@ -51,22 +51,20 @@ async function describeGroups(
   }
 }
 
-async function describeInstances(
-  client: SSMClient,
-): Promise<{ name: string; status?: number; message: string }> {
-  try {
+/** DescribeAutoScalingGroups; on success, the number of groups. */
+function describeGroups(client: AutoScalingClient): Promise<Answer> {
+  return answer(client, async () => {
+    const { AutoScalingGroups } = await client.send(new DescribeAutoScalingGroupsCommand({}));
+    return String(AutoScalingGroups?.length);
+  });
+}
+
+/** DescribeInstanceInformation. */
+function describeInstances(client: SSMClient): Promise<Answer> {
+  return answer(client, async () => {
     await client.send(new DescribeInstanceInformationCommand({}));
-    return { name: 'ok', message: '' };
-  } catch (error) {
-    const e = error as Error & { $metadata?: { httpStatusCode?: number } };
-    return {
-      name: e.name,
-      message: e.message,
-      ...(e.$metadata?.httpStatusCode ? { status: e.$metadata.httpStatusCode } : {}),
-    };
-  } finally {
-    client.destroy();
-  }
+    return '';
+  });
 }
 
 /** The SDK's hash interface over node:crypto, for SignatureV4. */

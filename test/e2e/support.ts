@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { LocalRun, type LocalRunOptions } from '../../scripts/local/local-run';
 
 /** Whether the OS user `name` exists on this machine. */
@@ -22,4 +23,38 @@ export function localRuns(): (options?: LocalRunOptions) => Promise<LocalRun> {
     run = await LocalRun.start(options);
     return run;
   };
+}
+
+/** `npm start`'s program, run as npm runs it, with everything it prints collected. */
+export interface StartedRun {
+  readonly child: ChildProcess;
+  /** stdout and stderr so far, interleaved. */
+  output(): string;
+  readonly exit: Promise<number | null>;
+}
+
+/** Starts scripts/local/start.ts with `args` from the repository's root. */
+export function startLocal(args: readonly string[]): StartedRun {
+  const child = spawn(
+    process.execPath,
+    ['--require', require.resolve('tsx/cjs'), 'scripts/local/start.ts', ...args],
+    { cwd: join(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString();
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, output: () => output, exit };
+}
+
+/** Waits until `read()` holds `text`; fails with what was read after `timeoutMs`. */
+export async function waitForOutput(read: () => string, text: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!read().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`no "${text}" in:\n${read()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

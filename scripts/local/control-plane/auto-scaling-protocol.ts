@@ -154,12 +154,7 @@ export function runQuery(model: AutoScaling, input: QueryInput): Xml | undefined
     }
     case 'DescribeAutoScalingInstances': {
       const ids = input.list('InstanceIds');
-      if (ids.length > 50) {
-        throw new ApiError(
-          'ValidationError',
-          "1 validation error detected: Value at 'instanceIds' failed to satisfy constraint: Member must have length less than or equal to 50",
-        );
-      }
+      atMost(ids, 'instanceIds', 50);
       // Unknown ids are ignored, as AWS does.
       const instances = ids.length > 0 ? ids.flatMap((id) => model.instance(id) ?? []) : model.instances();
       const page = paginate(instances, input, 50, 50);
@@ -196,12 +191,7 @@ export function runQuery(model: AutoScaling, input: QueryInput): Xml | undefined
     }
     case 'DescribeScalingActivities': {
       const ids = input.list('ActivityIds');
-      if (ids.length > 50) {
-        throw new ApiError(
-          'ValidationError',
-          "1 validation error detected: Value at 'activityIds' failed to satisfy constraint: Member must have length less than or equal to 50",
-        );
-      }
+      atMost(ids, 'activityIds', 50);
       // An unknown group, like unknown activity ids, answers an empty list.
       const activities = model
         .activities(input.string('AutoScalingGroupName'))
@@ -338,4 +328,14 @@ function paginate<T>(items: readonly T[], input: QueryInput, defaultSize: number
 
 function lowerFirst(name: string): string {
   return name.charAt(0).toLowerCase() + name.slice(1);
+}
+
+/** AWS's answer to a list longer than the API takes. */
+function atMost(values: readonly string[], member: string, max: number): void {
+  if (values.length > max) {
+    throw new ApiError(
+      'ValidationError',
+      `1 validation error detected: Value at '${member}' failed to satisfy constraint: Member must have length less than or equal to ${max}`,
+    );
+  }
 }
