@@ -1,12 +1,15 @@
 /**
  * Metric names, namespace and dimensions the orchestrator publishes (CloudWatch EMF).
- * The CDK alarms and dashboard import these, so the two cannot drift apart.
+ * The CDK alarms and dashboard import these; test/infra/metrics.test.ts compares what
+ * Powertools really prints with what the synthesized alarms and dashboard read.
  */
 export const METRIC_NAMESPACE = 'SelfDeploy';
 /** Powertools adds `service` to every metric's dimensions; alarms must name it too. */
 export const SERVICE_NAME = 'selfdeploy';
+/** The dimension naming the Auto Scaling group a value belongs to. */
 export const GROUP_DIMENSION = 'AutoScalingGroupName';
 
+/** Every metric the orchestrator publishes. */
 export const MetricName = {
   BootstrapStarted: 'BootstrapStarted',
   BootstrapSucceeded: 'BootstrapSucceeded',
