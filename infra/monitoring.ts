@@ -8,6 +8,7 @@ import {
 } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import { groupDimensions, METRIC_NAMESPACE, MetricName } from '../functions/shared/metric-names';
+import { type AlarmName, alarmDescription } from './alarm-runbook';
 
 /** A managed group as the monitoring sees it. */
 export interface MonitoredGroup {
@@ -60,48 +61,30 @@ export class SelfDeployMonitoring extends Construct {
     const stuckPeriods = Math.ceil(props.agentWait.toSeconds() / stuckPeriod.toSeconds()) + 1;
 
     for (const group of props.groups) {
-      this.alarm(`${group.id}BootstrapFailed`, {
+      this.alarm('BootstrapFailed', group.id, {
         metric: metric(MetricName.BootstrapFailed, group, 'Sum'),
         threshold: 1,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        alarmDescription:
-          `selfdeploy: a deploy failed on a new instance of ${group.name} (its exit code says which step: ` +
-          'boot not finished, deploy command, verification, health check, ...); the instance was abandoned ' +
-          '(or let in anyway when onFailure is CONTINUE). Read the failure log line of the orchestrator ' +
-          'function, then the full command output in the command-output log group.',
       });
-      this.alarm(`${group.id}StuckInstances`, {
+      this.alarm('StuckInstances', group.id, {
         metric: metric(MetricName.StuckInstances, group, 'Maximum', stuckPeriod),
         evaluationPeriods: stuckPeriods,
         threshold: 1,
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-        alarmDescription:
-          `selfdeploy: instances of ${group.name} wait in Pending:Wait or Warmed:Pending:Wait with nothing ` +
-          'moving them forward: SSM agent not online; SendCommand refused although the agent is online (the ' +
-          'instance lacks the aws:autoscaling:groupName tag of a managed group, or the function role lost its ' +
-          'permission); a deploy overdue; or the reconciler failed on them. Or the reconciler stopped ' +
-          "publishing. Check the instances' SSM agent, role and tags, the reconcile log lines, and the " +
-          "orchestrator's errors.",
       });
     }
-    this.alarm('FunctionErrors', {
+    this.alarm('FunctionErrors', '', {
       metric: props.function.metricErrors({ period: FIVE_MINUTES, statistic: 'Sum' }),
       threshold: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      alarmDescription:
-        'selfdeploy: the orchestrator function failed. Lambda retries the event twice, then sends it to the ' +
-        "dead-letter queue; the function's log group has the error line.",
     });
-    this.alarm('DeadLetters', {
+    this.alarm('DeadLetters', '', {
       metric: props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
         period: FIVE_MINUTES,
         statistic: 'Maximum',
       }),
       threshold: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      alarmDescription:
-        'selfdeploy: events the orchestrator could not handle are in the dead-letter queue. The reconciler ' +
-        'repairs what they missed; read them for the cause, fix it, then purge the queue.',
     });
     for (const alarm of this.alarms) {
       alarm.addAlarmAction(new actions.SnsAction(props.topic));
@@ -181,14 +164,19 @@ export class SelfDeployMonitoring extends Construct {
     });
   }
 
+  /** Adds alarm `name` (of the group whose construct id is `groupId`, or '') described by its runbook entry. */
   private alarm(
-    id: string,
-    props: Omit<cloudwatch.AlarmProps, 'evaluationPeriods'> & { evaluationPeriods?: number },
+    name: AlarmName,
+    groupId: string,
+    props: Omit<cloudwatch.AlarmProps, 'evaluationPeriods' | 'alarmDescription'> & {
+      evaluationPeriods?: number;
+    },
   ): void {
     this.alarms.push(
-      new cloudwatch.Alarm(this, id, {
+      new cloudwatch.Alarm(this, `${groupId}${name}`, {
         evaluationPeriods: 1,
         ...props,
+        alarmDescription: alarmDescription(name),
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       }),
     );
