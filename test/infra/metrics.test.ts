@@ -1,6 +1,8 @@
 import {
+  type AutoScalingGroup,
   CompleteLifecycleActionCommand,
   DescribeAutoScalingGroupsCommand,
+  type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
 import {
   DescribeInstanceInformationCommand,
@@ -147,6 +149,25 @@ function readByStack(): MetricIdentity[] {
   return [...alarms, ...graphed].filter((metric) => !metric.namespace.startsWith('AWS/'));
 }
 
+/** A group as DescribeAutoScalingGroups describes it, with these instances. */
+const describedGroup = (name: string, instances: [string, LifecycleState][] = []): AutoScalingGroup => ({
+  AutoScalingGroupName: name,
+  MinSize: 0,
+  MaxSize: 4,
+  DesiredCapacity: instances.length,
+  DefaultCooldown: 300,
+  AvailabilityZones: ['us-west-2a'],
+  HealthCheckType: 'EC2',
+  CreatedTime: LAUNCHED_AT,
+  Instances: instances.map(([InstanceId, LifecycleState]) => ({
+    InstanceId,
+    LifecycleState,
+    AvailabilityZone: 'us-west-2a',
+    HealthStatus: 'Healthy',
+    ProtectedFromScaleIn: false,
+  })),
+});
+
 /** Each metric through a real orchestrator path that publishes it. */
 async function publishedByEveryPath(): Promise<MetricIdentity[]> {
   return [
@@ -177,21 +198,16 @@ async function publishedByEveryPath(): Promise<MetricIdentity[]> {
     })),
     // A reconcile run: StuckInstances for every group, zeros included.
     ...(await published((deps) => {
-      autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
-        AutoScalingGroups: [
-          { AutoScalingGroupName: 'web', Instances: [] },
-          { AutoScalingGroupName: 'api', Instances: [] },
-        ] as never,
-      });
+      autoScaling
+        .on(DescribeAutoScalingGroupsCommand)
+        .resolves({ AutoScalingGroups: [describedGroup('web'), describedGroup('api')] });
       return route(deps, fixture('scheduled'));
     })),
     // A manual redeploy of one instance: ManualRedeploy.
     ...(await published((deps) => {
-      autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
-        AutoScalingGroups: [
-          { AutoScalingGroupName: 'web', Instances: [{ InstanceId: INSTANCE, LifecycleState: 'InService' }] },
-        ] as never,
-      });
+      autoScaling
+        .on(DescribeAutoScalingGroupsCommand)
+        .resolves({ AutoScalingGroups: [describedGroup('web', [[INSTANCE, 'InService']])] });
       ssm
         .on(DescribeInstanceInformationCommand)
         .resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
