@@ -97,7 +97,7 @@ export interface SelfDeployProps {
   readonly alarmEmail?: string;
   /**
    * Topic the alarms notify.
-   * @default a new topic
+   * @default a new topic (TLS only)
    */
   readonly alarmTopic?: sns.ITopic;
   /**
@@ -112,7 +112,7 @@ export interface SelfDeployProps {
   readonly logRemovalPolicy?: RemovalPolicy;
   /**
    * Name of the SelfDeploy Command document.
-   * @default 'SelfDeploy-' followed by a name unique to this construct
+   * @default `SelfDeploy-<a name unique to this construct>`
    */
   readonly documentName?: string;
   /**
@@ -127,12 +127,12 @@ export interface SelfDeployProps {
    * SSM only and for the parameters of the role's own environments. Use one: under the default
    * aws/ssm key, every principal of the account may decrypt, and AmazonSSMManagedInstanceCore
    * allows ssm:GetParameter on every parameter, so any managed instance could read the deploy key.
-   * @default no key (the deploy key, if any, is encrypted with aws/ssm)
+   * @default no key (the deploy key, if any, is encrypted with `aws/ssm`)
    */
   readonly deployKeyEncryptionKey?: kms.IKey | string;
   /**
    * CloudWatch Logs group that receives every command's full output.
-   * @default '/selfdeploy/<documentName>'
+   * @default `/selfdeploy/<documentName>`
    */
   readonly outputLogGroupName?: string;
   /**

@@ -61,7 +61,7 @@ export const GROUP_SETTINGS = {
     kind: 'text',
     default: 'selfdeploy',
     requiredInFunctionConfig: true,
-    doc: 'Name of the launch lifecycle hook selfdeploy answers (the construct creates it; it must not exist yet).',
+    doc: 'Name of the launch lifecycle hook created on the group (must not exist yet).',
   },
   heartbeatTimeout: {
     json: 'heartbeatTimeoutSeconds',
@@ -104,7 +104,7 @@ export const GROUP_SETTINGS = {
     kind: 'text',
     default: DOCUMENT_PARAMETERS.healthCheckUrl.default,
     stated: 'no health check',
-    doc: 'Loopback URL the application must answer with a 2xx after each deploy; empty = no health check.',
+    doc: 'Loopback URL (http(s)://127.0.0.1, localhost or [::1]) the application must answer with a 2xx after each deploy.',
   },
 } as const satisfies Record<string, SettingSpec>;
 
@@ -128,19 +128,13 @@ export const TOP_LEVEL_SETTINGS = {
     default: 300,
     doc: 'How often the reconciler repairs what lost events left behind (whole minutes).',
   },
-  functionTimeout: {
-    json: 'functionTimeoutSeconds',
-    kind: 'duration',
-    default: 300,
-    doc: "The orchestrator function's timeout (it never waits for a deploy, only for agents to register).",
-  },
   alarmEmail: {
     json: 'alarmEmail',
     kind: 'text',
     stated: 'no subscription',
     doc: 'E-mail address subscribed to the alarm topic (the address must confirm the subscription).',
   },
-  alarmTopic: { kind: 'construct', stated: 'a new topic', doc: 'Topic the alarms notify.' },
+  alarmTopic: { kind: 'construct', stated: 'a new topic (TLS only)', doc: 'Topic the alarms notify.' },
   logRetention: {
     json: 'logRetentionDays',
     kind: 'retention',
@@ -155,19 +149,19 @@ export const TOP_LEVEL_SETTINGS = {
   documentName: {
     json: 'documentName',
     kind: 'text',
-    stated: "'SelfDeploy-' followed by a name unique to this construct",
+    stated: '`SelfDeploy-<a name unique to this construct>`',
     doc: 'Name of the SelfDeploy Command document.',
   },
   document: {
     json: 'document',
     kind: 'construct',
     stated: "the document builder's defaults",
-    doc: 'Build-time settings of the document: deploy command, branches, parameter names, known hosts, ...',
+    doc: 'Build-time settings of the document: deploy command, branches, pinned-revision and deploy-key parameter names, known hosts, ...',
   },
   deployKeyEncryptionKey: {
     json: 'deployKeyEncryptionKeyArn',
     kind: 'construct',
-    stated: 'no key (the deploy key, if any, is encrypted with aws/ssm)',
+    stated: 'no key (the deploy key, if any, is encrypted with `aws/ssm`)',
     doc: 'Customer managed KMS key (or its key ARN) that encrypts the deploy-key SecureString.',
   },
   outputLogGroupName: {
@@ -175,7 +169,7 @@ export const TOP_LEVEL_SETTINGS = {
     kind: 'text',
     // The function's own fallback, for a SELFDEPLOY_CONFIG written by hand.
     default: '/selfdeploy/commands',
-    stated: "'/selfdeploy/<documentName>'",
+    stated: '`/selfdeploy/<documentName>`',
     doc: "CloudWatch Logs group that receives every command's full output.",
   },
   redeployMaxConcurrency: {
@@ -189,6 +183,12 @@ export const TOP_LEVEL_SETTINGS = {
     kind: 'text',
     default: '0',
     doc: 'SendCommand MaxErrors of a manual redeploy of a whole group.',
+  },
+  functionTimeout: {
+    json: 'functionTimeoutSeconds',
+    kind: 'duration',
+    default: 300,
+    doc: "The orchestrator function's timeout (it never waits for a deploy, only for agents to register).",
   },
 } as const satisfies Record<string, SettingSpec>;
 
