@@ -1,4 +1,4 @@
-import { aws_autoscaling as autoscaling, Duration, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, aws_autoscaling as autoscaling, Duration, Stack, Token } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { SelfDeployGroup } from './props';
 import { type GroupConfigInput, groupConfig, heartbeatSecondsOf, SelfDeployPropsError } from './settings';
@@ -42,12 +42,25 @@ export function managedGroups(
   });
 }
 
+/** A launch hook on every group; a warning for each group that serves instances whose deploy failed. */
+export function addLaunchHooks(scope: Construct, groups: readonly ManagedGroup[]): void {
+  for (const group of groups) {
+    addLaunchHook(scope, group);
+    if (group.config.onFailure === 'CONTINUE') {
+      Annotations.of(scope).addWarningV2(
+        'selfdeploy:continueOnFailure',
+        `group ${group.id} puts instances in service even when their deploy fails (onFailure CONTINUE)`,
+      );
+    }
+  }
+}
+
 /**
  * The hook goes into the group's own definition when the group is built in the same stack,
  * so it exists before the group launches its first instances (a separate hook resource is
  * created after the group, and the first instances would skip it).
  */
-export function addLaunchHook(scope: Construct, group: ManagedGroup): void {
+function addLaunchHook(scope: Construct, group: ManagedGroup): void {
   const hook = {
     lifecycleHookName: group.lifecycleHookName,
     lifecycleTransition: 'autoscaling:EC2_INSTANCE_LAUNCHING',

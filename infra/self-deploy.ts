@@ -1,5 +1,4 @@
 import {
-  Annotations,
   Duration,
   aws_iam as iam,
   aws_kms as kms,
@@ -17,7 +16,7 @@ import { Construct } from 'constructs';
 import type { ConfigInput } from '../functions/orchestrator/config';
 import { GROUP_SETTINGS } from '../functions/shared/group-settings';
 import { buildSelfDeployDocument } from './document';
-import { addLaunchHook, eventMaxAge, managedGroups } from './groups';
+import { addLaunchHooks, eventMaxAge, managedGroups } from './groups';
 import { SelfDeployMonitoring } from './monitoring';
 import { orchestratorFunction } from './orchestrator-function';
 import { orchestratorRole, parameterArn } from './permissions';
@@ -83,15 +82,7 @@ export class SelfDeploy extends Construct {
         ? kms.Key.fromKeyArn(this, 'DeployKeyEncryptionKey', props.deployKeyEncryptionKey)
         : props.deployKeyEncryptionKey;
 
-    for (const group of groups) {
-      addLaunchHook(this, group);
-      if (group.config.onFailure === 'CONTINUE') {
-        Annotations.of(this).addWarningV2(
-          'selfdeploy:continueOnFailure',
-          `group ${group.id} puts instances in service even when their deploy fails (onFailure CONTINUE)`,
-        );
-      }
-    }
+    addLaunchHooks(this, groups);
 
     this.document = new ssm.CfnDocument(this, 'Document', {
       name: this.documentName,

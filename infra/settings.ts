@@ -1,6 +1,6 @@
 import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import { type ConfigInput, configSchema } from '../functions/orchestrator/config';
-import { DOCUMENT_PARAMETERS, parameterProblem } from '../functions/shared/document-contract';
+import { parameterProblem } from '../functions/shared/document-contract';
 import { SelfDeployError } from '../functions/shared/errors';
 import {
   defaultHeartbeatSeconds,
@@ -187,8 +187,8 @@ function groupProblems(
         'executionTimeout or agentWait',
     );
   }
-  const deployPath = settings.deployPath ?? DOCUMENT_PARAMETERS.deployPath.default;
-  const appPath = settings.appPath ?? DOCUMENT_PARAMETERS.appPath.default;
+  const deployPath = settings.deployPath ?? GROUP_SETTINGS.deployPath.default;
+  const appPath = settings.appPath ?? GROUP_SETTINGS.appPath.default;
   if (deployPath === appPath) {
     problems.push(
       `${label}: deployPath and appPath are both ${deployPath}; the deploy checkout must not be ` +
