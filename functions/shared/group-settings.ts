@@ -192,11 +192,10 @@ export const TOP_LEVEL_SETTINGS = {
   },
 } as const satisfies Record<string, SettingSpec>;
 
-export type GroupSettingName = keyof typeof GROUP_SETTINGS;
-export type TopLevelSettingName = keyof typeof TOP_LEVEL_SETTINGS;
+type GroupSettingName = keyof typeof GROUP_SETTINGS;
 
 /** How SELFDEPLOY_CONFIG and the JSON configuration name a setting: a duration carries its unit. */
-export type SecondsName<Name extends string, Kind> = Kind extends 'duration' ? `${Name}Seconds` : Name;
+type SecondsName<Name extends string, Kind> = Kind extends 'duration' ? `${Name}Seconds` : Name;
 /** The `groups.*` fields of SELFDEPLOY_CONFIG, one per group setting. */
 export type GroupConfigField = {
   [Name in GroupSettingName]: SecondsName<Name, (typeof GROUP_SETTINGS)[Name]['kind']>;

@@ -156,6 +156,23 @@ describe('the JSON configuration of the existing-groups stack', () => {
   });
 });
 
+describe('SELFDEPLOY_CONFIG', () => {
+  const minimalGroup = { lifecycleHookName: 'launch' };
+  const withGroup = (group: Record<string, unknown>) =>
+    JSON.stringify({ documentName: 'SelfDeploy', groups: { web: group } });
+
+  it('requires exactly the group settings the table says it must give', () => {
+    const table: Record<string, SettingSpec> = GROUP_SETTINGS;
+    const required = Object.keys(table).filter((name) => table[name]?.requiredInFunctionConfig);
+    expect(required).toEqual(Object.keys(minimalGroup));
+    for (const name of required) {
+      const { [name]: _left, ...rest }: Record<string, unknown> = minimalGroup;
+      expect(() => parseConfig(withGroup(rest))).toThrow(`groups.web.${name}`);
+    }
+    expect(() => parseConfig(withGroup(minimalGroup))).not.toThrow();
+  });
+});
+
 describe('docs/configuration.md', () => {
   it('states the heartbeat timeout a configuration without one assumes, from the same function as the hook', () => {
     const row = read('docs/configuration.md')
