@@ -17,7 +17,7 @@ export { COMPLETION_GRACE_SECONDS, MAX_HEARTBEAT_SECONDS } from '../functions/sh
 export class SelfDeployPropsError extends SelfDeployError {}
 
 /** Shortest execution timeout the orchestrator accepts. */
-export const MIN_EXECUTION_SECONDS = 30;
+export const MIN_EXECUTION_SECONDS = TOP_LEVEL_SETTINGS.executionTimeout.range[0];
 
 /** Defaults of the construct's own settings, from the one table of settings (the document's are the builder's). */
 export const DEFAULTS = {
@@ -31,7 +31,7 @@ export const DEFAULTS = {
   logRemovalPolicy: RemovalPolicy[TOP_LEVEL_SETTINGS.logRemovalPolicy.default],
 } as const;
 
-/** The timings of `props`, defaults filled in. */
+/** How long the construct lets each step take. */
 export interface Timings {
   readonly executionTimeoutSeconds: number;
   readonly agentWaitSeconds: number;
@@ -220,9 +220,10 @@ function timingProblems(props: SelfDeployProps, timings: Timings): string[] {
     );
   }
   const timeoutSeconds = timings.functionTimeout.toSeconds();
-  if (timeoutSeconds < 10 || timeoutSeconds > 900) {
+  const [fewestSeconds, mostSeconds] = TOP_LEVEL_SETTINGS.functionTimeout.range;
+  if (timeoutSeconds < fewestSeconds || timeoutSeconds > mostSeconds) {
     problems.push(
-      `functionTimeout is ${timeoutSeconds} s: Lambda allows up to 900 s; selfdeploy needs at least 10 s`,
+      `functionTimeout is ${timeoutSeconds} s: Lambda allows up to ${mostSeconds} s; selfdeploy needs at least ${fewestSeconds} s`,
     );
   }
   return problems;

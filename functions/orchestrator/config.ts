@@ -4,7 +4,6 @@ import {
   defaultHeartbeatSeconds,
   GROUP_SETTINGS,
   type GroupConfigField,
-  MAX_HEARTBEAT_SECONDS,
   TOP_LEVEL_SETTINGS,
   WARM_POOL_POLICIES,
 } from '../shared/group-settings';
@@ -13,7 +12,7 @@ import { describeIssues, documentParameter } from '../shared/validation';
 
 export { WARM_POOL_POLICIES, type WarmPoolPolicy } from '../shared/group-settings';
 
-const seconds = (min: number, max: number) => z.int().check(z.gte(min), z.lte(max));
+const seconds = ([min, max]: readonly [number, number]) => z.int().check(z.gte(min), z.lte(max));
 
 // Forms here, defaults from the one table of settings; the keys must be exactly its group settings.
 const groupSchema = z.strictObject({
@@ -26,13 +25,19 @@ const groupSchema = z.strictObject({
   onFailure: z._default(z.enum(LIFECYCLE_RESULTS), GROUP_SETTINGS.onFailure.default),
   warmPool: z._default(z.enum(WARM_POOL_POLICIES), GROUP_SETTINGS.warmPool.default),
   // Filled in below from the top-level timings when omitted: it depends on them.
-  heartbeatTimeoutSeconds: z.optional(seconds(30, MAX_HEARTBEAT_SECONDS)),
+  heartbeatTimeoutSeconds: z.optional(seconds(GROUP_SETTINGS.heartbeatTimeout.range)),
 } satisfies Record<GroupConfigField, z.ZodMiniType>);
 
 const writtenSchema = z.strictObject({
   documentName: z.string().check(z.regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')),
-  executionTimeoutSeconds: z._default(seconds(30, 172800), TOP_LEVEL_SETTINGS.executionTimeout.default),
-  agentWaitSeconds: z._default(seconds(0, MAX_HEARTBEAT_SECONDS), TOP_LEVEL_SETTINGS.agentWait.default),
+  executionTimeoutSeconds: z._default(
+    seconds(TOP_LEVEL_SETTINGS.executionTimeout.range),
+    TOP_LEVEL_SETTINGS.executionTimeout.default,
+  ),
+  agentWaitSeconds: z._default(
+    seconds(TOP_LEVEL_SETTINGS.agentWait.range),
+    TOP_LEVEL_SETTINGS.agentWait.default,
+  ),
   outputLogGroupName: z._default(
     z.string().check(z.regex(/^[A-Za-z0-9_./#-]{1,512}$/, 'must be a CloudWatch Logs group name')),
     TOP_LEVEL_SETTINGS.outputLogGroupName.default,

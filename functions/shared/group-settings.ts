@@ -16,6 +16,8 @@ export interface SettingSpec {
   readonly doc: string;
   /** The default value (durations in seconds); absent when the default is not one value. */
   readonly default?: string | number;
+  /** The seconds a duration may take, least and most. */
+  readonly range?: readonly [min: number, max: number];
   /** The default in words, when it is not one value (derived, a new resource, or nothing). */
   readonly stated?: string;
   /** How the construct spells the value, for its TSDoc `@default`. */
@@ -66,6 +68,7 @@ export const GROUP_SETTINGS = {
   heartbeatTimeout: {
     json: 'heartbeatTimeoutSeconds',
     kind: 'duration',
+    range: [30, MAX_HEARTBEAT_SECONDS],
     stated: 'agentWait + executionTimeout + 2 minutes for event delivery, at most 2 hours',
     doc: 'How long the hook holds a new instance without a heartbeat; must cover agentWait + executionTimeout, at most 2 hours.',
   },
@@ -113,12 +116,14 @@ export const TOP_LEVEL_SETTINGS = {
   executionTimeout: {
     json: 'executionTimeoutSeconds',
     kind: 'duration',
+    range: [30, 172800],
     default: 1800,
     doc: 'How long one deploy may run before SSM stops it (and the instance is abandoned).',
   },
   agentWait: {
     json: 'agentWaitSeconds',
     kind: 'duration',
+    range: [0, MAX_HEARTBEAT_SECONDS],
     default: 600,
     doc: "How long the orchestrator keeps retrying while a new instance's SSM agent registers.",
   },
@@ -187,6 +192,7 @@ export const TOP_LEVEL_SETTINGS = {
   functionTimeout: {
     json: 'functionTimeoutSeconds',
     kind: 'duration',
+    range: [10, 900],
     default: 300,
     doc: "The orchestrator function's timeout (it never waits for a deploy, only for agents to register).",
   },

@@ -174,6 +174,18 @@ describe('SELFDEPLOY_CONFIG', () => {
 });
 
 describe('docs/configuration.md', () => {
+  const rows = read('docs/configuration.md').split('\n');
+
+  it.each([
+    ['executionTimeoutSeconds', TOP_LEVEL_SETTINGS.executionTimeout.range],
+    ['agentWaitSeconds', TOP_LEVEL_SETTINGS.agentWait.range],
+    ['groups.*.heartbeatTimeoutSeconds', GROUP_SETTINGS.heartbeatTimeout.range],
+  ])('gives the range of %s the table allows', (field, [min, max]) => {
+    const row = rows.find((line) => line.startsWith(`| \`${field}\` |`));
+
+    expect(row).toContain(`(${min}–${max})`);
+  });
+
   it('states the heartbeat timeout a configuration without one assumes, from the same function as the hook', () => {
     const row = read('docs/configuration.md')
       .split('\n')
