@@ -2,12 +2,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Duration, aws_logs as logs } from 'aws-cdk-lib';
 import * as z from 'zod/mini';
-import { WARM_POOL_POLICIES } from '../functions/orchestrator/config';
-import { DOCUMENT_PARAMETERS } from '../functions/shared/document-contract';
+import { GROUP_SETTINGS, WARM_POOL_POLICIES } from '../functions/shared/group-settings';
 import { LIFECYCLE_RESULTS } from '../functions/shared/lifecycle-result';
 import { describeIssues } from '../functions/shared/validation';
 import { PROJECT_ROOT } from './bundling';
-import type { SelfDeployProps } from './self-deploy';
+import type { SelfDeployProps } from './props';
 import { SelfDeployPropsError, selfDeployPropsProblems } from './settings';
 
 /** Context key holding the existing-groups configuration itself (an object, or its JSON text). */
@@ -18,6 +17,7 @@ export const CONFIG_FILE_CONTEXT_KEY = 'selfdeployConfigFile';
 export const EXAMPLE_CONFIG_FILE = path.join(PROJECT_ROOT, 'infra', 'existing-groups.example.json');
 
 // The form of each setting only; what the values mean is checked with the construct's own checks.
+// Keys are the `json` names of functions/shared/group-settings.ts (test/unit/settings-docs.test.ts).
 const seconds = z.int().check(z.positive());
 
 const groupSchema = z.strictObject({
@@ -151,7 +151,7 @@ export function instanceRoleEnvironments(config: ExistingGroupsConfig): Map<stri
   const roles = new Map<string, string[]>();
   for (const group of config.groups) {
     if (group.instanceRoleName === undefined) continue;
-    const environment = group.environment ?? DOCUMENT_PARAMETERS.environment.default;
+    const environment = group.environment ?? GROUP_SETTINGS.environment.default;
     const environments = roles.get(group.instanceRoleName) ?? [];
     if (!environments.includes(environment)) environments.push(environment);
     roles.set(group.instanceRoleName, environments);

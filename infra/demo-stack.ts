@@ -13,7 +13,7 @@ import {
 import type { Construct } from 'constructs';
 import { shellQuote } from './document';
 import { outputs } from './existing-groups-stack';
-import { SelfDeploy } from './self-deploy';
+import { SelfDeploy, SelfDeployPropsError } from './self-deploy';
 
 /** Props of {@link DemoStack}. */
 export interface DemoStackProps extends StackProps {
@@ -70,8 +70,8 @@ export class DemoStack extends Stack {
       props.repositoryUrl !== undefined &&
       !/^(https|git|ssh|file):\/\/[\x21-\x7e]+$/.test(props.repositoryUrl)
     ) {
-      throw new Error(
-        `repositoryUrl ${JSON.stringify(props.repositoryUrl)} must be an https://, git:// or ssh:// URL`,
+      throw new SelfDeployPropsError(
+        `repositoryUrl ${JSON.stringify(props.repositoryUrl)} must be an https://, git://, ssh:// or file:// URL`,
       );
     }
 

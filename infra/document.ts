@@ -5,6 +5,7 @@ import {
   DOCUMENT_PARAMETERS,
   type DocumentParameterName,
 } from '../functions/shared/document-contract';
+import { SelfDeployError } from '../functions/shared/errors';
 import { SELF_DEPLOY_EXIT_CODES } from '../functions/shared/exit-codes';
 
 /** Build-time choices baked into the SelfDeploy document (not per-command parameters). */
@@ -102,14 +103,16 @@ export interface SelfDeployDocumentOptions {
   readonly allowSudoAppUser?: boolean;
 }
 
+/** The SelfDeploy document cannot be built: from these options, or from this script. */
+export class SelfDeployDocumentError extends SelfDeployError {}
+
 /** Build-time options the SelfDeploy document cannot be built with; the message names every problem. */
-export class SelfDeployDocumentOptionsError extends Error {
+export class SelfDeployDocumentOptionsError extends SelfDeployDocumentError {
   public constructor(
     /** Each problem, as `SelfDeployDocumentOptions.<option>: <why>`. */
     public readonly problems: readonly string[],
   ) {
     super(problems.join('; '));
-    this.name = 'SelfDeployDocumentOptionsError';
   }
 }
 
@@ -227,7 +230,9 @@ export function buildSelfDeployDocument(options: SelfDeployDocumentOptions = {})
   };
   const size = Buffer.byteLength(JSON.stringify(document));
   if (size > MAX_DOCUMENT_BYTES) {
-    throw new Error(`the SelfDeploy document is ${size} bytes, over SSM's ${MAX_DOCUMENT_BYTES}-byte limit`);
+    throw new SelfDeployDocumentError(
+      `the SelfDeploy document is ${size} bytes, over SSM's ${MAX_DOCUMENT_BYTES}-byte limit`,
+    );
   }
   return document;
 }
@@ -257,7 +262,7 @@ export function checkScriptMatchesContract(script: string): void {
     }
   }
   if (problems.length > 0) {
-    throw new Error(
+    throw new SelfDeployDocumentError(
       `self-deploy.sh does not match functions/shared/document-contract.ts; update the script: ${problems.join('; ')}`,
     );
   }
@@ -399,7 +404,9 @@ function checkedSettings(options: SelfDeployDocumentOptions): {
 function runCommand(script: string, settings: Record<string, string>): string[] {
   const scriptLines = script.replace(/\n$/, '').split('\n');
   if (scriptLines.includes(HEREDOC_DELIMITER)) {
-    throw new Error(`the script contains a line "${HEREDOC_DELIMITER}", which would end its here-document`);
+    throw new SelfDeployDocumentError(
+      `the script contains a line "${HEREDOC_DELIMITER}", which would end its here-document`,
+    );
   }
   const noResult = SELF_DEPLOY_EXIT_CODES.noResult;
   const presenceCheck = NEVER_EMPTY.map((name) => `[ -n "\${SSM_${name}+set}" ]`).join(' && ');
@@ -446,7 +453,9 @@ function runCommand(script: string, settings: Record<string, string>): string[] 
     '}',
   ];
   if (lines.some((line) => line.includes('{{'))) {
-    throw new Error('the document text contains "{{", which SSM would treat as a parameter reference');
+    throw new SelfDeployDocumentError(
+      'the document text contains "{{", which SSM would treat as a parameter reference',
+    );
   }
   return lines;
 }

@@ -1,4 +1,5 @@
-import { ArnFormat, aws_iam as iam, type Stack } from 'aws-cdk-lib';
+import { ArnFormat, aws_iam as iam, type aws_logs as logs, Stack, Validations } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
 import { SEND_TAG_CONDITION_KEY } from '../functions/shared/send-permission';
 
 /** What the orchestrator's policy is built from. */
@@ -98,4 +99,42 @@ export function nagResourceName(stack: Stack, value: string): string {
     return JSON.stringify(node);
   };
   return flatten(stack.resolve(value));
+}
+
+/** The orchestrator's role: exactly orchestratorStatements, each wildcard acknowledged with its reason. */
+export function orchestratorRole(
+  scope: Construct,
+  grants: OrchestratorGrants & { readonly logGroup: logs.ILogGroup },
+): iam.Role {
+  const stack = Stack.of(scope);
+  const role = new iam.Role(scope, 'FunctionRole', {
+    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    description:
+      'selfdeploy orchestrator: runs the SelfDeploy document on managed groups and completes their hooks',
+  });
+  for (const statement of orchestratorStatements(stack, grants)) {
+    role.addToPolicy(statement);
+  }
+  grants.logGroup.grantWrite(role);
+  const wildcardFinding = (arn: string) => `AwsSolutions-IAM5[Resource::${nagResourceName(stack, arn)}]`;
+  Validations.of(role).acknowledge({
+    id: wildcardFinding(anyInstanceArn(stack)),
+    reason:
+      'ssm:SendCommand must name target instances, unknown in advance: instance/* is narrowed by the ' +
+      'aws:autoscaling:groupName tag condition to the managed groups.',
+  });
+  for (const groupArn of grants.groupArns) {
+    Validations.of(role).acknowledge({
+      id: wildcardFinding(groupArn),
+      reason:
+        "A group ARN contains the group's id, unknown for a group named by name: the wildcard stands for " +
+        'that id only; the group name is exact.',
+    });
+  }
+  Validations.of(role).acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason:
+      'Read-only SSM and Auto Scaling list/describe calls that IAM cannot scope by resource, each named.',
+  });
+  return role;
 }

@@ -1,30 +1,53 @@
-import { Duration, aws_logs as logs, Token } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import { type ConfigInput, configSchema } from '../functions/orchestrator/config';
-import { DOCUMENT_PARAMETERS, parameterProblem } from '../functions/shared/document-contract';
+import { parameterProblem } from '../functions/shared/document-contract';
 import { SelfDeployError } from '../functions/shared/errors';
-import { buildSelfDeployDocument } from './document';
-import type { SelfDeployGroup, SelfDeployProps } from './self-deploy';
+import {
+  defaultHeartbeatSeconds,
+  GROUP_SETTINGS,
+  MAX_HEARTBEAT_SECONDS,
+  TOP_LEVEL_SETTINGS,
+} from '../functions/shared/group-settings';
+import { buildSelfDeployDocument, SelfDeployDocumentError } from './document';
+import type { SelfDeployGroup, SelfDeployProps } from './props';
+
+export { COMPLETION_GRACE_SECONDS, MAX_HEARTBEAT_SECONDS } from '../functions/shared/group-settings';
 
 /** SelfDeploy settings that can only fail; the message names every problem of the configuration. */
 export class SelfDeployPropsError extends SelfDeployError {}
 
-/** Longest heartbeat timeout a lifecycle hook accepts. */
-export const MAX_HEARTBEAT_SECONDS = 7200;
-/** Added to agent wait + execution timeout by default: status event delivery and completion. */
-export const COMPLETION_GRACE_SECONDS = 120;
 /** Shortest execution timeout the orchestrator accepts. */
-export const MIN_EXECUTION_SECONDS = 30;
+export const MIN_EXECUTION_SECONDS = TOP_LEVEL_SETTINGS.executionTimeout.range[0];
 
-/** Defaults of the construct's own settings (the document's are the builder's). */
+/** Defaults of the construct's own settings, from the one table of settings (the document's are the builder's). */
 export const DEFAULTS = {
-  executionTimeout: Duration.minutes(30),
-  agentWait: Duration.minutes(10),
-  reconcileInterval: Duration.minutes(5),
-  functionTimeout: Duration.minutes(5),
-  lifecycleHookName: 'selfdeploy',
-  onFailure: 'ABANDON',
-  logRetention: logs.RetentionDays.ONE_MONTH,
+  executionTimeout: Duration.seconds(TOP_LEVEL_SETTINGS.executionTimeout.default),
+  agentWait: Duration.seconds(TOP_LEVEL_SETTINGS.agentWait.default),
+  reconcileInterval: Duration.seconds(TOP_LEVEL_SETTINGS.reconcileInterval.default),
+  functionTimeout: Duration.seconds(TOP_LEVEL_SETTINGS.functionTimeout.default),
+  lifecycleHookName: GROUP_SETTINGS.lifecycleHookName.default,
+  onFailure: GROUP_SETTINGS.onFailure.default,
+  logRetention: TOP_LEVEL_SETTINGS.logRetention.default,
+  logRemovalPolicy: RemovalPolicy[TOP_LEVEL_SETTINGS.logRemovalPolicy.default],
 } as const;
+
+/** How long the construct lets each step take. */
+export interface Timings {
+  readonly executionTimeoutSeconds: number;
+  readonly agentWaitSeconds: number;
+  readonly reconcileInterval: Duration;
+  readonly functionTimeout: Duration;
+}
+
+/** The timings of `props`, defaults filled in. */
+export function timingsOf(props: SelfDeployProps): Timings {
+  return {
+    executionTimeoutSeconds: (props.executionTimeout ?? DEFAULTS.executionTimeout).toSeconds(),
+    agentWaitSeconds: (props.agentWait ?? DEFAULTS.agentWait).toSeconds(),
+    reconcileInterval: props.reconcileInterval ?? DEFAULTS.reconcileInterval,
+    functionTimeout: props.functionTimeout ?? DEFAULTS.functionTimeout,
+  };
+}
 
 /** One group's entry in SELFDEPLOY_CONFIG. */
 export type GroupConfigInput = ConfigInput['groups'][string];
@@ -44,8 +67,9 @@ export function assertValidProps(props: SelfDeployProps): void {
  */
 export function selfDeployPropsProblems(props: SelfDeployProps): string[] {
   const problems: string[] = [];
-  const executionSeconds = (props.executionTimeout ?? DEFAULTS.executionTimeout).toSeconds();
-  const neededSeconds = executionSeconds + (props.agentWait ?? DEFAULTS.agentWait).toSeconds();
+  const timings = timingsOf(props);
+  const executionSeconds = timings.executionTimeoutSeconds;
+  const neededSeconds = executionSeconds + timings.agentWaitSeconds;
 
   if (props.groups.length === 0) {
     problems.push('groups is empty: name at least one Auto Scaling group for selfdeploy to manage');
@@ -72,9 +96,9 @@ export function selfDeployPropsProblems(props: SelfDeployProps): string[] {
       const nameProblem = name === '' ? 'the name is empty' : parameterProblem('autoScalingGroupName', name);
       if (nameProblem) problems.push(`${label}: ${nameProblem}`);
     }
-    problems.push(...groupProblems(label, settings, neededSeconds, props));
+    problems.push(...groupProblems(label, settings, timings, props));
   });
-  problems.push(...timingProblems(props, neededSeconds));
+  problems.push(...timingProblems(props, timings));
   if (
     props.alarmEmail !== undefined &&
     !Token.isUnresolved(props.alarmEmail) &&
@@ -89,21 +113,24 @@ export function selfDeployPropsProblems(props: SelfDeployProps): string[] {
     );
   }
   problems.push(...deployKeyProblems(props));
-  problems.push(...configProblems(props, neededSeconds));
+  problems.push(...configProblems(props, timings));
   try {
     buildSelfDeployDocument(props.document);
   } catch (error) {
-    if (!(error instanceof Error)) throw error;
+    if (!(error instanceof SelfDeployDocumentError)) throw error;
     problems.push(error.message);
   }
   return problems;
 }
 
-/** The hook's heartbeat timeout for a group: as given, else enough for agent wait + deploy + completion. */
-export function heartbeatSecondsOf(settings: SelfDeployGroup, neededSeconds: number): number {
+/** The hook's heartbeat timeout for a group: as given, else the one default SELFDEPLOY_CONFIG assumes too. */
+export function heartbeatSecondsOf(
+  settings: SelfDeployGroup,
+  timings: Pick<Timings, 'agentWaitSeconds' | 'executionTimeoutSeconds'>,
+): number {
   return (
     settings.heartbeatTimeout?.toSeconds() ??
-    Math.min(MAX_HEARTBEAT_SECONDS, neededSeconds + COMPLETION_GRACE_SECONDS)
+    defaultHeartbeatSeconds(timings.agentWaitSeconds, timings.executionTimeoutSeconds)
   );
 }
 
@@ -143,11 +170,12 @@ const TIMINGS_CHECKED_ABOVE = new Set([
 function groupProblems(
   label: string,
   settings: SelfDeployGroup,
-  neededSeconds: number,
+  timings: Timings,
   props: SelfDeployProps,
 ): string[] {
   const problems: string[] = [];
-  const heartbeatSeconds = heartbeatSecondsOf(settings, neededSeconds);
+  const neededSeconds = timings.agentWaitSeconds + timings.executionTimeoutSeconds;
+  const heartbeatSeconds = heartbeatSecondsOf(settings, timings);
   // A default heartbeat covers the deploy whenever the deploy fits in a hook at all (checked above).
   if (
     settings.heartbeatTimeout !== undefined &&
@@ -159,8 +187,8 @@ function groupProblems(
         'executionTimeout or agentWait',
     );
   }
-  const deployPath = settings.deployPath ?? DOCUMENT_PARAMETERS.deployPath.default;
-  const appPath = settings.appPath ?? DOCUMENT_PARAMETERS.appPath.default;
+  const deployPath = settings.deployPath ?? GROUP_SETTINGS.deployPath.default;
+  const appPath = settings.appPath ?? GROUP_SETTINGS.appPath.default;
   if (deployPath === appPath) {
     problems.push(
       `${label}: deployPath and appPath are both ${deployPath}; the deploy checkout must not be ` +
@@ -177,13 +205,13 @@ function groupProblems(
   return problems;
 }
 
-function timingProblems(props: SelfDeployProps, neededSeconds: number): string[] {
+function timingProblems(props: SelfDeployProps, timings: Timings): string[] {
   const problems: string[] = [];
-  const intervalSeconds = (props.reconcileInterval ?? DEFAULTS.reconcileInterval).toSeconds();
+  const intervalSeconds = timings.reconcileInterval.toSeconds();
   if (intervalSeconds < 60 || intervalSeconds % 60 !== 0) {
     problems.push(`reconcileInterval is ${intervalSeconds} s: give a whole number of minutes, at least 1`);
   }
-  const heartbeats = props.groups.map((settings) => heartbeatSecondsOf(settings, neededSeconds));
+  const heartbeats = props.groups.map((settings) => heartbeatSecondsOf(settings, timings));
   const shortest = Math.min(...heartbeats);
   if (heartbeats.length > 0 && intervalSeconds >= shortest) {
     problems.push(
@@ -191,10 +219,11 @@ function timingProblems(props: SelfDeployProps, neededSeconds: number): string[]
         'an instance whose events were lost would time out before the reconciler sees it; lower reconcileInterval',
     );
   }
-  const timeoutSeconds = (props.functionTimeout ?? DEFAULTS.functionTimeout).toSeconds();
-  if (timeoutSeconds < 10 || timeoutSeconds > 900) {
+  const timeoutSeconds = timings.functionTimeout.toSeconds();
+  const [fewestSeconds, mostSeconds] = TOP_LEVEL_SETTINGS.functionTimeout.range;
+  if (timeoutSeconds < fewestSeconds || timeoutSeconds > mostSeconds) {
     problems.push(
-      `functionTimeout is ${timeoutSeconds} s: Lambda allows up to 900 s; selfdeploy needs at least 10 s`,
+      `functionTimeout is ${timeoutSeconds} s: Lambda allows up to ${mostSeconds} s; selfdeploy needs at least ${fewestSeconds} s`,
     );
   }
   return problems;
@@ -223,14 +252,14 @@ function deployKeyProblems(props: SelfDeployProps): string[] {
  * What the function's own configuration schema rejects (names, hook names, paths, the health
  * check URL, rate controls): synth refuses what the function would refuse at its first event.
  */
-function configProblems(props: SelfDeployProps, neededSeconds: number): string[] {
+function configProblems(props: SelfDeployProps, timings: Timings): string[] {
   const labels = props.groups.map((settings, index) => groupLabel(settings.autoScalingGroup, index));
   // Group names are checked above (and may be tokens): index keys map each issue back to its group.
   const config = functionConfig(
     props,
     props.groups.map((settings, index) => [
       String(index),
-      groupConfig(settings, heartbeatSecondsOf(settings, neededSeconds)),
+      groupConfig(settings, heartbeatSecondsOf(settings, timings)),
     ]),
     // The default document name is made valid by construction.
     props.documentName ?? 'SelfDeploy-default',
@@ -254,11 +283,11 @@ export function functionConfig(
   groups: readonly (readonly [name: string, config: GroupConfigInput])[],
   documentName: string,
 ): ConfigInput {
-  const executionTimeout = props.executionTimeout ?? DEFAULTS.executionTimeout;
+  const timings = timingsOf(props);
   return {
     documentName,
-    executionTimeoutSeconds: executionTimeout.toSeconds(),
-    agentWaitSeconds: (props.agentWait ?? DEFAULTS.agentWait).toSeconds(),
+    executionTimeoutSeconds: timings.executionTimeoutSeconds,
+    agentWaitSeconds: timings.agentWaitSeconds,
     outputLogGroupName: outputLogGroupNameOf(props, documentName),
     ...(props.redeployMaxConcurrency !== undefined && {
       redeployMaxConcurrency: props.redeployMaxConcurrency,

@@ -1,38 +1,79 @@
 import * as z from 'zod/mini';
 import { ConfigError } from '../shared/errors';
+import {
+  defaultHeartbeatSeconds,
+  GROUP_SETTINGS,
+  type GroupConfigField,
+  TOP_LEVEL_SETTINGS,
+  WARM_POOL_POLICIES,
+} from '../shared/group-settings';
 import { LIFECYCLE_RESULTS } from '../shared/lifecycle-result';
 import { describeIssues, documentParameter } from '../shared/validation';
 
-/** What happens to a launching instance that enters or leaves a warm pool. */
-export const WARM_POOL_POLICIES = ['deploy-on-both', 'deploy-on-warm-pool', 'deploy-on-service'] as const;
-export type WarmPoolPolicy = (typeof WARM_POOL_POLICIES)[number];
+export { WARM_POOL_POLICIES, type WarmPoolPolicy } from '../shared/group-settings';
 
-const seconds = (min: number, max: number) => z.int().check(z.gte(min), z.lte(max));
+const seconds = ([min, max]: readonly [number, number]) => z.int().check(z.gte(min), z.lte(max));
 
+// Forms here, defaults from the one table of settings; the keys must be exactly its group settings.
 const groupSchema = z.strictObject({
   lifecycleHookName: documentParameter('lifecycleHookName').check(z.minLength(1)),
-  environment: z._default(documentParameter('environment'), 'production'),
-  appUser: z._default(documentParameter('appUser'), 'deploy'),
-  deployPath: z._default(documentParameter('deployPath'), '/var/www/app/deploy'),
-  appPath: z._default(documentParameter('appPath'), '/var/www/app'),
-  healthCheckUrl: z._default(documentParameter('healthCheckUrl'), ''),
-  onFailure: z._default(z.enum(LIFECYCLE_RESULTS), 'ABANDON'),
-  warmPool: z._default(z.enum(WARM_POOL_POLICIES), 'deploy-on-both'),
-  heartbeatTimeoutSeconds: z._default(seconds(30, 7200), 3600),
-});
+  environment: z._default(documentParameter('environment'), GROUP_SETTINGS.environment.default),
+  appUser: z._default(documentParameter('appUser'), GROUP_SETTINGS.appUser.default),
+  deployPath: z._default(documentParameter('deployPath'), GROUP_SETTINGS.deployPath.default),
+  appPath: z._default(documentParameter('appPath'), GROUP_SETTINGS.appPath.default),
+  healthCheckUrl: z._default(documentParameter('healthCheckUrl'), GROUP_SETTINGS.healthCheckUrl.default),
+  onFailure: z._default(z.enum(LIFECYCLE_RESULTS), GROUP_SETTINGS.onFailure.default),
+  warmPool: z._default(z.enum(WARM_POOL_POLICIES), GROUP_SETTINGS.warmPool.default),
+  // Filled in below from the top-level timings when omitted: it depends on them.
+  heartbeatTimeoutSeconds: z.optional(seconds(GROUP_SETTINGS.heartbeatTimeout.range)),
+} satisfies Record<GroupConfigField, z.ZodMiniType>);
 
-export const configSchema = z.strictObject({
+const writtenSchema = z.strictObject({
   documentName: z.string().check(z.regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')),
-  executionTimeoutSeconds: z._default(seconds(30, 172800), 1800),
-  agentWaitSeconds: z._default(seconds(0, 7200), 600),
+  executionTimeoutSeconds: z._default(
+    seconds(TOP_LEVEL_SETTINGS.executionTimeout.range),
+    TOP_LEVEL_SETTINGS.executionTimeout.default,
+  ),
+  agentWaitSeconds: z._default(
+    seconds(TOP_LEVEL_SETTINGS.agentWait.range),
+    TOP_LEVEL_SETTINGS.agentWait.default,
+  ),
   outputLogGroupName: z._default(
     z.string().check(z.regex(/^[A-Za-z0-9_./#-]{1,512}$/, 'must be a CloudWatch Logs group name')),
-    '/selfdeploy/commands',
+    TOP_LEVEL_SETTINGS.outputLogGroupName.default,
   ),
-  redeployMaxConcurrency: z._default(z.string().check(z.regex(/^([1-9][0-9]*|[1-9][0-9]?%|100%)$/)), '25%'),
-  redeployMaxErrors: z._default(z.string().check(z.regex(/^([0-9]+|[0-9]{1,2}%|100%)$/)), '0'),
+  redeployMaxConcurrency: z._default(
+    z.string().check(z.regex(/^([1-9][0-9]*|[1-9][0-9]?%|100%)$/)),
+    TOP_LEVEL_SETTINGS.redeployMaxConcurrency.default,
+  ),
+  redeployMaxErrors: z._default(
+    z.string().check(z.regex(/^([0-9]+|[0-9]{1,2}%|100%)$/)),
+    TOP_LEVEL_SETTINGS.redeployMaxErrors.default,
+  ),
   groups: z.record(documentParameter('autoScalingGroupName').check(z.minLength(1)), groupSchema),
 });
+
+/**
+ * SELFDEPLOY_CONFIG's schema. A group without heartbeatTimeoutSeconds gets the timeout the
+ * construct gives its hook, so the agent wait heartbeats on the hook's own cadence.
+ */
+export const configSchema = z.pipe(
+  writtenSchema,
+  z.transform((config) => ({
+    ...config,
+    groups: Object.fromEntries(
+      Object.entries(config.groups).map(([name, group]) => [
+        name,
+        {
+          ...group,
+          heartbeatTimeoutSeconds:
+            group.heartbeatTimeoutSeconds ??
+            defaultHeartbeatSeconds(config.agentWaitSeconds, config.executionTimeoutSeconds),
+        },
+      ]),
+    ),
+  })),
+);
 
 /** SELFDEPLOY_CONFIG as written (omitted fields take their defaults). */
 export type ConfigInput = z.input<typeof configSchema>;

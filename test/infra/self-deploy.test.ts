@@ -97,6 +97,22 @@ describe('lifecycle hooks', () => {
       },
     ]);
   });
+
+  it("heartbeats a hook on the hook's own cadence when a hand-written configuration leaves the timeout out", () => {
+    const own = testStack();
+    const installation = new SelfDeploy(own, 'SelfDeploy', {
+      groups: [{ autoScalingGroup: 'web' }],
+      executionTimeout: Duration.minutes(20),
+      agentWait: Duration.minutes(5),
+    });
+    const hook = onlyResource(templateOf(own), 'AWS::AutoScaling::LifecycleHook');
+    // The construct's configuration with the timeout removed, as someone writing it by hand would.
+    const { heartbeatTimeoutSeconds: _given, ...handWritten } = installation.config.groups.web ?? {};
+
+    const config = parseConfig(JSON.stringify({ ...installation.config, groups: { web: handWritten } }));
+
+    expect(config.groups.web?.heartbeatTimeoutSeconds).toBe(hook.HeartbeatTimeout);
+  });
 });
 
 describe('rules', () => {

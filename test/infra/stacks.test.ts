@@ -235,6 +235,15 @@ describe('demo stack', () => {
     }
   });
 
+  it('refuses a repository URL git cannot clone, with the error every bad setting raises', () => {
+    const build = () => new DemoStack(testApp(), 'BadUrlDemo', { repositoryUrl: 'example.com/app.git' });
+
+    expect(build).toThrow(SelfDeployPropsError);
+    expect(build).toThrow(
+      'repositoryUrl "example.com/app.git" must be an https://, git://, ssh:// or file:// URL',
+    );
+  });
+
   it('quotes a repository URL for the shell', () => {
     const stack = new DemoStack(testApp(), 'QuotedDemo', {
       repositoryUrl: "https://example.com/o'brien/app.git",

@@ -24,10 +24,41 @@ describe('SELFDEPLOY_CONFIG', () => {
           healthCheckUrl: '',
           onFailure: 'ABANDON',
           warmPool: 'deploy-on-both',
-          heartbeatTimeoutSeconds: 3600,
+          heartbeatTimeoutSeconds: 2520,
         },
       },
     });
+  });
+
+  it("assumes the heartbeat timeout the construct gives a hook with the configuration's own timings", () => {
+    const config = parseConfig(
+      JSON.stringify({
+        documentName: 'SelfDeploy',
+        executionTimeoutSeconds: 900,
+        agentWaitSeconds: 300,
+        groups: {
+          web: { lifecycleHookName: 'launch' },
+          api: { lifecycleHookName: 'launch', heartbeatTimeoutSeconds: 1500 },
+        },
+      }),
+    );
+
+    // 300 s agent wait + 900 s deploy + 120 s completion grace, as infra/self-deploy.ts sizes the hook.
+    expect(config.groups.web?.heartbeatTimeoutSeconds).toBe(1320);
+    expect(config.groups.api?.heartbeatTimeoutSeconds).toBe(1500);
+  });
+
+  it('caps the assumed heartbeat timeout at the 2 hours a hook accepts', () => {
+    const config = parseConfig(
+      JSON.stringify({
+        documentName: 'SelfDeploy',
+        executionTimeoutSeconds: 7000,
+        agentWaitSeconds: 600,
+        groups: { web: { lifecycleHookName: 'launch' } },
+      }),
+    );
+
+    expect(config.groups.web?.heartbeatTimeoutSeconds).toBe(7200);
   });
 
   it.each<[string, string | undefined, RegExp]>([

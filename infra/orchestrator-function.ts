@@ -1,0 +1,66 @@
+import * as path from 'node:path';
+import {
+  type Duration,
+  type aws_iam as iam,
+  type aws_logs as logs,
+  aws_lambda_nodejs as nodejs,
+  Stack,
+  type aws_sqs as sqs,
+  Validations,
+} from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import type { ConfigInput } from '../functions/orchestrator/config';
+import {
+  assertLocalEsbuild,
+  ORCHESTRATOR_ARCHITECTURE,
+  ORCHESTRATOR_BUNDLING,
+  ORCHESTRATOR_ENTRY,
+  ORCHESTRATOR_RUNTIME,
+  PROJECT_ROOT,
+} from './bundling';
+
+/** What the orchestrator function is built from. */
+export interface OrchestratorFunctionProps {
+  /** SELFDEPLOY_CONFIG (group names may be tokens). */
+  readonly config: ConfigInput;
+  readonly role: iam.IRole;
+  readonly logGroup: logs.ILogGroup;
+  readonly timeout: Duration;
+  /** Async invocations older than this are dropped: their lifecycle actions have ended. */
+  readonly maxEventAge: Duration;
+  /** Where events go after Lambda's own retries. */
+  readonly deadLetterQueue: sqs.IQueue;
+}
+
+/** The orchestrator function, bundled locally with esbuild from functions/orchestrator. */
+export function orchestratorFunction(
+  scope: Construct,
+  props: OrchestratorFunctionProps,
+): nodejs.NodejsFunction {
+  assertLocalEsbuild();
+  const fn = new nodejs.NodejsFunction(scope, 'Function', {
+    description: 'selfdeploy orchestrator: deploys new Auto Scaling instances before they go into service',
+    entry: ORCHESTRATOR_ENTRY,
+    handler: 'handler',
+    projectRoot: PROJECT_ROOT,
+    depsLockFilePath: path.join(PROJECT_ROOT, 'package-lock.json'),
+    runtime: ORCHESTRATOR_RUNTIME,
+    architecture: ORCHESTRATOR_ARCHITECTURE,
+    bundling: ORCHESTRATOR_BUNDLING,
+    memorySize: 256,
+    timeout: props.timeout,
+    role: props.role,
+    logGroup: props.logGroup,
+    environment: { SELFDEPLOY_CONFIG: Stack.of(scope).toJsonString(props.config) },
+    // Every action is idempotent, so Lambda's own retries are safe; after them, the event
+    // goes to the dead-letter queue and the reconciler repairs what it missed.
+    retryAttempts: 2,
+    maxEventAge: props.maxEventAge,
+    deadLetterQueue: props.deadLetterQueue,
+  });
+  Validations.of(fn).acknowledge({
+    id: 'AwsSolutions-L1',
+    reason: 'Pinned to Node.js 22, the runtime the orchestrator and its bundle are tested on.',
+  });
+  return fn;
+}
