@@ -66,7 +66,9 @@ export interface SelfDeployDocumentOptions {
    */
   readonly lockTimeoutSeconds?: number;
   /**
-   * Directory on the instance for the lock, gem-install marker and deploy logs.
+   * Directory on the instance for the lock, gem-install marker and deploy logs. Any
+   * `{instanceId}` in it stands for the instance's id (the agent's AWS_SSM_INSTANCE_ID), for
+   * instances that share one filesystem, as the local run's do.
    * @default '/var/lib/selfdeploy'
    */
   readonly stateDirectory?: string;
@@ -187,6 +189,7 @@ const ONE_LINE_COMMAND = /^[\x20-\x7e]{1,1000}$/;
 const BRANCH = /^[A-Za-z0-9_][A-Za-z0-9._/-]{0,127}$/;
 const PARAMETER_NAME_TEMPLATE = /^[A-Za-z0-9_.\-/]*(\{environment\}[A-Za-z0-9_.\-/]*)*$/;
 const STATE_DIRECTORY = new RegExp(DOCUMENT_PARAMETERS.appPath.pattern);
+const INSTANCE_ID_PLACEHOLDER = '{instanceId}';
 const KNOWN_HOSTS_LINE = /^[\x20-\x7e]+$/;
 
 /** Builds the SelfDeploy Command document from the instance script and the parameter contract. */
@@ -351,7 +354,7 @@ function checkedSettings(options: SelfDeployDocumentOptions): {
   const lockTimeout = options.lockTimeoutSeconds ?? DEFAULTS.lockTimeoutSeconds;
   wholeNumber('lockTimeoutSeconds', lockTimeout, 0, 86_400);
   const stateDirectory = options.stateDirectory ?? DEFAULTS.stateDirectory;
-  if (!STATE_DIRECTORY.test(stateDirectory)) {
+  if (!STATE_DIRECTORY.test(stateDirectory.replaceAll(INSTANCE_ID_PLACEHOLDER, 'i-0123456789abcdef0'))) {
     problem('stateDirectory', `must be an absolute path matching ${STATE_DIRECTORY.source}`);
   }
   const bootWait = options.bootWaitSeconds ?? DEFAULTS.bootWaitSeconds;
@@ -413,9 +416,13 @@ function runCommand(script: string, settings: Record<string, string>): string[] 
     ...SCRIPT_PARAMETER_NAMES.map(
       (name) => `${scriptVariable(name)}="\${SSM_${name}-}"; export ${scriptVariable(name)}`,
     ),
-    ...Object.entries(settings).map(
-      ([variable, value]) => `${variable}=${shellQuote(value)}; export ${variable}`,
-    ),
+    ...Object.entries(settings).map(([variable, value]) => {
+      const word =
+        variable === 'SELFDEPLOY_STATE_DIR'
+          ? value.split(INSTANCE_ID_PLACEHOLDER).map(shellQuote).join('"$AWS_SSM_INSTANCE_ID"')
+          : shellQuote(value);
+      return `${variable}=${word}; export ${variable}`;
+    }),
     'if ! selfdeploy_dir=$(mktemp -d); then',
     "  echo 'selfdeploy: error: cannot create a temporary directory for the script (mktemp -d failed); nothing was run' >&2",
     `  exit ${noResult}`,

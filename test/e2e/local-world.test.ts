@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { LAUNCH_DETAIL_TYPE } from '../../functions/shared/event-patterns';
-import { buildSelfDeployDocument } from '../../infra/document';
+import { buildSelfDeployDocument, documentShell } from '../../infra/document';
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import { BOOT_FINISHED } from '../../scripts/local/deploy-agent';
 import { FIDELITY, fidelitySection, README_PATH, readmeSection } from '../../scripts/local/fidelity';
@@ -83,7 +83,9 @@ describe('the local world', () => {
     // boot at 10x: the agent is online at once, boot finishes 5 s later.
     const local = await start({ agentDelaySeconds: 0, bootDelaySeconds: 50, faults: { drop: isLaunch } });
     // The document as built without a boot check: on this machine nothing says boot is running.
-    local.plane.ssm.putDocument('NoBootWait', JSON.stringify(buildSelfDeployDocument()));
+    const { bootCheckCommand, ...noBootCheck } = local.documentOptions;
+    expect(bootCheckCommand).toBeDefined();
+    local.plane.ssm.putDocument('NoBootWait', JSON.stringify(buildSelfDeployDocument(noBootCheck)));
     local.scaleTo(1);
     const id = local.instances()[0]?.id as string;
     const root = join(local.dir, 'instances', id);
@@ -110,6 +112,20 @@ describe('the local world', () => {
     expect(earlyRun?.stderr).toContain('is not a git clone');
     expect(late.invocations[0]).toMatchObject({ status: 'Success', responseCode: 0 });
     expect(local.revisionOf(id)).toBe(local.app?.head());
+  });
+
+  it('runs the SelfDeploy document as built: the script each instance ran is the document, its state under its own root', async () => {
+    const local = await start();
+    local.scaleTo(2);
+    await local.waitFor('2 instances InService', () => local.settled(), 45_000);
+
+    const ids = local.instances().map((instance) => instance.id);
+    expect(ids).toHaveLength(2);
+    for (const id of ids) {
+      const root = join(local.dir, 'instances', id);
+      expect(readFileSync(join(root, 'agent', '_script.sh'), 'utf8')).toBe(documentShell(local.document));
+      expect(existsSync(join(root, 'var', 'lib', 'selfdeploy', 'lock'))).toBe(true);
+    }
   });
 
   it('checks the parameters an agent runs the document with as SendCommand checks them, naming every problem in one line', async () => {
