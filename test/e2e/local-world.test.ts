@@ -3,11 +3,12 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { LAUNCH_DETAIL_TYPE } from '../../functions/shared/event-patterns';
 import { buildSelfDeployDocument, documentShell } from '../../infra/document';
+import { standInAgent } from '../../scripts/local/agents';
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import { BOOT_FINISHED } from '../../scripts/local/deploy-agent';
 import { FIDELITY, fidelitySection, README_PATH, readmeSection } from '../../scripts/local/fidelity';
 import { APP_PATH, DEPLOY_PATH, LocalRun } from '../../scripts/local/local-run';
-import { InvalidParametersError, runDocument } from '../../scripts/local/run-document';
+import { InvalidParametersError, runDocument, STOPPED_EXIT_CODE } from '../../scripts/local/run-document';
 import { userExists } from './support';
 
 // The local world itself: who the simulated instances deploy as, and how they boot.
@@ -149,6 +150,26 @@ describe('the local world', () => {
     expect(message).toContain('parameter environment value "production;id" does not match');
     expect(message).toContain('parameter migrate value "maybe" does not match');
     expect(send).toThrow(expect.objectContaining({ code: 'InvalidParameters' }));
+  });
+
+  it("ends a stand-in run stopped by its execution timeout or by a cancel with the agent's stop code, as a real run", async () => {
+    const agent = standInAgent({ durationMs: 5_000 });
+    const execution = (executionTimeout: string, signal: AbortSignal) => ({
+      instanceId: 'i-0123456789abcdef0',
+      commandId: 'c',
+      documentName: 'SelfDeploy',
+      documentContent: '{}',
+      parameters: { executionTimeout },
+      signal,
+    });
+    const cancel = new AbortController();
+
+    const timedOut = agent(execution('0.05', new AbortController().signal));
+    const cancelled = agent(execution('3600', cancel.signal));
+    cancel.abort();
+
+    await expect(timedOut).resolves.toMatchObject({ exitCode: STOPPED_EXIT_CODE, timedOut: true });
+    await expect(cancelled).resolves.toMatchObject({ exitCode: STOPPED_EXIT_CODE, timedOut: false });
   });
 
   it("states SSM's output limits and the agent's exit code for a stopped script once in its code", () => {
