@@ -145,6 +145,9 @@ export interface SelfDeployDocument {
 
 export { SELF_DEPLOY_EXIT_CODES } from '../functions/shared/exit-codes';
 
+/** In `stateDirectory`, stands for the instance's id (AWS_SSM_INSTANCE_ID at run time). */
+export const INSTANCE_ID_PLACEHOLDER = '{instanceId}';
+
 /** The script the document embeds unless told otherwise. */
 export const DEFAULT_SCRIPT_PATH = join(__dirname, '..', 'scripts', 'instance', 'self-deploy.sh');
 
@@ -189,7 +192,6 @@ const ONE_LINE_COMMAND = /^[\x20-\x7e]{1,1000}$/;
 const BRANCH = /^[A-Za-z0-9_][A-Za-z0-9._/-]{0,127}$/;
 const PARAMETER_NAME_TEMPLATE = /^[A-Za-z0-9_.\-/]*(\{environment\}[A-Za-z0-9_.\-/]*)*$/;
 const STATE_DIRECTORY = new RegExp(DOCUMENT_PARAMETERS.appPath.pattern);
-const INSTANCE_ID_PLACEHOLDER = '{instanceId}';
 const KNOWN_HOSTS_LINE = /^[\x20-\x7e]+$/;
 
 /** Builds the SelfDeploy Command document from the instance script and the parameter contract. */
@@ -417,6 +419,7 @@ function runCommand(script: string, settings: Record<string, string>): string[] 
       (name) => `${scriptVariable(name)}="\${SSM_${name}-}"; export ${scriptVariable(name)}`,
     ),
     ...Object.entries(settings).map(([variable, value]) => {
+      // Only the state directory may name the instance: the id expands at run time, outside the quotes.
       const word =
         variable === 'SELFDEPLOY_STATE_DIR'
           ? value.split(INSTANCE_ID_PLACEHOLDER).map(shellQuote).join('"$AWS_SSM_INSTANCE_ID"')

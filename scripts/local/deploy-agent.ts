@@ -1,6 +1,6 @@
 import { chownSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { type SelfDeployDocument, shellQuote } from '../../infra/document';
+import { INSTANCE_ID_PLACEHOLDER, type SelfDeployDocument, shellQuote } from '../../infra/document';
 import type { Instance } from './control-plane/auto-scaling';
 import type { Machine } from './control-plane/control-plane';
 import { type Agent, type Execution, type ExecutionResult, RUN_SHELL_SCRIPT } from './control-plane/ssm';
@@ -157,7 +157,7 @@ export function simulatedInstances(options: DeployAgentOptions): SimulatedInstan
     agent,
     machine,
     bootCheckCommand: `until [ -e ${marker} ]; do sleep 0.1; done`,
-    stateDirectory: join(options.dir, '{instanceId}', STATE_DIRECTORY),
+    stateDirectory: join(options.dir, INSTANCE_ID_PLACEHOLDER, STATE_DIRECTORY),
   };
 }
 
