@@ -67,7 +67,9 @@ export interface SelfDeployDocumentOptions {
    */
   readonly lockTimeoutSeconds?: number;
   /**
-   * Directory on the instance for the lock, gem-install marker and deploy logs.
+   * Directory on the instance for the lock, gem-install marker and deploy logs. Any
+   * `{instanceId}` in it stands for the instance's id (the agent's AWS_SSM_INSTANCE_ID), for
+   * instances that share one filesystem, as the local run's do.
    * @default '/var/lib/selfdeploy'
    */
   readonly stateDirectory?: string;
@@ -145,6 +147,9 @@ export interface SelfDeployDocument {
 }
 
 export { SELF_DEPLOY_EXIT_CODES } from '../functions/shared/exit-codes';
+
+/** In `stateDirectory`, stands for the instance's id (AWS_SSM_INSTANCE_ID at run time). */
+export const INSTANCE_ID_PLACEHOLDER = '{instanceId}';
 
 /** The script the document embeds unless told otherwise. */
 export const DEFAULT_SCRIPT_PATH = join(__dirname, '..', 'scripts', 'instance', 'self-deploy.sh');
@@ -356,7 +361,7 @@ function checkedSettings(options: SelfDeployDocumentOptions): {
   const lockTimeout = options.lockTimeoutSeconds ?? DEFAULTS.lockTimeoutSeconds;
   wholeNumber('lockTimeoutSeconds', lockTimeout, 0, 86_400);
   const stateDirectory = options.stateDirectory ?? DEFAULTS.stateDirectory;
-  if (!STATE_DIRECTORY.test(stateDirectory)) {
+  if (!STATE_DIRECTORY.test(stateDirectory.replaceAll(INSTANCE_ID_PLACEHOLDER, 'i-0123456789abcdef0'))) {
     problem('stateDirectory', `must be an absolute path matching ${STATE_DIRECTORY.source}`);
   }
   const bootWait = options.bootWaitSeconds ?? DEFAULTS.bootWaitSeconds;
@@ -420,9 +425,14 @@ function runCommand(script: string, settings: Record<string, string>): string[] 
     ...SCRIPT_PARAMETER_NAMES.map(
       (name) => `${scriptVariable(name)}="\${SSM_${name}-}"; export ${scriptVariable(name)}`,
     ),
-    ...Object.entries(settings).map(
-      ([variable, value]) => `${variable}=${shellQuote(value)}; export ${variable}`,
-    ),
+    ...Object.entries(settings).map(([variable, value]) => {
+      // Only the state directory may name the instance: the id expands at run time, outside the quotes.
+      const word =
+        variable === 'SELFDEPLOY_STATE_DIR'
+          ? value.split(INSTANCE_ID_PLACEHOLDER).map(shellQuote).join('"$AWS_SSM_INSTANCE_ID"')
+          : shellQuote(value);
+      return `${variable}=${word}; export ${variable}`;
+    }),
     'if ! selfdeploy_dir=$(mktemp -d); then',
     "  echo 'selfdeploy: error: cannot create a temporary directory for the script (mktemp -d failed); nothing was run' >&2",
     `  exit ${noResult}`,

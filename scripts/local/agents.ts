@@ -1,16 +1,17 @@
+import { SELF_DEPLOY_EXIT_CODES } from '../../functions/shared/exit-codes';
 import { type Agent, type Execution, type ExecutionResult, RUN_SHELL_SCRIPT } from './control-plane/ssm';
 import { STOPPED_EXIT_CODE } from './run-document';
 
 export interface StandInAgentOptions {
   /** Real milliseconds each "deploy" takes. @default 50 */
   readonly durationMs?: number;
-  /** True when this run must fail (exit 9, as a failed deploy command exits). @default never */
+  /** True when this run must fail (exit code deployCommand, as a failed deploy command exits). @default never */
   readonly fails?: (execution: Execution) => boolean;
 }
 
 /**
- * A fast stand-in for the real deploy: waits `durationMs` and exits 0, or 9 where `fails`
- * says so. It honours the command's execution timeout and the instance's termination, and
+ * A fast stand-in for the real deploy: waits `durationMs` and exits 0, or as a failed deploy
+ * command where `fails` says so. It honours the command's execution timeout and the instance's termination, and
  * costs only a timer per run, so thousands of instances can "deploy" at once.
  */
 export function standInAgent(options: StandInAgentOptions = {}): Agent {
@@ -32,7 +33,9 @@ export function standInAgent(options: StandInAgentOptions = {}): Agent {
         execution.signal.removeEventListener('abort', onAbort);
         resolve(result);
       };
-      const onAbort = () => finish({ exitCode: 143, stdout: '', stderr: 'terminated\n', timedOut: false });
+      // Stopped as the agent stops a script (termination, CancelCommand).
+      const onAbort = () =>
+        finish({ exitCode: STOPPED_EXIT_CODE, stdout: '', stderr: 'terminated\n', timedOut: false });
       const timer = setTimeout(
         () => {
           if (durationMs > timeoutMs) {
@@ -44,7 +47,7 @@ export function standInAgent(options: StandInAgentOptions = {}): Agent {
             });
           } else if (options.fails?.(execution)) {
             finish({
-              exitCode: 9,
+              exitCode: SELF_DEPLOY_EXIT_CODES.deployCommand,
               stdout: 'deploying\n',
               stderr: 'stand-in deploy failed (injected)\n',
               timedOut: false,

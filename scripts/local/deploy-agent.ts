@@ -1,6 +1,6 @@
 import { chownSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { type SelfDeployDocument, shellQuote } from '../../infra/document';
+import { INSTANCE_ID_PLACEHOLDER, type SelfDeployDocument, shellQuote } from '../../infra/document';
 import type { Instance } from './control-plane/auto-scaling';
 import type { Machine } from './control-plane/control-plane';
 import { type Agent, type Execution, type ExecutionResult, RUN_SHELL_SCRIPT } from './control-plane/ssm';
@@ -38,12 +38,20 @@ export interface SimulatedInstances {
    * marker, under the instance's root).
    */
   readonly bootCheckCommand: string;
+  /**
+   * The document's state directory for these instances: each keeps its lock, gem marker,
+   * deploy logs and SSH files under its own root, so they deploy side by side instead of
+   * taking turns on one lock, each with its own SSH key.
+   */
+  readonly stateDirectory: string;
 }
 
 /** A port nothing listens on (tcpmux is never served here), for an instance whose sshd is down. */
 const CLOSED_PORT = 1;
 /** What cloud-init writes when boot (user data included) has finished. */
 export const BOOT_FINISHED = 'var/lib/cloud/instance/boot-finished';
+/** Where an instance keeps selfdeploy's state, under its root: the document's default place. */
+const STATE_DIRECTORY = 'var/lib/selfdeploy';
 
 /**
  * Instances that run the SelfDeploy document for real: the agent's shell with bash, the
@@ -128,7 +136,7 @@ export function simulatedInstances(options: DeployAgentOptions): SimulatedInstan
       deployPath: join(root, execution.parameters.deployPath ?? ''),
     };
     const result = await runDocument({
-      document: onInstanceRoot(JSON.parse(execution.documentContent) as SelfDeployDocument, root),
+      document: JSON.parse(execution.documentContent) as SelfDeployDocument,
       parameters,
       env: {
         SELFDEPLOY_SSH_PORT: String(
@@ -145,25 +153,12 @@ export function simulatedInstances(options: DeployAgentOptions): SimulatedInstan
   };
 
   const marker = `${shellQuote(options.dir)}/"$AWS_SSM_INSTANCE_ID"/${BOOT_FINISHED}`;
-  return { agent, machine, bootCheckCommand: `until [ -e ${marker} ]; do sleep 0.1; done` };
-}
-
-const STATE_DIRECTORY_LINE = /^SELFDEPLOY_STATE_DIR='([^']*)'; export SELFDEPLOY_STATE_DIR$/;
-
-/**
- * The document as the instance's own filesystem sees it: the state directory (lock, gem
- * marker, deploy logs) lies under the instance's root like its other paths, so instances
- * deploy side by side instead of taking turns on one lock.
- */
-function onInstanceRoot(document: SelfDeployDocument, root: string): SelfDeployDocument {
-  const [step] = document.mainSteps;
-  const runCommand = step.inputs.runCommand.map((line) => {
-    const stateDirectory = STATE_DIRECTORY_LINE.exec(line)?.[1];
-    return stateDirectory === undefined
-      ? line
-      : `SELFDEPLOY_STATE_DIR=${shellQuote(join(root, stateDirectory))}; export SELFDEPLOY_STATE_DIR`;
-  });
-  return { ...document, mainSteps: [{ ...step, inputs: { ...step.inputs, runCommand } }] };
+  return {
+    agent,
+    machine,
+    bootCheckCommand: `until [ -e ${marker} ]; do sleep 0.1; done`,
+    stateDirectory: join(options.dir, INSTANCE_ID_PLACEHOLDER, STATE_DIRECTORY),
+  };
 }
 
 /** What the agent reports of a run: SSM's view of it, without the run's own extras. */

@@ -3,7 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ConfigInput } from '../../functions/orchestrator/config';
 import type { LifecycleResult } from '../../functions/shared/lifecycle-result';
-import { buildSelfDeployDocument, type SelfDeployDocument } from '../../infra/document';
+import {
+  buildSelfDeployDocument,
+  type SelfDeployDocument,
+  type SelfDeployDocumentOptions,
+} from '../../infra/document';
 import { type StandInAgentOptions, standInAgent } from './agents';
 import type { HookSpec, WarmPoolSpec } from './control-plane/auto-scaling';
 import { type AgentDelay, type BootDelay, ControlPlane } from './control-plane/control-plane';
@@ -96,6 +100,8 @@ export class LocalRun {
     public readonly app: SampleApp | undefined,
     /** The application user the group deploys as. */
     public readonly appUser: string,
+    /** What the run's SelfDeploy document was built with: its instances' boot check and state directory. */
+    public readonly documentOptions: SelfDeployDocumentOptions,
     /** The SelfDeploy document the run's instances get. */
     public readonly document: SelfDeployDocument,
     /** What stop() undoes, last started first: the function, the control plane, sshd, the run's user, its directory. */
@@ -172,13 +178,17 @@ export class LocalRun {
         ...(options.denied ? { denied: options.denied } : {}),
       });
       cleanups.unshift(() => plane.close());
-      const document = buildSelfDeployDocument({
-        // The instances' boot, as `cloud-init status --wait` sees it on a real one.
-        ...(instances ? { bootCheckCommand: instances.bootCheckCommand } : {}),
+      const documentOptions: SelfDeployDocumentOptions = {
+        // The instances' boot, as `cloud-init status --wait` sees it on a real one, and
+        // their state directories, each under the instance's own root.
+        ...(instances
+          ? { bootCheckCommand: instances.bootCheckCommand, stateDirectory: instances.stateDirectory }
+          : {}),
         // Not root, the run deploys as the developer, who may have sudo rights; the run's
         // own user (as root) has none, and the script checks that.
         ...(real && process.getuid?.() !== 0 ? { allowSudoAppUser: true } : {}),
-      });
+      };
+      const document = buildSelfDeployDocument(documentOptions);
       plane.ssm.putDocument(DOCUMENT_NAME, JSON.stringify(document));
       const heartbeatTimeout = options.hook?.heartbeatTimeout ?? 600;
       const orchestrator = await LocalOrchestrator.start({
@@ -210,7 +220,7 @@ export class LocalRun {
         hook: { name: HOOK_NAME, ...options.hook, heartbeatTimeout },
       });
       if (options.warmPool) plane.autoScaling.putWarmPool(GROUP_NAME, options.warmPool);
-      return new LocalRun(dir, plane, orchestrator, app, appUserName, document, cleanups);
+      return new LocalRun(dir, plane, orchestrator, app, appUserName, documentOptions, document, cleanups);
     } catch (error) {
       for (const cleanup of cleanups) await cleanup();
       throw error;

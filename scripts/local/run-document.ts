@@ -9,11 +9,9 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SelfDeployDocument, SelfDeployDocumentParameter } from '../../infra/document';
+import type { SelfDeployDocument } from '../../infra/document';
+import { OUTPUT_LIMITS, resolveParameters } from './control-plane/ssm';
 
-/** GetCommandInvocation's StandardOutputContent / StandardErrorContent limits. */
-export const STDOUT_LIMIT = 24_000;
-export const STDERR_LIMIT = 8_000;
 /** The agent's exit code for a script it stopped (timeout or cancel) on Linux. */
 export const STOPPED_EXIT_CODE = 137;
 /** The agent's PATH under systemd when the caller gives none. */
@@ -59,7 +57,7 @@ export interface RunDocumentOptions {
 export interface RunDocumentResult {
   /** The script's exit code; 137 when it was stopped. */
   readonly exitCode: number;
-  /** Output as GetCommandInvocation reports it (first 24,000 / 8,000 characters). */
+  /** Output as GetCommandInvocation reports it (its first OUTPUT_LIMITS characters). */
   readonly stdout: string;
   readonly stderr: string;
   /** Output in full, as CloudWatch Logs would get it. */
@@ -80,7 +78,8 @@ export class InvalidParametersError extends Error {
 
 /** Runs the document's single aws:runShellScript step for real. */
 export async function runDocument(options: RunDocumentOptions): Promise<RunDocumentResult> {
-  const values = parameterValues(options.document, options.parameters ?? {});
+  const { values, problems } = resolveParameters(options.document.parameters, options.parameters ?? {});
+  if (problems.length > 0) throw new InvalidParametersError(problems.join('; '));
   const substitute = (text: string): string =>
     text.replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, (whole, name: string) => values[name] ?? whole);
   const step = options.document.mainSteps[0];
@@ -117,29 +116,6 @@ export async function runDocument(options: RunDocumentOptions): Promise<RunDocum
   } finally {
     if (ownWorkDir) rmSync(workDir, { recursive: true, force: true });
   }
-}
-
-/** Every parameter's value (given or default), checked against its allowedPattern. */
-function parameterValues(
-  document: SelfDeployDocument,
-  given: Readonly<Record<string, string>>,
-): Record<string, string> {
-  const declared: Readonly<Record<string, SelfDeployDocumentParameter>> = document.parameters;
-  const unknown = Object.keys(given).filter((name) => !(name in declared));
-  if (unknown.length > 0) {
-    throw new InvalidParametersError(`the document declares no parameter ${unknown.join(', ')}`);
-  }
-  const values: Record<string, string> = {};
-  for (const [name, parameter] of Object.entries(declared)) {
-    const value = given[name] ?? parameter.default;
-    if (!new RegExp(parameter.allowedPattern).test(value)) {
-      throw new InvalidParametersError(
-        `parameter ${name} value ${JSON.stringify(value)} does not match ${parameter.allowedPattern}`,
-      );
-    }
-    values[name] = value;
-  }
-  return values;
 }
 
 export interface RunCommandsOptions {
@@ -220,8 +196,8 @@ function run(
       const fullStderr = Buffer.concat(stderr).toString('utf8');
       resolve({
         exitCode: timedOut || cancelled ? STOPPED_EXIT_CODE : (code ?? STOPPED_EXIT_CODE),
-        stdout: fullStdout.slice(0, STDOUT_LIMIT),
-        stderr: fullStderr.slice(0, STDERR_LIMIT),
+        stdout: fullStdout.slice(0, OUTPUT_LIMITS.stdout),
+        stderr: fullStderr.slice(0, OUTPUT_LIMITS.stderr),
         fullStdout,
         fullStderr,
         timedOut,

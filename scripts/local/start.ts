@@ -173,40 +173,88 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
+/** A revision the stand-in deploy fails (--bad-revision without a real deploy). */
+const BAD_REVISION = 'bad-revision';
+
+/** What the steps of one run share. */
+interface Session {
+  readonly opts: Options;
+  readonly run: LocalRun;
+  readonly progress: Progress;
+  /** Above COMPACT_ABOVE_INSTANCES: counts instead of a line or a row per instance. */
+  readonly compact: boolean;
+  /** When --timeout ends the waits (real time). */
+  readonly deadline: number;
+  /** What did not end as expected; the run fails unless this stays empty. */
+  readonly problems: string[];
+}
+
 async function main(): Promise<number> {
-  let options: Options | undefined;
+  const opts = prepare(process.argv.slice(2));
+  if (typeof opts === 'number') return opts;
+  const run = await startRun(opts);
+  if (run === undefined) return 2;
+  const compact = opts.instances > COMPACT_ABOVE_INSTANCES;
+  const progress = new Progress(run, compact);
+  const supervision = supervise(run, progress);
+  const session: Session = {
+    opts,
+    run,
+    progress,
+    compact,
+    deadline: Date.now() + opts.timeout * 1000,
+    problems: [],
+  };
   try {
-    options = parseOptions(process.argv.slice(2));
+    progress.print(
+      `control plane ${run.plane.endpoint}; group ${GROUP_NAME} with a launch hook; application user ${run.appUser}; run directory ${run.dir}`,
+    );
+    await scaleOut(session);
+    await redeploy(session);
+  } catch (error) {
+    session.problems.push((error as Error).message);
+  }
+  summarize(session);
+  await finish(session, supervision);
+  return session.problems.length > 0 ? 1 : 0;
+}
+
+/** The options, or the exit code when there is nothing to run: 0 after --help, 2 on bad usage. */
+function prepare(argv: readonly string[]): Options | number {
+  try {
+    const options = parseOptions(argv);
     if (!options) {
       process.stdout.write(HELP);
       return 0;
     }
     checkPrerequisites(options);
+    return options;
   } catch (error) {
     process.stderr.write(`npm start: ${(error as Error).message}\n`);
     return 2;
   }
-  const opts = options;
+}
 
-  // The first --fail launches cannot deploy; their replacements can.
+/**
+ * Starts the local world with the faults the options ask for; undefined (after one line on
+ * stderr) when --port is taken. The first --fail launches cannot deploy; their replacements can.
+ */
+async function startRun(opts: Options): Promise<LocalRun | undefined> {
   const failing = new Set<string>();
-  const BAD = 'bad-revision';
   const losable = (event: { 'detail-type': string; detail: Readonly<Record<string, unknown>> }) =>
     event['detail-type'] === LAUNCH_DETAIL_TYPE ||
     (event['detail-type'] === COMMAND_STATUS_DETAIL_TYPE && isTerminalStatus(event.detail.status as string));
-
   process.stdout.write(
     'selfdeploy local run: starting the control plane, sshd and the sample application…\n',
   );
-  let run: LocalRun;
   try {
-    run = await LocalRun.start({
+    return await LocalRun.start({
       deploy:
         opts.standIn === undefined
           ? 'real'
           : {
               durationMs: opts.standIn,
-              fails: (e) => e.parameters.revision === BAD || failing.has(e.instanceId),
+              fails: (e) => e.parameters.revision === BAD_REVISION || failing.has(e.instanceId),
             },
       timeScale: opts.timeScale,
       agentDelaySeconds: (instance, launchIndex) => {
@@ -231,20 +279,24 @@ async function main(): Promise<number> {
     process.stderr.write(
       `npm start: port ${opts.port} on 127.0.0.1 is in use: choose another --port, or leave it out for any free port\n`,
     );
-    return 2;
+    return undefined;
   }
-  const compact = opts.instances > COMPACT_ABOVE_INSTANCES;
-  const progress = new Progress(run, compact);
+}
+
+/** What keeps a run tidy while it runs: the progress ticker, the interrupt handlers, the launcher watch. */
+interface Supervision {
+  /** Removes the interrupt handlers (from here on, Ctrl-C is the caller's). */
+  readonly releaseSignals: () => void;
+  /** Stops the ticker and the launcher watch. */
+  readonly stop: () => void;
+}
+
+/**
+ * Shows progress every 100 ms; Ctrl-C (or a kill, or the launching npm going away) mid-run
+ * still stops sshd and the function and removes the run's directory and user.
+ */
+function supervise(run: LocalRun, progress: Progress): Supervision {
   const ticker = setInterval(() => progress.update(), 100);
-  /** A table per instance for small runs; one line of counts for big ones. */
-  const report = (title: string, header: string[], rows: string[][], column: number) => {
-    if (!compact) return `\n${title}\n${table(header, rows)}\n\n`;
-    const counts = new Map<string, number>();
-    for (const row of rows) counts.set(row[column] ?? '', (counts.get(row[column] ?? '') ?? 0) + 1);
-    return `\n${title}: ${[...counts].map(([value, count]) => `${count} ${value}`).join(', ')}\n\n`;
-  };
-  // Ctrl-C (or a kill) mid-run still stops sshd and the function and removes the run's
-  // directory and user.
   const onInterrupt = (signal: NodeJS.Signals) => {
     clearInterval(ticker);
     process.stdout.write('\ninterrupted: cleaning up\n');
@@ -253,104 +305,128 @@ async function main(): Promise<number> {
   process.once('SIGINT', onInterrupt);
   process.once('SIGTERM', onInterrupt);
   const stopWatching = watchLaunchers();
-  const deadline = Date.now() + opts.timeout * 1000;
-  const problems: string[] = [];
-  try {
-    progress.print(
-      `control plane ${run.plane.endpoint}; group ${GROUP_NAME} with a launch hook; application user ${run.appUser}; run directory ${run.dir}`,
-    );
-    const firstHead = run.app?.head();
-    progress.print(
-      `scaling out to ${opts.instances} instance(s); deploying ${shortSha(firstHead)} (branch head)`,
-    );
-    run.scaleTo(opts.instances);
-    await run.waitFor(`${opts.instances} instance(s) InService`, () => run.settled(), deadline - Date.now());
-    progress.update(true);
+  return {
+    releaseSignals: () => {
+      process.removeListener('SIGINT', onInterrupt);
+      process.removeListener('SIGTERM', onInterrupt);
+    },
+    stop: () => {
+      stopWatching();
+      clearInterval(ticker);
+    },
+  };
+}
 
-    const records = [...run.records.values()];
-    process.stdout.write(
-      report(
-        'Scale-out',
-        ['instance', 'result', 'revision', 'seconds', 'AWS calls'],
-        records.map((r) => [
-          r.id,
-          r.result === 'CONTINUE'
-            ? 'InService'
-            : `abandoned${r.completedBy === 'timeout' ? ' (hook timeout)' : ' (deploy failed)'}, replaced`,
-          shortSha(run.revisionOf(r.id)),
-          r.completedAt === undefined ? '-' : ((r.completedAt - r.launchedAt) / 1000).toFixed(1),
-          String(run.plane.callsFor(r.id).length),
-        ]),
-        1,
-      ),
-    );
-    const abandoned = records.filter((r) => r.result === 'ABANDON');
-    if (abandoned.length !== opts.fail) {
-      problems.push(`${abandoned.length} instance(s) abandoned, expected ${opts.fail}`);
-    }
-    for (const instance of run.instances()) {
-      if (firstHead && run.revisionOf(instance.id) !== firstHead) {
-        problems.push(
-          `${instance.id} is InService with revision ${shortSha(run.revisionOf(instance.id))}, not ${shortSha(firstHead)}`,
-        );
-      }
-    }
+/** Scales the group out to --instances, waits until it has settled and checks it: all on the branch head, --fail abandoned. */
+async function scaleOut({ opts, run, progress, compact, deadline, problems }: Session): Promise<void> {
+  const firstHead = run.app?.head();
+  progress.print(
+    `scaling out to ${opts.instances} instance(s); deploying ${shortSha(firstHead)} (branch head)`,
+  );
+  run.scaleTo(opts.instances);
+  await run.waitFor(`${opts.instances} instance(s) InService`, () => run.settled(), deadline - Date.now());
+  progress.update(true);
 
-    // A new commit, redeployed the way an operator does from the Lambda console's Test tab.
-    const next = opts.badRevision ? run.app?.commitFailingDeploy() : run.app?.commit('Second version');
-    const revision = run.app ? undefined : opts.badRevision ? BAD : 'v2';
-    progress.print(
-      `pushed ${shortSha(next)}${opts.badRevision ? ' (its deploy fails)' : ''}; invoking {"action":"redeploy","autoScalingGroupName":"${GROUP_NAME}"}`,
-    );
-    const before = new Set(run.plane.ssm.commands().map((c) => c.id));
-    const answer = await run.orchestrator.invoke({
-      action: 'redeploy',
-      autoScalingGroupName: GROUP_NAME,
-      ...(revision ? { revision } : {}),
-    });
-    const answered = JSON.stringify(answer);
-    // A big run's answer lists every instance: its start is enough on screen.
-    progress.print(
-      `the orchestrator answered: ${compact && answered.length > 200 ? `${answered.slice(0, 200)}…` : answered}`,
-    );
-    const redeploys = () => run.plane.ssm.commands().filter((c) => !before.has(c.id));
-    await run.waitFor(
-      'the redeploy to finish',
-      () => redeploys().every((c) => isTerminalStatus(c.status)),
-      deadline - Date.now(),
-    );
-    progress.update(true);
-    const invocations = redeploys().flatMap((c) => c.invocations);
-    process.stdout.write(
-      report(
-        `Redeploy of ${shortSha(next)}`,
-        ['instance', 'state', 'deploy', 'revision'],
-        run
-          .instances()
-          .map((instance) => [
-            instance.id,
-            instance.state,
-            invocations.find((i) => i.instanceId === instance.id)?.status ?? 'not sent',
-            shortSha(run.revisionOf(instance.id)),
-          ]),
-        2,
-      ),
-    );
-    for (const instance of run.instances()) {
-      const deployed = run.revisionOf(instance.id);
-      if (instance.state !== 'InService') problems.push(`${instance.id} left service during the redeploy`);
-      if (opts.badRevision && next && deployed === next)
-        problems.push(`${instance.id} serves the failing revision`);
-      if (!opts.badRevision && next && deployed !== next) {
-        problems.push(`${instance.id} has ${shortSha(deployed)} after the redeploy, not ${shortSha(next)}`);
-      }
-    }
-    const failed = invocations.filter((i) => i.status !== 'Success').length;
-    if (opts.badRevision && failed === 0) problems.push('the failing revision deployed without an error');
-    if (!opts.badRevision && failed > 0) problems.push(`${failed} redeploy invocation(s) did not succeed`);
-  } catch (error) {
-    problems.push((error as Error).message);
+  const records = [...run.records.values()];
+  process.stdout.write(
+    report(
+      compact,
+      'Scale-out',
+      ['instance', 'result', 'revision', 'seconds', 'AWS calls'],
+      records.map((r) => [
+        r.id,
+        r.result === 'CONTINUE'
+          ? 'InService'
+          : `abandoned${r.completedBy === 'timeout' ? ' (hook timeout)' : ' (deploy failed)'}, replaced`,
+        shortSha(run.revisionOf(r.id)),
+        r.completedAt === undefined ? '-' : ((r.completedAt - r.launchedAt) / 1000).toFixed(1),
+        String(run.plane.callsFor(r.id).length),
+      ]),
+      1,
+    ),
+  );
+  const abandoned = records.filter((r) => r.result === 'ABANDON');
+  if (abandoned.length !== opts.fail) {
+    problems.push(`${abandoned.length} instance(s) abandoned, expected ${opts.fail}`);
   }
+  for (const instance of run.instances()) {
+    if (firstHead && run.revisionOf(instance.id) !== firstHead) {
+      problems.push(
+        `${instance.id} is InService with revision ${shortSha(run.revisionOf(instance.id))}, not ${shortSha(firstHead)}`,
+      );
+    }
+  }
+}
+
+/**
+ * Pushes a new commit (--bad-revision: one whose deploy fails) and redeploys the group the
+ * way an operator does from the Lambda console's Test tab; waits for it and checks it.
+ */
+async function redeploy({ opts, run, progress, compact, deadline, problems }: Session): Promise<void> {
+  const next = opts.badRevision ? run.app?.commitFailingDeploy() : run.app?.commit('Second version');
+  const revision = run.app ? undefined : opts.badRevision ? BAD_REVISION : 'v2';
+  progress.print(
+    `pushed ${shortSha(next)}${opts.badRevision ? ' (its deploy fails)' : ''}; invoking {"action":"redeploy","autoScalingGroupName":"${GROUP_NAME}"}`,
+  );
+  const before = new Set(run.plane.ssm.commands().map((c) => c.id));
+  const answer = await run.orchestrator.invoke({
+    action: 'redeploy',
+    autoScalingGroupName: GROUP_NAME,
+    ...(revision ? { revision } : {}),
+  });
+  const answered = JSON.stringify(answer);
+  // A big run's answer lists every instance: its start is enough on screen.
+  progress.print(
+    `the orchestrator answered: ${compact && answered.length > 200 ? `${answered.slice(0, 200)}…` : answered}`,
+  );
+  const redeploys = () => run.plane.ssm.commands().filter((c) => !before.has(c.id));
+  await run.waitFor(
+    'the redeploy to finish',
+    () => redeploys().every((c) => isTerminalStatus(c.status)),
+    deadline - Date.now(),
+  );
+  progress.update(true);
+  const invocations = redeploys().flatMap((c) => c.invocations);
+  process.stdout.write(
+    report(
+      compact,
+      `Redeploy of ${shortSha(next)}`,
+      ['instance', 'state', 'deploy', 'revision'],
+      run
+        .instances()
+        .map((instance) => [
+          instance.id,
+          instance.state,
+          invocations.find((i) => i.instanceId === instance.id)?.status ?? 'not sent',
+          shortSha(run.revisionOf(instance.id)),
+        ]),
+      2,
+    ),
+  );
+  for (const instance of run.instances()) {
+    const deployed = run.revisionOf(instance.id);
+    if (instance.state !== 'InService') problems.push(`${instance.id} left service during the redeploy`);
+    if (opts.badRevision && next && deployed === next)
+      problems.push(`${instance.id} serves the failing revision`);
+    if (!opts.badRevision && next && deployed !== next) {
+      problems.push(`${instance.id} has ${shortSha(deployed)} after the redeploy, not ${shortSha(next)}`);
+    }
+  }
+  const failed = invocations.filter((i) => i.status !== 'Success').length;
+  if (opts.badRevision && failed === 0) problems.push('the failing revision deployed without an error');
+  if (!opts.badRevision && failed > 0) problems.push(`${failed} redeploy invocation(s) did not succeed`);
+}
+
+/** A table per instance for small runs; one line of counts (of `column`'s values) for big ones. */
+function report(compact: boolean, title: string, header: string[], rows: string[][], column: number): string {
+  if (!compact) return `\n${title}\n${table(header, rows)}\n\n`;
+  const counts = new Map<string, number>();
+  for (const row of rows) counts.set(row[column] ?? '', (counts.get(row[column] ?? '') ?? 0) + 1);
+  return `\n${title}: ${[...counts].map(([value, count]) => `${count} ${value}`).join(', ')}\n\n`;
+}
+
+/** Prints the run's traffic and its verdict: OK, or FAILED with every problem. */
+function summarize({ run, progress, problems }: Session): void {
   progress.update(true);
   progress.print('done');
   const calls = run.plane.calls;
@@ -365,22 +441,21 @@ async function main(): Promise<number> {
   } else {
     process.stdout.write('\nOK: every instance ended as expected.\n');
   }
+}
 
-  process.removeListener('SIGINT', onInterrupt);
-  process.removeListener('SIGTERM', onInterrupt);
+/** With --keep, serves the control plane until Ctrl-C; then stops the run (a failed run keeps its directory). */
+async function finish({ opts, run, progress, problems }: Session, supervision: Supervision): Promise<void> {
+  supervision.releaseSignals();
   if (opts.keep) {
     await keepRunning(run, progress);
-    stopWatching();
-    clearInterval(ticker);
+    supervision.stop();
     await run.stop(true);
     process.stdout.write(`stopped; the run directory is kept: ${run.dir}\n`);
   } else {
-    stopWatching();
-    clearInterval(ticker);
+    supervision.stop();
     // A failed run keeps its directory: the logs say why.
     await run.stop(problems.length > 0);
   }
-  return problems.length > 0 ? 1 : 0;
 }
 
 /**

@@ -1,12 +1,14 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { LAUNCH_DETAIL_TYPE } from '../../functions/shared/event-patterns';
-import { buildSelfDeployDocument } from '../../infra/document';
+import { buildSelfDeployDocument, documentShell } from '../../infra/document';
+import { standInAgent } from '../../scripts/local/agents';
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import { BOOT_FINISHED } from '../../scripts/local/deploy-agent';
 import { FIDELITY, fidelitySection, README_PATH, readmeSection } from '../../scripts/local/fidelity';
 import { APP_PATH, DEPLOY_PATH, LocalRun } from '../../scripts/local/local-run';
+import { InvalidParametersError, runDocument, STOPPED_EXIT_CODE } from '../../scripts/local/run-document';
 import { userExists } from './support';
 
 // The local world itself: who the simulated instances deploy as, and how they boot.
@@ -25,6 +27,24 @@ async function start(...options: Parameters<typeof LocalRun.start>): Promise<Loc
 }
 
 const isLaunch = (event: AwsEvent) => event['detail-type'] === LAUNCH_DETAIL_TYPE;
+
+const LOCAL_DIR = join(__dirname, '..', '..', 'scripts', 'local');
+
+/** The code of scripts/local, file by file: comments and the text of string literals left out. */
+function localCode(): { file: string; code: string }[] {
+  return readdirSync(LOCAL_DIR, { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith('.ts'))
+    .map((file) => ({
+      file,
+      code: readFileSync(join(LOCAL_DIR, file), 'utf8')
+        .split('\n')
+        .filter((line) => !/^\s*(\/\/|\/\*|\*)/.test(line))
+        .map((line) =>
+          line.replace(/'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`[^`]*`/g, "''").replace(/\/\/.*$/, ''),
+        )
+        .join('\n'),
+    }));
+}
 
 describe('the local world', () => {
   it('gives each run an application user of its own and removes it when the run stops', async () => {
@@ -64,7 +84,9 @@ describe('the local world', () => {
     // boot at 10x: the agent is online at once, boot finishes 5 s later.
     const local = await start({ agentDelaySeconds: 0, bootDelaySeconds: 50, faults: { drop: isLaunch } });
     // The document as built without a boot check: on this machine nothing says boot is running.
-    local.plane.ssm.putDocument('NoBootWait', JSON.stringify(buildSelfDeployDocument()));
+    const { bootCheckCommand, ...noBootCheck } = local.documentOptions;
+    expect(bootCheckCommand).toBeDefined();
+    local.plane.ssm.putDocument('NoBootWait', JSON.stringify(buildSelfDeployDocument(noBootCheck)));
     local.scaleTo(1);
     const id = local.instances()[0]?.id as string;
     const root = join(local.dir, 'instances', id);
@@ -91,6 +113,75 @@ describe('the local world', () => {
     expect(earlyRun?.stderr).toContain('is not a git clone');
     expect(late.invocations[0]).toMatchObject({ status: 'Success', responseCode: 0 });
     expect(local.revisionOf(id)).toBe(local.app?.head());
+  });
+
+  it('runs the SelfDeploy document as built: the script each instance ran is the document, its state under its own root', async () => {
+    const local = await start();
+    local.scaleTo(2);
+    await local.waitFor('2 instances InService', () => local.settled(), 45_000);
+
+    const ids = local.instances().map((instance) => instance.id);
+    expect(ids).toHaveLength(2);
+    for (const id of ids) {
+      const root = join(local.dir, 'instances', id);
+      expect(readFileSync(join(root, 'agent', '_script.sh'), 'utf8')).toBe(documentShell(local.document));
+      expect(existsSync(join(root, 'var', 'lib', 'selfdeploy', 'lock'))).toBe(true);
+    }
+  });
+
+  it('checks the parameters an agent runs the document with as SendCommand checks them, naming every problem in one line', async () => {
+    const local = await start({ deploy: {} });
+    const parameters = { environment: 'production;id', migrate: 'maybe', colour: 'blue' };
+
+    const refused = await runDocument({ document: local.document, parameters }).catch(
+      (error: unknown) => error,
+    );
+    const send = () =>
+      local.plane.ssm.sendCommand({
+        DocumentName: 'SelfDeploy',
+        Targets: [{ Key: 'tag:none', Values: ['none'] }],
+        Parameters: Object.fromEntries(Object.entries(parameters).map(([name, value]) => [name, [value]])),
+      });
+
+    expect(refused).toBeInstanceOf(InvalidParametersError);
+    const message = (refused as Error).message;
+    expect(message).not.toContain('\n');
+    expect(message).toContain('the document declares no parameter colour');
+    expect(message).toContain('parameter environment value "production;id" does not match');
+    expect(message).toContain('parameter migrate value "maybe" does not match');
+    expect(send).toThrow(expect.objectContaining({ code: 'InvalidParameters' }));
+  });
+
+  it("ends a stand-in run stopped by its execution timeout or by a cancel with the agent's stop code, as a real run", async () => {
+    const agent = standInAgent({ durationMs: 5_000 });
+    const execution = (executionTimeout: string, signal: AbortSignal) => ({
+      instanceId: 'i-0123456789abcdef0',
+      commandId: 'c',
+      documentName: 'SelfDeploy',
+      documentContent: '{}',
+      parameters: { executionTimeout },
+      signal,
+    });
+    const cancel = new AbortController();
+
+    const timedOut = agent(execution('0.05', new AbortController().signal));
+    const cancelled = agent(execution('3600', cancel.signal));
+    cancel.abort();
+
+    await expect(timedOut).resolves.toMatchObject({ exitCode: STOPPED_EXIT_CODE, timedOut: true });
+    await expect(cancelled).resolves.toMatchObject({ exitCode: STOPPED_EXIT_CODE, timedOut: false });
+  });
+
+  it("states SSM's output limits and the agent's exit code for a stopped script once in its code", () => {
+    const code = localCode();
+    const definitions = (literal: RegExp) =>
+      code.flatMap(({ file, code }) => (code.match(literal) ?? []).map(() => file));
+
+    expect(definitions(/\b24_?000\b/g)).toEqual(['control-plane/ssm.ts']);
+    expect(definitions(/\b8_?000\b/g)).toEqual(['control-plane/ssm.ts']);
+    expect(definitions(/\b2_?500\b/g)).toEqual(['control-plane/ssm.ts']);
+    expect(definitions(/\b137\b/g)).toEqual(['run-document.ts']);
+    expect(definitions(/\.allowedPattern\b[^;]*\.test\(/g)).toEqual(['control-plane/ssm.ts']);
   });
 
   it("keeps its README's table of what is modelled equal to the table in code, naming every operation served", () => {

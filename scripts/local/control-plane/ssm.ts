@@ -73,7 +73,8 @@ export const DELIVERY_TIMEOUT = { min: 30, max: 2_592_000, default: 3600 } as co
 /** SSM's limits on command output (GetCommandInvocation; ListCommandInvocations plugin output). */
 export const OUTPUT_LIMITS = { stdout: 24_000, stderr: 8_000, pluginOutput: 2_500 } as const;
 
-interface DocumentParameter {
+/** A document parameter as SSM checks values against it. */
+export interface DocumentParameter {
   readonly type?: string;
   readonly default?: string;
   readonly allowedPattern?: string;
@@ -264,7 +265,9 @@ export class Ssm {
       );
     }
     const instanceIds = this.#resolveTargets(input);
-    const resolved = resolveParameters(document, input.Parameters ?? {});
+    const { values: resolved, problems } = resolveParameters(document.parameters, input.Parameters ?? {});
+    // AWS answers InvalidParameters with no message.
+    if (problems.length > 0) throw new ApiError('InvalidParameters', '');
     const requestedAt = Date.now();
     const command: Command = {
       id: uuid(),
@@ -544,31 +547,39 @@ export class Ssm {
 }
 
 /**
- * Fills in defaults and checks each value as SSM does before accepting the command: an
- * unknown or missing parameter, or a value outside its allowedPattern / allowedValues, is
- * InvalidParameters, which AWS answers with no message.
+ * Every parameter's value (given, else its default), checked as SSM checks them before it
+ * accepts a command: an unknown or missing parameter, or a value outside its allowedPattern
+ * or allowedValues, is a problem. SendCommand gives each value as a list (a StringList of
+ * commands becomes one line per element, as runCommand gets it); an agent gets plain strings.
+ * The values are usable only when `problems` is empty.
  */
-function resolveParameters(
-  document: SsmDocument,
-  given: Readonly<Record<string, readonly string[]>>,
-): Record<string, string> {
-  const invalid = new ApiError('InvalidParameters', '');
-  if (Object.keys(given).some((name) => !(name in document.parameters))) throw invalid;
-  const resolved: Record<string, string> = {};
-  for (const [name, spec] of Object.entries(document.parameters)) {
-    const values = given[name];
-    // A StringList of commands becomes one line per element, as runCommand gets it.
-    const value = values === undefined ? spec.default : values.join(spec.type === 'StringList' ? '\n' : ',');
-    if (
-      value === undefined ||
-      (spec.allowedPattern !== undefined && !new RegExp(spec.allowedPattern).test(value)) ||
-      (spec.allowedValues !== undefined && !spec.allowedValues.includes(value))
-    ) {
-      throw invalid;
+export function resolveParameters(
+  declared: Readonly<Record<string, DocumentParameter>>,
+  given: Readonly<Record<string, string | readonly string[]>>,
+): { values: Record<string, string>; problems: string[] } {
+  const problems = Object.keys(given)
+    .filter((name) => !(name in declared))
+    .map((name) => `the document declares no parameter ${name}`);
+  const values: Record<string, string> = {};
+  for (const [name, spec] of Object.entries(declared)) {
+    const raw = given[name];
+    const value =
+      raw === undefined || typeof raw === 'string'
+        ? (raw ?? spec.default)
+        : raw.join(spec.type === 'StringList' ? '\n' : ',');
+    if (value === undefined) {
+      problems.push(`parameter ${name} has no value and no default`);
+    } else if (spec.allowedPattern !== undefined && !new RegExp(spec.allowedPattern).test(value)) {
+      problems.push(`parameter ${name} value ${JSON.stringify(value)} does not match ${spec.allowedPattern}`);
+    } else if (spec.allowedValues !== undefined && !spec.allowedValues.includes(value)) {
+      problems.push(
+        `parameter ${name} value ${JSON.stringify(value)} is not one of ${spec.allowedValues.join(', ')}`,
+      );
+    } else {
+      values[name] = value;
     }
-    resolved[name] = value;
   }
-  return resolved;
+  return { values, problems };
 }
 
 function matchesTarget(
