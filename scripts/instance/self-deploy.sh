@@ -107,6 +107,10 @@ Settings:
   SELFDEPLOY_HEALTH_CHECK_ATTEMPTS  health check attempts (10)
   SELFDEPLOY_HEALTH_CHECK_INTERVAL  seconds between health check attempts (3)
   SELFDEPLOY_LOCK_TIMEOUT       seconds to wait for a concurrent run of another wait (600)
+  SELFDEPLOY_RETRY_ATTEMPTS     attempts of each network step: git fetch, origin's default
+                                branch, each Parameter Store read (4; 1-10)
+  SELFDEPLOY_RETRY_DELAY        seconds before the second attempt, doubled before each next
+                                one, each wait plus up to half of it at random (2: 2, 4, 8 s; 0-60)
   SELFDEPLOY_STATE_DIR          root's: lock, records, deploy logs, the user's ssh files (/var/lib/selfdeploy)
   SELFDEPLOY_SSH_PORT           localhost sshd port (22)
   SELFDEPLOY_HOST_KEY_DIR       directory of this host's ssh_host_*_key.pub (/etc/ssh)
@@ -239,6 +243,12 @@ check_count() {
   [ "$2" -ge "$3" ] || PROBLEMS+=("$1 $2 is less than $3")
 }
 
+# check_range NAME VALUE MIN MAX: check_count, and records a problem when VALUE > MAX.
+check_range() {
+  check_count "$1" "$2" "$3"
+  [[ ! $2 =~ $PATTERN_COUNT ]] || [ "$2" -le "$4" ] || PROBLEMS+=("$1 $2 is more than $4")
+}
+
 # The document's parameters, set by read_inputs from SELFDEPLOY_<NAME>.
 ENVIRONMENT='' REVISION='' APP_USER='' DEPLOY_PATH='' APP_PATH='' MIGRATE='' HEALTH_CHECK_URL=''
 AUTO_SCALING_GROUP_NAME='' LIFECYCLE_HOOK_NAME='' INSTANCE_ID='' LIFECYCLE_ACTION_TOKEN=''
@@ -310,6 +320,10 @@ read_inputs() {
   check_count SELFDEPLOY_HEALTH_CHECK_INTERVAL "$HEALTH_CHECK_INTERVAL" 0
   LOCK_TIMEOUT=${SELFDEPLOY_LOCK_TIMEOUT:-600}
   check_count SELFDEPLOY_LOCK_TIMEOUT "$LOCK_TIMEOUT" 0
+  RETRY_ATTEMPTS=${SELFDEPLOY_RETRY_ATTEMPTS:-4}
+  check_range SELFDEPLOY_RETRY_ATTEMPTS "$RETRY_ATTEMPTS" 1 10
+  RETRY_DELAY=${SELFDEPLOY_RETRY_DELAY:-2}
+  check_range SELFDEPLOY_RETRY_DELAY "$RETRY_DELAY" 0 60
   STATE_DIR=${SELFDEPLOY_STATE_DIR:-/var/lib/selfdeploy}
   check SELFDEPLOY_STATE_DIR "$STATE_DIR" "$PATTERN_SELFDEPLOY_APP_PATH" || true
   SSH_PORT=${SELFDEPLOY_SSH_PORT:-22}
@@ -576,28 +590,62 @@ printf "%s\n" "$wanted" >"$keys.selfdeploy-$$"
 chmod 600 "$keys.selfdeploy-$$"
 mv -f "$keys.selfdeploy-$$" "$keys"'
 
+# retry WHAT ATTEMPT...: runs ATTEMPT up to RETRY_ATTEMPTS times while it returns 1 (a
+# failure that may pass: a dropped connection, throttling, credentials not there yet on a
+# young instance); any other status ends it at once. Waits RETRY_DELAY seconds before the
+# second attempt and twice as long before each next one, each wait plus up to half of it at
+# random so that instances launched together do not retry in step.
+retry() {
+  local what=$1 attempt=1 delay=$RETRY_DELAY status pause
+  shift
+  while :; do
+    status=0
+    "$@" || status=$?
+    if [ "$status" -ne 1 ] || [ "$attempt" -ge "$RETRY_ATTEMPTS" ]; then
+      return "$status"
+    fi
+    pause=$((delay * 1000 + (RANDOM * 32768 + RANDOM) % (delay * 500 + 1)))
+    pause=$((pause / 1000)).$(printf '%03d' $((pause % 1000)))
+    warn "$what failed (attempt $attempt of $RETRY_ATTEMPTS); trying again in ${pause}s"
+    sleep "$pause"
+    attempt=$((attempt + 1))
+    delay=$((delay * 2))
+  done
+}
+
 # need_aws PARAMETER: exit 3 unless the AWS CLI is there to read PARAMETER.
 need_aws() {
   command -v aws >/dev/null 2>&1 || fail "$EXIT_MISSING_PREREQUISITE" "the AWS CLI (aws) is needed to read $1"
 }
 
-# parameter_value NAME [--with-decryption]: the parameter's value on stdout; 3 when the
-# parameter does not exist, 1 on any other failure (the errors are on stderr).
+# parameter_value NAME [--with-decryption]: the parameter's value on stdout, read with
+# retries; 3 when the parameter does not exist, another non-zero status when it cannot be
+# read (the errors are on stderr).
 parameter_value() {
+  retry "reading $1 from Parameter Store" parameter_attempt "$@"
+}
+
+# parameter_attempt NAME [--with-decryption]: one read of the parameter. 3: it does not
+# exist; 2: refused (access denied, invalid request or key), which no retry changes; 1: any
+# other failure. The AWS CLI makes a single request: retry() is the one bound on attempts,
+# and it also covers what the CLI does not retry (no credentials yet, DNS not ready).
+parameter_attempt() {
   local region=${AWS_REGION:-${AWS_DEFAULT_REGION:-${AWS_SSM_REGION_NAME:-}}} errors status=0 value
   local args=(ssm get-parameter --name "$1" --query Parameter.Value --output text)
   shift
   [ -z "$region" ] || args+=(--region "$region")
-  errors=$(mktemp)
-  value=$(aws "${args[@]}" "$@" 2>"$errors") || status=$?
+  errors=$(mktemp) || return 1
+  value=$(AWS_RETRY_MODE=standard AWS_MAX_ATTEMPTS=1 aws "${args[@]}" "$@" 2>"$errors") || status=$?
   if [ "$status" -ne 0 ]; then
+    status=1
     if grep -q ParameterNotFound "$errors"; then
-      rm -f "$errors"
-      return 3
+      status=3
+    else
+      sed 's/^/self-deploy:   /' "$errors" >&2
+      ! grep -q -E 'AccessDenied|ValidationException|InvalidKeyId|ParameterVersionNotFound' "$errors" || status=2
     fi
-    sed 's/^/self-deploy:   /' "$errors" >&2
     rm -f "$errors"
-    return 1
+    return "$status"
   fi
   rm -f "$errors"
   printf '%s\n' "$value"
@@ -637,15 +685,29 @@ git_as_app_user() {
   as_app_user GIT_SSH_COMMAND="$GIT_SSH_WRAPPER" GIT_SSH_VARIANT=ssh GIT_TERMINAL_PROMPT=0 git -C "$DEPLOY_PATH" "$@"
 }
 
-# fetch_origin: brings origin's branches and tags into the deploy checkout.
+# remote_git_attempt ARGS...: one git command that talks to origin, its errors on stderr.
+# 2 when git's SSH refused the host key or the key, which no retry changes; 1 on any other
+# failure.
+remote_git_attempt() {
+  local errors
+  errors=$(git_as_app_user "$@" 2>&1 >/dev/null) && return 0
+  printf '%s\n' "$errors" | sed 's/^/self-deploy:   /' >&2
+  if grep -q -e 'Host key verification failed' -e 'Permission denied (publickey' <<<"$errors"; then
+    return 2
+  fi
+  return 1
+}
+
+# fetch_origin: brings origin's branches and tags into the deploy checkout, retried.
 fetch_origin() {
   info "fetching origin into $DEPLOY_PATH"
-  git_as_app_user fetch --quiet --prune --tags --force origin || fail "$EXIT_REVISION" "git fetch in $DEPLOY_PATH failed"
+  retry "git fetch in $DEPLOY_PATH" remote_git_attempt fetch --quiet --prune --tags --force origin ||
+    fail "$EXIT_REVISION" "git fetch in $DEPLOY_PATH failed"
 }
 
 # origin_default_branch: the branch origin's HEAD names (asking origin), on stdout.
 origin_default_branch() {
-  git_as_app_user remote set-head origin --auto >/dev/null || return 1
+  retry "asking origin for its default branch" remote_git_attempt remote set-head origin --auto || return 1
   local branch
   branch=$(git_as_app_user symbolic-ref --short refs/remotes/origin/HEAD) || return 1
   printf '%s\n' "${branch#origin/}"
