@@ -107,6 +107,10 @@ Settings:
   SELFDEPLOY_HEALTH_CHECK_ATTEMPTS  health check attempts (10)
   SELFDEPLOY_HEALTH_CHECK_INTERVAL  seconds between health check attempts (3)
   SELFDEPLOY_LOCK_TIMEOUT       seconds to wait for a concurrent run of another wait (600)
+  SELFDEPLOY_RETRY_ATTEMPTS     attempts of each network step: git fetch, origin's default
+                                branch, each Parameter Store read (4; 1-10)
+  SELFDEPLOY_RETRY_DELAY        seconds before the second attempt, doubled before each next
+                                one, each wait plus up to half of it at random (2: 2, 4, 8 s; 0-60)
   SELFDEPLOY_STATE_DIR          root's: lock, records, deploy logs, the user's ssh files (/var/lib/selfdeploy)
   SELFDEPLOY_SSH_PORT           localhost sshd port (22)
   SELFDEPLOY_HOST_KEY_DIR       directory of this host's ssh_host_*_key.pub (/etc/ssh)
@@ -239,6 +243,12 @@ check_count() {
   [ "$2" -ge "$3" ] || PROBLEMS+=("$1 $2 is less than $3")
 }
 
+# check_range NAME VALUE MIN MAX: check_count, and records a problem when VALUE > MAX.
+check_range() {
+  check_count "$1" "$2" "$3"
+  [[ ! $2 =~ $PATTERN_COUNT ]] || [ "$2" -le "$4" ] || PROBLEMS+=("$1 $2 is more than $4")
+}
+
 # The document's parameters, set by read_inputs from SELFDEPLOY_<NAME>.
 ENVIRONMENT='' REVISION='' APP_USER='' DEPLOY_PATH='' APP_PATH='' MIGRATE='' HEALTH_CHECK_URL=''
 AUTO_SCALING_GROUP_NAME='' LIFECYCLE_HOOK_NAME='' INSTANCE_ID='' LIFECYCLE_ACTION_TOKEN=''
@@ -310,6 +320,10 @@ read_inputs() {
   check_count SELFDEPLOY_HEALTH_CHECK_INTERVAL "$HEALTH_CHECK_INTERVAL" 0
   LOCK_TIMEOUT=${SELFDEPLOY_LOCK_TIMEOUT:-600}
   check_count SELFDEPLOY_LOCK_TIMEOUT "$LOCK_TIMEOUT" 0
+  RETRY_ATTEMPTS=${SELFDEPLOY_RETRY_ATTEMPTS:-4}
+  check_range SELFDEPLOY_RETRY_ATTEMPTS "$RETRY_ATTEMPTS" 1 10
+  RETRY_DELAY=${SELFDEPLOY_RETRY_DELAY:-2}
+  check_range SELFDEPLOY_RETRY_DELAY "$RETRY_DELAY" 0 60
   STATE_DIR=${SELFDEPLOY_STATE_DIR:-/var/lib/selfdeploy}
   check SELFDEPLOY_STATE_DIR "$STATE_DIR" "$PATTERN_SELFDEPLOY_APP_PATH" || true
   SSH_PORT=${SELFDEPLOY_SSH_PORT:-22}
@@ -489,6 +503,10 @@ prepare_state_dir() {
   SSH_KEY="$SSH_DIR/localhost_key"
   KNOWN_HOSTS="$SSH_DIR/known_hosts"
   GIT_SSH_WRAPPER="$SSH_DIR/git_ssh"
+  # This script's word that the last run for a target succeeded completely: the fast path
+  # needs it, since Capistrano writes REVISION before its post-publish hooks, which may fail.
+  SUCCESS_RECORD="$STATE_DIR/last-success"
+  GEMS_RECORD="$STATE_DIR/gems"
   STATE_ID=$(printf '%s' "$STATE_DIR" | sha256sum | cut -c1-12)
 }
 
@@ -572,23 +590,62 @@ printf "%s\n" "$wanted" >"$keys.selfdeploy-$$"
 chmod 600 "$keys.selfdeploy-$$"
 mv -f "$keys.selfdeploy-$$" "$keys"'
 
-# aws_ssm_value NAME [--with-decryption]: the parameter's value on stdout; exit 3 from the
-# function when the parameter does not exist, 1 on any other failure (message on stderr).
-aws_ssm_value() {
+# retry WHAT ATTEMPT...: runs ATTEMPT up to RETRY_ATTEMPTS times while it returns 1 (a
+# failure that may pass: a dropped connection, throttling, credentials not there yet on a
+# young instance); any other status ends it at once. Waits RETRY_DELAY seconds before the
+# second attempt and twice as long before each next one, each wait plus up to half of it at
+# random so that instances launched together do not retry in step.
+retry() {
+  local what=$1 attempt=1 delay=$RETRY_DELAY status pause
+  shift
+  while :; do
+    status=0
+    "$@" || status=$?
+    if [ "$status" -ne 1 ] || [ "$attempt" -ge "$RETRY_ATTEMPTS" ]; then
+      return "$status"
+    fi
+    pause=$((delay * 1000 + (RANDOM * 32768 + RANDOM) % (delay * 500 + 1)))
+    pause=$((pause / 1000)).$(printf '%03d' $((pause % 1000)))
+    warn "$what failed (attempt $attempt of $RETRY_ATTEMPTS); trying again in ${pause}s"
+    sleep "$pause"
+    attempt=$((attempt + 1))
+    delay=$((delay * 2))
+  done
+}
+
+# need_aws PARAMETER: exit 3 unless the AWS CLI is there to read PARAMETER.
+need_aws() {
+  command -v aws >/dev/null 2>&1 || fail "$EXIT_MISSING_PREREQUISITE" "the AWS CLI (aws) is needed to read $1"
+}
+
+# parameter_value NAME [--with-decryption]: the parameter's value on stdout, read with
+# retries; 3 when the parameter does not exist, another non-zero status when it cannot be
+# read (the errors are on stderr).
+parameter_value() {
+  retry "reading $1 from Parameter Store" parameter_attempt "$@"
+}
+
+# parameter_attempt NAME [--with-decryption]: one read of the parameter. 3: it does not
+# exist; 2: refused (access denied, invalid request or key), which no retry changes; 1: any
+# other failure. The AWS CLI makes a single request: retry() is the one bound on attempts,
+# and it also covers what the CLI does not retry (no credentials yet, DNS not ready).
+parameter_attempt() {
   local region=${AWS_REGION:-${AWS_DEFAULT_REGION:-${AWS_SSM_REGION_NAME:-}}} errors status=0 value
   local args=(ssm get-parameter --name "$1" --query Parameter.Value --output text)
   shift
   [ -z "$region" ] || args+=(--region "$region")
-  errors=$(mktemp)
-  value=$(aws "${args[@]}" "$@" 2>"$errors") || status=$?
+  errors=$(mktemp) || return 1
+  value=$(AWS_RETRY_MODE=standard AWS_MAX_ATTEMPTS=1 aws "${args[@]}" "$@" 2>"$errors") || status=$?
   if [ "$status" -ne 0 ]; then
+    status=1
     if grep -q ParameterNotFound "$errors"; then
-      rm -f "$errors"
-      return 3
+      status=3
+    else
+      sed 's/^/self-deploy:   /' "$errors" >&2
+      ! grep -q -E 'AccessDenied|ValidationException|InvalidKeyId|ParameterVersionNotFound' "$errors" || status=2
     fi
-    sed 's/^/self-deploy:   /' "$errors" >&2
     rm -f "$errors"
-    return 1
+    return "$status"
   fi
   rm -f "$errors"
   printf '%s\n' "$value"
@@ -602,9 +659,9 @@ prepare_git_ssh() {
   # deploy would carry it.
   as_app_user rm -f "$APP_HOME/.ssh/selfdeploy_deploy_key"
   if [ -n "$DEPLOY_KEY_PARAMETER" ]; then
-    command -v aws >/dev/null 2>&1 || fail "$EXIT_MISSING_PREREQUISITE" "the AWS CLI (aws) is needed to read $DEPLOY_KEY_PARAMETER"
+    need_aws "$DEPLOY_KEY_PARAMETER"
     local key status=0
-    key=$(aws_ssm_value "$DEPLOY_KEY_PARAMETER" --with-decryption) || status=$?
+    key=$(parameter_value "$DEPLOY_KEY_PARAMETER" --with-decryption) || status=$?
     [ "$status" -ne 3 ] || fail "$EXIT_PARAMETER_STORE" "deploy key parameter $DEPLOY_KEY_PARAMETER does not exist"
     [ "$status" -eq 0 ] || fail "$EXIT_PARAMETER_STORE" "cannot read deploy key parameter $DEPLOY_KEY_PARAMETER"
     DEPLOY_KEY_FILE="$SSH_DIR/deploy_key"
@@ -628,67 +685,104 @@ git_as_app_user() {
   as_app_user GIT_SSH_COMMAND="$GIT_SSH_WRAPPER" GIT_SSH_VARIANT=ssh GIT_TERMINAL_PROMPT=0 git -C "$DEPLOY_PATH" "$@"
 }
 
+# remote_git_attempt ARGS...: one git command that talks to origin, its errors on stderr.
+# 2 when git's SSH refused the host key or the key, which no retry changes; 1 on any other
+# failure.
+remote_git_attempt() {
+  local errors
+  errors=$(git_as_app_user "$@" 2>&1 >/dev/null) && return 0
+  printf '%s\n' "$errors" | sed 's/^/self-deploy:   /' >&2
+  if grep -q -e 'Host key verification failed' -e 'Permission denied (publickey' <<<"$errors"; then
+    return 2
+  fi
+  return 1
+}
+
+# fetch_origin: brings origin's branches and tags into the deploy checkout, retried.
+fetch_origin() {
+  info "fetching origin into $DEPLOY_PATH"
+  retry "git fetch in $DEPLOY_PATH" remote_git_attempt fetch --quiet --prune --tags --force origin ||
+    fail "$EXIT_REVISION" "git fetch in $DEPLOY_PATH failed"
+}
+
+# origin_default_branch: the branch origin's HEAD names (asking origin), on stdout.
+origin_default_branch() {
+  retry "asking origin for its default branch" remote_git_attempt remote set-head origin --auto || return 1
+  local branch
+  branch=$(git_as_app_user symbolic-ref --short refs/remotes/origin/HEAD) || return 1
+  printf '%s\n' "${branch#origin/}"
+}
+
 # commit_of REF: the full SHA REF names, or nothing.
 commit_of() {
   git_as_app_user rev-parse --verify --quiet --end-of-options "$1^{commit}" || true
 }
 
-resolve_target() {
-  info "fetching origin into $DEPLOY_PATH"
-  git_as_app_user fetch --quiet --prune --tags --force origin || fail "$EXIT_REVISION" "git fetch in $DEPLOY_PATH failed"
-
-  local wanted
-  if [ -n "$REVISION" ]; then
-    RESULT_SOURCE=explicit
-    wanted=$REVISION
-  elif [ -n "$PINNED_PARAMETER" ] && pinned_revision; then
-    RESULT_SOURCE="pinned:$PINNED_PARAMETER"
-    wanted=$PINNED
-  else
-    if [ -z "$BRANCH" ]; then
-      git_as_app_user remote set-head origin --auto >/dev/null || fail "$EXIT_REVISION" "cannot find origin's default branch"
-      BRANCH=$(git_as_app_user symbolic-ref --short refs/remotes/origin/HEAD)
-      BRANCH=${BRANCH#origin/}
-    fi
-    RESULT_SOURCE="branch:$BRANCH"
-    TARGET=$(commit_of "refs/remotes/origin/$BRANCH")
-    [ -n "$TARGET" ] || fail "$EXIT_REVISION" "branch $BRANCH does not exist on origin"
-    return
-  fi
-  # A name means origin's branch before a stale local one, then a tag, then a SHA (prefix).
-  local candidate
-  for candidate in "refs/remotes/origin/$wanted" "refs/tags/$wanted" "$wanted"; do
-    TARGET=$(commit_of "$candidate")
-    [ -z "$TARGET" ] || return 0
+# named_commit NAME: the full SHA NAME names, or nothing. A name means origin's branch
+# before a stale local one, then a tag, then a SHA (prefix).
+named_commit() {
+  local candidate sha
+  for candidate in "refs/remotes/origin/$1" "refs/tags/$1" "$1"; do
+    sha=$(commit_of "$candidate")
+    [ -z "$sha" ] || break
   done
-  fail "$EXIT_REVISION" "revision $wanted is not a commit, branch or tag of origin"
+  printf '%s' "$sha"
 }
 
-# Sets PINNED and succeeds when the environment's revision is pinned.
-pinned_revision() {
-  command -v aws >/dev/null 2>&1 || fail "$EXIT_MISSING_PREREQUISITE" "the AWS CLI (aws) is needed to read $PINNED_PARAMETER"
-  local status=0
-  PINNED=$(aws_ssm_value "$PINNED_PARAMETER") || status=$?
-  if [ "$status" -eq 3 ]; then
-    info "no pinned revision ($PINNED_PARAMETER does not exist)"
-    return 1
+# resolve_target: sets TARGET, the full SHA to deploy, and RESULT_SOURCE, where it comes
+# from: the explicit revision, else the pinned one, else the branch head. Reads only what
+# fetch_origin brought: a revision origin does not have fails at once.
+resolve_target() {
+  local wanted=$REVISION status=0
+  if [ -n "$wanted" ]; then
+    RESULT_SOURCE=explicit
+  elif [ -n "$PINNED_PARAMETER" ]; then
+    need_aws "$PINNED_PARAMETER"
+    wanted=$(parameter_value "$PINNED_PARAMETER") || status=$?
+    case $status in
+    0)
+      [ -n "$wanted" ] || fail "$EXIT_PARAMETER_STORE" "pinned revision parameter $PINNED_PARAMETER is empty"
+      [[ $wanted =~ $PATTERN_SELFDEPLOY_REVISION ]] ||
+        fail "$EXIT_REVISION" "pinned revision $(printf '%q' "$wanted") in $PINNED_PARAMETER does not match $PATTERN_SELFDEPLOY_REVISION"
+      RESULT_SOURCE="pinned:$PINNED_PARAMETER"
+      info "revision pinned by $PINNED_PARAMETER: $wanted"
+      ;;
+    3) info "no pinned revision ($PINNED_PARAMETER does not exist)" ;;
+    *) fail "$EXIT_PARAMETER_STORE" "cannot read pinned revision parameter $PINNED_PARAMETER" ;;
+    esac
   fi
-  [ "$status" -eq 0 ] || fail "$EXIT_PARAMETER_STORE" "cannot read pinned revision parameter $PINNED_PARAMETER"
-  [ -n "$PINNED" ] || fail "$EXIT_PARAMETER_STORE" "pinned revision parameter $PINNED_PARAMETER is empty"
-  check "pinned revision in $PINNED_PARAMETER" "$PINNED" "$PATTERN_SELFDEPLOY_REVISION"
-  info "revision pinned by $PINNED_PARAMETER: $PINNED"
+  if [ -n "$wanted" ]; then
+    TARGET=$(named_commit "$wanted")
+    [ -n "$TARGET" ] || fail "$EXIT_REVISION" "revision $wanted is not a commit, branch or tag of origin"
+    return 0
+  fi
+  local branch=$BRANCH
+  if [ -z "$branch" ]; then
+    branch=$(origin_default_branch) || fail "$EXIT_REVISION" "cannot find origin's default branch"
+  fi
+  RESULT_SOURCE="branch:$branch"
+  TARGET=$(commit_of "refs/remotes/origin/$branch")
+  [ -n "$TARGET" ] || fail "$EXIT_REVISION" "branch $branch does not exist on origin"
 }
 
 current_revision() {
   read_as_app_user "$APP_PATH/current/REVISION"
 }
 
-install_gems_if_changed() {
+# gems_marker: what the gems record holds after a success with this checkout's
+# Gemfile.lock, on stdout; nothing when the checkout has no Gemfile.
+gems_marker() {
   as_app_user test -f "$DEPLOY_PATH/Gemfile" || return 0
   local lock_digest
-  lock_digest=$(read_as_app_user "$DEPLOY_PATH/Gemfile.lock" | sha256sum)
-  GEMS_MARKER_LINE="${lock_digest%% *} $DEPLOY_PATH"
-  if [ "$(cat "$STATE_DIR/gems" 2>/dev/null || true)" = "$GEMS_MARKER_LINE" ]; then
+  lock_digest=$(read_as_app_user "$DEPLOY_PATH/Gemfile.lock" | sha256sum) || return
+  printf '%s\n' "${lock_digest%% *} $DEPLOY_PATH"
+}
+
+# install_gems_if_changed MARKER: runs the gem install command unless MARKER (gems_marker)
+# is what the last successful run recorded.
+install_gems_if_changed() {
+  [ -n "$1" ] || return 0
+  if [ "$(cat "$GEMS_RECORD" 2>/dev/null || true)" = "$1" ]; then
     info "Gemfile.lock unchanged since the last successful run; not installing gems"
     return 0
   fi
@@ -795,7 +889,9 @@ write_root_file() {
   mv -f "$1.tmp" "$1"
 }
 
-main() {
+# handle_arguments ARGS...: --help prints the usage and exits 0; any other argument is
+# invalid input. No argument is the normal run.
+handle_arguments() {
   case "${1:-}" in
   -h | --help)
     usage
@@ -807,6 +903,42 @@ main() {
     exit "$EXIT_INVALID_INPUT"
     ;;
   esac
+}
+
+# log_context: what this run works on, first in the output, for whoever reads it later.
+log_context() {
+  info "environment $ENVIRONMENT, user $APP_USER, checkout $DEPLOY_PATH, deploy_to $APP_PATH${AUTO_SCALING_GROUP_NAME:+, group $AUTO_SCALING_GROUP_NAME}${LIFECYCLE_HOOK_NAME:+, hook $LIFECYCLE_HOOK_NAME}${INSTANCE_ID:+, instance $INSTANCE_ID}${LIFECYCLE_ACTION_TOKEN:+, token $LIFECYCLE_ACTION_TOKEN}"
+}
+
+# already_verified: succeeds when current is the target and this script's own record says
+# the last run for it succeeded completely (current alone proves nothing).
+already_verified() {
+  [ "$RESULT_PREVIOUS" = "$TARGET" ] && [ "$(cat "$SUCCESS_RECORD" 2>/dev/null || true)" = "$TARGET $APP_PATH" ]
+}
+
+# check_out_target: the deploy checkout holds the Capfile and the Gemfile the deploy runs with.
+check_out_target() {
+  git_as_app_user -c advice.detachedHead=false checkout --quiet --force --detach "$TARGET" ||
+    fail "$EXIT_REVISION" "cannot check out $TARGET in $DEPLOY_PATH"
+}
+
+# verify_current: a deploy command that exits 0 has not necessarily moved current.
+verify_current() {
+  local deployed
+  deployed=$(current_revision)
+  [ "$deployed" = "$TARGET" ] ||
+    fail "$EXIT_VERIFICATION" "after the deploy $APP_PATH/current/REVISION is ${deployed:-missing}, not $TARGET"
+}
+
+# record_success GEMS_MARKER: the fast path's record and the gems record, both written only
+# once the deploy is verified.
+record_success() {
+  [ -z "$1" ] || printf '%s\n' "$1" | write_root_file "$GEMS_RECORD"
+  printf '%s\n' "$TARGET $APP_PATH" | write_root_file "$SUCCESS_RECORD"
+}
+
+main() {
+  handle_arguments "$@"
   trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
   trap on_exit EXIT
   cd /
@@ -815,19 +947,17 @@ main() {
   read_inputs
   wait_for_boot
   check_prerequisites
-  info "environment $ENVIRONMENT, user $APP_USER, checkout $DEPLOY_PATH, deploy_to $APP_PATH${AUTO_SCALING_GROUP_NAME:+, group $AUTO_SCALING_GROUP_NAME}${LIFECYCLE_HOOK_NAME:+, hook $LIFECYCLE_HOOK_NAME}${INSTANCE_ID:+, instance $INSTANCE_ID}${LIFECYCLE_ACTION_TOKEN:+, token $LIFECYCLE_ACTION_TOKEN}"
+  log_context
   prepare_state_dir
   take_lock
   trust_localhost
   prepare_git_ssh
+  fetch_origin
   resolve_target
   RESULT_REVISION=$TARGET
   RESULT_PREVIOUS=$(current_revision)
   info "target $TARGET ($RESULT_SOURCE); current ${RESULT_PREVIOUS:-none}"
-  # The fast path needs this script's own word that the last run for the target succeeded
-  # completely: Capistrano writes REVISION before its post-publish hooks, which may fail.
-  SUCCESS_RECORD="$STATE_DIR/last-success"
-  if [ "$RESULT_PREVIOUS" = "$TARGET" ] && [ "$(cat "$SUCCESS_RECORD" 2>/dev/null || true)" = "$TARGET $APP_PATH" ]; then
+  if already_verified; then
     RESULT_SKIPPED=true
     info "already deployed and verified; skipping the deploy"
     health_check
@@ -836,21 +966,17 @@ main() {
   [ "$RESULT_PREVIOUS" != "$TARGET" ] || info "current is the target, but no complete success of it is recorded; deploying again"
   rm -f "$SUCCESS_RECORD"
 
-  git_as_app_user -c advice.detachedHead=false checkout --quiet --force --detach "$TARGET" ||
-    fail "$EXIT_REVISION" "cannot check out $TARGET in $DEPLOY_PATH"
+  check_out_target
   ensure_app_path
   start_log
-  install_gems_if_changed
+  local gems
+  gems=$(gems_marker)
+  install_gems_if_changed "$gems"
   check_ssh_to_localhost
   run_deploy
-
-  local deployed
-  deployed=$(current_revision)
-  [ "$deployed" = "$TARGET" ] ||
-    fail "$EXIT_VERIFICATION" "after the deploy $APP_PATH/current/REVISION is ${deployed:-missing}, not $TARGET"
+  verify_current
   health_check
-  [ -z "${GEMS_MARKER_LINE:-}" ] || printf '%s\n' "$GEMS_MARKER_LINE" | write_root_file "$STATE_DIR/gems"
-  printf '%s\n' "$TARGET $APP_PATH" | write_root_file "$SUCCESS_RECORD"
+  record_success "$gems"
   info "deployed and verified $TARGET in $((SECONDS - START_SECONDS))s"
 }
 
