@@ -287,7 +287,7 @@ export const FIDELITY: readonly Fidelity[] = [
   },
   {
     service: 'EventBridge + Lambda',
-    operation: 'SQS event source mapping',
+    operation: 'event source mapping (SQS)',
     modelled:
       'pollers long-poll the queue and invoke the function synchronously with Lambda’s SQS event (Records: messageId, receiptHandle, body, attributes, messageAttributes, md5OfBody, eventSource aws:sqs, eventSourceARN, awsRegion); BatchSize (default 10; above 10 needs MaximumBatchingWindowInSeconds, up to 10000), the batching window, ScalingConfig.MaximumConcurrency (2–1000) never exceeded; with ReportBatchItemFailures a response’s batchItemFailures keeps those items and deletes the rest, an empty or absent list deletes all, a malformed one (an empty, unknown or missing itemIdentifier) keeps all; an error, a timeout or a throttle keeps all, to come back after the visibility timeout (and count towards maxReceiveCount); a poller backs off 1 simulated second after a failed or throttled batch',
     errors: 'a configuration out of range is refused with one error naming every problem',
