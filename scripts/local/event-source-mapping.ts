@@ -133,14 +133,12 @@ export class EventSourceMapping {
 
   /** A receive that a stop ends early (the stand-in's long polls would otherwise hold it). */
   async #receive(max: number, visibility: number, waitSeconds: number): Promise<ReceivedMessage[]> {
-    const { clock } = this.options;
     let waited = 0;
     while (!this.#stopped) {
       const step = Math.min(1, waitSeconds - waited);
       const messages = await this.options.queue.receive(max, visibility, step);
       waited += step;
       if (messages.length > 0 || waited >= waitSeconds) return messages;
-      if (step <= 0) await clock.sleep(0.01);
     }
     return [];
   }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import {
   ChangeMessageVisibilityCommand,
   CreateQueueCommand,
+  DeleteMessageBatchCommand,
   DeleteMessageCommand,
   GetQueueAttributesCommand,
   GetQueueUrlCommand,
@@ -177,6 +178,43 @@ describe('SQS over the real wire', () => {
     ).toMatch(/^InvalidParameterValue: .*Message must be shorter than 262144 bytes/);
     await sqs.send(new PurgeQueueCommand({ QueueUrl }));
     expect(await code(sqs.send(new PurgeQueueCommand({ QueueUrl })))).toMatch(/^PurgeQueueInProgress: /);
+
+    await sqs.send(
+      new SendMessageBatchCommand({
+        QueueUrl,
+        Entries: [
+          { Id: 'a', MessageBody: 'a' },
+          { Id: 'b', MessageBody: 'b' },
+        ],
+      }),
+    );
+    const { Messages = [] } = await sqs.send(
+      new ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10 }),
+    );
+    const deleted = await sqs.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl,
+        Entries: [
+          ...Messages.map((m, i) => ({ Id: `m${i}`, ReceiptHandle: m.ReceiptHandle })),
+          { Id: 'bogus', ReceiptHandle: 'made-up' },
+        ],
+      }),
+    );
+    expect(deleted.Successful?.map((e) => e.Id)).toEqual(['m0', 'm1']);
+    expect(deleted.Failed).toEqual([
+      expect.objectContaining({ Id: 'bogus', Code: 'ReceiptHandleIsInvalid' }),
+    ]);
+    expect(await counts(QueueUrl)).toEqual({ visible: 0, notVisible: 0, delayed: 0 });
+  });
+
+  it('drops a message once the retention period has passed', async () => {
+    await world();
+    const QueueUrl = await queue('retained', { MessageRetentionPeriod: '60' });
+    await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody: 'old' }));
+    expect(await counts(QueueUrl)).toEqual({ visible: 1, notVisible: 0, delayed: 0 });
+    await plane.clock.sleep(61);
+    expect(await counts(QueueUrl)).toEqual({ visible: 0, notVisible: 0, delayed: 0 });
+    expect((await sqs.send(new ReceiveMessageCommand({ QueueUrl }))).Messages ?? []).toEqual([]);
   });
 
   it('provokes every error code the SQS rows of the fidelity table list, named so by the SDK', async () => {
