@@ -29,7 +29,12 @@ afterEach(async () => {
 });
 
 async function consumer(
-  options: { holdMs?: number; reservedConcurrency?: number; account?: ConcurrencyPool } = {},
+  options: {
+    holdMs?: number;
+    reservedConcurrency?: number;
+    account?: ConcurrencyPool;
+    timeoutSeconds?: number;
+  } = {},
 ) {
   const trace = join(dir, `trace-${started.length}.jsonl`);
   writeFileSync(trace, '');
@@ -42,6 +47,7 @@ async function consumer(
       ? {}
       : { reservedConcurrency: options.reservedConcurrency }),
     ...(options.account ? { account: options.account } : {}),
+    ...(options.timeoutSeconds === undefined ? {} : { timeoutSeconds: options.timeoutSeconds }),
   });
   started.push(lambda);
   return { lambda, trace };
@@ -135,6 +141,29 @@ describe('execution environments', () => {
     const running = first.lambda.invoke({});
     await expect(second.lambda.invoke({})).rejects.toMatchObject({ errorName: 'TooManyRequestsException' });
     await running;
+  });
+
+  it('fails its start when the module fails to initialise', async () => {
+    await expect(
+      LocalLambda.start({
+        modulePath: join(__dirname, '..', 'fixtures', 'lambda', 'broken.ts'),
+        env: plane.env(),
+        logFile: join(dir, 'broken.log'),
+      }),
+    ).rejects.toMatchObject({
+      errorName: 'Error',
+      message: 'Error: SELFDEPLOY_CONFIG is invalid: groups: name at least one Auto Scaling group',
+    });
+  });
+
+  it('discards an environment whose invocation timed out; the next runs in a new one', async () => {
+    const { lambda } = await consumer({ holdMs: 1500, timeoutSeconds: 1 });
+    await expect(lambda.invoke({})).rejects.toMatchObject({ errorName: 'Sandbox.Timedout' });
+    const timedOut = lambda.invocations[0]?.environment;
+    const next = lambda.invoke({});
+    await expect(next).rejects.toMatchObject({ errorName: 'Sandbox.Timedout' });
+    expect(lambda.invocations[1]?.environment).not.toBe(timedOut);
+    expect(lambda.environments).toBe(2);
   });
 });
 
