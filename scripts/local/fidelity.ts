@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 /** One operation (or piece of the simulated world) and how far the stand-in goes. */
 export interface Fidelity {
-  readonly service: 'Auto Scaling' | 'SSM' | 'EventBridge + Lambda' | 'Instances';
+  readonly service: 'Auto Scaling' | 'SSM' | 'SQS' | 'EventBridge + Lambda' | 'Instances';
   /** API operations, `/`-separated, or (in lower case) a part of the world or "any other operation". */
   readonly operation: string;
   readonly modelled: string;
@@ -205,6 +205,107 @@ export const FIDELITY: readonly Fidelity[] = [
     notModelled: 'the operations AWS has and the stand-in lacks answer this too',
   },
   {
+    service: 'SQS',
+    operation: 'request signing',
+    modelled:
+      "awsJson1_0 (X-Amz-Target: AmazonSQS.<Op>, application/x-amz-json-1.0), as @aws-sdk/client-sqs speaks it; every request must carry a SigV4 signature made with the run's own key for service sqs in the run's region; errors carry SQS's x-amzn-query-error header, which the SDK reads to name them",
+    errors:
+      'status 400: MissingAuthenticationTokenException, UnrecognizedClientException, InvalidSignatureException, IncompleteSignatureException, as for SSM',
+    errorCodes: [
+      'MissingAuthenticationTokenException',
+      'UnrecognizedClientException',
+      'InvalidSignatureException',
+      'IncompleteSignatureException',
+    ],
+    notModelled:
+      'the older query protocol (form POST with Action=) that boto3 before 1.31 and the AWS CLI of that era speak to SQS; session tokens; IAM and queue policies',
+  },
+  {
+    service: 'SQS',
+    operation: 'CreateQueue / GetQueueUrl / GetQueueAttributes / SetQueueAttributes',
+    modelled:
+      'standard queues; VisibilityTimeout (0–43200, default 30), DelaySeconds (0–900), MessageRetentionPeriod (60–1209600, default 4 days; counted from the first enqueue, on a dead-letter queue too), MaximumMessageSize (1024–262144), ReceiveMessageWaitTimeSeconds (0–20), RedrivePolicy {deadLetterTargetArn, maxReceiveCount 1–1000}; CreateQueue with the same attributes returns the same queue; GetQueueAttributes: QueueArn, ApproximateNumberOfMessages, …NotVisible, …Delayed, the settings, All',
+    errors:
+      'QueueNameExists (same name, other attributes), QueueDoesNotExist ("The specified queue does not exist."), InvalidAttributeName ("Unknown Attribute <name>."), InvalidParameterValue (a value out of range, a bad queue name, a redrive policy whose target does not exist), MissingParameter',
+    errorCodes: [
+      'QueueNameExists',
+      'QueueDoesNotExist',
+      'InvalidAttributeName',
+      'InvalidParameterValue',
+      'MissingParameter',
+    ],
+    notModelled:
+      'FIFO queues, DeleteQueue, ListQueues, tags, server-side encryption, policies, RedriveAllowPolicy, the 60-second wait before a deleted name can be reused',
+  },
+  {
+    service: 'SQS',
+    operation: 'SendMessage / SendMessageBatch',
+    modelled:
+      'per-message DelaySeconds 0–900 (else the queue’s), message attributes (String, Number, Binary) with MD5OfMessageAttributes as SQS computes it, MD5OfMessageBody (which the SDK checks), bodies up to MaximumMessageSize (256 KiB), SQS’s character set; batches of up to 10 entries, each entry answered on its own in Successful or Failed',
+    errors:
+      'InvalidParameterValue (DelaySeconds, a body too long: "Value 901 for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."), InvalidMessageContents, MissingParameter (no body); batches: EmptyBatchRequest, TooManyEntriesInBatchRequest, BatchEntryIdsNotDistinct, InvalidBatchEntryId, BatchRequestTooLong',
+    errorCodes: [
+      'InvalidParameterValue',
+      'InvalidMessageContents',
+      'MissingParameter',
+      'EmptyBatchRequest',
+      'TooManyEntriesInBatchRequest',
+      'BatchEntryIdsNotDistinct',
+      'InvalidBatchEntryId',
+      'BatchRequestTooLong',
+    ],
+    notModelled: 'MessageSystemAttributes (AWSTraceHeader), FIFO fields (MessageGroupId, deduplication)',
+  },
+  {
+    service: 'SQS',
+    operation: 'ReceiveMessage',
+    modelled:
+      'MaxNumberOfMessages 1–10, WaitTimeSeconds 0–20 (a long poll on the simulated clock, answered as soon as a message is visible), VisibilityTimeout; a new receipt handle per receive; AttributeNames / MessageSystemAttributeNames (ApproximateReceiveCount, ApproximateFirstReceiveTimestamp, SentTimestamp, SenderId, All), MessageAttributeNames (names, prefix.*, All); at-least-once delivery: at a seeded rate (ControlPlaneOptions.duplicateDeliveries, 1% by default) a receive leaves a copy that a later receive hands out again, even after the first is deleted; redrive: a message received maxReceiveCount times moves to the dead-letter queue on its next receive',
+    errors: 'InvalidParameterValue (MaxNumberOfMessages, WaitTimeSeconds, VisibilityTimeout out of range)',
+    errorCodes: ['InvalidParameterValue'],
+    notModelled:
+      'short polling’s sampling of a subset of servers (every visible message is a candidate), ReceiveRequestAttemptId, the 120,000 in-flight limit (OverLimit)',
+  },
+  {
+    service: 'SQS',
+    operation:
+      'DeleteMessage / DeleteMessageBatch / ChangeMessageVisibility / ChangeMessageVisibilityBatch / PurgeQueue',
+    modelled:
+      'only the latest receipt handle deletes or changes visibility; an older handle of the same queue succeeds and deletes nothing (AWS: "the message might not be deleted"); deleting a deleted message succeeds; ChangeMessageVisibility 0–43200 from now; batch entries answered one by one; one PurgeQueue per queue per 60 seconds',
+    errors:
+      'ReceiptHandleIsInvalid (status 404, a handle this queue never gave out), MessageNotInflight (visibility of a message not in flight), PurgeQueueInProgress (status 403)',
+    errorCodes: ['ReceiptHandleIsInvalid', 'MessageNotInflight', 'PurgeQueueInProgress'],
+    notModelled: 'receipt handles expiring after 12 hours in flight',
+  },
+  {
+    service: 'SQS',
+    operation: 'any other operation',
+    modelled: 'answered as AWS answers an X-Amz-Target it does not know',
+    errors: 'UnknownOperationException (HTTP 400, no message)',
+    errorCodes: ['UnknownOperationException'],
+    notModelled: 'the operations AWS has and the stand-in lacks answer this too',
+  },
+  {
+    service: 'EventBridge + Lambda',
+    operation: 'event source mapping (SQS)',
+    modelled:
+      'pollers long-poll the queue and invoke the function synchronously with Lambda’s SQS event (Records: messageId, receiptHandle, body, attributes, messageAttributes, md5OfBody, eventSource aws:sqs, eventSourceARN, awsRegion); BatchSize (default 10; above 10 needs MaximumBatchingWindowInSeconds, up to 10000), the batching window, ScalingConfig.MaximumConcurrency (2–1000) never exceeded; with ReportBatchItemFailures a response’s batchItemFailures keeps those items and deletes the rest, an empty or absent list deletes all, a malformed one (an empty, unknown or missing itemIdentifier) keeps all; an error, a timeout or a throttle keeps all, to come back after the visibility timeout (and count towards maxReceiveCount); a poller backs off 1 simulated second after a failed or throttled batch',
+    errors: 'a configuration out of range is refused with one error naming every problem',
+    errorCodes: [],
+    notModelled:
+      'the pollers’ gradual scale-up (all MaximumConcurrency pollers start at once), the 6 MB payload limit of a batch, filter criteria, FIFO ordering, the mapping’s own API (CreateEventSourceMapping)',
+  },
+  {
+    service: 'EventBridge + Lambda',
+    operation: 'execution environments and concurrency',
+    modelled:
+      'each concurrent invocation runs in an execution environment of its own: a cold start evaluates the function’s modules afresh (its own SDK clients, retry token buckets, module state), an environment runs one invocation at a time and is reused, a timed-out one is discarded; reserved concurrency and the account’s concurrency (default 1000, shareable between functions) throttle a synchronous invoke with TooManyRequestsException; an asynchronous invoke (EventBridge target) that is throttled is retried from 1 s doubling to 5 minutes for up to 6 hours; invocation records name their environment and the cold start’s init time; peak concurrency is recorded',
+    errors: 'TooManyRequestsException ("Rate Exceeded.") past a concurrency limit',
+    errorCodes: [],
+    notModelled:
+      'memory and CPU limits per environment (environments share a worker process’s CPU and library code; several per process), freezing between invocations, environments recycled after hours, burst concurrency limits, the Lambda API itself (Invoke over HTTP)',
+  },
+  {
     service: 'EventBridge + Lambda',
     operation: 'events and delivery',
     modelled:
@@ -239,7 +340,9 @@ export const CHOICES: readonly string[] = [
   'CompleteLifecycleAction / RecordLifecycleActionHeartbeat with both a token and an InstanceId: the strict reading, both must name the same action, else "No active Lifecycle Action found with token …".',
   'DescribeScalingActivities: the Cause texts are the stand-in’s wording (the Description prefixes are AWS’s); NextToken is an offset, so a page can repeat an activity when new ones start between calls.',
   'ResourceContention is never answered: the stand-in applies each update at once, so updates never contend.',
-  'Requests are authenticated but not authorised: nothing is denied unless a test injects a denial (AccessDeniedException for SSM, AccessDenied with status 403 for Auto Scaling).',
+  'Requests are authenticated but not authorised: nothing is denied unless a test injects a denial (AccessDeniedException for SSM, AccessDenied with status 403 for Auto Scaling and SQS).',
+  'SQS errors answer the `__type` AWS’s JSON protocol uses where the SDK’s model names one (`com.amazonaws.sqs#QueueDoesNotExist`), `com.amazon.coral.service#<Code>Exception` otherwise, always with the `x-amzn-query-error` header the SDK names the error from; a missing required member answers MissingParameter.',
+  'SQS duplicate deliveries are copies left by a receive (as a storage server that missed the receive would hold one): a copy is handed out once more and is not deleted with the original.',
 ];
 
 const START = '<!-- fidelity table: generated from scripts/local/fidelity.ts -->';

@@ -1,20 +1,37 @@
 /**
- * The child process of LocalLambda: loads a handler module once (as a Lambda container's
- * cold start does, with the environment the parent gave it) and runs each invocation the
- * parent sends over IPC. Its stdout/stderr are the function's log.
+ * A child process of LocalLambda hosting several execution environments of one function.
+ * Each environment is a fresh evaluation of the function's own modules (a module registry
+ * of its own, so its module-level state — SDK clients and their retry token buckets,
+ * configuration, telemetry — is its own, as a separate Lambda sandbox's is), while the
+ * library code under node_modules is loaded once per process and shared, being code
+ * without per-client state. Its stdout/stderr are the function's log.
  */
 import { randomUUID } from 'node:crypto';
+import Module from 'node:module';
+import { dirname, extname, isAbsolute, sep } from 'node:path';
 import type { HostMessage, WorkerMessage } from './lambda-messages';
 
-const [modulePath, exportName = 'handler', functionName = 'selfdeploy-orchestrator'] = process.argv.slice(2);
+const [modulePath = '', exportName = 'handler', functionName = 'selfdeploy-orchestrator'] =
+  process.argv.slice(2);
 
 type Handler = (event: unknown, context: unknown) => Promise<unknown>;
+
+/** Node's loader internals used to evaluate modules into a registry of our own. */
+interface Loader {
+  _resolveFilename(request: string, parent: NodeJS.Module): string;
+  _nodeModulePaths(from: string): string[];
+  _extensions: Record<string, (module: NodeJS.Module, filename: string) => void>;
+  new (id: string, parent?: NodeJS.Module): NodeJS.Module;
+}
+const loader = Module as unknown as Loader;
+
+const environments = new Map<string, Handler>();
 
 function send(message: WorkerMessage): void {
   process.send?.(message);
 }
 
-function context(deadline: number, requestId: string) {
+function context(deadline: number, requestId: string, environment: string) {
   return {
     callbackWaitsForEmptyEventLoop: true,
     functionName,
@@ -23,7 +40,7 @@ function context(deadline: number, requestId: string) {
     memoryLimitInMB: '256',
     awsRequestId: requestId,
     logGroupName: `/aws/lambda/${functionName}`,
-    logStreamName: 'local',
+    logStreamName: environment,
     getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
     done: () => {},
     fail: () => {},
@@ -31,27 +48,77 @@ function context(deadline: number, requestId: string) {
   };
 }
 
-function main(): void {
-  let handler: Handler;
+/** The function's own files: everything but packages and Node's built-ins. */
+function ownFile(filename: string): boolean {
+  return isAbsolute(filename) && !filename.includes(`${sep}node_modules${sep}`);
+}
+
+/** Evaluates `entry` and the function's own modules it requires afresh, into a new registry. */
+function loadIsolated(entry: string): Record<string, unknown> {
+  const registry = new Map<string, NodeJS.Module>();
+  const load = (filename: string, parent?: NodeJS.Module): unknown => {
+    const cached = registry.get(filename);
+    if (cached) return cached.exports;
+    const fresh = new loader(filename, parent);
+    fresh.filename = filename;
+    fresh.paths = loader._nodeModulePaths(dirname(filename));
+    registry.set(filename, fresh);
+    // Node's compiled wrapper calls the module's own require for every require() in the file.
+    fresh.require = ((request: string) => {
+      const resolved = loader._resolveFilename(request, fresh);
+      return ownFile(resolved) ? load(resolved, fresh) : require(resolved);
+    }) as NodeJS.Require;
+    const compile = loader._extensions[extname(filename)] ?? loader._extensions['.js'];
+    compile?.(fresh, filename);
+    fresh.loaded = true;
+    return fresh.exports;
+  };
+  return load(loader._resolveFilename(entry, module)) as Record<string, unknown>;
+}
+
+function create(environment: string): void {
+  const started = Date.now();
   try {
-    // require, not import(): the tsx hook this process runs under is the CommonJS one.
-    const loaded = require(modulePath as string) as Record<string, unknown>;
+    const loaded = loadIsolated(modulePath);
     const candidate = loaded[exportName];
     if (typeof candidate !== 'function')
       throw new Error(`${modulePath} does not export a function ${exportName}`);
-    handler = candidate as Handler;
+    environments.set(environment, candidate as Handler);
+    send({ kind: 'ready', environment, initMs: Date.now() - started });
   } catch (error) {
-    send({ kind: 'init-failed', error: describe(error) });
-    return;
+    send({ kind: 'init-failed', environment, error: describe(error) });
   }
+}
+
+function main(): void {
   process.on('message', (message: HostMessage) => {
+    if (message.kind === 'create') {
+      create(message.environment);
+      return;
+    }
+    if (message.kind === 'dispose') {
+      environments.delete(message.environment);
+      return;
+    }
     const requestId = randomUUID();
-    handler(message.event, context(message.deadline, requestId)).then(
-      (result) => send({ kind: 'result', id: message.id, requestId, result }),
-      (error: unknown) => send({ kind: 'error', id: message.id, requestId, error: describe(error) }),
-    );
+    const handler = environments.get(message.environment);
+    if (!handler) {
+      send({
+        kind: 'error',
+        id: message.id,
+        requestId,
+        error: { name: 'Runtime.Unknown', message: `no environment ${message.environment}` },
+      });
+      return;
+    }
+    // A handler that throws synchronously fails its invocation, as a rejected promise does.
+    Promise.resolve()
+      .then(() => handler(message.event, context(message.deadline, requestId, message.environment)))
+      .then(
+        (result) => send({ kind: 'result', id: message.id, requestId, result }),
+        (error: unknown) => send({ kind: 'error', id: message.id, requestId, error: describe(error) }),
+      );
   });
-  send({ kind: 'ready' });
 }
 
 function describe(error: unknown): { name: string; message: string } {

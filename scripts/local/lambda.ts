@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
+import type { Clock } from './control-plane/clock';
 import type { HostMessage, WorkerMessage } from './lambda-messages';
 
 export interface LocalLambdaOptions {
@@ -14,6 +15,24 @@ export interface LocalLambdaOptions {
   readonly timeoutSeconds?: number;
   /** File the function's log (its stdout and stderr) is appended to. */
   readonly logFile: string;
+  /** Reserved concurrency: this function never runs more executions at once. @default none */
+  readonly reservedConcurrency?: number;
+  /** The account's concurrency, shared by the functions given the same pool. @default a pool of 1000 of its own */
+  readonly account?: ConcurrencyPool;
+  /**
+   * Execution environments hosted by one worker process. Each is a fresh evaluation of the
+   * function's modules (its own SDK clients); a process shares only library code and the CPU.
+   * @default 50
+   */
+  readonly environmentsPerProcess?: number;
+  /** The clock async retries of throttled invocations wait on. @default real time */
+  readonly clock?: Clock;
+}
+
+/** Concurrent executions an account allows across its functions (AWS's default quota: 1000). */
+export class ConcurrencyPool {
+  public inUse = 0;
+  public constructor(public readonly limit = 1000) {}
 }
 
 /** One finished invocation. */
@@ -22,6 +41,10 @@ export interface InvocationRecord {
   readonly ms: number;
   readonly result?: unknown;
   readonly error?: { name: string; message: string };
+  /** The execution environment it ran in. */
+  readonly environment: string;
+  /** Real ms of the environment's cold start (module initialisation), when this invocation made it. */
+  readonly initMs?: number;
 }
 
 /** A function invocation that failed; Lambda would retry it when invoked asynchronously. */
@@ -35,44 +58,237 @@ export class InvocationError extends Error {
   }
 }
 
+/** Lambda's answer when a concurrency limit is reached. */
+export const THROTTLED = 'TooManyRequestsException';
+
 /**
- * Runs a Lambda handler in its own Node process, as Lambda runs it in its own container:
- * loaded once with the function's environment, invoked with the event and a context whose
- * remaining time counts down to the timeout. The process's output is the function's log.
+ * Lambda's async queue retries a throttled event with backoff for up to the maximum event
+ * age (6 hours): here from 1 s doubling to 5 minutes, in simulated seconds.
+ */
+export const ASYNC_THROTTLE_RETRY = { firstSeconds: 1, maxSeconds: 300, maxAgeSeconds: 6 * 3600 } as const;
+
+interface Worker {
+  readonly child: ChildProcess;
+  environments: number;
+}
+
+interface Environment {
+  readonly id: string;
+  readonly worker: Worker;
+  readonly ready: Promise<number>;
+  busy: boolean;
+  dead: boolean;
+}
+
+interface Pending {
+  readonly event: unknown;
+  readonly started: number;
+  readonly environment: Environment;
+  readonly initMs: number | undefined;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: Error) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * Runs a Lambda handler as Lambda runs it: each concurrent invocation in an execution
+ * environment of its own (a cold start loads the module afresh, with its own SDK clients),
+ * one invocation per environment at a time, environments reused; past the reserved or the
+ * account's concurrency an invocation is throttled. Environments live in worker processes,
+ * several per process; the processes' output is the function's log.
  */
 export class LocalLambda {
   /** Every finished invocation, in order of finishing. */
   public readonly invocations: InvocationRecord[] = [];
-  readonly #pending = new Map<
-    number,
-    {
-      event: unknown;
-      started: number;
-      resolve: (value: unknown) => void;
-      reject: (error: Error) => void;
-      timer: NodeJS.Timeout;
-    }
-  >();
+  /** Invocations refused with TooManyRequestsException. */
+  public throttles = 0;
+  /** The most executions that ran at once. */
+  public peakConcurrency = 0;
+  readonly #pending = new Map<number, Pending>();
+  readonly #workers: Worker[] = [];
+  readonly #environments: Environment[] = [];
+  readonly #waiting = new Map<string, { resolve: (ms: number) => void; reject: (error: Error) => void }>();
+  readonly #account: ConcurrencyPool;
+  #running = 0;
   #nextId = 0;
+  #nextEnvironment = 0;
+  #stopped = false;
 
   private constructor(
-    private readonly child: ChildProcess,
+    private readonly options: LocalLambdaOptions,
     private readonly log: WriteStream,
-    private readonly timeoutMs: number,
   ) {
-    child.on('message', (message: WorkerMessage) => this.#settle(message));
-    child.on('exit', (code) => {
-      for (const [id, pending] of this.#pending) {
-        clearTimeout(pending.timer);
-        this.#pending.delete(id);
-        pending.reject(new InvocationError('Runtime.ExitError', `the function process exited (${code})`));
+    this.#account = options.account ?? new ConcurrencyPool();
+  }
+
+  /** Makes the first execution environment and waits for its cold start; throws if the module fails to load. */
+  public static async start(options: LocalLambdaOptions): Promise<LocalLambda> {
+    const lambda = new LocalLambda(options, createWriteStream(options.logFile, { flags: 'a' }));
+    const first = lambda.#createEnvironment();
+    try {
+      await first.ready;
+    } catch (error) {
+      await lambda.stop();
+      throw error;
+    }
+    return lambda;
+  }
+
+  /** Executions running now. */
+  public get concurrency(): number {
+    return this.#running;
+  }
+
+  /** Execution environments made so far (cold starts). */
+  public get environments(): number {
+    return this.#nextEnvironment;
+  }
+
+  /**
+   * Invokes the function synchronously and waits for its result; rejects with InvocationError
+   * when it throws, times out, or is throttled (`TooManyRequestsException`, nothing run).
+   */
+  public async invoke(event: unknown): Promise<unknown> {
+    const limit = this.options.reservedConcurrency ?? Number.POSITIVE_INFINITY;
+    if (this.#running >= limit || this.#account.inUse >= this.#account.limit) {
+      this.throttles++;
+      throw new InvocationError(THROTTLED, 'Rate Exceeded.');
+    }
+    this.#running++;
+    this.#account.inUse++;
+    this.peakConcurrency = Math.max(this.peakConcurrency, this.#running);
+    let environment = this.#environments.find((e) => !e.busy && !e.dead);
+    const cold = environment === undefined;
+    environment ??= this.#createEnvironment();
+    environment.busy = true;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.#running--;
+      this.#account.inUse--;
+      (environment as Environment).busy = false;
+    };
+    const started = Date.now();
+    let initMs: number | undefined;
+    try {
+      const ms = await environment.ready;
+      if (cold) initMs = ms;
+    } catch (error) {
+      release();
+      const failure =
+        error instanceof InvocationError ? error : new InvocationError('Runtime.Unknown', String(error));
+      this.invocations.push({
+        event,
+        ms: Date.now() - started,
+        error: { name: failure.errorName, message: failure.message },
+        environment: environment.id,
+      });
+      throw failure;
+    }
+    try {
+      return await this.#run(environment, event, initMs);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Invokes as an EventBridge target does (asynchronously): Lambda's async queue retries a
+   * throttled event with backoff (ASYNC_THROTTLE_RETRY); other failures reject, for the
+   * caller's own retries.
+   */
+  public async invokeAsync(event: unknown): Promise<unknown> {
+    const sleep = (seconds: number) =>
+      this.options.clock
+        ? this.options.clock.sleep(seconds)
+        : new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    let waited = 0;
+    for (let delay: number = ASYNC_THROTTLE_RETRY.firstSeconds; ; ) {
+      try {
+        return await this.invoke(event);
+      } catch (error) {
+        const throttled = error instanceof InvocationError && error.errorName === THROTTLED;
+        if (!throttled || this.#stopped || waited + delay > ASYNC_THROTTLE_RETRY.maxAgeSeconds) throw error;
+        await sleep(delay);
+        waited += delay;
+        delay = Math.min(delay * 2, ASYNC_THROTTLE_RETRY.maxSeconds);
       }
+    }
+  }
+
+  /** Stops every worker process. */
+  public async stop(): Promise<void> {
+    this.#stopped = true;
+    await Promise.all(
+      this.#workers.map(async ({ child }) => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill();
+        await exited;
+      }),
+    );
+    await new Promise((resolve) => this.log.end(resolve));
+  }
+
+  #run(environment: Environment, event: unknown, initMs: number | undefined): Promise<unknown> {
+    const id = this.#nextId++;
+    const started = Date.now();
+    const timeoutMs = (this.options.timeoutSeconds ?? 300) * 1000;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // Lambda stops the sandbox here: the environment is discarded and a late result dropped.
+        this.#pending.delete(id);
+        this.#discard(environment);
+        const error = {
+          name: 'Sandbox.Timedout',
+          message: `Task timed out after ${timeoutMs / 1000} seconds`,
+        };
+        this.invocations.push({
+          event,
+          ms: Date.now() - started,
+          error,
+          environment: environment.id,
+          ...(initMs === undefined ? {} : { initMs }),
+        });
+        reject(new InvocationError(error.name, error.message));
+      }, timeoutMs);
+      this.#pending.set(id, { event, started, environment, initMs, resolve, reject, timer });
+      this.#send(environment.worker, {
+        kind: 'invoke',
+        id,
+        environment: environment.id,
+        event,
+        deadline: started + timeoutMs,
+      });
     });
   }
 
-  /** Starts the function's process and waits for its cold start; throws if the module fails to load. */
-  public static async start(options: LocalLambdaOptions): Promise<LocalLambda> {
-    const log = createWriteStream(options.logFile, { flags: 'a' });
+  #createEnvironment(): Environment {
+    const perProcess = this.options.environmentsPerProcess ?? 50;
+    const worker =
+      this.#workers.find((w) => w.child.exitCode === null && w.environments < perProcess) ?? this.#fork();
+    worker.environments++;
+    const id = `${new Date().toISOString().slice(0, 10).replace(/-/g, '/')}/[$LATEST]env-${this.#nextEnvironment++}`;
+    const ready = new Promise<number>((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
+    // Awaited by whoever uses the environment; this keeps an unused failure from going unhandled.
+    ready.catch(() => {});
+    const environment: Environment = { id, worker, ready, busy: false, dead: false };
+    this.#environments.push(environment);
+    this.#send(worker, { kind: 'create', environment: id });
+    return environment;
+  }
+
+  #discard(environment: Environment): void {
+    environment.dead = true;
+    environment.worker.environments--;
+    const index = this.#environments.indexOf(environment);
+    if (index >= 0) this.#environments.splice(index, 1);
+    this.#send(environment.worker, { kind: 'dispose', environment: environment.id });
+  }
+
+  #fork(): Worker {
+    const { options } = this;
     const child = fork(
       join(__dirname, 'lambda-worker.ts'),
       [options.modulePath, options.exportName ?? 'handler'],
@@ -82,68 +298,64 @@ export class LocalLambda {
         stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       },
     );
-    child.stdout?.pipe(log, { end: false });
-    child.stderr?.pipe(log, { end: false });
-    await new Promise<void>((resolve, reject) => {
-      const onMessage = (message: WorkerMessage) => {
-        if (message.kind === 'ready') resolve();
-        if (message.kind === 'init-failed')
-          reject(new InvocationError(message.error.name, message.error.message));
-      };
-      child.on('message', onMessage);
-      child.once('exit', (code) =>
-        reject(
-          new Error(`the function process exited during its cold start (${code}); see ${options.logFile}`),
-        ),
+    child.stdout?.pipe(this.log, { end: false });
+    child.stderr?.pipe(this.log, { end: false });
+    const worker: Worker = { child, environments: 0 };
+    child.on('message', (message: WorkerMessage) => this.#settle(message));
+    child.on('exit', (code) => this.#exited(worker, code));
+    this.#workers.push(worker);
+    return worker;
+  }
+
+  #send(worker: Worker, message: HostMessage): void {
+    if (worker.child.connected) worker.child.send(message);
+  }
+
+  #exited(worker: Worker, code: number | null): void {
+    for (const environment of this.#environments.filter((e) => e.worker === worker)) {
+      const waiting = this.#waiting.get(environment.id);
+      this.#waiting.delete(environment.id);
+      waiting?.reject(
+        new Error(`the function process exited during its cold start (${code}); see ${this.options.logFile}`),
       );
-    });
-    return new LocalLambda(child, log, (options.timeoutSeconds ?? 300) * 1000);
-  }
-
-  /** Invokes the function and waits for its result; rejects with InvocationError when it throws or times out. */
-  public invoke(event: unknown): Promise<unknown> {
-    const id = this.#nextId++;
-    const started = Date.now();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        // Lambda would freeze the sandbox here; this process cannot stop one of its
-        // concurrent invocations, so the late result is dropped instead.
-        this.#pending.delete(id);
-        const error = {
-          name: 'Sandbox.Timedout',
-          message: `Task timed out after ${this.timeoutMs / 1000} seconds`,
-        };
-        this.invocations.push({ event, ms: Date.now() - started, error });
-        reject(new InvocationError(error.name, error.message));
-      }, this.timeoutMs);
-      this.#pending.set(id, { event, started, resolve, reject, timer });
-      const message: HostMessage = { id, event, deadline: started + this.timeoutMs };
-      this.child.send(message);
-    });
-  }
-
-  /** Stops the function's process. */
-  public async stop(): Promise<void> {
-    if (this.child.exitCode === null) {
-      const exited = new Promise((resolve) => this.child.once('exit', resolve));
-      this.child.kill();
-      await exited;
+      this.#discard(environment);
     }
-    await new Promise((resolve) => this.log.end(resolve));
+    for (const [id, pending] of this.#pending) {
+      if (pending.environment.worker !== worker) continue;
+      clearTimeout(pending.timer);
+      this.#pending.delete(id);
+      pending.reject(new InvocationError('Runtime.ExitError', `the function process exited (${code})`));
+    }
   }
 
   #settle(message: WorkerMessage): void {
-    if (message.kind !== 'result' && message.kind !== 'error') return;
+    if (message.kind === 'ready' || message.kind === 'init-failed') {
+      const waiting = this.#waiting.get(message.environment);
+      this.#waiting.delete(message.environment);
+      if (message.kind === 'ready') {
+        waiting?.resolve(message.initMs);
+        return;
+      }
+      const environment = this.#environments.find((e) => e.id === message.environment);
+      if (environment) this.#discard(environment);
+      waiting?.reject(new InvocationError(message.error.name, message.error.message));
+      return;
+    }
     const pending = this.#pending.get(message.id);
     if (!pending) return;
     this.#pending.delete(message.id);
     clearTimeout(pending.timer);
-    const ms = Date.now() - pending.started;
+    const base = {
+      event: pending.event,
+      ms: Date.now() - pending.started,
+      environment: pending.environment.id,
+      ...(pending.initMs === undefined ? {} : { initMs: pending.initMs }),
+    };
     if (message.kind === 'result') {
-      this.invocations.push({ event: pending.event, ms, result: message.result });
+      this.invocations.push({ ...base, result: message.result });
       pending.resolve(message.result);
     } else {
-      this.invocations.push({ event: pending.event, ms, error: message.error });
+      this.invocations.push({ ...base, error: message.error });
       pending.reject(new InvocationError(message.error.name, message.error.message));
     }
   }

@@ -391,6 +391,12 @@ function errorCases(): Record<string, ErrorCase> {
 }
 
 const apiOperations = (operation: string) => (/^[A-Z]/.test(operation) ? operation.split(' / ') : []);
+/**
+ * The rows boto3 drives here. SQS's rows are driven by test/e2e/sqs.test.ts with
+ * @aws-sdk/client-sqs: the Debian boto3 (1.26) speaks SQS's older query protocol, which
+ * the stand-in does not serve.
+ */
+const BOTO3_ROWS = FIDELITY.filter((row) => row.service !== 'SQS');
 const snakeCase = (name: string) =>
   name.replace(/[A-Z]/g, (c, i: number) => `${i > 0 ? '_' : ''}${c.toLowerCase()}`);
 
@@ -421,7 +427,7 @@ afterAll(async () => {
 
 describe('the kept control plane, driven by the AWS CLI and boto3', () => {
   it('answers every operation its fidelity table names, not with the unknown-operation error', async () => {
-    const operations = FIDELITY.flatMap((row) =>
+    const operations = BOTO3_ROWS.flatMap((row) =>
       apiOperations(row.operation).map((operation) => ({ service: row.service, operation })),
     );
     // Empty requests, unchecked by the client: each operation answers its own error, or a result.
@@ -442,7 +448,7 @@ describe('the kept control plane, driven by the AWS CLI and boto3', () => {
 
   it('provokes every error code its fidelity table lists, answered with that code', async () => {
     const cases = errorCases();
-    const listed = FIDELITY.flatMap((row) => row.errorCodes.map((code) => `${row.operation} ${code}`));
+    const listed = BOTO3_ROWS.flatMap((row) => row.errorCodes.map((code) => `${row.operation} ${code}`));
     expect(Object.keys(cases).sort()).toEqual([...listed].sort());
 
     const keys = Object.keys(cases);

@@ -4,6 +4,7 @@ import { Clock } from './clock';
 import { type DeliveryFaults, EventBus } from './event-bus';
 import { type CallRecord, type CallRequest, listen } from './server';
 import { type Credentials, randomCredentials } from './sigv4';
+import { type Queue, type QueueSettings, Sqs, seededRandom } from './sqs';
 import { type Agent, Ssm } from './ssm';
 import { Throttle, type ThrottleOptions } from './throttle';
 
@@ -55,12 +56,17 @@ export interface ControlPlaneOptions {
   readonly bootDelaySeconds?: BootDelay;
   /** What boots on each instance. @default nothing (the instances have no disk) */
   readonly machine?: Machine;
+  /**
+   * SQS's at-least-once delivery: the probability that a receive leaves behind a copy a
+   * later receive hands out again, from a seeded generator. @default { rate: 0.01, seed: 1 }
+   */
+  readonly duplicateDeliveries?: { readonly rate: number; readonly seed?: number };
   /** Calls refused with AccessDenied(Exception), as a missing IAM permission refuses them. @default none */
   readonly denied?: (call: CallRequest) => boolean;
 }
 
 /**
- * A local stand-in for Auto Scaling, SSM and EventBridge, served on 127.0.0.1 with the real
+ * A local stand-in for Auto Scaling, SSM, SQS and EventBridge, served on 127.0.0.1 with the real
  * wire protocols. Launches start simulated instances whose agents register after a delay
  * and run commands with `agent`.
  */
@@ -71,6 +77,7 @@ export class ControlPlane {
   public readonly bus: EventBus;
   public readonly autoScaling: AutoScaling;
   public readonly ssm: Ssm;
+  public readonly sqs: Sqs;
   public readonly throttle: Throttle;
   /** This control plane's own access key, made at start; every request must be signed with it. */
   public readonly credentials: Credentials;
@@ -99,6 +106,7 @@ export class ControlPlane {
     bus: EventBus;
     autoScaling: AutoScaling;
     ssm: Ssm;
+    sqs: Sqs;
     throttle: Throttle;
     credentials: Credentials;
     calls: CallRecord[];
@@ -115,6 +123,7 @@ export class ControlPlane {
     this.bus = parts.bus;
     this.autoScaling = parts.autoScaling;
     this.ssm = parts.ssm;
+    this.sqs = parts.sqs;
     this.throttle = parts.throttle;
     this.credentials = parts.credentials;
     this.calls = parts.calls;
@@ -153,15 +162,27 @@ export class ControlPlane {
     const throttle = new Throttle(options.throttle);
     const calls: CallRecord[] = [];
     const credentials = randomCredentials();
+    const duplicates = options.duplicateDeliveries ?? { rate: 0.01 };
+    const sqs = new Sqs({
+      clock,
+      account,
+      region,
+      // The IAM user id of the caller, which SenderId names: AIDA and the key's own characters.
+      senderId: `AIDA${credentials.accessKeyId.slice(4)}`,
+      duplicateRate: duplicates.rate,
+      random: seededRandom(duplicates.seed ?? 1),
+    });
     const { server, endpoint } = await listen(options.port ?? 0, {
       credentials,
       region,
       autoScaling,
       ssm,
+      sqs,
       throttle,
       onCall: (call) => calls.push(call),
       denied: options.denied ?? (() => false),
     });
+    sqs.endpoint = endpoint;
     return new ControlPlane({
       endpoint,
       region,
@@ -169,6 +190,7 @@ export class ControlPlane {
       bus,
       autoScaling,
       ssm,
+      sqs,
       throttle,
       credentials,
       calls,
@@ -188,12 +210,18 @@ export class ControlPlane {
     return {
       AWS_ENDPOINT_URL_AUTO_SCALING: this.endpoint,
       AWS_ENDPOINT_URL_SSM: this.endpoint,
+      AWS_ENDPOINT_URL_SQS: this.endpoint,
       AWS_REGION: this.region,
       // The AWS CLI v1 reads the region from here only.
       AWS_DEFAULT_REGION: this.region,
       AWS_ACCESS_KEY_ID: this.credentials.accessKeyId,
       AWS_SECRET_ACCESS_KEY: this.credentials.secretAccessKey,
     };
+  }
+
+  /** Creates a standard queue, as CloudFormation would before the function starts. */
+  public createQueue(name: string, settings: Partial<QueueSettings> = {}): Queue {
+    return this.sqs.createQueue(name, settings);
   }
 
   /** API calls made about one instance. */

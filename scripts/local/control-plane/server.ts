@@ -5,13 +5,15 @@ import type { AutoScaling } from './auto-scaling';
 import { QueryInput, queryError, queryInstanceIds, queryResponse, runQuery } from './auto-scaling-protocol';
 import { uuid } from './ids';
 import { type Credentials, verifySigV4 } from './sigv4';
+import type { Sqs } from './sqs';
+import { runSqs, sqsError } from './sqs-protocol';
 import type { Ssm } from './ssm';
 import { type JsonInput, jsonInstanceIds, runJson } from './ssm-protocol';
 import type { Throttle } from './throttle';
 
 /** One API call as the control plane saw it. */
 export interface CallRecord {
-  readonly service: 'autoscaling' | 'ssm';
+  readonly service: 'autoscaling' | 'ssm' | 'sqs';
   readonly operation: string;
   readonly instanceIds: readonly string[];
   /** The error code answered, if any (e.g. `Throttling`, `InvalidInstanceId`). */
@@ -24,6 +26,7 @@ export type CallRequest = Omit<CallRecord, 'error'>;
 export interface ServerModels {
   readonly autoScaling: AutoScaling;
   readonly ssm: Ssm;
+  readonly sqs: Sqs;
   readonly throttle: Throttle;
   readonly onCall: (call: CallRecord) => void;
   /** True when this call must be refused as an IAM policy would refuse it. */
@@ -35,11 +38,12 @@ export interface ServerModels {
 }
 
 const SSM_TARGET_PREFIX = 'AmazonSSM.';
+const SQS_TARGET_PREFIX = 'AmazonSQS.';
 
 /**
- * Serves both wire protocols on one loopback port: a request with
- * `X-Amz-Target: AmazonSSM.<op>` is SSM (awsJson1_1), a form POST with `Action=` is Auto
- * Scaling (awsQuery). Every request must carry a valid SigV4 signature made with
+ * Serves the three wire protocols on one loopback port: a request with
+ * `X-Amz-Target: AmazonSSM.<op>` is SSM (awsJson1_1), `X-Amz-Target: AmazonSQS.<op>` is SQS
+ * (awsJson1_0), a form POST with `Action=` is Auto Scaling (awsQuery). Every request must carry a valid SigV4 signature made with
  * `models.credentials`: any local user can reach the port, and commands run on instances.
  */
 export async function listen(
@@ -67,15 +71,19 @@ function handle(request: IncomingMessage, raw: Buffer, response: ServerResponse,
   const requestId = uuid();
   const body = raw.toString('utf8');
   const target = request.headers['x-amz-target'];
-  const verify = (service: 'autoscaling' | 'ssm') => () =>
+  const verify = (service: CallRecord['service']) => () =>
     verifySigV4(request, raw, {
       credentials: models.credentials,
       region: models.region,
       service,
-      protocol: service === 'ssm' ? 'json' : 'query',
+      protocol: service === 'autoscaling' ? 'query' : 'json',
     });
   if (typeof target === 'string' && target.startsWith(SSM_TARGET_PREFIX)) {
     handleSsm(target.slice(SSM_TARGET_PREFIX.length), body, verify('ssm'), requestId, response, models);
+    return;
+  }
+  if (typeof target === 'string' && target.startsWith(SQS_TARGET_PREFIX)) {
+    void handleSqs(target.slice(SQS_TARGET_PREFIX.length), body, verify('sqs'), requestId, response, models);
     return;
   }
   if (request.method === 'POST' && /(^|&)Action=/.test(body)) {
@@ -84,7 +92,7 @@ function handle(request: IncomingMessage, raw: Buffer, response: ServerResponse,
   }
   response.writeHead(400, { 'content-type': 'text/plain' });
   response.end(
-    'local control plane: expected an Auto Scaling (Action=…) or SSM (X-Amz-Target: AmazonSSM.…) request\n',
+    'local control plane: expected an Auto Scaling (Action=…), SSM (X-Amz-Target: AmazonSSM.…) or SQS (X-Amz-Target: AmazonSQS.…) request\n',
   );
 }
 
@@ -144,6 +152,36 @@ function handleSsm(
     response.end(
       JSON.stringify({ __type: apiError.code, ...(apiError.message ? { message: apiError.message } : {}) }),
     );
+  }
+}
+
+/** SQS: awsJson1_0, its errors with the `x-amzn-query-error` header SQS adds. ReceiveMessage may long-poll. */
+async function handleSqs(
+  operation: string,
+  body: string,
+  authenticate: () => void,
+  requestId: string,
+  response: ServerResponse,
+  models: ServerModels,
+): Promise<void> {
+  const headers = { 'content-type': 'application/x-amz-json-1.0', 'x-amzn-requestid': requestId };
+  try {
+    authenticate();
+    const input = parseJson(body);
+    if (models.denied({ service: 'sqs', operation, instanceIds: [] })) {
+      throw new ApiError('AccessDenied', accessDenied('sqs', operation), 403);
+    }
+    if (models.throttle.refuse(operation)) throw new ApiError('RequestThrottled', 'Rate exceeded', 403);
+    const result = await runSqs(models.sqs, operation, input);
+    models.onCall({ service: 'sqs', operation, instanceIds: [] });
+    response.writeHead(200, headers);
+    response.end(JSON.stringify(result));
+  } catch (error) {
+    const apiError = asApiError(error);
+    models.onCall({ service: 'sqs', operation, instanceIds: [], error: apiError.code });
+    const answer = sqsError(apiError);
+    response.writeHead(apiError.status, { ...headers, ...answer.headers });
+    response.end(answer.body);
   }
 }
 
