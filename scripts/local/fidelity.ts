@@ -328,7 +328,7 @@ export const FIDELITY: readonly Fidelity[] = [
     service: 'Instances',
     operation: 'filesystem and users',
     modelled:
-      'each instance deploys under its own root directory with its own state directory (lock, SSH key, known_hosts); one application user per run (as root: a new user, removed at the end; otherwise the current user)',
+      'each instance deploys under its own root directory with its own state directory (lock, SSH key, known_hosts), which the run builds into the document (stateDirectory with {instanceId}); the document runs unmodified; one application user per run (as root: a new user, removed at the end; otherwise the current user)',
     errors: '-',
     errorCodes: [],
     notModelled: 'one OS user or sshd (host keys) per instance: all instances of a run share them',
