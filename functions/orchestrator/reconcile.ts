@@ -22,8 +22,8 @@ import {
   readMetadata,
   warmPoolDecision,
 } from './decisions';
+import { noDeployHolds, startDeploy } from './deploy-start';
 import type { Deps } from './deps';
-import { startDeploy } from './launch';
 import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
 import { type LaunchScan, MAX_ACTIVITY_PAGES, scanLaunches, sentDuringCurrentWait } from './wait-start';
 
@@ -293,8 +293,7 @@ async function reconcileInstance(deps: Deps, run: GroupRun, instance: Instance):
     'waiting instance has no self-deploy for its current wait: its launch event was lost; starting one',
     keys,
   );
-  const started = await startDeploy(
-    deps,
+  const target = noDeployHolds(
     {
       instanceId,
       groupName,
@@ -304,8 +303,9 @@ async function reconcileInstance(deps: Deps, run: GroupRun, instance: Instance):
       reason: 'reconcile',
       ...(metadata.kind === 'overrides' && { overrides: metadata.overrides }),
     },
-    0,
+    current.map((command) => ({ status: command.Status })),
   );
+  const started = await startDeploy(deps, target, 0);
   return started.outcome === 'started' || started.outcome === 'duplicate'
     ? 'deploy-started'
     : started.outcome;
