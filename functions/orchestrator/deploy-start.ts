@@ -1,3 +1,4 @@
+import type { Command } from '@aws-sdk/client-ssm';
 import { isTerminalStatus } from '../shared/event-patterns';
 import { MetricName } from '../shared/metric-names';
 import { SEND_TAG_CONDITION_KEY } from '../shared/send-permission';
@@ -10,9 +11,10 @@ import {
   sendSelfDeploy,
 } from './commands';
 import type { GroupConfig } from './config';
-import { backoffMs, commandComment, isForWait, type Overrides, type Place } from './decisions';
+import { commandComment, isForWait, type Overrides, type Place } from './decisions';
 import type { Deps } from './deps';
 import { heartbeat, type LifecycleAction } from './lifecycle';
+import { backoffMs } from './utilities';
 import { scanLaunches, sentDuringCurrentWait } from './wait-start';
 
 export type StartOutcome =
@@ -61,9 +63,9 @@ export async function firstDuplicateCheck(deps: Deps, target: DeployTarget): Pro
  */
 export function noDeployHolds(
   target: DeployTarget,
-  current: readonly { readonly status: string | undefined }[],
+  current: readonly Pick<Command, 'Status'>[],
 ): CheckedTarget {
-  if (current.some((command) => !isTerminalStatus(command.status))) {
+  if (current.some((command) => !isTerminalStatus(command.Status))) {
     throw new Error(`a deploy for the current wait of ${target.instanceId} is still running`);
   }
   return target as CheckedTarget;

@@ -29,8 +29,8 @@ describe('the deploy start', () => {
   it('clears a reconciled target only when every command of its current wait has ended', () => {
     const cleared = target();
     expect(noDeployHolds(cleared, [])).toBe(cleared);
-    expect(noDeployHolds(cleared, [{ status: 'Failed' }, { status: 'Cancelled' }])).toBe(cleared);
-    expect(() => noDeployHolds(cleared, [{ status: 'Failed' }, { status: 'InProgress' }])).toThrow(
+    expect(noDeployHolds(cleared, [{ Status: 'Failed' }, { Status: 'Cancelled' }])).toBe(cleared);
+    expect(() => noDeployHolds(cleared, [{ Status: 'Failed' }, { Status: 'InProgress' }])).toThrow(
       `a deploy for the current wait of ${INSTANCE} is still running`,
     );
   });
