@@ -17,6 +17,9 @@ import { heartbeat, type LifecycleAction } from './lifecycle';
 import { backoffMs } from './utilities';
 import { scanLaunches, sentDuringCurrentWait } from './wait-start';
 
+// Starting the self-deploy for one lifecycle wait, shared by the launch handler and the reconciler.
+
+/** How starting a deploy for one lifecycle wait ended. */
 export type StartOutcome =
   | { outcome: 'started'; commandId: string; agentWaitSeconds: number }
   | { outcome: 'duplicate'; commandId: string }
