@@ -10,9 +10,9 @@ import {
 import { type DocumentParameters, toCommandParameters } from '../shared/document-contract';
 import { parseResultLine } from '../shared/result-line';
 import type { GroupConfig } from './config';
-import { chunk } from './decisions';
 import type { Deps } from './deps';
 import type { LifecycleAction } from './lifecycle';
+import { chunk } from './utilities';
 
 /** SendCommand's own limit on instances per command. */
 export const MAX_INSTANCES_PER_COMMAND = 50;
@@ -67,14 +67,21 @@ export async function sendSelfDeploy(
   return commandId;
 }
 
+/** A command as ListCommands describes it, narrowed to the id SSM always gives. */
+export type ListedCommand = Command & { readonly CommandId: string };
+
 /** SelfDeploy commands sent to one instance, newest first. */
-export async function selfDeployCommands(deps: Deps, instanceId: string): Promise<Command[]> {
-  const commands: Command[] = [];
+export async function selfDeployCommands(deps: Deps, instanceId: string): Promise<ListedCommand[]> {
+  const commands: ListedCommand[] = [];
   const pages = paginateListCommands(
     { client: deps.clients.ssm },
     { InstanceId: instanceId, Filters: [{ key: 'DocumentName', value: deps.config.documentName }] },
   );
-  for await (const page of pages) commands.push(...(page.Commands ?? []));
+  for await (const page of pages) {
+    commands.push(
+      ...(page.Commands ?? []).filter((command): command is ListedCommand => !!command.CommandId),
+    );
+  }
   return commands.sort(
     (a, b) => (b.RequestedDateTime?.getTime() ?? 0) - (a.RequestedDateTime?.getTime() ?? 0),
   );

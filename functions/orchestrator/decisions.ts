@@ -1,4 +1,3 @@
-import type { Command } from '@aws-sdk/client-ssm';
 import * as z from 'zod/mini';
 import type { LifecycleResult } from '../shared/lifecycle-result';
 import { describeIssues, documentParameter } from '../shared/validation';
@@ -74,15 +73,6 @@ export function readMetadata(metadata: string | undefined): Metadata {
     : { kind: 'invalid', reason: `NotificationMetadata overrides rejected: ${describeIssues(parsed.error)}` };
 }
 
-const BACKOFF_BASE_MS = 1_000;
-const BACKOFF_CAP_MS = 20_000;
-
-/** Full-jitter exponential backoff: uniform in [0, min(cap, base·2^attempt)), at least 100 ms. */
-export function backoffMs(attempt: number, random: number): number {
-  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
-  return Math.max(100, Math.floor(random * ceiling));
-}
-
 /**
  * The command's Comment records why it was sent and for which place, so the reconciler can
  * tell a warm-pool deploy from the deploy for entering service without any state of its own.
@@ -105,12 +95,18 @@ export interface Wait {
   readonly place: Place;
 }
 
+/** What a command says of what it was sent for: its parameters and Comment, as SSM lists them. */
+export interface SentFor {
+  readonly Parameters?: Record<string, string[]>;
+  readonly Comment?: string;
+}
+
 /**
  * Whether a command was sent for `wait` by its own account: same group, hook, instance and
  * place. Whether it was sent during the current wait, not an earlier one, is the scaling
  * activities' to say (wait-start.ts).
  */
-export function isForWait(command: Pick<Command, 'Parameters' | 'Comment'>, wait: Wait): boolean {
+export function isForWait(command: SentFor, wait: Wait): boolean {
   const parameter = (name: string) => command.Parameters?.[name]?.[0];
   return (
     parameter('autoScalingGroupName') === wait.groupName &&
@@ -118,29 +114,4 @@ export function isForWait(command: Pick<Command, 'Parameters' | 'Comment'>, wait
     parameter('instanceId') === wait.instanceId &&
     placeOfComment(command.Comment) === wait.place
   );
-}
-
-/** Splits `items` into chunks of at most `size`. */
-export function chunk<T>(items: readonly T[], size: number): T[][] {
-  const chunks: T[][] = [];
-  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
-  return chunks;
-}
-
-/** Runs `work` over `items` with at most `limit` in flight, keeping the results in order. */
-export async function mapLimited<T, R>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }

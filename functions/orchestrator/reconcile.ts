@@ -4,27 +4,25 @@ import {
   paginateDescribeAutoScalingGroups,
   paginateDescribeWarmPool,
 } from '@aws-sdk/client-auto-scaling';
-import type { Command } from '@aws-sdk/client-ssm';
 import { fromCommandParameters } from '../shared/document-contract';
 import { ReconcileError } from '../shared/errors';
 import { isTerminalStatus } from '../shared/event-patterns';
 import { MetricName } from '../shared/metric-names';
-import { selfDeployCommands } from './commands';
+import { type ListedCommand, selfDeployCommands } from './commands';
 import { finishCommand } from './completion';
 import { type GroupConfig, managedGroup } from './config';
 import {
-  chunk,
   isForWait,
-  mapLimited,
   type Place,
   placeOfComment,
   placeOfWait,
   readMetadata,
   warmPoolDecision,
 } from './decisions';
+import { noDeployHolds, startDeploy } from './deploy-start';
 import type { Deps } from './deps';
-import { startDeploy } from './launch';
 import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
+import { chunk, mapLimited } from './utilities';
 import { type LaunchScan, MAX_ACTIVITY_PAGES, scanLaunches, sentDuringCurrentWait } from './wait-start';
 
 /** Instances looked at in parallel; bounded so a big fleet does not burst the APIs. */
@@ -61,6 +59,22 @@ export interface ReconcileSummary {
   >;
 }
 
+/** An instance a launch hook holds, narrowed once from Auto Scaling's description of it. */
+interface WaitingInstance {
+  readonly instanceId: string;
+  /** Where the wait leads. */
+  readonly place: Place;
+  /** The lifecycle state as Auto Scaling names it, for the logs. */
+  readonly state: string;
+}
+
+/** The waiting instance `instance` is, or undefined when no launch hook holds it. */
+function waitingInstance(instance: Instance): WaitingInstance | undefined {
+  const { InstanceId: instanceId, LifecycleState: state } = instance;
+  const place = placeOfWait(state);
+  return instanceId && state && place ? { instanceId, place, state } : undefined;
+}
+
 /** One managed group in one run: what is read about it is read once, and only when needed. */
 interface GroupRun {
   readonly name: string;
@@ -81,7 +95,7 @@ interface GroupRun {
  */
 export async function reconcile(deps: Deps): Promise<ReconcileSummary> {
   const names = Object.keys(deps.config.groups);
-  const waiting: { run: GroupRun; instance: Instance }[] = [];
+  const waiting: { run: GroupRun; instance: WaitingInstance }[] = [];
   const failures: string[] = [];
   for (const batch of chunk(names, GROUP_NAMES_PER_CALL)) {
     const pages = paginateDescribeAutoScalingGroups(
@@ -103,34 +117,36 @@ export async function reconcile(deps: Deps): Promise<ReconcileSummary> {
             deps.logger.error('reconcile could not list a warm pool', { group: name, ...errorKeys(error) });
           }
         }
-        const held = instances.filter(
-          (instance) => instance.InstanceId && placeOfWait(instance.LifecycleState),
-        );
+        const held = instances.flatMap((instance) => waitingInstance(instance) ?? []);
         const run = groupRun(
           deps,
           name,
           group,
-          held.map((instance) => instance.InstanceId as string),
+          held.map((instance) => instance.instanceId),
         );
         for (const instance of held) waiting.push({ run, instance });
       }
     }
   }
 
-  const outcomes = await mapLimited(waiting, CONCURRENCY, async ({ run, instance }) => {
-    try {
-      return await reconcileInstance(deps, run, instance);
-    } catch (error) {
-      failures.push(`${instance.InstanceId} (${run.name}: ${describeError(error)})`);
-      deps.logger.error('reconcile could not handle a waiting instance', {
-        instanceId: instance.InstanceId,
-        group: run.name,
-        state: instance.LifecycleState,
-        ...errorKeys(error),
-      });
-      return 'failed' as const;
-    }
-  });
+  const outcomes = await mapLimited(
+    waiting,
+    CONCURRENCY,
+    async ({ run, instance }): Promise<InstanceReconcile> => {
+      try {
+        return await reconcileInstance(deps, run, instance);
+      } catch (error) {
+        failures.push(`${instance.instanceId} (${run.name}: ${describeError(error)})`);
+        deps.logger.error('reconcile could not handle a waiting instance', {
+          instanceId: instance.instanceId,
+          group: run.name,
+          state: instance.state,
+          ...errorKeys(error),
+        });
+        return 'failed';
+      }
+    },
+  );
 
   const summary: ReconcileSummary = {
     groups: Object.fromEntries(names.map((name) => [name, { waiting: 0, stuck: 0, instances: {} }])),
@@ -140,7 +156,7 @@ export async function reconcile(deps: Deps): Promise<ReconcileSummary> {
     const outcome = outcomes[index];
     if (!entry || !outcome) return;
     entry.waiting += 1;
-    entry.instances[instance.InstanceId as string] = outcome;
+    entry.instances[instance.instanceId] = outcome;
     if (STUCK.has(outcome)) entry.stuck += 1;
   });
   for (const [name, entry] of Object.entries(summary.groups)) {
@@ -202,19 +218,22 @@ async function warmPoolInstances(deps: Deps, groupName: string): Promise<Instanc
   return instances;
 }
 
-async function reconcileInstance(deps: Deps, run: GroupRun, instance: Instance): Promise<InstanceReconcile> {
+async function reconcileInstance(
+  deps: Deps,
+  run: GroupRun,
+  instance: WaitingInstance,
+): Promise<InstanceReconcile> {
   const { name: groupName, group } = run;
-  const instanceId = instance.InstanceId as string;
-  const place = placeOfWait(instance.LifecycleState) as Place;
+  const { instanceId, place, state } = instance;
   const action: LifecycleAction = { group: groupName, hook: group.lifecycleHookName, instanceId };
-  const keys = { instanceId, group: groupName, state: instance.LifecycleState };
+  const keys = { instanceId, group: groupName, state };
 
   const commands = (await selfDeployCommands(deps, instanceId)).filter(
     (command) => command.Parameters?.autoScalingGroupName?.[0] === groupName,
   );
   const wait = { groupName, hook: group.lifecycleHookName, instanceId, place };
   const forWait = commands.filter((command) => isForWait(command, wait));
-  let current: Command[] = [];
+  let current: ListedCommand[] = [];
   let launches: LaunchScan | undefined;
   if (forWait.length > 0) {
     launches = await run.launches();
@@ -233,8 +252,8 @@ async function reconcileInstance(deps: Deps, run: GroupRun, instance: Instance):
 
   // Newest first; a run that ended without a verdict leaves the decision to an earlier one.
   for (const command of current) {
-    const commandId = command.CommandId as string;
-    if (!isTerminalStatus(command.Status)) {
+    const { CommandId: commandId, Status: status } = command;
+    if (status === undefined || !isTerminalStatus(status)) {
       if (overdue(deps, command)) {
         // No heartbeat for a run SSM itself has given up on: the hook's timeout ends the wait.
         deps.logger.warn('waiting instance whose self-deploy runs past its timeouts; no heartbeat', {
@@ -253,7 +272,7 @@ async function reconcileInstance(deps: Deps, run: GroupRun, instance: Instance):
       deps,
       {
         commandId,
-        status: command.Status as string,
+        status,
         parameters: fromCommandParameters(command.Parameters),
         instanceIds: [instanceId],
         ...(command.RequestedDateTime && { requestedAt: command.RequestedDateTime }),
@@ -293,8 +312,7 @@ async function reconcileInstance(deps: Deps, run: GroupRun, instance: Instance):
     'waiting instance has no self-deploy for its current wait: its launch event was lost; starting one',
     keys,
   );
-  const started = await startDeploy(
-    deps,
+  const target = noDeployHolds(
     {
       instanceId,
       groupName,
@@ -304,15 +322,16 @@ async function reconcileInstance(deps: Deps, run: GroupRun, instance: Instance):
       reason: 'reconcile',
       ...(metadata.kind === 'overrides' && { overrides: metadata.overrides }),
     },
-    0,
+    current,
   );
+  const started = await startDeploy(deps, target, 0);
   return started.outcome === 'started' || started.outcome === 'duplicate'
     ? 'deploy-started'
     : started.outcome;
 }
 
 /** Running longer than SSM itself would let it (delivery plus execution timeout). */
-function overdue(deps: Deps, command: Command): boolean {
+function overdue(deps: Deps, command: ListedCommand): boolean {
   const requested = command.RequestedDateTime?.getTime();
   const limitMs = ((command.TimeoutSeconds ?? 0) + deps.config.executionTimeoutSeconds) * 1000;
   return requested !== undefined && deps.clock.now() - requested > limitMs;

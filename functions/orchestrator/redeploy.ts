@@ -13,9 +13,10 @@ import {
   sendSelfDeploy,
 } from './commands';
 import { managedGroup } from './config';
-import { chunk, commandComment } from './decisions';
+import { commandComment } from './decisions';
 import type { Deps } from './deps';
 import type { RedeployAction } from './events';
+import { chunk } from './utilities';
 
 /** What the Lambda console shows the operator after a redeploy. */
 export interface RedeploySummary {

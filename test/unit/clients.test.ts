@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CompleteLifecycleActionCommand } from '@aws-sdk/client-auto-scaling';
 import { SendCommandCommand } from '@aws-sdk/client-ssm';
-import { createClients } from '../../functions/shared/clients';
+import { AdaptiveRetryStrategy } from '@smithy/core/retry';
+import { type AwsClients, createClients } from '../../functions/shared/clients';
 
 // The unit tier's other tests mock `send` itself, which skips the SDK's retry logic; these
 // tests put a real HTTP peer on loopback behind the standard endpoint variables instead.
@@ -58,7 +59,32 @@ const autoScalingThrottled = {
   body: '<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>',
 };
 
+/**
+ * The clients createClients builds, each with its retry strategy swapped for a twin that
+ * retries the same errors as often but does not wait: no backoff, no rate limiting. The
+ * waits are the SDK's own; what these tests check is what is retried, and how often.
+ */
+async function clientsWithoutWaiting(): Promise<AwsClients> {
+  const clients = createClients();
+  for (const client of [clients.ssm, clients.autoScaling]) {
+    const twin = new AdaptiveRetryStrategy(await client.config.maxAttempts(), {
+      backoff: { computeNextBackoffDelay: () => 0, setDelayBase: () => undefined },
+      rateLimiter: { getSendToken: async () => undefined, updateClientSendingRate: () => undefined },
+    });
+    client.config.retryStrategy = async () => twin;
+  }
+  return clients;
+}
+
 describe('the AWS clients', () => {
+  it('retry in adaptive mode, up to 10 attempts', async () => {
+    const { ssm, autoScaling } = createClients();
+    for (const client of [ssm, autoScaling]) {
+      expect(await client.config.retryStrategy()).toBeInstanceOf(AdaptiveRetryStrategy);
+      expect(await client.config.maxAttempts()).toBe(10);
+    }
+  });
+
   it('reach the endpoint the standard variables name and retry SSM throttling until the call succeeds', async () => {
     answers = [
       ssmThrottled,
@@ -69,13 +95,15 @@ describe('the AWS clients', () => {
         body: JSON.stringify({ Command: { CommandId: 'aaaaaaaa-1111-2222-3333-444444444444' } }),
       },
     ];
-    const { ssm } = createClients();
+    const { ssm } = await clientsWithoutWaiting();
 
     const output = await ssm.send(
       new SendCommandCommand({ DocumentName: 'SelfDeploy', InstanceIds: ['i-1234567890abcdef0'] }),
     );
 
     expect(output.Command?.CommandId).toBe('aaaaaaaa-1111-2222-3333-444444444444');
+    // Retried without waiting: the unit tier does not sleep.
+    expect(output.$metadata).toMatchObject({ attempts: 3, totalRetryDelay: 0 });
     expect(targets).toEqual(['AmazonSSM.SendCommand', 'AmazonSSM.SendCommand', 'AmazonSSM.SendCommand']);
   });
 
@@ -88,7 +116,7 @@ describe('the AWS clients', () => {
         body: '<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><CompleteLifecycleActionResult/><ResponseMetadata><RequestId>2</RequestId></ResponseMetadata></CompleteLifecycleActionResponse>',
       },
     ];
-    const { autoScaling } = createClients();
+    const { autoScaling } = await clientsWithoutWaiting();
 
     await autoScaling.send(
       new CompleteLifecycleActionCommand({
@@ -110,7 +138,7 @@ describe('the AWS clients', () => {
         body: JSON.stringify({ __type: 'InvalidInstanceId', message: 'Instances not in a valid state' }),
       },
     ];
-    const { ssm } = createClients();
+    const { ssm } = await clientsWithoutWaiting();
 
     await expect(
       ssm.send(new SendCommandCommand({ DocumentName: 'SelfDeploy', InstanceIds: ['i-1234567890abcdef0'] })),

@@ -8,6 +8,7 @@ import {
   ListCommandsCommand,
   SendCommandCommand,
 } from '@aws-sdk/client-ssm';
+import type { ConfigInput, WarmPoolPolicy } from '../../functions/orchestrator/config';
 import { route } from '../../functions/orchestrator/router';
 import {
   activities,
@@ -491,7 +492,7 @@ describe('launches selfdeploy does not deploy', () => {
 });
 
 describe('warm pools', () => {
-  const withPolicy = (warmPool: string) => ({
+  const withPolicy = (warmPool: WarmPoolPolicy): ConfigInput => ({
     documentName: 'SelfDeploy',
     groups: { web: { lifecycleHookName: 'selfdeploy-launch', warmPool } },
   });
@@ -521,7 +522,7 @@ describe('warm pools', () => {
   });
 
   it('deploy-on-service lets an instance into the warm pool at once and deploys when it enters service', async () => {
-    const { deps } = harness({ config: withPolicy('deploy-on-service') as never });
+    const { deps } = harness({ config: withPolicy('deploy-on-service') });
     autoScaling.on(CompleteLifecycleActionCommand).resolves({});
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     agentReadyAfter(0);
@@ -538,7 +539,7 @@ describe('warm pools', () => {
   });
 
   it('deploy-on-warm-pool deploys into the pool and lets the deployed instance into service at once', async () => {
-    const { deps } = harness({ config: withPolicy('deploy-on-warm-pool') as never });
+    const { deps } = harness({ config: withPolicy('deploy-on-warm-pool') });
     autoScaling.on(CompleteLifecycleActionCommand).resolves({});
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     agentReadyAfter(0);

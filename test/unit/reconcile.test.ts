@@ -5,10 +5,12 @@ import {
   DescribeScalingActivitiesCommand,
   DescribeWarmPoolCommand,
   type Instance,
+  type LifecycleState,
   RecordLifecycleActionHeartbeatCommand,
 } from '@aws-sdk/client-auto-scaling';
 import {
   type Command,
+  type CommandStatus,
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   ListCommandsCommand,
@@ -20,7 +22,9 @@ import {
   activities,
   autoScaling,
   awsError,
+  describedGroup,
   fixture,
+  groupInstance,
   harness,
   INSTANCE,
   launchActivity,
@@ -36,15 +40,12 @@ const WAIT_BEGAN = new Date(NOW - 600_000);
 
 function groups(web: Instance[], api: Instance[] = []) {
   autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
-    AutoScalingGroups: [
-      { AutoScalingGroupName: 'web', Instances: web } as never,
-      { AutoScalingGroupName: 'api', Instances: api } as never,
-    ],
+    AutoScalingGroups: [describedGroup('web', web), describedGroup('api', api)],
   });
 }
 
-const waiting = (InstanceId: string, LifecycleState = 'Pending:Wait') =>
-  ({ InstanceId, LifecycleState }) as Instance;
+const waiting = (instanceId: string, state: LifecycleState = 'Pending:Wait') =>
+  groupInstance(instanceId, state);
 
 /** The web hook, with the NotificationMetadata a launch event would carry. */
 function hookMetadata(NotificationMetadata?: string) {
@@ -60,10 +61,10 @@ function hookMetadata(NotificationMetadata?: string) {
   });
 }
 
-function command(status: string, overrides: Partial<Command> = {}, instanceId = INSTANCE): Command {
+function command(status: CommandStatus, overrides: Partial<Command> = {}, instanceId = INSTANCE): Command {
   return {
     CommandId: 'cccccccc-1111-2222-3333-444444444444',
-    Status: status as never,
+    Status: status,
     Comment: 'selfdeploy launch AutoScalingGroup',
     RequestedDateTime: new Date(NOW - 120_000),
     TimeoutSeconds: 600,
@@ -80,7 +81,7 @@ function command(status: string, overrides: Partial<Command> = {}, instanceId = 
 describe('reconcile', () => {
   it('has nothing to do when no instance is waiting, and still reports zero stuck instances per group', async () => {
     const { deps, metrics } = harness();
-    groups([{ InstanceId: INSTANCE, LifecycleState: 'InService' } as Instance]);
+    groups([groupInstance(INSTANCE, 'InService')]);
 
     const result = await route(deps, fixture('scheduled'));
 
@@ -258,8 +259,8 @@ describe('reconcile', () => {
     const { deps } = harness();
     autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
       AutoScalingGroups: [
-        { AutoScalingGroupName: 'web', Instances: [waiting(INSTANCE)], WarmPoolConfiguration: {} } as never,
-        { AutoScalingGroupName: 'api', Instances: [waiting('i-0aaaaaaaaaaaaaaaa')] } as never,
+        describedGroup('web', [waiting(INSTANCE)], { WarmPoolConfiguration: {} }),
+        describedGroup('api', [waiting('i-0aaaaaaaaaaaaaaaa')]),
       ],
     });
     // Warm-pool instances are listed by DescribeWarmPool only, never among the group's instances.
@@ -429,9 +430,9 @@ describe('reconcile handles each instance on its own', () => {
     const { deps } = harness();
     autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
       AutoScalingGroups: [
-        { AutoScalingGroupName: 'constructor', Instances: [waiting(OTHER)] } as never,
-        { AutoScalingGroupName: '__proto__', Instances: [waiting(OTHER)] } as never,
-        { AutoScalingGroupName: 'toString', Instances: [waiting(OTHER)] } as never,
+        describedGroup('constructor', [waiting(OTHER)]),
+        describedGroup('__proto__', [waiting(OTHER)]),
+        describedGroup('toString', [waiting(OTHER)]),
       ],
     });
 

@@ -1,11 +1,21 @@
 import {
   DescribeAutoScalingGroupsCommand,
   DescribeAutoScalingInstancesCommand,
-  type Instance,
 } from '@aws-sdk/client-auto-scaling';
 import { DescribeInstanceInformationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { route } from '../../functions/orchestrator/router';
-import { autoScaling, awsCallCount, awsError, fixture, harness, INSTANCE, ssm } from './support';
+import {
+  autoScaling,
+  awsCallCount,
+  awsError,
+  describedGroup,
+  describedInstance,
+  fixture,
+  groupInstance,
+  harness,
+  INSTANCE,
+  ssm,
+} from './support';
 
 const id = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
 
@@ -28,14 +38,11 @@ function sendsCommands() {
 describe('manual redeploy', () => {
   it('redeploys a group of 120 in batches of at most 50 with rate controls, and says what it did', async () => {
     const { deps, metrics } = harness();
-    const instances = Array.from(
-      { length: 120 },
-      (_, i) => ({ InstanceId: id(i + 1), LifecycleState: 'InService' }) as Instance,
-    );
-    instances.push({ InstanceId: id(500), LifecycleState: 'Pending:Wait' } as Instance);
+    const instances = Array.from({ length: 120 }, (_, i) => groupInstance(id(i + 1), 'InService'));
+    instances.push(groupInstance(id(500), 'Pending:Wait'));
     autoScaling
       .on(DescribeAutoScalingGroupsCommand)
-      .resolves({ AutoScalingGroups: [{ Instances: instances } as never] });
+      .resolves({ AutoScalingGroups: [describedGroup('web', instances)] });
     agentsOnline();
     sendsCommands();
 
@@ -70,7 +77,7 @@ describe('manual redeploy', () => {
   it('deploys the revision the operator names', async () => {
     const { deps } = harness();
     autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
-      AutoScalingGroups: [{ Instances: [{ InstanceId: INSTANCE, LifecycleState: 'InService' }] } as never],
+      AutoScalingGroups: [describedGroup('web', [groupInstance(INSTANCE, 'InService')])],
     });
     agentsOnline();
     sendsCommands();
@@ -90,12 +97,12 @@ describe('manual redeploy', () => {
     const waitingOne = id(10);
     autoScaling.on(DescribeAutoScalingInstancesCommand).resolves({
       AutoScalingInstances: [
-        { InstanceId: INSTANCE, AutoScalingGroupName: 'web', LifecycleState: 'InService' },
-        { InstanceId: id(2), AutoScalingGroupName: 'api', LifecycleState: 'InService' },
-        { InstanceId: unmanaged, AutoScalingGroupName: 'batch', LifecycleState: 'InService' },
-        { InstanceId: offline, AutoScalingGroupName: 'web', LifecycleState: 'InService' },
-        { InstanceId: waitingOne, AutoScalingGroupName: 'web', LifecycleState: 'Pending:Wait' },
-      ] as never,
+        describedInstance(INSTANCE, 'web', 'InService'),
+        describedInstance(id(2), 'api', 'InService'),
+        describedInstance(unmanaged, 'batch', 'InService'),
+        describedInstance(offline, 'web', 'InService'),
+        describedInstance(waitingOne, 'web', 'Pending:Wait'),
+      ],
     });
     agentsOnline([offline]);
     sendsCommands();
@@ -140,7 +147,7 @@ describe('manual redeploy', () => {
     async (name) => {
       const { deps } = harness();
       autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
-        AutoScalingGroups: [{ Instances: [{ InstanceId: INSTANCE, LifecycleState: 'InService' }] } as never],
+        AutoScalingGroups: [describedGroup('web', [groupInstance(INSTANCE, 'InService')])],
       });
       agentsOnline();
       sendsCommands();
@@ -156,9 +163,7 @@ describe('manual redeploy', () => {
   it('skips a named instance of a group called constructor, which is not managed', async () => {
     const { deps } = harness();
     autoScaling.on(DescribeAutoScalingInstancesCommand).resolves({
-      AutoScalingInstances: [
-        { InstanceId: INSTANCE, AutoScalingGroupName: 'constructor', LifecycleState: 'InService' },
-      ] as never,
+      AutoScalingInstances: [describedInstance(INSTANCE, 'constructor', 'InService')],
     });
     agentsOnline();
     sendsCommands();
@@ -181,7 +186,7 @@ describe('manual redeploy', () => {
       },
     });
     autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
-      AutoScalingGroups: [{ Instances: [{ InstanceId: INSTANCE, LifecycleState: 'InService' }] } as never],
+      AutoScalingGroups: [describedGroup('web', [groupInstance(INSTANCE, 'InService')])],
     });
     agentsOnline();
     sendsCommands();
@@ -200,7 +205,7 @@ describe('manual redeploy', () => {
   it('says that SendCommand refusing an instance whose agent is online is the tag condition', async () => {
     const { deps } = harness();
     autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
-      AutoScalingGroups: [{ Instances: [{ InstanceId: INSTANCE, LifecycleState: 'InService' }] } as never],
+      AutoScalingGroups: [describedGroup('web', [groupInstance(INSTANCE, 'InService')])],
     });
     agentsOnline();
     ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'Instances not in a valid state'));

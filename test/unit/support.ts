@@ -4,7 +4,11 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import {
   type Activity,
   AutoScalingClient,
+  type AutoScalingGroup,
+  type AutoScalingInstanceDetails,
   DescribeScalingActivitiesCommand,
+  type Instance,
+  type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -128,4 +132,51 @@ export function launchActivity(
 /** The group's scaling activities, newest first, on one page. */
 export function activities(...list: Activity[]): void {
   autoScaling.on(DescribeScalingActivitiesCommand).resolves({ Activities: list });
+}
+
+/** An instance as DescribeAutoScalingGroups and DescribeWarmPool describe it. */
+export function groupInstance(InstanceId: string, LifecycleState: LifecycleState): Instance {
+  return {
+    InstanceId,
+    LifecycleState,
+    AvailabilityZone: 'us-west-2a',
+    HealthStatus: 'Healthy',
+    ProtectedFromScaleIn: false,
+  };
+}
+
+/** A group as DescribeAutoScalingGroups describes it: its instances, and any field a test sets. */
+export function describedGroup(
+  AutoScalingGroupName: string,
+  Instances: Instance[],
+  fields: Partial<AutoScalingGroup> = {},
+): AutoScalingGroup {
+  return {
+    AutoScalingGroupName,
+    MinSize: 0,
+    MaxSize: 200,
+    DesiredCapacity: Instances.length,
+    DefaultCooldown: 300,
+    AvailabilityZones: ['us-west-2a'],
+    HealthCheckType: 'EC2',
+    CreatedTime: new Date('2026-11-01T00:00:00.000Z'),
+    Instances,
+    ...fields,
+  };
+}
+
+/** An instance as DescribeAutoScalingInstances describes it. */
+export function describedInstance(
+  InstanceId: string,
+  AutoScalingGroupName: string,
+  LifecycleState: LifecycleState,
+): AutoScalingInstanceDetails {
+  return {
+    InstanceId,
+    AutoScalingGroupName,
+    LifecycleState,
+    AvailabilityZone: 'us-west-2a',
+    HealthStatus: 'HEALTHY',
+    ProtectedFromScaleIn: false,
+  };
 }
