@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { App, Stack } from 'aws-cdk-lib';
+import { App, CfnElement, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
@@ -102,3 +102,11 @@ export const assetHashSerializer: jest.SnapshotSerializerPlugin = {
   serialize: (value: string, config, indentation, depth, refs, printer) =>
     printer(value.replace(/[0-9a-f]{64}/g, '[ASSET HASH]'), config, indentation, depth, refs),
 };
+
+/** The logical id of a construct's CloudFormation resource in `stack`. */
+export function logicalId(stack: Stack, construct: IConstruct): string {
+  const resource = construct.node.defaultChild;
+  if (!(resource instanceof CfnElement))
+    throw new Error(`${construct.node.path} has no CloudFormation resource`);
+  return stack.getLogicalId(resource);
+}

@@ -22,6 +22,7 @@ import { matchesPattern } from '../../scripts/local/control-plane/event-pattern'
 import {
   actionsOf,
   fixtureEvent,
+  logicalId,
   nagFindings,
   onlyResource,
   policyStatements,
@@ -57,8 +58,8 @@ const selfDeploy = new SelfDeploy(stack, 'SelfDeploy', {
   alarmEmail: 'ops@example.com',
 });
 const template = templateOf(stack);
-const functionLogicalId = stack.getLogicalId(selfDeploy.function.node.defaultChild as never);
-const queueLogicalId = stack.getLogicalId(selfDeploy.deadLetterQueue.node.defaultChild as never);
+const functionLogicalId = logicalId(stack, selfDeploy.function);
+const queueLogicalId = logicalId(stack, selfDeploy.deadLetterQueue);
 const functionArn = { 'Fn::GetAtt': [functionLogicalId, 'Arn'] };
 
 const rules = Object.values(resourcesOf(template, 'AWS::Events::Rule')).map((rule) => rule.Properties);
@@ -258,7 +259,7 @@ describe('instance permissions', () => {
   installation.grantInstance(role('ProductionRole'), { environments: ['production'] });
   installation.grantInstance(role('StagingRole'), { environments: ['staging'] });
   const instanceTemplate = templateOf(instanceStack);
-  const keyArn = { 'Fn::GetAtt': [instanceStack.getLogicalId(deployKey.node.defaultChild as never), 'Arn'] };
+  const keyArn = { 'Fn::GetAtt': [logicalId(instanceStack, deployKey), 'Arn'] };
   const parameterOf = (environment: string, name: string) =>
     expect.stringContaining(`:parameter/selfdeploy/${environment}/${name}`);
   const joined = (resource: unknown) => JSON.stringify(instanceStack.resolve(resource));
@@ -431,7 +432,7 @@ describe('alarms', () => {
   const alarms = Object.values(resourcesOf(template, 'AWS::CloudWatch::Alarm')).map(
     (alarm) => alarm.Properties,
   );
-  const topicRef = { Ref: stack.getLogicalId(selfDeploy.alarmTopic.node.defaultChild as never) };
+  const topicRef = { Ref: logicalId(stack, selfDeploy.alarmTopic) };
   const groupAlarm = (metricName: string, group: string) =>
     alarms.find(
       (alarm) =>

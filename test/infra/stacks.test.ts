@@ -11,6 +11,7 @@ import { SelfDeploy, SelfDeployPropsError } from '../../infra/self-deploy';
 import {
   actionsOf,
   assetHashSerializer,
+  logicalId,
   nagFindings,
   onlyResource,
   policyStatements,
@@ -26,7 +27,7 @@ const existing = new ExistingGroupsStack(testApp(), 'Existing', { config: exampl
 const existingTemplate = templateOf(existing);
 const demo = new DemoStack(testApp(), 'Demo');
 const demoTemplate = templateOf(demo);
-const demoGroupRef = { Ref: demo.getLogicalId(demo.group.node.defaultChild as never) };
+const demoGroupRef = { Ref: logicalId(demo, demo.group) };
 
 describe('existing-groups stack', () => {
   it('matches the snapshot', () => {

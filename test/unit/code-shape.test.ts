@@ -7,7 +7,7 @@ import * as ts from 'typescript';
 
 const ROOT = resolve(__dirname, '..', '..');
 const ORCHESTRATOR = join(ROOT, 'functions', 'orchestrator');
-const UNIT_TESTS = join(ROOT, 'test', 'unit');
+const TESTS = join(ROOT, 'test');
 /** Packages that do no I/O: validation only. */
 const PURE_PACKAGES = ['zod/mini', 'zod/locales'];
 
@@ -104,12 +104,12 @@ describe('the orchestrator modules', () => {
   });
 });
 
-describe('the unit tests', () => {
+describe('the tests', () => {
   it('build their fixtures with their real types: no `as never`', () => {
-    const casts = readdirSync(UNIT_TESTS)
+    const casts = readdirSync(TESTS, { recursive: true, encoding: 'utf8' })
       .filter((name) => name.endsWith('.ts'))
       .flatMap((name) =>
-        typeAssertions(join(UNIT_TESTS, name))
+        typeAssertions(join(TESTS, name))
           .filter((text) => /\bas never$/.test(text))
           .map((text) => `${name}: ${text}`),
       );
