@@ -70,7 +70,14 @@ export async function advanceWaits(
 ): Promise<Array<WaitOutcome | Error>> {
   const entries = waits.map((wait) => ({ wait, target: deployTarget(deps, wait) }));
   const ids = [...new Set(waits.map((wait) => wait.instanceId))];
-  const statuses = ids.length > 0 ? await agentStatuses(deps, ids) : new Map<string, string>();
+  let statuses: Map<string, string>;
+  try {
+    statuses = ids.length > 0 ? await agentStatuses(deps, ids) : new Map();
+  } catch (error) {
+    // Without the agents' statuses no wait can move; each comes back after its visibility timeout.
+    const failure = error instanceof Error ? error : new Error(String(error));
+    return waits.map(() => failure);
+  }
 
   const waitsToQueue: { wait: AgentWait; delaySeconds: number; index: number }[] = [];
   const results = await mapLimited(entries, SEND_CONCURRENCY, async ({ wait, target }, index) => {
