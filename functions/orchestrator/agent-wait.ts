@@ -124,12 +124,24 @@ export function newWait(target: DeployTarget, waitStart: number, agentWaitSecond
 }
 
 /**
- * Seconds until the next look at the agent after `attempt` looks: growing by half each time
- * from 2 s up to 15 s, with jitter (uniform in the upper half) so a burst's waits spread out,
- * and never past the deadline by more than a second.
+ * Seconds until the next look at the agent after `wait.attempt` looks: growing by half each
+ * time from 2 s up to 15 s, never past the deadline by more than a second. The jitter (in the
+ * upper half) spreads a burst's waits out, and comes from the wait's token and attempt rather
+ * than chance: two copies of one wait (SQS and EventBridge deliver at least once) become
+ * visible together and so are most often handled in one batch, where they count once.
  */
-export function relookDelaySeconds(attempt: number, random: number, secondsLeft: number): number {
-  const ceiling = Math.min(MAX_RELOOK_SECONDS, FIRST_DELAY_SECONDS * DELAY_GROWTH ** attempt);
-  const jittered = Math.ceil(ceiling * (0.5 + random / 2));
+export function relookDelaySeconds(wait: Pick<AgentWait, 'token' | 'attempt'>, secondsLeft: number): number {
+  const ceiling = Math.min(MAX_RELOOK_SECONDS, FIRST_DELAY_SECONDS * DELAY_GROWTH ** wait.attempt);
+  const jittered = Math.ceil(ceiling * (0.5 + spread(`${wait.token}/${wait.attempt}`) / 2));
   return Math.max(1, Math.min(jittered, Math.ceil(secondsLeft), MAX_DELAY_SECONDS));
+}
+
+/** A number in [0, 1) that is the same for the same text (FNV-1a). */
+function spread(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash / 2 ** 32;
 }

@@ -163,7 +163,7 @@ async function nextLook(
     return { outcome: 'agent-not-ready', agentWaitSeconds };
   }
   let lastHeartbeat = wait.lastHeartbeat;
-  const delaySeconds = relookDelaySeconds(wait.attempt, deps.clock.random(), (wait.deadline - now) / 1000);
+  const delaySeconds = relookDelaySeconds(wait, (wait.deadline - now) / 1000);
   // Heartbeat when the hook's timeout could pass before the next look ends.
   const heartbeatDue =
     now + delaySeconds * 1000 - lastHeartbeat >= (target.group.heartbeatTimeoutSeconds * 1000) / 2;

@@ -180,7 +180,8 @@ describe('rules', () => {
     const policy = Object.values(resourcesOf(template, 'AWS::SQS::QueuePolicy')).find(
       (resource) => JSON.stringify(resource.Properties.Queues) === JSON.stringify([queueRef]),
     );
-    const statements = (policy?.Properties.PolicyDocument as { Statement: Statement[] }).Statement;
+    if (!policy) throw new Error('the event queue has no queue policy');
+    const statements = (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement;
     const fromEvents = statements.filter((statement) =>
       JSON.stringify(statement.Principal).includes('events.amazonaws.com'),
     );

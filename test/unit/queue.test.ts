@@ -14,6 +14,7 @@ import {
   AGENT_WAIT_KIND,
   type AgentWait,
   readWaitMessage,
+  relookDelaySeconds,
   waitMessage,
 } from '../../functions/orchestrator/agent-wait';
 import { handleQueue, isQueueBatch } from '../../functions/orchestrator/queue';
@@ -290,21 +291,29 @@ describe('a batch from the queue', () => {
     expect(kept?.wait.lastHeartbeat).toBe(NOW);
   });
 
-  it('grows the delay between looks, with jitter, up to 15 s', async () => {
+  it('grows the delay between looks, with jitter, up to 15 s; two copies of one wait get the same delay', async () => {
     const { deps } = harness();
     online();
+    const attempts = [0, 1, 2, 3, 4, 10];
 
     await handleQueue(
       deps,
       batch(
-        ...[0, 1, 2, 3, 4, 10].map((attempt) =>
+        ...attempts.map((attempt) =>
           waitRecord({ attempt, instanceId: instanceId(attempt + 1), token: tokenOf(attempt + 1) }),
         ),
       ),
     );
 
-    // random() is 0.5: three quarters of 2·1.5^attempt, rounded up, at most 15.
-    expect(requeued().map((entry) => entry.delay)).toEqual([2, 3, 4, 6, 8, 12]);
+    const ceilings = attempts.map((attempt) => Math.min(15, 2 * 1.5 ** attempt));
+    const delays = requeued().map((entry) => entry.delay ?? 0);
+    delays.forEach((delay, n) => {
+      expect(delay).toBeGreaterThanOrEqual(Math.floor((ceilings[n] ?? 0) / 2));
+      expect(delay).toBeLessThanOrEqual(Math.ceil(ceilings[n] ?? 0));
+    });
+    // Waits of other launches spread out; copies of one wait (same token, same attempt) do not.
+    expect(new Set(delays.slice(3)).size).toBeGreaterThan(1);
+    expect(relookDelaySeconds(wait({ attempt: 5 }), 600)).toBe(relookDelaySeconds(wait({ attempt: 5 }), 600));
   });
 
   it('rejects, and sends nothing for, a wait message naming a group or hook selfdeploy does not manage', async () => {
