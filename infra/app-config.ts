@@ -61,6 +61,8 @@ export const existingGroupsConfigSchema = z.strictObject({
   agentWaitSeconds: z.optional(z.int().check(z.nonnegative())),
   reconcileIntervalMinutes: z.optional(seconds),
   functionTimeoutSeconds: z.optional(seconds),
+  maxConcurrency: z.optional(z.int()),
+  reservedConcurrency: z.optional(z.int()),
   alarmEmail: z.optional(z.string()),
   logRetentionDays: z.optional(
     z
@@ -135,6 +137,8 @@ export function toSelfDeployProps(config: ExistingGroupsConfig): SelfDeployProps
         ? undefined
         : Duration.minutes(config.reconcileIntervalMinutes),
     functionTimeout: optionalSeconds(config.functionTimeoutSeconds),
+    maxConcurrency: config.maxConcurrency,
+    reservedConcurrency: config.reservedConcurrency,
     alarmEmail: config.alarmEmail,
     logRetention: config.logRetentionDays as logs.RetentionDays | undefined,
     documentName: config.documentName,

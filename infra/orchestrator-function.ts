@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import {
-  type Duration,
+  Duration,
+  aws_lambda_event_sources as eventSources,
   type aws_iam as iam,
   type aws_logs as logs,
   aws_lambda_nodejs as nodejs,
@@ -10,6 +11,7 @@ import {
 } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { ConfigInput } from '../functions/orchestrator/config';
+import { QUEUE_BATCH_SIZE, QUEUE_BATCHING_WINDOW_SECONDS } from '../functions/shared/event-queue';
 import {
   assertLocalEsbuild,
   ORCHESTRATOR_ARCHITECTURE,
@@ -30,6 +32,10 @@ export interface OrchestratorFunctionProps {
   readonly maxEventAge: Duration;
   /** Where events go after Lambda's own retries. */
   readonly deadLetterQueue: sqs.IQueue;
+  /** The queue the function consumes in batches. */
+  readonly queue: sqs.IQueue;
+  /** The mapping's MaximumConcurrency, and the function's reserved concurrency if any. */
+  readonly concurrency: { readonly maxConcurrency: number; readonly reserved?: number };
 }
 
 /** The orchestrator function, bundled locally with esbuild from functions/orchestrator. */
@@ -57,7 +63,20 @@ export function orchestratorFunction(
     retryAttempts: 2,
     maxEventAge: props.maxEventAge,
     deadLetterQueue: props.deadLetterQueue,
+    ...(props.concurrency.reserved !== undefined && {
+      reservedConcurrentExecutions: props.concurrency.reserved,
+    }),
   });
+  // Each failed message is reported on its own (batchItemFailures); "not ready yet" is never a
+  // failure (the wait is put back as a new message), so only real errors reach the DLQ.
+  fn.addEventSource(
+    new eventSources.SqsEventSource(props.queue, {
+      batchSize: QUEUE_BATCH_SIZE,
+      maxBatchingWindow: Duration.seconds(QUEUE_BATCHING_WINDOW_SECONDS),
+      reportBatchItemFailures: true,
+      maxConcurrency: props.concurrency.maxConcurrency,
+    }),
+  );
   Validations.of(fn).acknowledge({
     id: 'AwsSolutions-L1',
     reason: 'Pinned to Node.js 22, the runtime the orchestrator and its bundle are tested on.',

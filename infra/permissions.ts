@@ -1,4 +1,11 @@
-import { ArnFormat, aws_iam as iam, type aws_logs as logs, Stack, Validations } from 'aws-cdk-lib';
+import {
+  ArnFormat,
+  aws_iam as iam,
+  type aws_logs as logs,
+  Stack,
+  type aws_sqs as sqs,
+  Validations,
+} from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import { SEND_TAG_CONDITION_KEY } from '../functions/shared/send-permission';
 
@@ -104,7 +111,7 @@ export function nagResourceName(stack: Stack, value: string): string {
 /** The orchestrator's role: exactly orchestratorStatements, each wildcard acknowledged with its reason. */
 export function orchestratorRole(
   scope: Construct,
-  grants: OrchestratorGrants & { readonly logGroup: logs.ILogGroup },
+  grants: OrchestratorGrants & { readonly logGroup: logs.ILogGroup; readonly queue: sqs.IQueue },
 ): iam.Role {
   const stack = Stack.of(scope);
   const role = new iam.Role(scope, 'FunctionRole', {
@@ -116,6 +123,8 @@ export function orchestratorRole(
     role.addToPolicy(statement);
   }
   grants.logGroup.grantWrite(role);
+  // Agent waits go back to the queue; consuming it is granted by the event source mapping.
+  grants.queue.grantSendMessages(role);
   const wildcardFinding = (arn: string) => `AwsSolutions-IAM5[Resource::${nagResourceName(stack, arn)}]`;
   Validations.of(role).acknowledge({
     id: wildcardFinding(anyInstanceArn(stack)),

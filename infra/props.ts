@@ -146,10 +146,20 @@ export interface SelfDeployProps {
    */
   readonly redeployMaxErrors?: string;
   /**
-   * The orchestrator function's timeout (it never waits for a deploy, only for agents to register).
+   * The orchestrator function's timeout (it never waits: not for a deploy, not for an agent).
    * @default Duration.minutes(5)
    */
   readonly functionTimeout?: Duration;
+  /**
+   * Most orchestrator executions the queue's event source mapping runs at once (its MaximumConcurrency, 2 to 1000).
+   * @default 5
+   */
+  readonly maxConcurrency?: number;
+  /**
+   * Concurrent executions reserved for the orchestrator (at least maxConcurrency); none by default, as new accounts often have none to reserve.
+   * @default none: the account's unreserved pool
+   */
+  readonly reservedConcurrency?: number;
 }
 
 /** Which environments' parameters an instance role may read. */

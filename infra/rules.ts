@@ -14,8 +14,10 @@ import {
 
 /** What the rules feeding the orchestrator are built from. */
 export interface OrchestratorRulesProps {
-  /** The orchestrator function, the target of every rule. */
+  /** The orchestrator function, the target of the reconcile schedule. */
   readonly function: lambda.IFunction;
+  /** The queue the function consumes: the target of the launch and command-status rules. */
+  readonly queue: sqs.IQueue;
   /** Where events go that EventBridge could not deliver. */
   readonly deadLetterQueue: sqs.IQueue;
   /** Events older than this are dropped: their lifecycle actions have ended. */
@@ -30,27 +32,27 @@ export interface OrchestratorRulesProps {
 
 /**
  * The three rules that feed the orchestrator: launch lifecycle actions of exactly the managed
- * groups, terminal statuses of commands of exactly this document, and the reconcile schedule.
+ * groups and terminal statuses of commands of exactly this document go to its queue, where
+ * they are handled in batches; the reconcile schedule invokes it.
  */
 export function addOrchestratorRules(scope: Construct, props: OrchestratorRulesProps): void {
-  const target = new targets.LambdaFunction(props.function, {
-    deadLetterQueue: props.deadLetterQueue,
-    maxEventAge: props.maxEventAge,
-  });
+  const delivery = { deadLetterQueue: props.deadLetterQueue, maxEventAge: props.maxEventAge };
+  const queued = new targets.SqsQueue(props.queue, delivery);
+  const invoked = new targets.LambdaFunction(props.function, delivery);
   new events.Rule(scope, 'LaunchRule', {
     description: 'selfdeploy: launch lifecycle actions of the managed groups',
     eventPattern: toCdkPattern(launchLifecyclePattern([...props.groupNames])),
-    targets: [target],
+    targets: [queued],
   });
   new events.Rule(scope, 'CommandStatusRule', {
     description: `selfdeploy: terminal statuses of ${props.documentName} commands`,
     eventPattern: toCdkPattern(commandStatusPattern(props.documentName)),
-    targets: [target],
+    targets: [queued],
   });
   new events.Rule(scope, 'ReconcileSchedule', {
     description: 'selfdeploy: repairs what lost events left behind',
     schedule: events.Schedule.rate(props.reconcileInterval),
-    targets: [target],
+    targets: [invoked],
   });
 }
 

@@ -21,9 +21,11 @@ import { SelfDeployMonitoring } from './monitoring';
 import { orchestratorFunction } from './orchestrator-function';
 import { orchestratorRole, parameterArn } from './permissions';
 import type { InstanceGrantOptions, SelfDeployProps } from './props';
+import { eventQueue } from './queue';
 import { addOrchestratorRules } from './rules';
 import {
   assertValidProps,
+  concurrencyOf,
   DEFAULTS,
   functionConfig,
   outputLogGroupNameOf,
@@ -36,8 +38,8 @@ export { COMPLETION_GRACE_SECONDS, MAX_HEARTBEAT_SECONDS, SelfDeployPropsError }
 
 /**
  * Attaches selfdeploy to Auto Scaling groups: a launch lifecycle hook per group, the
- * SelfDeploy document, the orchestrator function and the three rules that feed it, its
- * least-privilege role, a dead-letter queue, alarms to an SNS topic and a dashboard.
+ * SelfDeploy document, the orchestrator function, the queue it consumes and the rules that
+ * feed it, its least-privilege role, a dead-letter queue, alarms to an SNS topic and a dashboard.
  */
 export class SelfDeploy extends Construct {
   /** The orchestrator function. */
@@ -48,8 +50,13 @@ export class SelfDeploy extends Construct {
   public readonly document: ssm.CfnDocument;
   /** Log group with every command's full output. */
   public readonly outputLogGroup: logs.LogGroup;
-  /** Events the function failed on after its retries, and events EventBridge could not deliver. */
+  /**
+   * Events the function failed on after its retries, events EventBridge could not deliver, and
+   * queue messages that failed maxReceiveCount times.
+   */
   public readonly deadLetterQueue: sqs.Queue;
+  /** The queue the orchestrator consumes: launch and status events, and launches waiting for their agent. */
+  public readonly queue: sqs.Queue;
   /** Topic the alarms notify. */
   public readonly alarmTopic: sns.ITopic;
   /** Alarms and dashboard. */
@@ -68,11 +75,7 @@ export class SelfDeploy extends Construct {
     this.documentName =
       props.documentName ?? `SelfDeploy-${Names.uniqueResourceName(this, { maxLength: 100 })}`;
     const groups = managedGroups(this, props.groups, timings);
-    this.config = functionConfig(
-      props,
-      groups.map((group) => [group.name, group.config]),
-      this.documentName,
-    );
+
     this.environments = [
       ...new Set(groups.map((group) => group.config.environment ?? GROUP_SETTINGS.environment.default)),
     ];
@@ -110,6 +113,16 @@ export class SelfDeploy extends Construct {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });
+    this.queue = eventQueue(this, {
+      deadLetterQueue: this.deadLetterQueue,
+      functionTimeout: timings.functionTimeout,
+    });
+    this.config = functionConfig(
+      props,
+      groups.map((group) => [group.name, group.config]),
+      this.documentName,
+      this.queue.queueUrl,
+    );
 
     const stack = Stack.of(this);
     const role = orchestratorRole(this, {
@@ -117,6 +130,7 @@ export class SelfDeploy extends Construct {
       groupArns: groups.map((group) => group.group.autoScalingGroupArn),
       groupNames: groups.map((group) => group.name),
       logGroup: functionLogGroup,
+      queue: this.queue,
     });
     const maxEventAge = eventMaxAge(groups);
     this.function = orchestratorFunction(this, {
@@ -126,9 +140,12 @@ export class SelfDeploy extends Construct {
       timeout: timings.functionTimeout,
       maxEventAge,
       deadLetterQueue: this.deadLetterQueue,
+      queue: this.queue,
+      concurrency: concurrencyOf(props),
     });
     addOrchestratorRules(this, {
       function: this.function,
+      queue: this.queue,
       deadLetterQueue: this.deadLetterQueue,
       maxEventAge,
       groupNames: groups.map((group) => group.name),

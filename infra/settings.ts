@@ -112,6 +112,7 @@ export function selfDeployPropsProblems(props: SelfDeployProps): string[] {
         '(aws, amazon, amzn): choose another name',
     );
   }
+  problems.push(...concurrencyProblems(props));
   problems.push(...deployKeyProblems(props));
   problems.push(...configProblems(props, timings));
   try {
@@ -229,6 +230,40 @@ function timingProblems(props: SelfDeployProps, timings: Timings): string[] {
   return problems;
 }
 
+/** The event source mapping's MaximumConcurrency (2–1000) and the function's reserved concurrency. */
+export function concurrencyOf(props: SelfDeployProps): { maxConcurrency: number; reserved?: number } {
+  return {
+    maxConcurrency: props.maxConcurrency ?? Number(TOP_LEVEL_SETTINGS.maxConcurrency.default),
+    ...(props.reservedConcurrency !== undefined && { reserved: props.reservedConcurrency }),
+  };
+}
+
+function concurrencyProblems(props: SelfDeployProps): string[] {
+  const { maxConcurrency, reserved } = concurrencyOf(props);
+  const problems: string[] = [];
+  if (
+    !Number.isInteger(maxConcurrency) ||
+    maxConcurrency < MIN_MAX_CONCURRENCY ||
+    maxConcurrency > MAX_MAX_CONCURRENCY
+  ) {
+    problems.push(
+      `maxConcurrency is ${maxConcurrency}: an event source mapping's MaximumConcurrency is a whole number from ${MIN_MAX_CONCURRENCY} to ${MAX_MAX_CONCURRENCY}`,
+    );
+  }
+  if (reserved !== undefined) {
+    if (!Number.isInteger(reserved) || reserved < 1) {
+      problems.push(
+        `reservedConcurrency is ${reserved}: give a whole number of executions, at least 1, or leave it out`,
+      );
+    } else if (reserved < maxConcurrency) {
+      problems.push(
+        `maxConcurrency ${maxConcurrency} is above reservedConcurrency ${reserved}: the mapping would be throttled by the function's own limit; lower maxConcurrency or reserve more`,
+      );
+    }
+  }
+  return problems;
+}
+
 function deployKeyProblems(props: SelfDeployProps): string[] {
   const key = props.deployKeyEncryptionKey;
   if (key === undefined) return [];
@@ -263,6 +298,8 @@ function configProblems(props: SelfDeployProps, timings: Timings): string[] {
     ]),
     // The default document name is made valid by construction.
     props.documentName ?? 'SelfDeploy-default',
+    // The queue's URL is the construct's own; any URL stands in for it here.
+    'https://sqs.us-east-1.amazonaws.com/123456789012/selfdeploy',
   );
   const result = configSchema.safeParse(config);
   if (result.success) return [];
@@ -277,15 +314,21 @@ function configProblems(props: SelfDeployProps, timings: Timings): string[] {
     });
 }
 
+/** The least and most MaximumConcurrency an SQS event source mapping accepts. */
+const MIN_MAX_CONCURRENCY = 2;
+const MAX_MAX_CONCURRENCY = 1000;
+
 /** SELFDEPLOY_CONFIG for `props`, with the groups' names (tokens for groups built in this app). */
 export function functionConfig(
   props: SelfDeployProps,
   groups: readonly (readonly [name: string, config: GroupConfigInput])[],
   documentName: string,
+  waitQueueUrl: string,
 ): ConfigInput {
   const timings = timingsOf(props);
   return {
     documentName,
+    waitQueueUrl,
     executionTimeoutSeconds: timings.executionTimeoutSeconds,
     agentWaitSeconds: timings.agentWaitSeconds,
     outputLogGroupName: outputLogGroupNameOf(props, documentName),

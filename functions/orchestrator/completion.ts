@@ -10,7 +10,11 @@ import { resultFor } from './decisions';
 import type { Deps } from './deps';
 import type { CommandStatusEvent, InvocationStatusEvent } from './events';
 import { completeAction } from './lifecycle';
+import { mapLimited } from './utilities';
 import { type LaunchScan, scanLaunches, sentDuringCurrentWait } from './wait-start';
+
+/** Commands finished at once in a batch: each may read an invocation and complete an action. */
+const FINISH_CONCURRENCY = 10;
 
 /** What a finished command did to one instance's lifecycle wait. */
 export type InstanceCompletion =
@@ -41,6 +45,18 @@ export async function handleCommandStatus(
   deps: Deps,
   event: CommandStatusEvent | InvocationStatusEvent,
 ): Promise<CompletionOutcome> {
+  const command = await finishedCommandOf(deps, event);
+  return 'outcome' in command ? command : finishCommand(deps, command);
+}
+
+/**
+ * The finished command a status event reports, or why the event is ignored: not the
+ * SelfDeploy document, or a status that is not final.
+ */
+export async function finishedCommandOf(
+  deps: Deps,
+  event: CommandStatusEvent | InvocationStatusEvent,
+): Promise<FinishedCommand | { outcome: 'ignored'; reason: string }> {
   const { detail } = event;
   const commandId = detail['command-id'];
   const instanceId = 'instance-id' in detail ? detail['instance-id'] : soleInstance(event.resources);
@@ -59,13 +75,62 @@ export async function handleCommandStatus(
   const eventRequested = detail['requested-date-time'];
   const command = eventParameters && eventRequested ? undefined : await readCommand(deps, commandId);
   const requestedAt = eventRequested ? new Date(eventRequested) : command?.RequestedDateTime;
-  return finishCommand(deps, {
+  return {
     commandId,
     status: detail.status,
     parameters: fromCommandParameters(eventParameters ?? command?.Parameters),
     ...(instanceId && { instanceIds: [instanceId] }),
     ...(requestedAt && !Number.isNaN(requestedAt.getTime()) && { requestedAt }),
+  };
+}
+
+/**
+ * Finishes several commands, reading each group's scaling activities once for all of them
+ * rather than once per command: in a burst, a group's in-progress launches fill the first
+ * pages of every scan. The result of each command is its outcome or the error that stopped it.
+ */
+export async function finishCommands(
+  deps: Deps,
+  commands: readonly FinishedCommand[],
+): Promise<Array<CompletionOutcome | Error>> {
+  const scans = new Map<string, Promise<LaunchScan>>();
+  const requests = scanRequests(deps, commands);
+  for (const [groupName, named] of requests) {
+    const back = new Date(Math.min(...named.map((command) => command.requestedAt.getTime())));
+    const ids = named.map((command) => command.instanceId);
+    const scan = scanLaunches(deps, groupName, ids, { back });
+    scan.catch(() => undefined); // each command awaiting it reports the error as its own
+    scans.set(groupName, scan);
+  }
+  return mapLimited(commands, FINISH_CONCURRENCY, async (command) => {
+    try {
+      // Only a command the scan was made for may use it: it covers only the instances asked for.
+      const requested = requests.get(command.parameters.autoScalingGroupName);
+      const scan = requested?.some((named) => named.command === command)
+        ? await scans.get(command.parameters.autoScalingGroupName)
+        : undefined;
+      return await finishCommand(deps, command, scan);
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error));
+    }
   });
+}
+
+/** Per managed group, the commands whose wait a scan of its launches can decide. */
+function scanRequests(deps: Deps, commands: readonly FinishedCommand[]) {
+  const byGroup = new Map<string, { command: FinishedCommand; instanceId: string; requestedAt: Date }[]>();
+  for (const command of commands) {
+    const { parameters, instanceIds, requestedAt } = command;
+    const group = managedGroup(deps.config, parameters.autoScalingGroupName);
+    const instanceId = parameters.instanceId;
+    if (!group || parameters.lifecycleHookName !== group.lifecycleHookName || !instanceId || !requestedAt)
+      continue;
+    if (instanceIds && !instanceIds.includes(instanceId)) continue;
+    const named = byGroup.get(parameters.autoScalingGroupName) ?? [];
+    named.push({ command, instanceId, requestedAt });
+    byGroup.set(parameters.autoScalingGroupName, named);
+  }
+  return byGroup;
 }
 
 /** The command-level event names its instances' ARNs in `resources`; one alone is where it ran. */

@@ -30,6 +30,11 @@ const groupSchema = z.strictObject({
 
 const writtenSchema = z.strictObject({
   documentName: z.string().check(z.regex(/^[A-Za-z0-9_.-]{3,128}$/, 'must be an SSM document name')),
+  // Written by the construct: the queue its launch and status rules feed and agent waits go back to.
+  waitQueueUrl: z.url({
+    protocol: /^https?$/,
+    error: 'must be the URL of the SQS queue the orchestrator consumes',
+  }),
   executionTimeoutSeconds: z._default(
     seconds(TOP_LEVEL_SETTINGS.executionTimeout.range),
     TOP_LEVEL_SETTINGS.executionTimeout.default,

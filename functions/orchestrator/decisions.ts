@@ -40,7 +40,8 @@ export function resultFor(
   return status === 'Success' ? 'CONTINUE' : (group?.onFailure ?? 'ABANDON');
 }
 
-const overridesSchema = z.strictObject({
+/** Per-launch overrides a launch's NotificationMetadata may give. */
+export const overridesSchema = z.strictObject({
   environment: z.optional(documentParameter('environment')),
   revision: z.optional(documentParameter('revision')),
 });

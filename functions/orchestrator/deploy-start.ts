@@ -13,8 +13,7 @@ import {
 import type { GroupConfig } from './config';
 import { commandComment, isForWait, type Overrides, type Place } from './decisions';
 import type { Deps } from './deps';
-import { heartbeat, type LifecycleAction } from './lifecycle';
-import { backoffMs } from './utilities';
+import type { LifecycleAction } from './lifecycle';
 import { scanLaunches, sentDuringCurrentWait } from './wait-start';
 
 // Starting the self-deploy for one lifecycle wait, shared by the launch handler and the reconciler.
@@ -22,11 +21,9 @@ import { scanLaunches, sentDuringCurrentWait } from './wait-start';
 /** How starting a deploy for one lifecycle wait ended. */
 export type StartOutcome =
   | { outcome: 'started'; commandId: string; agentWaitSeconds: number }
-  | { outcome: 'duplicate'; commandId: string }
   | { outcome: 'agent-not-ready'; agentWaitSeconds: number }
   /** SendCommand refuses an instance whose agent is online: a permission, not a wait. */
-  | { outcome: 'send-refused'; reason: string }
-  | { outcome: 'action-ended' };
+  | { outcome: 'send-refused'; reason: string };
 
 /** One instance to deploy for a lifecycle action. */
 export interface DeployTarget {
@@ -75,73 +72,28 @@ export function noDeployHolds(
 }
 
 /**
- * Sends the SelfDeploy command. While the instance's SSM agent has not registered
- * (InvalidInstanceId) it polls the agent's status with jittered exponential backoff until
- * `waitBudgetMs` is spent, heartbeating the hook when the wait is long, and sends as soon as
- * the agent is online — unless a deploy for this wait was started meanwhile (a duplicate
- * delivery, or the reconciler). Out of budget, it stops cleanly: the reconciler tries again
- * later and the hook's timeout has the last word. An agent that is online while SendCommand
- * still answers InvalidInstanceId is not waited for: that is the role's tag condition.
+ * Sends the SelfDeploy command once; never waits. When SendCommand answers InvalidInstanceId,
+ * the agent's status tells why: not registered yet (the caller queues the wait or leaves it to
+ * the reconciler) or online, which is the role's tag condition refusing, not a wait. Pass
+ * `agentOnline` when the caller has just read it, so it is not read again.
  */
 export async function startDeploy(
   deps: Deps,
   target: CheckedTarget,
-  waitBudgetMs: number,
+  waitStart: number,
+  agentOnline?: boolean,
 ): Promise<StartOutcome> {
-  const { clock } = deps;
   const keys = { instanceId: target.instanceId, group: target.groupName };
-  const started = clock.now();
-  const deadline = started + Math.max(0, waitBudgetMs);
-  const heartbeatEveryMs = (target.group.heartbeatTimeoutSeconds * 1000) / 2;
-  let lastHeartbeat = started;
-  const waited = () => (clock.now() - started) / 1000;
-
-  for (let attempt = 0; ; attempt++) {
-    const online = attempt > 0 && (await agentOnline(deps, target.instanceId));
-    if (attempt === 0 || online) {
-      const other = attempt === 0 ? undefined : await existingDeploy(deps, target);
-      if (other) {
-        deps.logger.info('a deploy was started for this instance while waiting for its agent', {
-          ...keys,
-          commandId: other,
-        });
-        return { outcome: 'duplicate', commandId: other };
-      }
-      const commandId = await trySend(deps, target);
-      if (commandId) {
-        const agentWaitSeconds = waited();
-        deps.metrics.record(MetricName.BootstrapStarted, target.groupName);
-        deps.metrics.record(MetricName.AgentWait, target.groupName, agentWaitSeconds, 'Seconds');
-        deps.logger.info('self-deploy started', {
-          ...keys,
-          commandId,
-          attempts: attempt + 1,
-          agentWaitSeconds,
-        });
-        return { outcome: 'started', commandId, agentWaitSeconds };
-      }
-      if (online) return sendRefused(deps, target);
-    }
-    const left = deadline - clock.now();
-    // Even without budget the agent is looked at once, so an agent that is there is diagnosed.
-    if (left <= 0 && attempt > 0) {
-      const agentWaitSeconds = waited();
-      deps.logger.warn('SSM agent not registered yet; leaving this instance to the reconciler', {
-        ...keys,
-        attempts: attempt + 1,
-        agentWaitSeconds,
-      });
-      return { outcome: 'agent-not-ready', agentWaitSeconds };
-    }
-    if (clock.now() - lastHeartbeat >= heartbeatEveryMs) {
-      if ((await heartbeat(deps, target.action)) === 'expired') {
-        deps.logger.info('lifecycle action ended while waiting for the SSM agent', keys);
-        return { outcome: 'action-ended' };
-      }
-      lastHeartbeat = clock.now();
-    }
-    if (left > 0) await clock.sleep(Math.min(backoffMs(attempt, clock.random()), left));
+  const commandId = await trySend(deps, target);
+  const agentWaitSeconds = Math.max(0, (deps.clock.now() - waitStart) / 1000);
+  if (commandId) {
+    deps.metrics.record(MetricName.BootstrapStarted, target.groupName);
+    deps.metrics.record(MetricName.AgentWait, target.groupName, agentWaitSeconds, 'Seconds');
+    deps.logger.info('self-deploy started', { ...keys, commandId, agentWaitSeconds });
+    return { outcome: 'started', commandId, agentWaitSeconds };
   }
+  if (agentOnline ?? (await isAgentOnline(deps, target.instanceId))) return sendRefused(deps, target);
+  return { outcome: 'agent-not-ready', agentWaitSeconds };
 }
 
 function sendRefused(deps: Deps, target: DeployTarget): StartOutcome {
@@ -173,7 +125,7 @@ async function trySend(deps: Deps, target: DeployTarget): Promise<string | undef
 }
 
 /** Whether the instance's SSM agent is registered and online. */
-async function agentOnline(deps: Deps, instanceId: string): Promise<boolean> {
+async function isAgentOnline(deps: Deps, instanceId: string): Promise<boolean> {
   return (await agentStatuses(deps, [instanceId])).get(instanceId) === 'Online';
 }
 

@@ -11,7 +11,8 @@ import { describeIssues, documentParameter } from '../shared/validation';
 
 /** EC2 instance ids as Auto Scaling and SSM print them. */
 export const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
-const UUID = /^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/;
+/** Lifecycle action tokens and SSM command ids (UUIDs). */
+export const UUID = /^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/;
 const instanceId = () => z.string().check(z.regex(INSTANCE_ID, 'must be an EC2 instance id (i-…)'));
 
 /** The EventBridge envelope; `time` is not parsed (AWS's own samples put placeholders there). */

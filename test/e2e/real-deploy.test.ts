@@ -55,7 +55,7 @@ describe('a scale-out through the local control plane and the real handler', () 
     expect(local.instances().map((i) => i.id)).toEqual([replacement?.id]);
   });
 
-  it('deploys once the agent registers late, after SendCommand was refused', async () => {
+  it('deploys once the agent registers late: the wait goes back to the queue, no SendCommand before the agent is online', async () => {
     // 60 simulated seconds at 20x: the agent registers 3 s after launch.
     const local = await start({ timeScale: 20, agentDelaySeconds: 60 });
 
@@ -63,10 +63,10 @@ describe('a scale-out through the local control plane and the real handler', () 
     await local.waitFor('the instance InService', () => local.settled(), 60_000);
 
     const [instance] = local.instances();
-    const refused = local.plane.calls.filter(
-      (c) => c.operation === 'SendCommand' && c.error === 'InvalidInstanceId',
-    );
-    expect(refused.length).toBeGreaterThan(0);
+    const calls = (operation: string) => local.plane.calls.filter((c) => c.operation === operation);
+    expect(calls('SendCommand').map((c) => c.error)).toEqual([undefined]);
+    expect(calls('SendMessageBatch').length).toBeGreaterThan(0);
+    expect(calls('DescribeInstanceInformation').length).toBeGreaterThan(1);
     expect(local.revisionOf(instance?.id ?? '')).toBe(local.app?.head());
   });
 

@@ -7,7 +7,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import { build } from 'esbuild';
 import { orchestratorBuildOptions } from '../../infra/bundling';
 import { SelfDeploy } from '../../infra/self-deploy';
-import { fixtureEvent } from './helpers';
+import { fixtureEvent, SAMPLE_QUEUE_URL } from './helpers';
 
 // The one place the orchestrator is bundled for real, by NodejsFunction with local esbuild.
 const outdir = mkdtempSync(path.join(tmpdir(), 'selfdeploy-bundle-'));
@@ -51,7 +51,7 @@ describe('the orchestrator bundle', () => {
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
       env: {
         PATH: process.env.PATH,
-        SELFDEPLOY_CONFIG: JSON.stringify(selfDeploy.config),
+        SELFDEPLOY_CONFIG: JSON.stringify({ ...selfDeploy.config, waitQueueUrl: SAMPLE_QUEUE_URL }),
         AWS_REGION: 'us-west-2',
         AWS_ACCESS_KEY_ID: 'test',
         AWS_SECRET_ACCESS_KEY: 'test',

@@ -75,7 +75,8 @@ export interface Statement {
   readonly Sid?: string;
   readonly Effect: string;
   readonly Action: string | string[];
-  readonly Resource: unknown;
+  readonly Resource?: unknown;
+  readonly Principal?: unknown;
   readonly Condition?: Record<string, Record<string, unknown>>;
 }
 
@@ -109,4 +110,18 @@ export function logicalId(stack: Stack, construct: IConstruct): string {
   if (!(resource instanceof CfnElement))
     throw new Error(`${construct.node.path} has no CloudFormation resource`);
   return stack.getLogicalId(resource);
+}
+
+/** A URL standing in for the event queue's, which CloudFormation fills in at deployment. */
+export const SAMPLE_QUEUE_URL = 'https://sqs.us-east-1.amazonaws.com/123456789012/selfdeploy-events';
+
+/**
+ * The function's SELFDEPLOY_CONFIG as CloudFormation will produce it: a plain string, or an
+ * Fn::Join whose references `resolve` names (the event queue's URL, a group's name).
+ */
+export function deployedConfig(fn: Record<string, unknown>, resolve: (reference: unknown) => string): string {
+  const value = (fn.Environment as { Variables: { SELFDEPLOY_CONFIG: unknown } }).Variables.SELFDEPLOY_CONFIG;
+  if (typeof value === 'string') return value;
+  const [separator, parts] = (value as { 'Fn::Join': [string, unknown[]] })['Fn::Join'];
+  return parts.map((part) => (typeof part === 'string' ? part : resolve(part))).join(separator);
 }

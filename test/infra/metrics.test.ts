@@ -174,6 +174,9 @@ async function publishedByEveryPath(): Promise<MetricIdentity[]> {
     // A launch whose agent is online at once: BootstrapStarted, AgentWait.
     ...(await published((deps) => {
       ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+      ssm
+        .on(DescribeInstanceInformationCommand)
+        .resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
       ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'aaaaaaaa-1111-2222-3333-444444444444' } });
       return route(deps, fixture('launch'));
     })),

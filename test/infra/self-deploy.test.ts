@@ -21,6 +21,7 @@ import { COMPLETION_GRACE_SECONDS, SelfDeploy } from '../../infra/self-deploy';
 import { matchesPattern } from '../../scripts/local/control-plane/event-pattern';
 import {
   actionsOf,
+  deployedConfig,
   fixtureEvent,
   logicalId,
   nagFindings,
@@ -28,6 +29,7 @@ import {
   policyStatements,
   resourcesOf,
   resourcesOfStatement,
+  SAMPLE_QUEUE_URL,
   type Statement,
   templateOf,
   testStack,
@@ -110,7 +112,13 @@ describe('lifecycle hooks', () => {
     // The construct's configuration with the timeout removed, as someone writing it by hand would.
     const { heartbeatTimeoutSeconds: _given, ...handWritten } = installation.config.groups.web ?? {};
 
-    const config = parseConfig(JSON.stringify({ ...installation.config, groups: { web: handWritten } }));
+    const config = parseConfig(
+      JSON.stringify({
+        ...installation.config,
+        waitQueueUrl: SAMPLE_QUEUE_URL,
+        groups: { web: handWritten },
+      }),
+    );
 
     expect(config.groups.web?.heartbeatTimeoutSeconds).toBe(hook.HeartbeatTimeout);
   });
@@ -149,17 +157,47 @@ describe('rules', () => {
     expect(rules.filter((rule) => rule.ScheduleExpression === 'rate(5 minutes)')).toHaveLength(1);
   });
 
-  it('all three invoke the one function, with the dead-letter queue for undeliverable events', () => {
+  it('put launch and status events on the event queue and invoke the function on schedule, with the dead-letter queue for undeliverable events', () => {
+    const queueArn = { 'Fn::GetAtt': [logicalId(stack, selfDeploy.queue), 'Arn'] };
+    const targetOf = (rule: Record<string, unknown>) =>
+      (rule.EventPattern as { source?: string[] } | undefined)?.source?.[0] ?? 'schedule';
     expect(rules).toHaveLength(3);
+    expect(
+      Object.fromEntries(rules.map((rule) => [targetOf(rule), (rule.Targets as { Arn: unknown }[])[0]?.Arn])),
+    ).toEqual({ 'aws.autoscaling': queueArn, 'aws.ssm': queueArn, schedule: functionArn });
     for (const rule of rules) {
       expect(rule.Targets).toEqual([
         expect.objectContaining({
-          Arn: functionArn,
           DeadLetterConfig: { Arn: { 'Fn::GetAtt': [queueLogicalId, 'Arn'] } },
           RetryPolicy: { MaximumEventAgeInSeconds: 3600 },
         }),
       ]);
     }
+  });
+
+  it('let only EventBridge, for exactly these rules, send to the event queue', () => {
+    const queueRef = { Ref: logicalId(stack, selfDeploy.queue) };
+    const policy = Object.values(resourcesOf(template, 'AWS::SQS::QueuePolicy')).find(
+      (resource) => JSON.stringify(resource.Properties.Queues) === JSON.stringify([queueRef]),
+    );
+    if (!policy) throw new Error('the event queue has no queue policy');
+    const statements = (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement;
+    const fromEvents = statements.filter((statement) =>
+      JSON.stringify(statement.Principal).includes('events.amazonaws.com'),
+    );
+    expect(fromEvents.map((statement) => statement.Condition)).toEqual([
+      { ArnEquals: { 'aws:SourceArn': expect.anything() } },
+      { ArnEquals: { 'aws:SourceArn': expect.anything() } },
+    ]);
+  });
+
+  it('consume the queue in batches, reporting failed items on their own, at most maxConcurrency at once', () => {
+    expect(onlyResource(template, 'AWS::Lambda::EventSourceMapping')).toMatchObject({
+      BatchSize: 100,
+      MaximumBatchingWindowInSeconds: 1,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 5 },
+    });
   });
 });
 
@@ -208,17 +246,31 @@ describe('orchestrator permissions', () => {
     expect(statements.flatMap(actionsOf).filter((action) => action.includes('*'))).toEqual([]);
   });
 
-  it('writes its own log group and its dead-letter queue, nothing else', () => {
+  it('writes its own log group, consumes and sends to its event queue, sends to its dead-letter queue, nothing else', () => {
     const rest = statements.filter(
       (statement) => !actionsOf(statement).some((action) => /^(ssm|autoscaling):/.test(action)),
     );
+    const eventQueue = { 'Fn::GetAtt': [logicalId(stack, selfDeploy.queue), 'Arn'] };
 
     expect(rest.map((statement) => [actionsOf(statement).sort(), statement.Resource])).toEqual([
       [
         ['logs:CreateLogStream', 'logs:PutLogEvents'],
         { 'Fn::GetAtt': [expect.stringMatching(/FunctionLogs/), 'Arn'] },
       ],
+      // Agent waits go back on the queue (SendMessageBatch is authorised as sqs:SendMessage).
+      [['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'], eventQueue],
       [['sqs:SendMessage'], { 'Fn::GetAtt': [queueLogicalId, 'Arn'] }],
+      // The event source mapping reads with the function's role.
+      [
+        [
+          'sqs:ChangeMessageVisibility',
+          'sqs:DeleteMessage',
+          'sqs:GetQueueAttributes',
+          'sqs:GetQueueUrl',
+          'sqs:ReceiveMessage',
+        ],
+        eventQueue,
+      ],
     ]);
   });
 
@@ -236,7 +288,11 @@ describe('orchestrator permissions', () => {
       .filter((action) => /^(ssm|autoscaling):/.test(action))
       .sort();
 
-    expect([...new Set(granted)]).toEqual(sdkCallsOfFunctions());
+    expect([...new Set(granted)]).toEqual(
+      sdkCallsOfFunctions().filter((call) => /^(ssm|autoscaling):/.test(call)),
+    );
+    // SQS authorises SendMessageBatch as sqs:SendMessage, granted on the event queue above.
+    expect(sdkCallsOfFunctions().filter((call) => call.startsWith('sqs:'))).toEqual(['sqs:SendMessageBatch']);
   });
 });
 
@@ -350,11 +406,17 @@ describe('function', () => {
   });
 
   it('gets a configuration the orchestrator accepts, with every setting given', () => {
-    const raw = (fn.Environment as { Variables: { SELFDEPLOY_CONFIG: string } }).Variables.SELFDEPLOY_CONFIG;
-    const config = parseConfig(raw);
+    const queueRef = { Ref: logicalId(stack, selfDeploy.queue) };
+    const config = parseConfig(
+      deployedConfig(fn, (reference) => {
+        expect(reference).toEqual(queueRef);
+        return SAMPLE_QUEUE_URL;
+      }),
+    );
 
     expect(config).toMatchObject({
       documentName: DOCUMENT_NAME,
+      waitQueueUrl: SAMPLE_QUEUE_URL,
       executionTimeoutSeconds: 1800,
       agentWaitSeconds: 600,
       outputLogGroupName: `/selfdeploy/${DOCUMENT_NAME}`,
@@ -523,7 +585,7 @@ describe('cdk-nag', () => {
 /** `service:Action` for every AWS SDK command or paginator the orchestrator's code uses. */
 function sdkCallsOfFunctions(): string[] {
   const root = path.join(__dirname, '..', '..', 'functions');
-  const services: Record<string, string> = { ssm: 'ssm', 'auto-scaling': 'autoscaling' };
+  const services: Record<string, string> = { ssm: 'ssm', 'auto-scaling': 'autoscaling', sqs: 'sqs' };
   const calls = new Set<string>();
   const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((file) =>
     file.endsWith('.ts'),

@@ -11,11 +11,13 @@ import { SelfDeploy, SelfDeployPropsError } from '../../infra/self-deploy';
 import {
   actionsOf,
   assetHashSerializer,
+  deployedConfig,
   logicalId,
   nagFindings,
   onlyResource,
   policyStatements,
   resourcesOf,
+  SAMPLE_QUEUE_URL,
   templateOf,
   testApp,
 } from './helpers';
@@ -142,11 +144,11 @@ describe('demo stack', () => {
         'aws.autoscaling',
     );
     const fn = onlyResource(demoTemplate, 'AWS::Lambda::Function');
-    const [, parts] = (
-      fn.Environment as { Variables: { SELFDEPLOY_CONFIG: { 'Fn::Join': [string, unknown[]] } } }
-    ).Variables.SELFDEPLOY_CONFIG['Fn::Join'];
-    // What CloudFormation will produce once the group has its name.
-    const deployed = parts.map((part) => (typeof part === 'string' ? part : 'demo-group')).join('');
+    // What CloudFormation will produce once the group has its name and the queue its URL.
+    const queueRef = { Ref: logicalId(demo, demo.selfDeploy.queue) };
+    const deployed = deployedConfig(fn, (reference) =>
+      JSON.stringify(reference) === JSON.stringify(queueRef) ? SAMPLE_QUEUE_URL : 'demo-group',
+    );
 
     expect(launchRule?.Properties.EventPattern).toMatchObject({
       detail: { AutoScalingGroupName: [demoGroupRef] },

@@ -34,6 +34,20 @@ describe('impossible or unsafe settings are refused at synth, saying what to cha
     );
   });
 
+  it('a MaximumConcurrency an event source mapping does not take', () => {
+    expect(build({ maxConcurrency: 1 })).toThrow(
+      "maxConcurrency is 1: an event source mapping's MaximumConcurrency is a whole number from 2 to 1000",
+    );
+    expect(build({ maxConcurrency: 1001 })).toThrow('maxConcurrency is 1001');
+  });
+
+  it('a MaximumConcurrency above the reserved concurrency, which would throttle the mapping', () => {
+    expect(build({ reservedConcurrency: 3 })).toThrow(
+      "maxConcurrency 5 is above reservedConcurrency 3: the mapping would be throttled by the function's own limit",
+    );
+    expect(build({ reservedConcurrency: 6, maxConcurrency: 5 })).not.toThrow();
+  });
+
   it('an execution timeout the orchestrator does not accept', () => {
     expect(build({ executionTimeout: Duration.seconds(20) })).toThrow(
       'executionTimeout is 20 s: give at least 30 s',

@@ -1,14 +1,20 @@
 import { managedGroup, parseConfig } from '../../functions/orchestrator/config';
 import { ConfigError } from '../../functions/shared/errors';
+import { WAIT_QUEUE_URL } from './support';
 
 describe('SELFDEPLOY_CONFIG', () => {
   it('fills every omitted field with its documented default', () => {
     const config = parseConfig(
-      JSON.stringify({ documentName: 'SelfDeploy', groups: { web: { lifecycleHookName: 'launch' } } }),
+      JSON.stringify({
+        documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
+        groups: { web: { lifecycleHookName: 'launch' } },
+      }),
     );
 
     expect(config).toEqual({
       documentName: 'SelfDeploy',
+      waitQueueUrl: WAIT_QUEUE_URL,
       executionTimeoutSeconds: 1800,
       agentWaitSeconds: 600,
       outputLogGroupName: '/selfdeploy/commands',
@@ -34,6 +40,7 @@ describe('SELFDEPLOY_CONFIG', () => {
     const config = parseConfig(
       JSON.stringify({
         documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
         executionTimeoutSeconds: 900,
         agentWaitSeconds: 300,
         groups: {
@@ -52,6 +59,7 @@ describe('SELFDEPLOY_CONFIG', () => {
     const config = parseConfig(
       JSON.stringify({
         documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
         executionTimeoutSeconds: 7000,
         agentWaitSeconds: 600,
         groups: { web: { lifecycleHookName: 'launch' } },
@@ -66,18 +74,19 @@ describe('SELFDEPLOY_CONFIG', () => {
     ['not JSON', '{documentName:', /SELFDEPLOY_CONFIG is not valid JSON/],
     [
       'without groups',
-      JSON.stringify({ documentName: 'SelfDeploy', groups: {} }),
+      JSON.stringify({ documentName: 'SelfDeploy', waitQueueUrl: WAIT_QUEUE_URL, groups: {} }),
       /name at least one Auto Scaling group/,
     ],
     [
       'with a group lacking its hook',
-      JSON.stringify({ documentName: 'SelfDeploy', groups: { web: {} } }),
+      JSON.stringify({ documentName: 'SelfDeploy', waitQueueUrl: WAIT_QUEUE_URL, groups: { web: {} } }),
       /groups\.web\.lifecycleHookName: Invalid input: expected string/,
     ],
     [
       'with a hostile environment',
       JSON.stringify({
         documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
         groups: { web: { lifecycleHookName: 'h', environment: 'a b' } },
       }),
       /groups\.web\.environment: must match/,
@@ -86,6 +95,7 @@ describe('SELFDEPLOY_CONFIG', () => {
       'with a relative path',
       JSON.stringify({
         documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
         groups: { web: { lifecycleHookName: 'h', appPath: 'var/www' } },
       }),
       /groups\.web\.appPath: must match/,
@@ -94,6 +104,7 @@ describe('SELFDEPLOY_CONFIG', () => {
       'with an unknown field (a typo must not be ignored)',
       JSON.stringify({
         documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
         groups: { web: { lifecycleHookName: 'h', onFailur: 'CONTINUE' } },
       }),
       /Unrecognized key: "onFailur"/,
@@ -102,6 +113,7 @@ describe('SELFDEPLOY_CONFIG', () => {
       'with a heartbeat timeout Auto Scaling refuses',
       JSON.stringify({
         documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
         groups: { web: { lifecycleHookName: 'h', heartbeatTimeoutSeconds: 9000 } },
       }),
       /heartbeatTimeoutSeconds: Too big/,
@@ -110,6 +122,7 @@ describe('SELFDEPLOY_CONFIG', () => {
       'with a health check that is not a loopback URL',
       JSON.stringify({
         documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
         groups: { web: { lifecycleHookName: 'h', healthCheckUrl: 'http://example.com/up' } },
       }),
       /groups\.web\.healthCheckUrl: must match/,
@@ -124,6 +137,7 @@ describe('managed groups', () => {
   const config = parseConfig(
     JSON.stringify({
       documentName: 'SelfDeploy',
+      waitQueueUrl: WAIT_QUEUE_URL,
       groups: { web: { lifecycleHookName: 'launch', healthCheckUrl: 'http://localhost:3000/up' } },
     }),
   );

@@ -5,6 +5,7 @@ import { parseConfig } from '../../functions/orchestrator/config';
 import { ConfigError } from '../../functions/shared/errors';
 import { SELF_DEPLOY_EXIT_CODES } from '../../functions/shared/exit-codes';
 import { MetricName } from '../../functions/shared/metric-names';
+import { WAIT_QUEUE_URL } from './support';
 
 // The docs are read by operators who act on them: each test here fails when a doc and the
 // code it describes drift apart.
@@ -60,7 +61,11 @@ describe('docs/instance.md exit codes', () => {
 });
 
 describe('docs/configuration.md', () => {
-  const minimal = { documentName: 'SelfDeploy', groups: { web: { lifecycleHookName: 'launch' } } };
+  const minimal = {
+    documentName: 'SelfDeploy',
+    waitQueueUrl: WAIT_QUEUE_URL,
+    groups: { web: { lifecycleHookName: 'launch' } },
+  };
   const parsed = parseConfig(JSON.stringify(minimal));
   const web: Record<string, unknown> = parsed.groups.web ?? {};
   const rows = tableRows(read('docs/configuration.md').split('\n')).map(([field, fallback]) => {
@@ -95,6 +100,7 @@ describe('docs/configuration.md', () => {
       'documentName',
       'groups',
       'groups.*.lifecycleHookName',
+      'waitQueueUrl',
     ]);
     for (const { name } of required.filter(({ name }) => name !== 'groups')) {
       const config = structuredClone(minimal) as Record<string, unknown>;

@@ -1,6 +1,6 @@
 import type { Context } from 'aws-lambda';
 import { InvalidInputError } from '../../functions/shared/errors';
-import { autoScaling, awsCallCount, baseConfig, fixture, ssm } from './support';
+import { autoScaling, awsCallCount, baseConfig, fixture, ssm, WAIT_QUEUE_URL } from './support';
 
 // The handler reads its configuration at cold start, so it is set before the module loads.
 process.env.SELFDEPLOY_CONFIG = JSON.stringify(baseConfig);
@@ -159,6 +159,7 @@ describe('the handler', () => {
     const previous = process.env.SELFDEPLOY_CONFIG;
     process.env.SELFDEPLOY_CONFIG = JSON.stringify({
       documentName: 'SelfDeploy',
+      waitQueueUrl: WAIT_QUEUE_URL,
       groups: { web: { environment: 'prod;' } },
     });
     try {

@@ -1,8 +1,8 @@
 import {
   CompleteLifecycleActionCommand,
   DescribeScalingActivitiesCommand,
-  RecordLifecycleActionHeartbeatCommand,
 } from '@aws-sdk/client-auto-scaling';
+import { SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import {
   DescribeInstanceInformationCommand,
   ListCommandsCommand,
@@ -19,9 +19,10 @@ import {
   INSTANCE,
   launchActivity,
   NOW,
-  noActiveAction,
+  sqs,
   ssm,
   TOKEN,
+  WAIT_QUEUE_URL,
 } from './support';
 
 const NEW_COMMAND = 'aaaaaaaa-1111-2222-3333-444444444444';
@@ -29,19 +30,12 @@ const NEW_COMMAND = 'aaaaaaaa-1111-2222-3333-444444444444';
 const notRegistered = () =>
   awsError('InvalidInstanceId', 'Instances [[i-1234567890abcdef0]] not in a valid state');
 
-/** The agent is online at once (polls = 0), or after the launch has polled its status `polls` times. */
-function agentReadyAfter(polls: number) {
-  if (polls === 0) {
-    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
-    return;
-  }
+/** The instance's agent is online and SendCommand takes the command. */
+function agentOnline() {
   ssm
-    .on(SendCommandCommand)
-    .rejectsOnce(notRegistered())
-    .resolves({ Command: { CommandId: NEW_COMMAND } });
-  let chain = ssm.on(DescribeInstanceInformationCommand);
-  for (let i = 1; i < polls; i++) chain = chain.resolvesOnce({ InstanceInformationList: [] }) as typeof chain;
-  chain.resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
+    .on(DescribeInstanceInformationCommand)
+    .resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
+  ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
 }
 
 /** What the reconciler sends for INSTANCE's wait: the lifecycle context without a token. */
@@ -57,8 +51,7 @@ const reconcilerCommand = (RequestedDateTime: Date) => ({
   },
 });
 
-function agentNeverRegisters() {
-  ssm.on(SendCommandCommand).rejects(notRegistered());
+function agentNotRegistered() {
   ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [] });
 }
 
@@ -66,7 +59,7 @@ describe('launch lifecycle action', () => {
   it('starts the self-deploy on the new instance with the lifecycle context as document parameters', async () => {
     const { deps, metrics } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentReadyAfter(0);
+    agentOnline();
 
     const result = await route(deps, fixture('launch'));
 
@@ -105,7 +98,7 @@ describe('launch lifecycle action', () => {
   it('uses the group settings of the group that launched', async () => {
     const { deps } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentReadyAfter(0);
+    agentOnline();
     const event = fixture('launch');
     Object.assign(event.detail, { AutoScalingGroupName: 'api', LifecycleHookName: 'api-launch' });
 
@@ -122,113 +115,49 @@ describe('launch lifecycle action', () => {
     });
   });
 
-  it('waits for a late SSM agent with growing jittered backoff, then deploys', async () => {
-    const { deps, sleeps, metrics } = harness();
-    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentReadyAfter(4);
+  it('queues the wait of a launch whose agent has not registered, and sleeps for nothing', async () => {
+    const { deps, sleeps } = harness();
+    agentNotRegistered();
 
     const result = await route(deps, fixture('launch'));
 
-    expect(result).toMatchObject({ result: { outcome: 'started', commandId: NEW_COMMAND } });
-    // One optimistic send, then status polls until the agent is online, then the send.
-    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 2);
-    expect(ssm).toHaveReceivedCommandTimes(DescribeInstanceInformationCommand, 4);
+    expect(result).toMatchObject({ result: { outcome: 'waiting', attempt: 1, delaySeconds: 2 } });
     expect(ssm).toHaveReceivedCommandWith(DescribeInstanceInformationCommand, {
       Filters: [{ Key: 'InstanceIds', Values: [INSTANCE] }],
     });
-    expect(sleeps).toEqual([500, 1000, 2000, 4000]);
-    expect(metrics).toContainEqual({ name: 'AgentWait', group: 'web', value: 7.5, unit: 'Seconds' });
+    // No SendCommand that could only fail, no duplicate check before the agent is there.
+    expect(ssm).not.toHaveReceivedCommand(SendCommandCommand);
+    expect(ssm).not.toHaveReceivedCommand(ListCommandsCommand);
+    expect(sqs).toHaveReceivedCommandTimes(SendMessageBatchCommand, 1);
+    expect(sleeps).toEqual([]);
   });
 
-  it('heartbeats the hook while the agent wait gets long', async () => {
-    // api's hook times out after 60 s, so the wait heartbeats every 30 s.
-    const { deps } = harness({ remainingMs: 900_000 });
-    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentReadyAfter(8);
-    autoScaling.on(RecordLifecycleActionHeartbeatCommand).resolves({});
-    const event = fixture('launch');
-    Object.assign(event.detail, { AutoScalingGroupName: 'api', LifecycleHookName: 'api-launch' });
-
-    const result = await route(deps, event);
-
-    expect(result).toMatchObject({ result: { outcome: 'started' } });
-    expect(autoScaling.commandCalls(RecordLifecycleActionHeartbeatCommand).length).toBeGreaterThanOrEqual(1);
-    expect(autoScaling).toHaveReceivedCommandWith(RecordLifecycleActionHeartbeatCommand, {
-      AutoScalingGroupName: 'api',
-      LifecycleHookName: 'api-launch',
-      LifecycleActionToken: TOKEN,
-    });
-  });
-
-  it('stops cleanly at the deadline when the agent never registers, leaving the instance to the reconciler', async () => {
+  it('leaves the instance to the reconciler at once when the agent wait is 0 and the agent is not there', async () => {
     const { deps, logs } = harness({
       config: {
         documentName: 'SelfDeploy',
-        agentWaitSeconds: 60,
+        waitQueueUrl: WAIT_QUEUE_URL,
+        agentWaitSeconds: 0,
         groups: { web: { lifecycleHookName: 'selfdeploy-launch' } },
       },
     });
-    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentNeverRegisters();
+    agentNotRegistered();
 
     const result = await route(deps, fixture('launch'));
 
-    expect(result).toMatchObject({ result: { outcome: 'agent-not-ready', agentWaitSeconds: 60 } });
+    expect(result).toMatchObject({ result: { outcome: 'agent-not-ready', agentWaitSeconds: 0 } });
     expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
+    expect(sqs).not.toHaveReceivedCommand(SendMessageBatchCommand);
     expect(logs.warn).toHaveBeenCalledWith(
       expect.stringContaining('leaving this instance to the reconciler'),
       expect.objectContaining({ instanceId: INSTANCE }),
     );
   });
 
-  it('never waits past the Lambda invocation it runs in', async () => {
-    const { deps } = harness({ remainingMs: 50_000 });
-    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentNeverRegisters();
-
-    const result = await route(deps, fixture('launch'));
-
-    // 50 s left minus the 30 s kept for a last, possibly retried, call and a clean finish.
-    expect(result).toMatchObject({ result: { outcome: 'agent-not-ready', agentWaitSeconds: 20 } });
-  });
-
-  it('stops waiting when the lifecycle action ends meanwhile', async () => {
-    const { deps } = harness();
-    ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentNeverRegisters();
-    autoScaling.on(RecordLifecycleActionHeartbeatCommand).rejects(noActiveAction());
-    const event = fixture('launch');
-    Object.assign(event.detail, { AutoScalingGroupName: 'api', LifecycleHookName: 'api-launch' });
-
-    const result = await route(deps, event);
-
-    expect(result).toMatchObject({ result: { outcome: 'action-ended' } });
-  });
-
-  it('sends no second command when a deploy was started for the instance while it waited', async () => {
-    const { deps } = harness();
-    // Empty when the launch first looks; the reconciler's command by the time the agent is online.
-    ssm
-      .on(ListCommandsCommand)
-      .resolvesOnce({ Commands: [] })
-      .resolves({
-        Commands: [reconcilerCommand(new Date(NOW + 2_000))],
-      });
-    activities(launchActivity(INSTANCE, new Date(NOW - 10_000)));
-    agentReadyAfter(3);
-
-    const result = await route(deps, fixture('launch'));
-
-    expect(result).toMatchObject({
-      result: { outcome: 'duplicate', commandId: 'ffffffff-1111-2222-3333-444444444444' },
-    });
-    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 1);
-  });
-
   it('sends without the duplicate check when that read stays throttled, instead of failing the launch', async () => {
     const { deps, logs } = harness();
     ssm.on(ListCommandsCommand).rejects(awsError('ThrottlingException', 'Rate exceeded'));
-    agentReadyAfter(0);
+    agentOnline();
 
     const result = await route(deps, fixture('launch'));
 
@@ -241,6 +170,7 @@ describe('launch lifecycle action', () => {
   it('fails the launch when the send itself stays throttled, so Lambda retries it', async () => {
     const { deps } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentOnline();
     ssm.on(SendCommandCommand).rejects(awsError('ThrottlingException', 'Rate exceeded'));
 
     await expect(route(deps, fixture('launch'))).rejects.toThrow('Rate exceeded');
@@ -249,6 +179,7 @@ describe('launch lifecycle action', () => {
   it('lets errors other than a missing agent fail the invocation so Lambda retries it', async () => {
     const { deps } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentOnline();
     ssm.on(SendCommandCommand).rejects(awsError('InvalidDocument', 'Document SelfDeploy does not exist'));
 
     await expect(route(deps, fixture('launch'))).rejects.toThrow('Document SelfDeploy does not exist');
@@ -256,6 +187,7 @@ describe('launch lifecycle action', () => {
 
   it('starts no second command for a duplicate delivery of the same lifecycle action', async () => {
     const { deps } = harness();
+    agentOnline();
     ssm.on(ListCommandsCommand).resolves({
       Commands: [
         { CommandId: 'bbbbbbbb-1111-2222-3333-444444444444', Parameters: { lifecycleActionToken: [TOKEN] } },
@@ -284,7 +216,7 @@ describe('launch lifecycle action', () => {
         },
       ],
     });
-    agentReadyAfter(0);
+    agentOnline();
 
     const result = await route(deps, fixture('launch'));
 
@@ -297,7 +229,7 @@ describe('launch lifecycle action', () => {
     const { deps } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [reconcilerCommand(new Date(NOW - 60_000))] });
     activities(launchActivity(INSTANCE, new Date(NOW - 120_000)));
-    agentReadyAfter(0);
+    agentOnline();
 
     const result = await route(deps, fixture('launch'));
 
@@ -314,7 +246,7 @@ describe('launch lifecycle action', () => {
     const { deps } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [reconcilerCommand(new Date(NOW - 3600_000))] });
     activities(launchActivity(INSTANCE, new Date(NOW - 120_000), 'from warm pool'));
-    agentReadyAfter(0);
+    agentOnline();
 
     const result = await route(deps, fixture('launch'));
 
@@ -324,10 +256,8 @@ describe('launch lifecycle action', () => {
   it('stops waiting for an agent that is online while SendCommand refuses the instance, naming the tag condition', async () => {
     const { deps, logs, sleeps } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
+    agentOnline();
     ssm.on(SendCommandCommand).rejects(notRegistered());
-    ssm
-      .on(DescribeInstanceInformationCommand)
-      .resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
 
     const result = await route(deps, fixture('launch'));
 
@@ -337,8 +267,8 @@ describe('launch lifecycle action', () => {
         reason: expect.stringContaining('ssm:resourceTag/aws:autoscaling:groupName'),
       },
     });
-    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 2);
-    expect(sleeps).toEqual([500]);
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 1);
+    expect(sleeps).toEqual([]);
     expect(logs.error).toHaveBeenCalledWith(
       expect.stringMatching(
         /^not waiting for the agent: SendCommand answers InvalidInstanceId although the SSM agent is Online/,
@@ -353,13 +283,14 @@ describe('group settings in the document', () => {
     const { deps } = harness({
       config: {
         documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
         groups: {
           web: { lifecycleHookName: 'selfdeploy-launch', healthCheckUrl: 'http://localhost:3000/up' },
         },
       },
     });
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentReadyAfter(0);
+    agentOnline();
 
     await route(deps, fixture('launch'));
 
@@ -377,7 +308,7 @@ describe('launch metadata', () => {
   it('deploys the revision a JSON override names', async () => {
     const { deps } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentReadyAfter(0);
+    agentOnline();
 
     await route(deps, fixture('launch-with-revision-override'));
 
@@ -389,7 +320,7 @@ describe('launch metadata', () => {
   it('treats free-text metadata as a note and deploys with the group settings', async () => {
     const { deps, logs } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentReadyAfter(0);
+    agentOnline();
     const event = fixture('launch');
     event.detail.NotificationMetadata = 'scale-out for the Black Friday sale; ping #ops';
 
@@ -494,6 +425,7 @@ describe('launches selfdeploy does not deploy', () => {
 describe('warm pools', () => {
   const withPolicy = (warmPool: WarmPoolPolicy): ConfigInput => ({
     documentName: 'SelfDeploy',
+    waitQueueUrl: WAIT_QUEUE_URL,
     groups: { web: { lifecycleHookName: 'selfdeploy-launch', warmPool } },
   });
 
@@ -502,7 +434,7 @@ describe('warm pools', () => {
     async (name) => {
       const { deps } = harness();
       ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-      agentReadyAfter(0);
+      agentOnline();
 
       await route(deps, fixture(name));
 
@@ -514,7 +446,7 @@ describe('warm pools', () => {
   it('records the warm pool as the place the deploy was for', async () => {
     const { deps } = harness();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentReadyAfter(0);
+    agentOnline();
 
     await route(deps, fixture('launch-into-warm-pool'));
 
@@ -525,7 +457,7 @@ describe('warm pools', () => {
     const { deps } = harness({ config: withPolicy('deploy-on-service') });
     autoScaling.on(CompleteLifecycleActionCommand).resolves({});
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentReadyAfter(0);
+    agentOnline();
 
     const intoPool = await route(deps, fixture('launch-into-warm-pool'));
     expect(intoPool).toMatchObject({ result: { outcome: 'continued-without-deploy' } });
@@ -542,7 +474,7 @@ describe('warm pools', () => {
     const { deps } = harness({ config: withPolicy('deploy-on-warm-pool') });
     autoScaling.on(CompleteLifecycleActionCommand).resolves({});
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-    agentReadyAfter(0);
+    agentOnline();
 
     const intoPool = await route(deps, fixture('launch-into-warm-pool'));
     expect(intoPool).toMatchObject({ result: { outcome: 'started' } });

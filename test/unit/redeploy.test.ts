@@ -15,6 +15,7 @@ import {
   harness,
   INSTANCE,
   ssm,
+  WAIT_QUEUE_URL,
 } from './support';
 
 const id = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
@@ -180,6 +181,7 @@ describe('manual redeploy', () => {
     const { deps } = harness({
       config: {
         documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
         groups: {
           web: { lifecycleHookName: 'selfdeploy-launch', healthCheckUrl: 'http://127.0.0.1:8080/health' },
         },

@@ -10,6 +10,7 @@ import {
   TOP_LEVEL_SETTINGS,
 } from '../../functions/shared/group-settings';
 import { existingGroupsConfigSchema } from '../../infra/app-config';
+import { WAIT_QUEUE_URL } from './support';
 
 // Every place that states a setting's default is checked here against the one table of
 // settings, functions/shared/group-settings.ts: the construct's TSDoc, the props tables of
@@ -62,6 +63,8 @@ function valueInCode(spec: SettingSpec): string | undefined {
     }
     case 'removalPolicy':
       return `RemovalPolicy.${value}`;
+    case 'count':
+      return String(value);
     default:
       return `'${value}'`;
   }
@@ -159,7 +162,7 @@ describe('the JSON configuration of the existing-groups stack', () => {
 describe('SELFDEPLOY_CONFIG', () => {
   const minimalGroup = { lifecycleHookName: 'launch' };
   const withGroup = (group: Record<string, unknown>) =>
-    JSON.stringify({ documentName: 'SelfDeploy', groups: { web: group } });
+    JSON.stringify({ documentName: 'SelfDeploy', waitQueueUrl: WAIT_QUEUE_URL, groups: { web: group } });
 
   it('requires exactly the group settings the table says it must give', () => {
     const table: Record<string, SettingSpec> = GROUP_SETTINGS;
@@ -195,7 +198,11 @@ describe('docs/configuration.md', () => {
       TOP_LEVEL_SETTINGS.executionTimeout.default,
     );
     const parsed = parseConfig(
-      JSON.stringify({ documentName: 'SelfDeploy', groups: { web: { lifecycleHookName: 'launch' } } }),
+      JSON.stringify({
+        documentName: 'SelfDeploy',
+        waitQueueUrl: WAIT_QUEUE_URL,
+        groups: { web: { lifecycleHookName: 'launch' } },
+      }),
     );
 
     expect(row).toContain(`| \`${assumed}\` |`);

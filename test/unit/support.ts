@@ -10,6 +10,7 @@ import {
   type Instance,
   type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
+import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { type ConfigInput, parseConfig } from '../../functions/orchestrator/config';
@@ -18,6 +19,10 @@ import type { MetricName } from '../../functions/shared/metric-names';
 
 export const ssm = mockClient(SSMClient);
 export const autoScaling = mockClient(AutoScalingClient);
+export const sqs = mockClient(SQSClient);
+
+/** The queue the orchestrator consumes and puts agent waits back on. */
+export const WAIT_QUEUE_URL = 'https://sqs.us-west-2.amazonaws.com/123456789012/selfdeploy-waits';
 
 /** A sample event from test/fixtures/events, parsed fresh so tests can change it. */
 export function fixture(name: string): Record<string, unknown> & { detail: Record<string, unknown> } {
@@ -32,6 +37,7 @@ export const NOW = Date.parse('2026-11-26T10:05:00.000Z');
 
 export const baseConfig: ConfigInput = {
   documentName: 'SelfDeploy',
+  waitQueueUrl: WAIT_QUEUE_URL,
   groups: {
     web: { lifecycleHookName: 'selfdeploy-launch' },
     api: {
@@ -59,6 +65,9 @@ export interface Harness {
 export function harness(options: { config?: ConfigInput; remainingMs?: number } = {}): Harness {
   ssm.reset();
   autoScaling.reset();
+  sqs.reset();
+  // The queue takes every wait put back on it unless a test says otherwise.
+  sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
   let now = NOW;
   const sleeps: number[] = [];
   const metrics: Harness['metrics'] = [];
@@ -69,6 +78,7 @@ export function harness(options: { config?: ConfigInput; remainingMs?: number } 
     clients: {
       ssm: new SSMClient({ region: 'us-west-2' }),
       autoScaling: new AutoScalingClient({ region: 'us-west-2' }),
+      sqs: new SQSClient({ region: 'us-west-2' }),
     },
     logger,
     metrics: {
@@ -104,8 +114,8 @@ export function awsError(name: string, message: string): Error {
 export const noActiveAction = () =>
   awsError('ValidationError', `No active Lifecycle Action found with token ${TOKEN}`);
 
-/** Total AWS calls made through both mocked clients. */
-export const awsCallCount = () => ssm.calls().length + autoScaling.calls().length;
+/** Total AWS calls made through the mocked clients. */
+export const awsCallCount = () => ssm.calls().length + autoScaling.calls().length + sqs.calls().length;
 
 /** When INSTANCE's current wait began: its launch activity, two minutes before the sample commands were requested. */
 export const LAUNCHED_AT = new Date('2026-11-26T09:59:00.000Z');

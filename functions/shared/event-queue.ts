@@ -1,0 +1,18 @@
+/**
+ * How the orchestrator's event queue and its event source mapping are set up. The CDK
+ * construct and the local run both use these, so what is deployed is what is tested.
+ */
+
+/**
+ * Messages per batch. Up to 100 waiting instances share one look at their agents (two
+ * DescribeInstanceInformation calls) and a group's status events one scan of its activities.
+ */
+export const QUEUE_BATCH_SIZE = 100;
+/** Seconds the mapping gathers a batch; more than 10 messages per batch needs a window. */
+export const QUEUE_BATCHING_WINDOW_SECONDS = 1;
+/** Receives of one message before it goes to the dead-letter queue: real errors only, never "not ready yet". */
+export const MAX_RECEIVE_COUNT = 5;
+/** A batch hides its messages for this many function timeouts, as AWS advises for event source mappings. */
+export const VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS = 6;
+/** Seconds a message is kept: a wait lasts at most a lifecycle hook's 2 hours; a day keeps any message past that. */
+export const QUEUE_RETENTION_SECONDS = 86_400;
