@@ -6,6 +6,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { MAX_RECEIVE_COUNT } from '../functions/shared/event-queue';
 import { SELF_DEPLOY_EXIT_CODES } from '../functions/shared/exit-codes';
 import { GROUP_DIMENSION } from '../functions/shared/metric-names';
 
@@ -123,8 +124,10 @@ export const ALARM_RUNBOOK: Readonly<Record<AlarmName, AlarmRunbook>> = {
   FunctionErrors: {
     perGroup: false,
     cause:
-      'The orchestrator function threw. Lambda retries the event twice, then it goes to the dead-letter ' +
-      'queue; the reconciler repairs what was missed.',
+      'The orchestrator function threw: a reconcile run, a console action, or a whole batch of the event ' +
+      'queue (a configuration error at cold start, a timeout). Lambda retries a reconcile run twice, then ' +
+      "it goes to the dead-letter queue; a batch's messages come back after the queue's visibility timeout. " +
+      'A single queue message that fails is not a function error (see `DeadLetters`).',
     check: [
       "The `orchestrator failed` or `rejected input` line in the function's log group. A configuration " +
         'error fails every cold start with one line naming every problem. Throttling and access denials ' +
@@ -140,14 +143,19 @@ export const ALARM_RUNBOOK: Readonly<Record<AlarmName, AlarmRunbook>> = {
   DeadLetters: {
     perGroup: false,
     cause:
-      'Events the function failed on after its retries, or that EventBridge could not deliver, are in the ' +
-      'dead-letter queue.',
-    check: ['The messages (SQS console, "Poll for messages"), for the cause (see `FunctionErrors`).'],
+      `Messages are in the dead-letter queue: event-queue messages (launch or status events, agent waits) the ` +
+      `function failed on ${MAX_RECEIVE_COUNT} times, events EventBridge could not deliver, or reconcile runs ` +
+      "that failed after Lambda's two retries. An agent not ready yet never sends a message there.",
+    check: [
+      "The function's `queue message failed` error lines, which name each failed message and its error.",
+      'The messages (SQS console, "Poll for messages"): their attributes say where each came from ' +
+        '(docs/operations.md, "The event queue and its dead-letter queue").',
+    ],
     act: [
-      "Fix the cause, then purge the queue: a launch or status event older than the hook's heartbeat " +
-        'timeout refers to an action that has already ended, and the reconciler has already repaired what ' +
-        "it could. A lifecycle event can be replayed by pasting it into the function's Test tab while the " +
-        'instance still waits.',
+      'Fix the cause. While instances still wait, redrive the messages to the event queue (console "Start ' +
+        'DLQ redrive" with the event queue as custom destination, or `aws sqs start-message-move-task`); ' +
+        'delete scheduled events instead. Once no instance waits, purge the queue: the reconciler has ' +
+        "repaired what it could, and the hook's timeout ended the rest.",
     ],
   },
 };
