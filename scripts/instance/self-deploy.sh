@@ -497,7 +497,9 @@ prepare_state_dir() {
   fi
   SSH_DIR="$STATE_DIR/ssh"
   [ ! -L "$SSH_DIR" ] || fail "$EXIT_MISSING_PREREQUISITE" "$SSH_DIR is a link"
-  [ -d "$SSH_DIR" ] || mkdir -m 700 "$SSH_DIR"
+  # Before the lock: a run for the same wait may make it at the same moment (-p). Empty
+  # until the chmod below.
+  mkdir -p "$SSH_DIR"
   [ "$IS_ROOT" -eq 0 ] || chown -h "$APP_USER:" "$SSH_DIR"
   chmod 700 "$SSH_DIR"
   SSH_KEY="$SSH_DIR/localhost_key"
