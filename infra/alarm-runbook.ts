@@ -11,7 +11,12 @@ import { SELF_DEPLOY_EXIT_CODES } from '../functions/shared/exit-codes';
 import { GROUP_DIMENSION } from '../functions/shared/metric-names';
 
 /** The alarms of one installation: two per managed group, two for the orchestrator. */
-export type AlarmName = 'BootstrapFailed' | 'StuckInstances' | 'FunctionErrors' | 'DeadLetters';
+export type AlarmName =
+  | 'BootstrapFailed'
+  | 'StuckInstances'
+  | 'FunctionErrors'
+  | 'QueueBacklog'
+  | 'DeadLetters';
 
 /** One alarm's runbook entry. Markdown (backticks only) in every text. */
 export interface AlarmRunbook {
@@ -138,6 +143,22 @@ export const ALARM_RUNBOOK: Readonly<Record<AlarmName, AlarmRunbook>> = {
       'A `ReconcileError` ("reconcile could not handle …") names the instances (and warm pools) one ' +
         'reconcile run could not handle; it is thrown only after every other instance was handled and ' +
         '`StuckInstances` was published, and the next run tries them again.',
+    ],
+  },
+  QueueBacklog: {
+    perGroup: false,
+    cause:
+      "The event queue's oldest message has waited a whole visibility timeout: a message the function failed " +
+      'on came back (it goes to the dead-letter queue after ' +
+      `${MAX_RECEIVE_COUNT} receives, hours later), or the mapping cannot keep up. An agent wait never ages: ` +
+      'each look puts it back as a new message.',
+    check: [
+      "The function's `queue message failed` error lines, which name each failed message and its error.",
+      "The mapping's throttles and the function's errors on the dashboard; whether the mapping is enabled.",
+    ],
+    act: [
+      'Fix the failing cause (the reconciler repairs lifecycle waits meanwhile); if the mapping is throttled, ' +
+        'raise maxConcurrency or reservedConcurrency.',
     ],
   },
   DeadLetters: {

@@ -26,6 +26,9 @@ export interface SelfDeployMonitoringProps {
   readonly function: lambda.IFunction;
   /** Where undeliverable events end up. */
   readonly deadLetterQueue: sqs.IQueue;
+  /** The queue the function consumes, and how long a batch hides its messages. */
+  readonly eventQueue: sqs.IQueue;
+  readonly visibilityTimeout: Duration;
   /** Where alarms (and their recoveries) are sent. */
   readonly topic: sns.ITopic;
   /** How often the reconciler runs, which is how often StuckInstances is published. */
@@ -76,6 +79,16 @@ export class SelfDeployMonitoring extends Construct {
     this.alarm('FunctionErrors', '', {
       metric: props.function.metricErrors({ period: FIVE_MINUTES, statistic: 'Sum' }),
       threshold: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    // An agent wait is a new message at each look, so only a message that failed (and came
+    // back after the visibility timeout) or a backlog the mapping cannot drain grows this old.
+    this.alarm('QueueBacklog', '', {
+      metric: props.eventQueue.metricApproximateAgeOfOldestMessage({
+        period: FIVE_MINUTES,
+        statistic: 'Maximum',
+      }),
+      threshold: props.visibilityTimeout.toSeconds(),
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     this.alarm('DeadLetters', '', {
@@ -149,7 +162,10 @@ export class SelfDeployMonitoring extends Construct {
               fn.metricErrors({ period: FIVE_MINUTES }),
               fn.metricThrottles({ period: FIVE_MINUTES }),
             ],
-            right: [props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: FIVE_MINUTES })],
+            right: [
+              props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: FIVE_MINUTES }),
+              props.eventQueue.metricApproximateAgeOfOldestMessage({ period: FIVE_MINUTES }),
+            ],
             width: 12,
           }),
           new cloudwatch.GraphWidget({

@@ -24,10 +24,13 @@ export function eventQueue(scope: Construct, props: EventQueueProps): sqs.Queue 
   return new sqs.Queue(scope, 'EventQueue', {
     encryption: sqs.QueueEncryption.SQS_MANAGED,
     enforceSSL: true,
-    visibilityTimeout: Duration.seconds(
-      props.functionTimeout.toSeconds() * VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS,
-    ),
+    visibilityTimeout: queueVisibilityTimeout(props.functionTimeout),
     retentionPeriod: Duration.seconds(QUEUE_RETENTION_SECONDS),
     deadLetterQueue: { queue: props.deadLetterQueue, maxReceiveCount: MAX_RECEIVE_COUNT },
   });
+}
+
+/** How long a batch hides its messages: several timeouts of the consuming function. */
+export function queueVisibilityTimeout(functionTimeout: Duration): Duration {
+  return Duration.seconds(functionTimeout.toSeconds() * VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS);
 }

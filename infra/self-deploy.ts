@@ -21,7 +21,7 @@ import { SelfDeployMonitoring } from './monitoring';
 import { orchestratorFunction } from './orchestrator-function';
 import { orchestratorRole, parameterArn } from './permissions';
 import type { InstanceGrantOptions, SelfDeployProps } from './props';
-import { eventQueue } from './queue';
+import { eventQueue, queueVisibilityTimeout } from './queue';
 import { addOrchestratorRules } from './rules';
 import {
   assertValidProps,
@@ -161,6 +161,8 @@ export class SelfDeploy extends Construct {
       groups: groups.map(({ id, name }) => ({ id, name })),
       function: this.function,
       deadLetterQueue: this.deadLetterQueue,
+      eventQueue: this.queue,
+      visibilityTimeout: queueVisibilityTimeout(timings.functionTimeout),
       topic: this.alarmTopic,
       reconcileInterval: timings.reconcileInterval,
       agentWait: Duration.seconds(timings.agentWaitSeconds),

@@ -537,7 +537,7 @@ describe('alarms', () => {
     );
   });
 
-  it('fire on function errors and on dead letters', () => {
+  it('fire on function errors, on an event queue message as old as a visibility timeout, and on dead letters', () => {
     expect(alarms.find((alarm) => alarm.MetricName === 'Errors')).toMatchObject({
       Namespace: 'AWS/Lambda',
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionLogicalId } }],
@@ -550,7 +550,16 @@ describe('alarms', () => {
       Threshold: 1,
       AlarmActions: [topicRef],
     });
-    expect(alarms).toHaveLength(6);
+    // A message the function failed on comes back after the visibility timeout: 6 function timeouts.
+    expect(alarms.find((alarm) => alarm.MetricName === 'ApproximateAgeOfOldestMessage')).toMatchObject({
+      Namespace: 'AWS/SQS',
+      Dimensions: [
+        { Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(stack, selfDeploy.queue), 'QueueName'] } },
+      ],
+      Threshold: 1800,
+      AlarmActions: [topicRef],
+    });
+    expect(alarms).toHaveLength(7);
   });
 
   it('reach the e-mail address', () => {
