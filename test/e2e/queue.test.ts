@@ -307,6 +307,36 @@ describe('agent waits in the queue', () => {
     expect(local.orchestrator.queue.counts()).toEqual(EMPTY);
     expect(local.orchestrator.deadLetterQueue.counts()).toEqual(EMPTY);
   });
+
+  it('reserved concurrency shared with the reconciler: throttled batches come back, nothing lost', async () => {
+    // A 10 s function timeout hides a throttled batch for 60 s (simulated) before it comes back.
+    const local = await start({
+      deploy: { durationMs: 100 },
+      timeScale: 20,
+      functionTimeoutSeconds: 10,
+      maxConcurrency: 2,
+      reservedConcurrency: 2,
+      agentDelaySeconds: 5,
+      duplicateDeliveries: { rate: 0 },
+    });
+
+    // Two reconciles hold both reserved executions (their cold starts included) as the burst's
+    // launch events reach the queue.
+    const reconciles = [local.orchestrator.reconcile(), local.orchestrator.reconcile()];
+    local.scaleTo(10);
+    await Promise.all(reconciles);
+    await local.waitFor('10 instances InService', () => local.settled(), 40_000);
+
+    const { mapping, lambda } = local.orchestrator;
+    expect(mapping.batches.some((b) => b.outcome === 'throttled')).toBe(true);
+    expect(mapping.batches.filter((b) => b.outcome === 'failed')).toEqual([]);
+    expect(lambda.throttles).toBeGreaterThan(0);
+    expect(lambda.peakConcurrency).toBeLessThanOrEqual(2);
+    expect(verdicts(local)).toEqual(Array(10).fill(['CONTINUE', 'api']));
+    expect([...commandsPerInstance(local).values()]).toEqual(Array(10).fill(1));
+    expect(local.orchestrator.queue.counts()).toEqual(EMPTY);
+    expect(local.orchestrator.deadLetterQueue.counts()).toEqual(EMPTY);
+  });
 });
 
 function isEmpty(counts: typeof EMPTY): boolean {
