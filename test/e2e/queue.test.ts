@@ -82,6 +82,7 @@ describe('agent waits in the queue', () => {
 
     local.scaleTo(30);
     await local.waitFor('30 instances InService', () => local.settled(), 40_000);
+    await drained(local);
 
     expect(verdicts(local)).toEqual(Array(30).fill(['CONTINUE', 'api']));
     expect(local.plane.calls.filter((c) => c.operation === 'SendCommand' && c.error)).toEqual([]);
@@ -114,7 +115,7 @@ describe('agent waits in the queue', () => {
     await local.waitFor('4 instances InService', () => local.settled(), 30_000);
     await local.plane.bus.idle();
     // The copies of status events find the action ended: nothing fails, nothing comes back.
-    await local.waitFor('the queue drained', () => isEmpty(local.orchestrator.queue.counts()), 10_000);
+    await drained(local);
 
     // Every message came twice (the same message id in a later receive).
     const received = local.orchestrator.mapping.batches.flatMap((b) => b.messageIds);
@@ -166,7 +167,7 @@ describe('agent waits in the queue', () => {
     const lookedBefore = describeCalls(local).length;
     local.orchestrator.queue.send(waitMessage({ ...copy, attempt: 4 }), {}, 0);
     await local.waitFor('the late copy looked at', () => describeCalls(local).length > lookedBefore, 5_000);
-    await local.waitFor('the queue empty', () => isEmpty(local.orchestrator.queue.counts()), 5_000);
+    await drained(local);
 
     expect([...commandsPerInstance(local).values()]).toEqual([1]);
     expect([...callsPerInstance(local, 'CompleteLifecycleAction').values()]).toEqual([1]);
@@ -211,6 +212,7 @@ describe('agent waits in the queue', () => {
       30_000,
     );
 
+    await drained(local);
     expect(verdicts(local)).toEqual(Array(6).fill(['CONTINUE', 'api']));
     const { batches } = local.orchestrator.mapping;
     // Reported item by item: the batches they were in deleted everything else.
@@ -231,7 +233,6 @@ describe('agent waits in the queue', () => {
         local.plane.calls.filter((c) => c.operation === operation && c.instanceIds.includes(forged)),
       ).toEqual([]);
     }
-    expect(local.orchestrator.queue.counts()).toEqual(EMPTY);
   });
 
   it('an agent that never registers: the wait stops at its deadline, the reconciler counts it stuck, the hook times out', async () => {
@@ -257,8 +258,8 @@ describe('agent waits in the queue', () => {
     // minimum: at most about one look per simulated second of the 20.)
     expect(looks).toBeGreaterThanOrEqual(3);
     expect(looks).toBeLessThanOrEqual(25);
-    // Nothing comes back: the queue is empty and, a longest re-look later, no new look.
-    await local.plane.clock.sleep(20);
+    // Nothing comes back: past a longest re-look (15 s) the queue is empty and no new look.
+    await local.plane.clock.sleep(40);
     expect(local.orchestrator.queue.counts()).toEqual(EMPTY);
     expect(looksAt()).toBe(looks);
 
@@ -294,6 +295,7 @@ describe('agent waits in the queue', () => {
 
     local.scaleTo(30);
     await local.waitFor('30 instances InService', () => local.settled(), 40_000);
+    await drained(local);
 
     const { mapping, lambda } = local.orchestrator;
     expect(mapping.peakConcurrency).toBe(2);
@@ -302,7 +304,6 @@ describe('agent waits in the queue', () => {
     expect(mapping.batches.filter((b) => b.outcome !== 'deleted')).toEqual([]);
     expect(verdicts(local)).toEqual(Array(30).fill(['CONTINUE', 'api']));
     expect([...commandsPerInstance(local).values()]).toEqual(Array(30).fill(1));
-    expect(local.orchestrator.queue.counts()).toEqual(EMPTY);
     expect(local.orchestrator.deadLetterQueue.counts()).toEqual(EMPTY);
   });
 
@@ -324,6 +325,7 @@ describe('agent waits in the queue', () => {
     local.scaleTo(10);
     await Promise.all(reconciles);
     await local.waitFor('10 instances InService', () => local.settled(), 40_000);
+    await drained(local);
 
     const { mapping, lambda } = local.orchestrator;
     expect(mapping.batches.some((b) => b.outcome === 'throttled')).toBe(true);
@@ -332,13 +334,22 @@ describe('agent waits in the queue', () => {
     expect(lambda.peakConcurrency).toBeLessThanOrEqual(2);
     expect(verdicts(local)).toEqual(Array(10).fill(['CONTINUE', 'api']));
     expect([...commandsPerInstance(local).values()]).toEqual(Array(10).fill(1));
-    expect(local.orchestrator.queue.counts()).toEqual(EMPTY);
     expect(local.orchestrator.deadLetterQueue.counts()).toEqual(EMPTY);
   });
 });
 
 function isEmpty(counts: typeof EMPTY): boolean {
   return counts.visible + counts.notVisible + counts.delayed === 0;
+}
+
+/** Waits until the orchestrator's queue is empty and no batch is running (its messages deleted). */
+function drained(local: LocalRun): Promise<void> {
+  const { queue, mapping } = local.orchestrator;
+  return local.waitFor(
+    'the queue drained',
+    () => isEmpty(queue.counts()) && mapping.concurrency === 0,
+    10_000,
+  );
 }
 
 /** Whether the function logged leaving `instanceId`'s wait to the reconciler. */
