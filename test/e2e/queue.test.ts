@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import type { SQSEvent } from 'aws-lambda';
 import { AGENT_WAIT_KIND, waitMessage } from '../../functions/orchestrator/agent-wait';
 import { LAUNCH_DETAIL_TYPE, SCHEDULED_DETAIL_TYPE } from '../../functions/shared/event-patterns';
+import { MAX_RECEIVE_COUNT } from '../../functions/shared/event-queue';
+import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import type { LocalRun } from '../../scripts/local/local-run';
 import { localRuns } from './support';
@@ -128,8 +130,10 @@ describe('agent waits in the queue', () => {
     }
     // Copies of one wait handled at the same moment in different executions may each send
     // (on a real instance all but one exit 13, with no verdict); a later copy finds the
-    // command. So at most one command per execution the mapping runs at once (5).
-    expect(Math.max(...commandsPerInstance(local).values())).toBeLessThanOrEqual(5);
+    // command. So at most one command per execution the mapping runs at once.
+    expect(Math.max(...commandsPerInstance(local).values())).toBeLessThanOrEqual(
+      Number(TOP_LEVEL_SETTINGS.maxConcurrency.default),
+    );
     expect([...callsPerInstance(local, 'CompleteLifecycleAction').values()]).toEqual([1, 1, 1, 1]);
     expect(verdicts(local)).toEqual(Array(4).fill(['CONTINUE', 'api']));
     expect(local.orchestrator.mapping.batches.filter((b) => b.outcome !== 'deleted')).toEqual([]);
@@ -220,8 +224,10 @@ describe('agent waits in the queue', () => {
     expect(withBad.every((b) => b.outcome === 'partial')).toBe(true);
     expect(withBad.every((b) => b.failedItems.every((id) => sent.includes(id)))).toBe(true);
     expect(withBad.some((b) => b.messageIds.length > b.failedItems.length)).toBe(true);
-    // Received MAX_RECEIVE_COUNT (5) times each, then moved on the next receive.
-    for (const id of sent) expect(withBad.filter((b) => b.messageIds.includes(id))).toHaveLength(5);
+    // Received MAX_RECEIVE_COUNT times each, then moved on the next receive.
+    for (const id of sent) {
+      expect(withBad.filter((b) => b.messageIds.includes(id))).toHaveLength(MAX_RECEIVE_COUNT);
+    }
     expect(batches.filter((b) => b.outcome === 'failed' || b.outcome === 'throttled')).toEqual([]);
     for (const operation of [
       'SendCommand',
