@@ -66,6 +66,14 @@ export interface LocalRunOptions {
   readonly config?: Partial<Omit<ConfigInput, 'groups' | 'documentName'>>;
   /** The group's settings in SELFDEPLOY_CONFIG besides hook, user and paths. @default none */
   readonly group?: Partial<Pick<GroupInput, 'warmPool' | 'onFailure' | 'environment'>>;
+  /** The event source mapping's MaximumConcurrency. @default the construct's default */
+  readonly maxConcurrency?: number;
+  /** The orchestrator's reserved concurrency. @default none */
+  readonly reservedConcurrency?: number;
+  /** The orchestrator's timeout, which sets its queue's visibility timeout too. @default 300 */
+  readonly functionTimeoutSeconds?: number;
+  /** SQS's duplicate deliveries (see ControlPlaneOptions). @default the control plane's */
+  readonly duplicateDeliveries?: { readonly rate: number; readonly seed?: number };
 }
 
 type GroupInput = ConfigInput['groups'][string];
@@ -176,6 +184,7 @@ export class LocalRun {
         ...(options.throttle ? { throttle: options.throttle } : {}),
         ...(options.faults ? { faults: options.faults } : {}),
         ...(options.denied ? { denied: options.denied } : {}),
+        ...(options.duplicateDeliveries ? { duplicateDeliveries: options.duplicateDeliveries } : {}),
       });
       cleanups.unshift(() => plane.close());
       const documentOptions: SelfDeployDocumentOptions = {
@@ -212,6 +221,13 @@ export class LocalRun {
         ...(options.reconcileEverySeconds === undefined
           ? {}
           : { reconcileEverySeconds: options.reconcileEverySeconds }),
+        ...(options.maxConcurrency === undefined ? {} : { maxConcurrency: options.maxConcurrency }),
+        ...(options.reservedConcurrency === undefined
+          ? {}
+          : { reservedConcurrency: options.reservedConcurrency }),
+        ...(options.functionTimeoutSeconds === undefined
+          ? {}
+          : { timeoutSeconds: options.functionTimeoutSeconds }),
       });
       cleanups.unshift(() => orchestrator.stop());
       plane.autoScaling.createGroup({
