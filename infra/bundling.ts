@@ -21,9 +21,12 @@ const SETTINGS = {
   // far better than the CommonJS ones.
   mainFields: ['module', 'main'],
   minify: true,
-  // Errors name themselves after their class (SelfDeployError subclasses); minification
-  // would otherwise log them as single letters.
-  keepNames: true,
+  // Names are not kept: keeping them costs a name-setting call per function and class at every
+  // cold start. Errors state their names as literals (functions/shared/errors.ts; the SDK's
+  // exceptions do too), and a test checks the bundle still reports them by name. The one
+  // dependency that compares a class name, Powertools' BatchProcessor, does so only in
+  // processSync, which the orchestrator does not call (it awaits processPartialResponse).
+  keepNames: false,
   // No createRequire banner: no dependency calls require() in the ESM bundle (a test
   // imports the built bundle in a fresh Node process and would fail if one started to).
   // Everything is bundled, the AWS SDK too: the function runs the client versions the

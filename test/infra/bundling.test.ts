@@ -144,4 +144,10 @@ describe('the orchestrator bundle', () => {
       await new Promise((resolve) => server.close(resolve));
     }
   });
+
+  it('fails a cold start with a bad configuration by its own error name, minified as it is', async () => {
+    expect(
+      await invokeBundle(fixtureEvent('test-notification'), { ...lambdaEnv, SELFDEPLOY_CONFIG: '{}' }),
+    ).toBe('ERROR ConfigError');
+  });
 });
