@@ -17,18 +17,30 @@ export const ORCHESTRATOR_ARCHITECTURE = lambda.Architecture.ARM_64;
 /** The one description of how the orchestrator is built; both views below derive from it. */
 const SETTINGS = {
   target: 'node22',
-  // ESM with module main fields lets esbuild take the SDK's ES builds: about 0.6x the size
-  // and import time of the CommonJS bundle.
+  // ESM with module main fields lets esbuild take the SDK's ES builds, which it tree-shakes
+  // far better than the CommonJS ones.
   mainFields: ['module', 'main'],
   minify: true,
-  // Errors name themselves after their class (SelfDeployError subclasses); minification
-  // would otherwise log them as single letters.
-  keepNames: true,
+  // Names are not kept: keeping them costs a name-setting call per function and class at every
+  // cold start. Errors state their names as literals (functions/shared/errors.ts; the SDK's
+  // exceptions do too), and a test checks the bundle still reports them by name. The one
+  // dependency that compares a class name, Powertools' BatchProcessor, does so only in
+  // processSync, which the orchestrator does not call (it awaits processPartialResponse).
+  keepNames: false,
   // No createRequire banner: no dependency calls require() in the ESM bundle (a test
   // imports the built bundle in a fresh Node process and would fail if one started to).
   // Everything is bundled, the AWS SDK too: the function runs the client versions the
   // tests ran, not whatever the runtime happens to ship.
   external: [] as string[],
+  // Code a Lambda never runs, replaced so that cold starts do not parse it (paths relative to
+  // PROJECT_ROOT, where both builds below run). Lambda gives the function its credentials in
+  // environment variables: the SDK's default chain (SSO, INI files, credential_process, web
+  // identity, ECS, instance metadata, and the STS and SSO clients they bring) becomes the
+  // environment's provider alone. Event streams: no operation the orchestrator calls has one.
+  alias: {
+    '@aws-sdk/credential-provider-node': './functions/shared/env-credentials.ts',
+    '@smithy/core/event-streams': './functions/shared/no-event-streams.ts',
+  },
 } as const;
 
 /** NodejsFunction's `bundling` for the orchestrator. */
@@ -39,6 +51,7 @@ export const ORCHESTRATOR_BUNDLING: nodejs.BundlingOptions = {
   minify: SETTINGS.minify,
   keepNames: SETTINGS.keepNames,
   externalModules: [...SETTINGS.external],
+  esbuildArgs: { '--alias': Object.entries(SETTINGS.alias).map(([from, to]) => `${from}=${to}`) },
   sourceMap: false,
 };
 
@@ -55,6 +68,8 @@ export function orchestratorBuildOptions(outfile: string): BuildOptions {
     minify: SETTINGS.minify,
     keepNames: SETTINGS.keepNames,
     external: [...SETTINGS.external],
+    alias: { ...SETTINGS.alias },
+    absWorkingDir: PROJECT_ROOT,
     logLevel: 'warning',
   };
 }

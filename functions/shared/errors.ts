@@ -6,11 +6,20 @@ export class SelfDeployError extends Error {
   }
 }
 
+// The classes the orchestrator throws also state their names as literals: its bundle is minified
+// without keeping class names (infra/bundling.ts), where new.target.name would be a letter.
+
 /** SELFDEPLOY_CONFIG is missing or invalid; the function cannot start. */
-export class ConfigError extends SelfDeployError {}
+export class ConfigError extends SelfDeployError {
+  public override name = 'ConfigError';
+}
 
 /** The handler was given something it does not accept; nothing was sent to AWS. */
-export class InvalidInputError extends SelfDeployError {}
+export class InvalidInputError extends SelfDeployError {
+  public override name = 'InvalidInputError';
+}
 
 /** A reconcile run could not handle some instances; the others were handled and the metrics published. */
-export class ReconcileError extends SelfDeployError {}
+export class ReconcileError extends SelfDeployError {
+  public override name = 'ReconcileError';
+}

@@ -85,6 +85,30 @@ describe('the AWS clients', () => {
     }
   });
 
+  it('take credentials from the environment, session token included', async () => {
+    // Where Lambda puts the role's credentials; the bundle keeps no other provider.
+    const names = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'];
+    const before = Object.fromEntries(names.map((name) => [name, process.env[name]]));
+    try {
+      Object.assign(process.env, {
+        AWS_ACCESS_KEY_ID: 'ASIAFROMENVIRONMENT1',
+        AWS_SECRET_ACCESS_KEY: 'from-environment',
+        AWS_SESSION_TOKEN: 'session-from-environment',
+      });
+      for (const client of Object.values(createClients())) {
+        expect(await client.config.credentials()).toMatchObject({
+          accessKeyId: 'ASIAFROMENVIRONMENT1',
+          sessionToken: 'session-from-environment',
+        });
+      }
+    } finally {
+      for (const [name, value] of Object.entries(before)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+
   it('reach the endpoint the standard variables name and retry SSM throttling until the call succeeds', async () => {
     answers = [
       ssmThrottled,
