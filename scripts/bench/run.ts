@@ -237,11 +237,14 @@ async function main(): Promise<number> {
     file,
     `${JSON.stringify({ mode: mode.name, startedAt: started.toISOString(), machine: host, sectionSeconds: durations, ...results }, null, 2)}\n`,
   );
-  // Every launch must end by the orchestrator's own completion: anything else is a bug to see.
+  // Every launch must end by the orchestrator's own completion, nothing failing or dead-lettered
+  // on the way: anything else is a bug to see.
   const problems = [
     ...(results.burst?.runs ?? []).flatMap((r) =>
-      r.lost + r.deadLetters > 0
-        ? [`burst of ${r.instances}: ${r.lost} lifecycle action(s) lost, ${r.deadLetters} dead letter(s)`]
+      r.lost + r.failedInvocations + r.deadLetters.bus + r.deadLetters.queue > 0
+        ? [
+            `burst of ${r.instances}: ${r.lost} lifecycle action(s) lost, ${r.failedInvocations} failed invocation(s), ${r.deadLetters.bus} event(s) the bus gave up on, ${r.deadLetters.queue} message(s) in the dead-letter queue`,
+          ]
         : [],
     ),
     ...(results.cost?.runs ?? []).flatMap((r) =>

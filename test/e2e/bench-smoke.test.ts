@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
 
 // The smoke run takes about a minute alone; other tiers share the two cores meanwhile.
 jest.setTimeout(300_000);
@@ -37,7 +38,26 @@ test('the benchmark runs every section end to end and writes its figures as JSON
     }
     const [file] = readdirSync(out);
     const figures = JSON.parse(readFileSync(join(out, file ?? ''), 'utf8'));
-    expect(figures.burst.runs[0]).toMatchObject({ lost: 0, deadLetters: 0 });
+    const [burst] = figures.burst.runs;
+    expect(burst).toMatchObject({ lost: 0, failedInvocations: 0, deadLetters: { bus: 0, queue: 0 } });
+    // The queue bounds the executions; every agent's SendCommand comes after it registered.
+    expect(burst.peakConcurrency.mapping).toBeGreaterThan(0);
+    expect(burst.peakConcurrency.mapping).toBeLessThanOrEqual(TOP_LEVEL_SETTINGS.maxConcurrency.default);
+    expect(burst.onlineToSendSeconds.p50).toBeGreaterThanOrEqual(0);
+    expect(burst.onlineToSendSeconds.p95).toBeGreaterThanOrEqual(burst.onlineToSendSeconds.p50);
+    // Shared-service load: every deploy that started counted, at the model's requests per deploy.
+    expect(burst.sharedLoad.deploys).toBeGreaterThanOrEqual(burst.instances);
+    expect(burst.sharedLoad.gitHost.requests).toBe(
+      burst.sharedLoad.deploys * burst.sharedLoad.gitHost.perDeploy,
+    );
+    expect(burst.sharedLoad.parameterStore.peakPerSecond).toBeGreaterThan(0);
+    // SQS is counted apart from the SSM and Auto Scaling budget.
+    const budgeted = Object.entries(burst.callsByOperation as Record<string, number>)
+      .filter(([key]) => /^(ssm|autoscaling) [A-Za-z]+$/.test(key))
+      .reduce((total, [, count]) => total + count, 0);
+    expect(burst.callsPerBootstrap.mean).toBeCloseTo(budgeted / burst.instances, 2);
+    expect(output).toContain('agent online → SendCommand');
+    expect(output).toContain('Parameter Store requests/s');
     expect(figures.cost.runs).toHaveLength(3);
     expect(figures.instance.selfdeploy.unchanged).toBeLessThan(figures.instance.plain.unchanged);
   } finally {
