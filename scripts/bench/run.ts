@@ -19,7 +19,8 @@ const HELP = `Usage: npm run bench -- [options]
 
 Measures, each beside a baseline in the same run:
   1. the Lambda artifact (size, module init) beside a naive bundle
-  2. burst scale-outs through the local control plane with rate limits
+  2. burst scale-outs through the local control plane with rate limits: time, calls, peak
+     executions, agent online to SendCommand, derived Parameter Store and git host load
   3. Lambda time and AWS calls per bootstrap as deploys get longer, beside a polling orchestrator
   4. the instance side (real sshd, git, Capistrano) beside the plain recipe
 

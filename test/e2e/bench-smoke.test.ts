@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
+import { REQUESTS_PER_DEPLOY, sharedLoad } from '../../scripts/bench/shared-load';
 
 // The smoke run takes about a minute alone; other tiers share the two cores meanwhile.
 jest.setTimeout(300_000);
@@ -70,4 +71,19 @@ test('a malformed rate limit is refused with a usage message', async () => {
 
   expect(code).toBe(2);
   expect(output).toContain('--rate must look like SendCommand=10/20');
+});
+
+test('the shared-service load counts each deploy at its start: the busiest second, and the mean over the starts', () => {
+  // Three deploys within one second, a fourth 9 s after the first.
+  const load = sharedLoad([1000, 1400, 1999, 10_000]);
+
+  const perDeploy = REQUESTS_PER_DEPLOY.gitHost.count;
+  expect(load.deploys).toBe(4);
+  expect(load.gitHost).toEqual({
+    perDeploy,
+    requests: 4 * perDeploy,
+    peakPerSecond: 3 * perDeploy,
+    meanPerSecond: Math.round(((4 * perDeploy) / 9) * 10) / 10,
+  });
+  expect(load.parameterStore.peakPerSecond).toBe(3 * REQUESTS_PER_DEPLOY.parameterStore.count);
 });
