@@ -122,8 +122,11 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
         (settings.heartbeatTimeoutSeconds + 30) * 1000,
       )
       .catch(() => undefined);
-    // The completion invocations finish just after their CompleteLifecycleAction.
+    // The completing invocations finish just after their CompleteLifecycleAction; their time counts.
     await Promise.race([run.plane.bus.idle(), new Promise((resolve) => setTimeout(resolve, 30_000))]);
+    await run
+      .waitFor('the last invocations to finish', () => run.orchestrator.lambda.concurrency === 0, 30_000)
+      .catch(() => undefined);
 
     const all = records();
     const ended = all.flatMap((r) => (r.completedAt === undefined ? [] : [r.completedAt]));
