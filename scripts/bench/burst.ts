@@ -1,10 +1,12 @@
 // Section 2: burst scale-outs through the local control plane with per-operation rate
 // limits, agents registering late and in turn, and the stand-in deploy: how close to the
-// rate limits' floor the real handler gets, and what each bootstrap costs it.
+// rate limits' floor the real handler gets, what each bootstrap costs it, how many
+// executions it holds at once, and what the burst asks of the services instances share.
 import type { RateLimit } from '../local/control-plane/throttle';
-import { LocalRun } from '../local/local-run';
+import { DOCUMENT_NAME, LocalRun } from '../local/local-run';
 import { burstFloorSeconds } from './rate-limits';
-import { round } from './stats';
+import { type SharedLoad, sharedLoad } from './shared-load';
+import { percentile, round } from './stats';
 
 export interface BurstSettings {
   readonly limits: Readonly<Record<string, RateLimit>>;
@@ -35,16 +37,33 @@ export interface BurstFigures {
   /** Lifecycle actions not completed by CompleteLifecycleAction: ended by the hook's timeout or still open. */
   readonly lost: number;
   readonly abandoned: number;
-  /** Answered API calls per bootstrap: all of them over the instances (mean), the most naming one instance (max). */
+  /**
+   * Answered SSM and Auto Scaling calls per bootstrap: all of them over the instances (mean),
+   * the most naming one instance (max).
+   */
   readonly callsPerBootstrap: { readonly mean: number; readonly max: number };
-  /** Every API call, throttled and refused ones too, over the instances. */
+  /** Every SSM and Auto Scaling call, throttled and refused ones too, over the instances. */
   readonly attemptsPerBootstrap: number;
+  /** The function's own SQS calls (re-queued agent waits) over the instances; the mapping's polling is not among them. */
+  readonly sqsCallsPerBootstrap: number;
+  /** Every call by service and operation, with the error answered if any. */
   readonly callsByOperation: Readonly<Record<string, number>>;
   readonly invocations: number;
   readonly failedInvocations: number;
-  /** Failed invocations by error name (each retried by the event bus, as Lambda retries async invocations). */
+  /** Failed invocations by error name (the mapping's messages come back after their visibility timeout). */
   readonly failedInvocationsByError: Readonly<Record<string, number>>;
-  readonly deadLetters: number;
+  /** Invocations Lambda refused at a concurrency limit (nothing ran; the mapping retries). */
+  readonly throttledInvocations: number;
+  /** Queue messages the function reported failed (batchItemFailures); each comes back after its visibility timeout. */
+  readonly failedBatchItems: number;
+  /** The most orchestrator executions at once: the function's, and the mapping's invocations. */
+  readonly peakConcurrency: { readonly function: number; readonly mapping: number };
+  /** Seconds from an agent's registration to the SendCommand naming its instance, over the instances. */
+  readonly onlineToSendSeconds: { readonly p50: number; readonly p95: number; readonly max: number };
+  /** Derived from the deploys' start times: see shared-load.ts. */
+  readonly sharedLoad: SharedLoad;
+  /** Events the bus gave up delivering (schedule) and messages in the queue's dead-letter queue. */
+  readonly deadLetters: { readonly bus: number; readonly queue: number };
   /** Sum of the handler's invocation times over the instances. */
   readonly handlerMsPerBootstrap: number;
 }
@@ -103,8 +122,11 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
         (settings.heartbeatTimeoutSeconds + 30) * 1000,
       )
       .catch(() => undefined);
-    // The completion invocations finish just after their CompleteLifecycleAction.
+    // The completing invocations finish just after their CompleteLifecycleAction; their time counts.
     await Promise.race([run.plane.bus.idle(), new Promise((resolve) => setTimeout(resolve, 30_000))]);
+    await run
+      .waitFor('the last invocations to finish', () => run.orchestrator.lambda.concurrency === 0, 30_000)
+      .catch(() => undefined);
 
     const all = records();
     const ended = all.flatMap((r) => (r.completedAt === undefined ? [] : [r.completedAt]));
@@ -117,10 +139,30 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
       lastRegistrationSeconds: lastAgentRegisteredSeconds,
       deploySeconds: settings.deployMs / 1000,
     });
-    const calls = run.plane.calls;
+    // SQS calls now reach the control plane too; the budget counts SSM and Auto Scaling only.
+    const calls = run.plane.calls.filter((call) => call.service !== 'sqs');
+    const sqsCalls = run.plane.calls.filter((call) => call.service === 'sqs' && call.error === undefined);
     const answered = calls.filter((call) => call.error === undefined);
     const throttledCalls = calls.filter((call) => call.error !== undefined && THROTTLING.has(call.error));
-    const invocations = run.orchestrator.lambda.invocations;
+    const { lambda, mapping, deadLetterQueue } = run.orchestrator;
+    const invocations = lambda.invocations;
+    const deploys = run.plane.ssm.commands().filter((command) => command.documentName === DOCUMENT_NAME);
+    const firstSend = new Map<string, number>();
+    for (const command of deploys) {
+      for (const id of command.instanceIds) {
+        firstSend.set(id, Math.min(firstSend.get(id) ?? Number.POSITIVE_INFINITY, command.requestedAt));
+      }
+    }
+    const onlineToSend = run.plane.ssm.managedInstances().flatMap((managed) => {
+      const sent = firstSend.get(managed.id);
+      return sent === undefined ? [] : [(sent - managed.registeredAt) / 1000];
+    });
+    const deployStarts = deploys.flatMap((command) =>
+      command.invocations.flatMap((invocation) =>
+        invocation.startedAt === undefined ? [] : [invocation.startedAt],
+      ),
+    );
+    const queued = deadLetterQueue.counts();
     return {
       instances,
       wallSeconds: round(wallSeconds, 1),
@@ -136,18 +178,42 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
         mean: round(answered.length / all.length),
         max: Math.max(
           0,
-          ...all.map((r) => run.plane.callsFor(r.id).filter((call) => call.error === undefined).length),
+          ...all.map(
+            (r) =>
+              run.plane.callsFor(r.id).filter((call) => call.service !== 'sqs' && call.error === undefined)
+                .length,
+          ),
         ),
       },
       attemptsPerBootstrap: round(calls.length / all.length),
-      callsByOperation: countBy(calls, (call) => `${call.operation}${call.error ? ` (${call.error})` : ''}`),
+      sqsCallsPerBootstrap: round(sqsCalls.length / all.length),
+      callsByOperation: countBy(
+        run.plane.calls,
+        (call) => `${call.service} ${call.operation}${call.error ? ` (${call.error})` : ''}`,
+      ),
       invocations: invocations.length,
       failedInvocations: invocations.filter((invocation) => invocation.error).length,
       failedInvocationsByError: countBy(
         invocations.flatMap((invocation) => (invocation.error ? [invocation.error] : [])),
         (error) => error.name,
       ),
-      deadLetters: run.plane.bus.deadLetters.length,
+      throttledInvocations: lambda.throttles,
+      failedBatchItems: sum(
+        mapping.batches
+          .filter((batch) => batch.outcome === 'partial')
+          .map((batch) => batch.failedItems.length),
+      ),
+      peakConcurrency: { function: lambda.peakConcurrency, mapping: mapping.peakConcurrency },
+      onlineToSendSeconds: {
+        p50: round(percentile(onlineToSend, 50), 1),
+        p95: round(percentile(onlineToSend, 95), 1),
+        max: round(Math.max(0, ...onlineToSend), 1),
+      },
+      sharedLoad: sharedLoad(deployStarts),
+      deadLetters: {
+        bus: run.plane.bus.deadLetters.length,
+        queue: queued.visible + queued.notVisible + queued.delayed,
+      },
       handlerMsPerBootstrap: round(sum(invocations.map((i) => i.ms)) / all.length, 1),
     };
   } finally {

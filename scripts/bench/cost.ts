@@ -33,7 +33,10 @@ export interface OrchestratorCost {
   /** Lambda duration per bootstrap in simulated (AWS) milliseconds: what would be billed. */
   readonly lambdaMsPerBootstrap: number;
   readonly invocationsPerBootstrap: number;
+  /** SSM and Auto Scaling calls per bootstrap. */
   readonly callsPerBootstrap: number;
+  /** The function's own SQS calls per bootstrap (re-queued agent waits). */
+  readonly sqsCallsPerBootstrap: number;
   /** Lifecycle actions not completed with CONTINUE by the orchestrator. */
   readonly notInService: number;
 }
@@ -90,13 +93,22 @@ async function selfdeployCost(deploySeconds: number, settings: CostSettings): Pr
     run.scaleTo(instances);
     const continued = await done;
     await run.plane.bus.idle();
+    // The completing invocations finish just after their CompleteLifecycleAction; their time counts.
+    await run.waitFor(
+      'the last invocations to finish',
+      () => run.orchestrator.lambda.concurrency === 0,
+      30_000,
+    );
     const invocations = run.orchestrator.lambda.invocations;
     // selfdeploy never sleeps here (agents are online, nothing is throttled): its real
     // invocation time is all work, the same on AWS.
     return {
       lambdaMsPerBootstrap: round(sum(invocations.map((i) => i.ms)) / instances, 1),
       invocationsPerBootstrap: round(invocations.length / instances),
-      callsPerBootstrap: round(run.plane.calls.length / instances),
+      callsPerBootstrap: round(run.plane.calls.filter((call) => call.service !== 'sqs').length / instances),
+      sqsCallsPerBootstrap: round(
+        run.plane.calls.filter((call) => call.service === 'sqs').length / instances,
+      ),
       notInService: instances - continued.length,
     };
   } finally {
@@ -153,6 +165,7 @@ async function pollingCost(deploySeconds: number, settings: CostSettings): Promi
       lambdaMsPerBootstrap: round(sum(billed) / instances, 1),
       invocationsPerBootstrap: round(lambda.invocations.length / instances),
       callsPerBootstrap: round(plane.calls.length / instances),
+      sqsCallsPerBootstrap: 0,
       notInService: instances - continued.length,
     };
   } finally {

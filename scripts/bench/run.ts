@@ -19,7 +19,8 @@ const HELP = `Usage: npm run bench -- [options]
 
 Measures, each beside a baseline in the same run:
   1. the Lambda artifact (size, module init) beside a naive bundle
-  2. burst scale-outs through the local control plane with rate limits
+  2. burst scale-outs through the local control plane with rate limits: time, calls, peak
+     executions, agent online to SendCommand, derived Parameter Store and git host load
   3. Lambda time and AWS calls per bootstrap as deploys get longer, beside a polling orchestrator
   4. the instance side (real sshd, git, Capistrano) beside the plain recipe
 
@@ -237,11 +238,14 @@ async function main(): Promise<number> {
     file,
     `${JSON.stringify({ mode: mode.name, startedAt: started.toISOString(), machine: host, sectionSeconds: durations, ...results }, null, 2)}\n`,
   );
-  // Every launch must end by the orchestrator's own completion: anything else is a bug to see.
+  // Every launch must end by the orchestrator's own completion, nothing failing or dead-lettered
+  // on the way: anything else is a bug to see.
   const problems = [
     ...(results.burst?.runs ?? []).flatMap((r) =>
-      r.lost + r.deadLetters > 0
-        ? [`burst of ${r.instances}: ${r.lost} lifecycle action(s) lost, ${r.deadLetters} dead letter(s)`]
+      r.lost + r.failedInvocations + r.deadLetters.bus + r.deadLetters.queue > 0
+        ? [
+            `burst of ${r.instances}: ${r.lost} lifecycle action(s) lost, ${r.failedInvocations} failed invocation(s), ${r.deadLetters.bus} event(s) the bus gave up on, ${r.deadLetters.queue} message(s) in the dead-letter queue`,
+          ]
         : [],
     ),
     ...(results.cost?.runs ?? []).flatMap((r) =>

@@ -1,4 +1,4 @@
-/** Small statistics for benchmark figures: medians and ratios, never single runs. */
+/** Small statistics for benchmark figures: medians, percentiles and ratios, never single runs. */
 export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
@@ -16,4 +16,12 @@ export function mean(values: readonly number[]): number {
 export function round(value: number, digits = 2): number {
   const factor = 10 ** digits;
   return Math.round(value * factor) / factor;
+}
+
+/** The nearest-rank `p`th percentile (0–100) of `values`; NaN when there are none. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[rank - 1] as number;
 }
