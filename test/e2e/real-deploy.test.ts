@@ -24,7 +24,15 @@ describe('a scale-out through the local control plane and the real handler', () 
     for (const instance of instances) {
       expect(local.records.get(instance.id)).toMatchObject({ result: 'CONTINUE', completedBy: 'api' });
       expect(local.revisionOf(instance.id)).toBe(head);
-      expect(selfDeployCommandsFor(local, instance.id)).toHaveLength(1);
+      // SQS delivers at least once (the stand-in copies 1% of receives): a copy handled at the
+      // same moment as the first may send a second command for the same wait. Its run finds
+      // the first holding the wait's lock and exits 13 (no verdict), or finds it done and takes
+      // the fast path; it never fails the wait.
+      const [first, ...copies] = selfDeployCommandsFor(local, instance.id).map(
+        (command) => command.invocations[0],
+      );
+      expect(first).toMatchObject({ status: 'Success', responseCode: 0 });
+      for (const copy of copies) expect([0, 13]).toContain(copy?.responseCode);
     }
   });
 
