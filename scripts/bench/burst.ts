@@ -2,6 +2,7 @@
 // limits, agents registering late and in turn, and the stand-in deploy: how close to the
 // rate limits' floor the real handler gets, what each bootstrap costs it, how many
 // executions it holds at once, and what the burst asks of the services instances share.
+import { seededRandom } from '../local/control-plane/ids';
 import type { RateLimit } from '../local/control-plane/throttle';
 import { DOCUMENT_NAME, LocalRun } from '../local/local-run';
 import { burstFloorSeconds } from './rate-limits';
@@ -71,18 +72,6 @@ export interface BurstFigures {
 const sum = (values: readonly number[]) => values.reduce((total, value) => total + value, 0);
 
 const THROTTLING = new Set(['Throttling', 'ThrottlingException']);
-
-/** Repeatable pseudo-random numbers in [0, 1) (mulberry32), so runs see the same agent delays. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function countBy<T>(items: readonly T[], key: (item: T) => string): Record<string, number> {
   const counts: Record<string, number> = {};

@@ -2,9 +2,10 @@ import type { Server } from 'node:http';
 import { AutoScaling, type Instance } from './auto-scaling';
 import { Clock } from './clock';
 import { type DeliveryFaults, EventBus } from './event-bus';
+import { seededRandom } from './ids';
 import { type CallRecord, type CallRequest, listen } from './server';
 import { type Credentials, randomCredentials } from './sigv4';
-import { type Queue, type QueueSettings, Sqs, seededRandom } from './sqs';
+import { type Queue, type QueueSettings, Sqs } from './sqs';
 import { type Agent, Ssm } from './ssm';
 import { Throttle, type ThrottleOptions } from './throttle';
 

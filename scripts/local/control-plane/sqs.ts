@@ -414,15 +414,3 @@ export function attributesMd5(attributes: Readonly<Record<string, MessageAttribu
   }
   return md5(Buffer.concat(parts));
 }
-
-/** A small seeded generator (mulberry32), so duplicate deliveries repeat from run to run. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
