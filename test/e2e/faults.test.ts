@@ -1,6 +1,7 @@
 import { LAUNCH_DETAIL_TYPE } from '../../functions/shared/event-patterns';
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import { LocalRun, type LocalRunOptions } from '../../scripts/local/local-run';
+import { commandsPerInstance } from './support';
 
 // The fast stand-in deploy (a short sleep, exit 0) keeps these about the orchestration:
 // lost, duplicated and throttled traffic, and the hook's own timeout.
@@ -21,16 +22,6 @@ afterEach(async () => {
 const isLaunch = (event: AwsEvent) => event['detail-type'] === LAUNCH_DETAIL_TYPE;
 const isTerminalCommandStatus = (event: AwsEvent) =>
   event.source === 'aws.ssm' && ['Success', 'Failed'].includes(event.detail.status as string);
-
-function commandsPerInstance(local: LocalRun): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const command of local.plane.ssm.commands()) {
-    for (const invocation of command.invocations) {
-      counts.set(invocation.instanceId, (counts.get(invocation.instanceId) ?? 0) + 1);
-    }
-  }
-  return counts;
-}
 
 describe('recovering from lost, repeated and throttled traffic', () => {
   it('a lost launch event is recovered by the reconcile: the instance is deployed and in service', async () => {

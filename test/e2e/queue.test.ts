@@ -7,7 +7,7 @@ import { MAX_RECEIVE_COUNT } from '../../functions/shared/event-queue';
 import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import type { LocalRun } from '../../scripts/local/local-run';
-import { localRuns } from './support';
+import { commandsPerInstance, localRuns } from './support';
 
 // Launches wait for their agents in the orchestrator's queue, not in an invocation: these run
 // bursts through the queue and its event source mapping with the fast stand-in deploy.
@@ -15,17 +15,6 @@ jest.setTimeout(60_000);
 
 const start = localRuns();
 const EMPTY = { visible: 0, notVisible: 0, delayed: 0 };
-
-/** SendCommand calls that started a command, per instance. */
-function commandsPerInstance(local: LocalRun): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const command of local.plane.ssm.commands()) {
-    for (const invocation of command.invocations) {
-      counts.set(invocation.instanceId, (counts.get(invocation.instanceId) ?? 0) + 1);
-    }
-  }
-  return counts;
-}
 
 /** Answered calls of `operation`, by instance named. */
 function callsPerInstance(local: LocalRun, operation: string): Map<string, number> {

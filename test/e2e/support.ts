@@ -58,3 +58,14 @@ export async function waitForOutput(read: () => string, text: string, timeoutMs:
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+/** Commands the stand-in's SSM started, per instance they ran on. */
+export function commandsPerInstance(local: LocalRun): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const command of local.plane.ssm.commands()) {
+    for (const invocation of command.invocations) {
+      counts.set(invocation.instanceId, (counts.get(invocation.instanceId) ?? 0) + 1);
+    }
+  }
+  return counts;
+}
