@@ -10,7 +10,7 @@ import { resultFor } from './decisions';
 import type { Deps } from './deps';
 import type { CommandStatusEvent, InvocationStatusEvent } from './events';
 import { completeAction } from './lifecycle';
-import { mapLimited } from './utilities';
+import { mapLimited, settled } from './utilities';
 import { type LaunchScan, scanLaunches, sentDuringCurrentWait } from './wait-start';
 
 /** Commands finished at once in a batch: each may read an invocation and complete an action. */
@@ -93,27 +93,23 @@ export async function finishCommands(
   deps: Deps,
   commands: readonly FinishedCommand[],
 ): Promise<Array<CompletionOutcome | Error>> {
-  const scans = new Map<string, Promise<LaunchScan>>();
-  const requests = scanRequests(deps, commands);
-  for (const [groupName, named] of requests) {
-    const back = new Date(Math.min(...named.map((command) => command.requestedAt.getTime())));
-    const ids = named.map((command) => command.instanceId);
-    const scan = scanLaunches(deps, groupName, ids, { back });
+  // One scan per group, shared by exactly the commands it was made for: it covers only their
+  // instances, so any other command finishes on a scan of its own.
+  const scanOf = new Map<FinishedCommand, Promise<LaunchScan>>();
+  for (const [groupName, named] of scanRequests(deps, commands)) {
+    const back = new Date(Math.min(...named.map(({ requestedAt }) => requestedAt.getTime())));
+    const scan = scanLaunches(
+      deps,
+      groupName,
+      named.map(({ instanceId }) => instanceId),
+      { back },
+    );
     scan.catch(() => undefined); // each command awaiting it reports the error as its own
-    scans.set(groupName, scan);
+    for (const { command } of named) scanOf.set(command, scan);
   }
-  return mapLimited(commands, FINISH_CONCURRENCY, async (command) => {
-    try {
-      // Only a command the scan was made for may use it: it covers only the instances asked for.
-      const requested = requests.get(command.parameters.autoScalingGroupName);
-      const scan = requested?.some((named) => named.command === command)
-        ? await scans.get(command.parameters.autoScalingGroupName)
-        : undefined;
-      return await finishCommand(deps, command, scan);
-    } catch (error) {
-      return error instanceof Error ? error : new Error(String(error));
-    }
-  });
+  return mapLimited(commands, FINISH_CONCURRENCY, (command) =>
+    settled(async () => finishCommand(deps, command, await scanOf.get(command))),
+  );
 }
 
 /** Per managed group, the commands whose wait a scan of its launches can decide. */

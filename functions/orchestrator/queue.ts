@@ -11,7 +11,7 @@ import {
 import type { Deps } from './deps';
 import { type CommandStatusEvent, classify, type InvocationStatusEvent, type LifecycleEvent } from './events';
 import { checkLaunch, type LaunchOutcome } from './launch';
-import { mapLimited } from './utilities';
+import { asError, mapLimited, settled } from './utilities';
 import { advanceWaits } from './wait-queue';
 
 /** Records read at once before the batch's shared reads (agents, scaling activities). */
@@ -95,16 +95,7 @@ function readRecord(record: SQSRecord): Item | InvalidInputError {
         );
     }
   } catch (error) {
-    return error instanceof Error ? error : new Error(String(error));
-  }
-}
-
-/** Runs `work`, turning what it throws into the result: one item's failure is only its own. */
-async function settled<T>(work: () => Promise<T>): Promise<T | Error> {
-  try {
-    return await work();
-  } catch (error) {
-    return error instanceof Error ? error : new Error(String(error));
+    return asError(error);
   }
 }
 

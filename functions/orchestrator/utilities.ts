@@ -33,3 +33,17 @@ export function backoffMs(attempt: number, random: number): number {
   const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
   return Math.max(100, Math.floor(random * ceiling));
 }
+
+/** What was thrown, as an Error. */
+export function asError(thrown: unknown): Error {
+  return thrown instanceof Error ? thrown : new Error(String(thrown));
+}
+
+/** Runs `work`, turning what it throws into the result: one item's failure is only its own. */
+export async function settled<T>(work: () => Promise<T>): Promise<T | Error> {
+  try {
+    return await work();
+  } catch (error) {
+    return asError(error);
+  }
+}

@@ -6,7 +6,7 @@ import { managedGroup } from './config';
 import { type DeployTarget, firstDuplicateCheck, type StartOutcome, startDeploy } from './deploy-start';
 import type { Deps } from './deps';
 import { heartbeat } from './lifecycle';
-import { chunk, mapLimited } from './utilities';
+import { chunk, mapLimited, settled } from './utilities';
 
 /** SendMessageBatch's own limit on entries per call. */
 const MESSAGES_PER_BATCH = 10;
@@ -70,40 +70,28 @@ export async function advanceWaits(
 ): Promise<Array<WaitOutcome | Error>> {
   const entries = waits.map((wait) => ({ wait, target: deployTarget(deps, wait) }));
   const ids = [...new Set(waits.map((wait) => wait.instanceId))];
-  let statuses: Map<string, string>;
-  try {
-    statuses = ids.length > 0 ? await agentStatuses(deps, ids) : new Map();
-  } catch (error) {
-    // Without the agents' statuses no wait can move; each comes back after its visibility timeout.
-    const failure = error instanceof Error ? error : new Error(String(error));
-    return waits.map(() => failure);
-  }
+  const statuses = await settled(() => agentStatuses(deps, ids));
+  // Without the agents' statuses no wait can move; each comes back after its visibility timeout.
+  if (statuses instanceof Error) return waits.map(() => statuses);
 
   const waitsToQueue: { wait: AgentWait; delaySeconds: number; index: number }[] = [];
-  const results = await mapLimited(entries, SEND_CONCURRENCY, async ({ wait, target }, index) => {
-    if (target instanceof Error) return target;
-    try {
-      if (statuses.get(wait.instanceId) === 'Online') return await send(deps, target, wait);
+  const results = await mapLimited(entries, SEND_CONCURRENCY, ({ wait, target }, index) => {
+    if (target instanceof Error) return Promise.resolve(target);
+    return settled(async (): Promise<WaitOutcome> => {
+      if (statuses.get(wait.instanceId) === 'Online') return send(deps, target, wait);
       const next = await nextLook(deps, target, wait);
       if ('outcome' in next) return next;
       waitsToQueue.push({ ...next, index });
-      return { outcome: 'waiting', attempt: next.wait.attempt, delaySeconds: next.delaySeconds } as const;
-    } catch (error) {
-      return error instanceof Error ? error : new Error(String(error));
-    }
+      return { outcome: 'waiting', attempt: next.wait.attempt, delaySeconds: next.delaySeconds };
+    });
   });
 
   if (waitsToQueue.length > 0) {
-    try {
-      const failed = await requeue(deps, waitsToQueue);
-      for (const [position, error] of failed) {
-        const entry = waitsToQueue[position];
-        if (entry) results[entry.index] = error;
-      }
-    } catch (error) {
-      const failure = error instanceof Error ? error : new Error(String(error));
-      for (const entry of waitsToQueue) results[entry.index] = failure;
-    }
+    const failed = await settled(() => requeue(deps, waitsToQueue));
+    waitsToQueue.forEach((entry, position) => {
+      const error = failed instanceof Error ? failed : failed.get(position);
+      if (error) results[entry.index] = error;
+    });
   }
   return results;
 }
