@@ -3,7 +3,7 @@ import type { Construct } from 'constructs';
 import {
   MAX_RECEIVE_COUNT,
   QUEUE_RETENTION_SECONDS,
-  VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS,
+  visibilityTimeoutSeconds,
 } from '../functions/shared/event-queue';
 
 /** What the event queue is built from. */
@@ -32,5 +32,5 @@ export function eventQueue(scope: Construct, props: EventQueueProps): sqs.Queue 
 
 /** How long a batch hides its messages: several timeouts of the consuming function. */
 export function queueVisibilityTimeout(functionTimeout: Duration): Duration {
-  return Duration.seconds(functionTimeout.toSeconds() * VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS);
+  return Duration.seconds(visibilityTimeoutSeconds(functionTimeout.toSeconds()));
 }

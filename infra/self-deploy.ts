@@ -14,6 +14,7 @@ import {
 } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import type { ConfigInput } from '../functions/orchestrator/config';
+import { DEAD_LETTER_RETENTION_SECONDS } from '../functions/shared/event-queue';
 import { GROUP_SETTINGS } from '../functions/shared/group-settings';
 import { buildSelfDeployDocument } from './document';
 import { addLaunchHooks, eventMaxAge, managedGroups } from './groups';
@@ -111,7 +112,7 @@ export class SelfDeploy extends Construct {
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
-      retentionPeriod: Duration.days(14),
+      retentionPeriod: Duration.seconds(DEAD_LETTER_RETENTION_SECONDS),
     });
     this.queue = eventQueue(this, {
       deadLetterQueue: this.deadLetterQueue,

@@ -14,5 +14,13 @@ export const QUEUE_BATCHING_WINDOW_SECONDS = 1;
 export const MAX_RECEIVE_COUNT = 5;
 /** A batch hides its messages for this many function timeouts, as AWS advises for event source mappings. */
 export const VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS = 6;
+
+/** Seconds a batch hides its messages, for a consuming function with this timeout. */
+export function visibilityTimeoutSeconds(functionTimeoutSeconds: number): number {
+  return functionTimeoutSeconds * VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS;
+}
+
+/** Seconds the dead-letter queue keeps a message: SQS's longest, 14 days, to look at and redrive. */
+export const DEAD_LETTER_RETENTION_SECONDS = 1_209_600;
 /** Seconds a message is kept: a wait lasts at most a lifecycle hook's 2 hours; a day keeps any message past that. */
 export const QUEUE_RETENTION_SECONDS = 86_400;

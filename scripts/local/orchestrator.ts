@@ -6,11 +6,12 @@ import {
   SCHEDULED_DETAIL_TYPE,
 } from '../../functions/shared/event-patterns';
 import {
+  DEAD_LETTER_RETENTION_SECONDS,
   MAX_RECEIVE_COUNT,
   QUEUE_BATCH_SIZE,
   QUEUE_BATCHING_WINDOW_SECONDS,
   QUEUE_RETENTION_SECONDS,
-  VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS,
+  visibilityTimeoutSeconds,
 } from '../../functions/shared/event-queue';
 import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
 import type { ControlPlane } from './control-plane/control-plane';
@@ -62,10 +63,10 @@ export class LocalOrchestrator {
     const { plane } = options;
     const timeoutSeconds = options.timeoutSeconds ?? 300;
     const deadLetterQueue = plane.createQueue('selfdeploy-dead-letters', {
-      MessageRetentionPeriod: 1_209_600,
+      MessageRetentionPeriod: DEAD_LETTER_RETENTION_SECONDS,
     });
     const queue = plane.createQueue('selfdeploy-events', {
-      VisibilityTimeout: timeoutSeconds * VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS,
+      VisibilityTimeout: visibilityTimeoutSeconds(timeoutSeconds),
       MessageRetentionPeriod: QUEUE_RETENTION_SECONDS,
       RedrivePolicy: { deadLetterTargetArn: deadLetterQueue.arn, maxReceiveCount: MAX_RECEIVE_COUNT },
     });
