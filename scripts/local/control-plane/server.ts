@@ -79,11 +79,13 @@ function handle(request: IncomingMessage, raw: Buffer, response: ServerResponse,
       protocol: service === 'autoscaling' ? 'query' : 'json',
     });
   if (typeof target === 'string' && target.startsWith(SSM_TARGET_PREFIX)) {
-    handleSsm(target.slice(SSM_TARGET_PREFIX.length), body, verify('ssm'), requestId, response, models);
+    const operation = target.slice(SSM_TARGET_PREFIX.length);
+    void handleJson(SSM_SERVICE(models), operation, body, verify('ssm'), requestId, response, models);
     return;
   }
   if (typeof target === 'string' && target.startsWith(SQS_TARGET_PREFIX)) {
-    void handleSqs(target.slice(SQS_TARGET_PREFIX.length), body, verify('sqs'), requestId, response, models);
+    const operation = target.slice(SQS_TARGET_PREFIX.length);
+    void handleJson(SQS_SERVICE(models), operation, body, verify('sqs'), requestId, response, models);
     return;
   }
   if (request.method === 'POST' && /(^|&)Action=/.test(body)) {
@@ -123,40 +125,44 @@ function handleAutoScaling(
   }
 }
 
-function handleSsm(
-  operation: string,
-  body: string,
-  authenticate: () => void,
-  requestId: string,
-  response: ServerResponse,
-  models: ServerModels,
-): void {
-  const headers = { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-requestid': requestId };
-  let instanceIds: string[] = [];
-  try {
-    authenticate();
-    const input = parseJson(body);
-    instanceIds = jsonInstanceIds(input, models.ssm);
-    if (models.denied({ service: 'ssm', operation, instanceIds })) {
-      throw new ApiError('AccessDeniedException', accessDenied('ssm', operation));
-    }
-    if (models.throttle.refuse(operation)) throw new ApiError('ThrottlingException', 'Rate exceeded');
-    const result = runJson(models.ssm, operation, input);
-    models.onCall({ service: 'ssm', operation, instanceIds });
-    response.writeHead(200, headers);
-    response.end(JSON.stringify(result));
-  } catch (error) {
-    const apiError = asApiError(error);
-    models.onCall({ service: 'ssm', operation, instanceIds, error: apiError.code });
-    response.writeHead(apiError.status, headers);
-    response.end(
-      JSON.stringify({ __type: apiError.code, ...(apiError.message ? { message: apiError.message } : {}) }),
-    );
-  }
+/** What differs between the JSON-protocol services: their content type, errors and operations. */
+interface JsonService {
+  readonly service: 'ssm' | 'sqs';
+  readonly contentType: string;
+  /** The instances a request names, for the call records and injected denials. */
+  readonly instanceIds: (input: JsonInput) => string[];
+  readonly denied: (operation: string) => ApiError;
+  readonly throttled: () => ApiError;
+  readonly run: (operation: string, input: JsonInput) => unknown;
+  readonly answerError: (error: ApiError) => { headers?: Record<string, string>; body: string };
 }
 
+/** SSM: awsJson1_1. */
+const SSM_SERVICE = (models: ServerModels): JsonService => ({
+  service: 'ssm',
+  contentType: 'application/x-amz-json-1.1',
+  instanceIds: (input) => jsonInstanceIds(input, models.ssm),
+  denied: (operation) => new ApiError('AccessDeniedException', accessDenied('ssm', operation)),
+  throttled: () => new ApiError('ThrottlingException', 'Rate exceeded'),
+  run: (operation, input) => runJson(models.ssm, operation, input),
+  answerError: (error) => ({
+    body: JSON.stringify({ __type: error.code, ...(error.message ? { message: error.message } : {}) }),
+  }),
+});
+
 /** SQS: awsJson1_0, its errors with the `x-amzn-query-error` header SQS adds. ReceiveMessage may long-poll. */
-async function handleSqs(
+const SQS_SERVICE = (models: ServerModels): JsonService => ({
+  service: 'sqs',
+  contentType: 'application/x-amz-json-1.0',
+  instanceIds: () => [],
+  denied: (operation) => new ApiError('AccessDenied', accessDenied('sqs', operation), 403),
+  throttled: () => new ApiError('RequestThrottled', 'Rate exceeded', 403),
+  run: (operation, input) => runSqs(models.sqs, operation, input),
+  answerError: sqsError,
+});
+
+async function handleJson(
+  spec: JsonService,
   operation: string,
   body: string,
   authenticate: () => void,
@@ -164,22 +170,23 @@ async function handleSqs(
   response: ServerResponse,
   models: ServerModels,
 ): Promise<void> {
-  const headers = { 'content-type': 'application/x-amz-json-1.0', 'x-amzn-requestid': requestId };
+  const headers = { 'content-type': spec.contentType, 'x-amzn-requestid': requestId };
+  const { service } = spec;
+  let instanceIds: string[] = [];
   try {
     authenticate();
     const input = parseJson(body);
-    if (models.denied({ service: 'sqs', operation, instanceIds: [] })) {
-      throw new ApiError('AccessDenied', accessDenied('sqs', operation), 403);
-    }
-    if (models.throttle.refuse(operation)) throw new ApiError('RequestThrottled', 'Rate exceeded', 403);
-    const result = await runSqs(models.sqs, operation, input);
-    models.onCall({ service: 'sqs', operation, instanceIds: [] });
+    instanceIds = spec.instanceIds(input);
+    if (models.denied({ service, operation, instanceIds })) throw spec.denied(operation);
+    if (models.throttle.refuse(operation)) throw spec.throttled();
+    const result = await spec.run(operation, input);
+    models.onCall({ service, operation, instanceIds });
     response.writeHead(200, headers);
     response.end(JSON.stringify(result));
   } catch (error) {
     const apiError = asApiError(error);
-    models.onCall({ service: 'sqs', operation, instanceIds: [], error: apiError.code });
-    const answer = sqsError(apiError);
+    models.onCall({ service, operation, instanceIds, error: apiError.code });
+    const answer = spec.answerError(apiError);
     response.writeHead(apiError.status, { ...headers, ...answer.headers });
     response.end(answer.body);
   }
