@@ -4,12 +4,7 @@ import {
   DescribeAutoScalingGroupsCommand,
   type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
-import {
-  DescribeInstanceInformationCommand,
-  GetCommandInvocationCommand,
-  ListCommandsCommand,
-  SendCommandCommand,
-} from '@aws-sdk/client-ssm';
+import { GetCommandInvocationCommand, ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import type { Deps } from '../../functions/orchestrator/deps';
 import { route } from '../../functions/orchestrator/router';
 import { MetricName } from '../../functions/shared/metric-names';
@@ -17,6 +12,7 @@ import { cloudWatchMetrics } from '../../functions/shared/telemetry';
 import { SelfDeploy } from '../../infra/self-deploy';
 import {
   activities,
+  agentsOnline,
   autoScaling,
   fixture,
   harness,
@@ -174,9 +170,7 @@ async function publishedByEveryPath(): Promise<MetricIdentity[]> {
     // A launch whose agent is online at once: BootstrapStarted, AgentWait.
     ...(await published((deps) => {
       ssm.on(ListCommandsCommand).resolves({ Commands: [] });
-      ssm
-        .on(DescribeInstanceInformationCommand)
-        .resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
+      agentsOnline(INSTANCE);
       ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'aaaaaaaa-1111-2222-3333-444444444444' } });
       return route(deps, fixture('launch'));
     })),
@@ -211,9 +205,7 @@ async function publishedByEveryPath(): Promise<MetricIdentity[]> {
       autoScaling
         .on(DescribeAutoScalingGroupsCommand)
         .resolves({ AutoScalingGroups: [describedGroup('web', [[INSTANCE, 'InService']])] });
-      ssm
-        .on(DescribeInstanceInformationCommand)
-        .resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
+      agentsOnline(INSTANCE);
       ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'eeeeeeee-1111-2222-3333-444444444444' } });
       return route(deps, fixture('console-redeploy-group'));
     })),

@@ -12,6 +12,7 @@ import type { ConfigInput, WarmPoolPolicy } from '../../functions/orchestrator/c
 import { route } from '../../functions/orchestrator/router';
 import {
   activities,
+  agentsOnline,
   autoScaling,
   awsError,
   fixture,
@@ -32,9 +33,7 @@ const notRegistered = () =>
 
 /** The instance's agent is online and SendCommand takes the command. */
 function agentOnline() {
-  ssm
-    .on(DescribeInstanceInformationCommand)
-    .resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
+  agentsOnline(INSTANCE);
   ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
 }
 
@@ -52,7 +51,7 @@ const reconcilerCommand = (RequestedDateTime: Date) => ({
 });
 
 function agentNotRegistered() {
-  ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [] });
+  agentsOnline();
 }
 
 describe('launch lifecycle action', () => {

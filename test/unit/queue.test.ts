@@ -20,6 +20,7 @@ import {
 import { handleQueue, isQueueBatch } from '../../functions/orchestrator/queue';
 import {
   activities,
+  agentsOnline,
   autoScaling,
   awsError,
   fixture,
@@ -87,14 +88,6 @@ function wait(fields: Partial<AgentWait> = {}): AgentWait {
 }
 const waitRecord = (fields: Partial<AgentWait> = {}) => record(waitMessage(wait(fields)));
 
-function online(...ids: string[]) {
-  ssm.on(DescribeInstanceInformationCommand).callsFake((input) => ({
-    InstanceInformationList: (input.Filters?.[0]?.Values ?? [])
-      .filter((id: string) => ids.includes(id))
-      .map((id: string) => ({ InstanceId: id, PingStatus: 'Online' })),
-  }));
-}
-
 /** The waits put back on the queue, with their delays. */
 function requeued(): { wait: AgentWait; delay: number | undefined }[] {
   return sqs.commandCalls(SendMessageBatchCommand).flatMap((call) =>
@@ -112,7 +105,7 @@ beforeEach(() => {
 describe('a batch from the queue', () => {
   it('sends the deploy to a launch whose agent is online, and sleeps for nothing', async () => {
     const { deps, sleeps, metrics } = harness();
-    online(INSTANCE);
+    agentsOnline(INSTANCE);
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
 
@@ -129,7 +122,7 @@ describe('a batch from the queue', () => {
 
   it('puts a launch whose agent has not registered back on the queue, due in a second or two, without a SendCommand', async () => {
     const { deps, sleeps } = harness();
-    online();
+    agentsOnline();
 
     const response = await handleQueue(deps, batch(record(launch())));
 
@@ -156,7 +149,7 @@ describe('a batch from the queue', () => {
   it('looks at up to 50 agents per DescribeInstanceInformation: 120 launches cost 3 calls', async () => {
     const { deps } = harness();
     const ids = Array.from({ length: 120 }, (_, n) => instanceId(n + 1));
-    online(...ids.slice(0, 60));
+    agentsOnline(...ids.slice(0, 60));
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
 
@@ -178,7 +171,7 @@ describe('a batch from the queue', () => {
 
   it('sends once for a launch delivered twice in one batch', async () => {
     const { deps } = harness();
-    online(INSTANCE);
+    agentsOnline(INSTANCE);
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
 
@@ -190,7 +183,7 @@ describe('a batch from the queue', () => {
 
   it('starts no second deploy for a wait whose deploy was already sent (a copy delivered in another batch)', async () => {
     const { deps } = harness();
-    online(INSTANCE);
+    agentsOnline(INSTANCE);
     ssm.on(ListCommandsCommand).resolves({
       Commands: [
         {
@@ -212,7 +205,7 @@ describe('a batch from the queue', () => {
   it('reports exactly the message that failed; the others are done', async () => {
     const { deps } = harness();
     const [a, b, c] = [instanceId(1), instanceId(2), instanceId(3)];
-    online(a, b, c);
+    agentsOnline(a, b, c);
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).callsFake((input) => {
       if (input.InstanceIds?.[0] === b) throw awsError('InternalServerError', 'SSM had a bad moment');
@@ -245,7 +238,7 @@ describe('a batch from the queue', () => {
 
   it('reports a wait SQS would not take back, so that its message comes back instead of being lost', async () => {
     const { deps } = harness();
-    online();
+    agentsOnline();
     sqs.on(SendMessageBatchCommand).resolves({
       Successful: [],
       Failed: [{ Id: '0', Code: 'InternalError', SenderFault: false, Message: 'try again' }],
@@ -259,7 +252,7 @@ describe('a batch from the queue', () => {
 
   it('leaves a wait past its deadline to the reconciler: nothing sent, nothing queued', async () => {
     const { deps, logs } = harness();
-    online();
+    agentsOnline();
 
     const response = await handleQueue(deps, batch(waitRecord({ deadline: NOW - 1 })));
 
@@ -274,7 +267,7 @@ describe('a batch from the queue', () => {
 
   it('heartbeats a long wait before its hook could time out, and drops a wait whose action has ended', async () => {
     const { deps } = harness();
-    online();
+    agentsOnline();
     // The api group's hook times out after 60 s without a heartbeat; the last was 50 s ago.
     const api = { groupName: 'api', hook: 'api-launch', lastHeartbeat: NOW - 50_000 };
     autoScaling.on(RecordLifecycleActionHeartbeatCommand).resolvesOnce({}).rejectsOnce(noActiveAction());
@@ -293,7 +286,7 @@ describe('a batch from the queue', () => {
 
   it('grows the delay between looks, with jitter, up to 4 s; two copies of one wait get the same delay', async () => {
     const { deps } = harness();
-    online();
+    agentsOnline();
     const attempts = [0, 1, 2, 3, 4, 10];
 
     await handleQueue(
@@ -321,7 +314,7 @@ describe('a batch from the queue', () => {
 
   it('rejects, and sends nothing for, a wait message naming a group or hook selfdeploy does not manage', async () => {
     const { deps, logs } = harness();
-    online(INSTANCE);
+    agentsOnline(INSTANCE);
     const foreign = waitRecord({ groupName: 'other-team' });
     const wrongHook = waitRecord({ hook: 'someone-elses-hook' });
 

@@ -11,7 +11,6 @@ import {
 import {
   type Command,
   type CommandStatus,
-  DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   ListCommandsCommand,
   SendCommandCommand,
@@ -20,6 +19,7 @@ import { route } from '../../functions/orchestrator/router';
 import { ReconcileError } from '../../functions/shared/errors';
 import {
   activities,
+  agentsOnline,
   autoScaling,
   awsError,
   describedGroup,
@@ -132,7 +132,7 @@ describe('reconcile', () => {
     hookMetadata();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'not registered'));
-    ssm.on(DescribeInstanceInformationCommand).resolves({ InstanceInformationList: [] });
+    agentsOnline();
 
     const result = await route(deps, fixture('scheduled'));
 
@@ -449,9 +449,7 @@ describe('reconcile handles each instance on its own', () => {
     hookMetadata();
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).rejects(awsError('InvalidInstanceId', 'Instances not in a valid state'));
-    ssm
-      .on(DescribeInstanceInformationCommand)
-      .resolves({ InstanceInformationList: [{ InstanceId: INSTANCE, PingStatus: 'Online' }] });
+    agentsOnline(INSTANCE);
 
     const result = await route(deps, fixture('scheduled'));
 

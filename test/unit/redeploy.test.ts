@@ -2,9 +2,10 @@ import {
   DescribeAutoScalingGroupsCommand,
   DescribeAutoScalingInstancesCommand,
 } from '@aws-sdk/client-auto-scaling';
-import { DescribeInstanceInformationCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { SendCommandCommand } from '@aws-sdk/client-ssm';
 import { route } from '../../functions/orchestrator/router';
 import {
+  agentStatuses,
   autoScaling,
   awsCallCount,
   awsError,
@@ -21,12 +22,7 @@ import {
 const id = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
 
 function agentsOnline(except: string[] = []) {
-  ssm.on(DescribeInstanceInformationCommand).callsFake((input) => ({
-    InstanceInformationList: (input.Filters?.[0]?.Values ?? []).map((InstanceId: string) => ({
-      InstanceId,
-      PingStatus: except.includes(InstanceId) ? 'ConnectionLost' : 'Online',
-    })),
-  }));
+  agentStatuses((id) => (except.includes(id) ? 'ConnectionLost' : 'Online'));
 }
 
 function sendsCommands() {

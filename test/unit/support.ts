@@ -11,7 +11,7 @@ import {
   type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { SSMClient } from '@aws-sdk/client-ssm';
+import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { type ConfigInput, parseConfig } from '../../functions/orchestrator/config';
 import type { Deps } from '../../functions/orchestrator/deps';
@@ -190,3 +190,20 @@ export function describedInstance(
     ProtectedFromScaleIn: false,
   };
 }
+
+/**
+ * DescribeInstanceInformation answers each instance its filter names with `statusOf(id)` as
+ * the agent's PingStatus, leaving out those for which it is undefined (never registered).
+ */
+export function agentStatuses(statusOf: (instanceId: string) => string | undefined): void {
+  ssm.on(DescribeInstanceInformationCommand).callsFake((input) => ({
+    InstanceInformationList: (input.Filters?.[0]?.Values ?? []).flatMap((InstanceId: string) => {
+      const PingStatus = statusOf(InstanceId);
+      return PingStatus ? [{ InstanceId, PingStatus }] : [];
+    }),
+  }));
+}
+
+/** The agents of exactly these instances are online; no other has registered. */
+export const agentsOnline = (...instanceIds: string[]) =>
+  agentStatuses((id) => (instanceIds.includes(id) ? 'Online' : undefined));
