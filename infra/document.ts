@@ -278,14 +278,6 @@ export function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
-/**
- * Every problem of `options`, each as `SelfDeployDocumentOptions.<option>: <why>`; empty when
- * the document can be built with them. For callers that report a whole configuration at once.
- */
-export function documentOptionsProblems(options: SelfDeployDocumentOptions): string[] {
-  return checkedSettings(options).problems;
-}
-
 /** Validated build-time settings, as the script's environment variables; throws naming every problem. */
 function settingsFromOptions(options: SelfDeployDocumentOptions): Record<string, string> {
   const { settings, problems } = checkedSettings(options);

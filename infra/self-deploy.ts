@@ -16,7 +16,6 @@ import { Construct } from 'constructs';
 import type { ConfigInput } from '../functions/orchestrator/config';
 import { DEAD_LETTER_RETENTION_SECONDS } from '../functions/shared/event-queue';
 import { GROUP_SETTINGS } from '../functions/shared/group-settings';
-import { buildSelfDeployDocument } from './document';
 import { addLaunchHooks, eventMaxAge, managedGroups } from './groups';
 import { SelfDeployMonitoring } from './monitoring';
 import { orchestratorFunction } from './orchestrator-function';
@@ -71,7 +70,7 @@ export class SelfDeploy extends Construct {
 
   public constructor(scope: Construct, id: string, props: SelfDeployProps) {
     super(scope, id);
-    assertValidProps(props);
+    const document = assertValidProps(props);
     const timings = timingsOf(props);
     this.documentName =
       props.documentName ?? `SelfDeploy-${Names.uniqueResourceName(this, { maxLength: 100 })}`;
@@ -95,7 +94,7 @@ export class SelfDeploy extends Construct {
       targetType: '/AWS::EC2::Instance',
       // A named document cannot be replaced; its content changes become new default versions.
       updateMethod: 'NewVersion',
-      content: buildSelfDeployDocument(props.document),
+      content: document,
     });
 
     const logRetention = props.logRetention ?? DEFAULTS.logRetention;

@@ -8,7 +8,7 @@ import {
   MAX_HEARTBEAT_SECONDS,
   TOP_LEVEL_SETTINGS,
 } from '../functions/shared/group-settings';
-import { buildSelfDeployDocument, SelfDeployDocumentError } from './document';
+import { buildSelfDeployDocument, type SelfDeployDocument, SelfDeployDocumentError } from './document';
 import type { SelfDeployGroup, SelfDeployProps } from './props';
 
 export { COMPLETION_GRACE_SECONDS, MAX_HEARTBEAT_SECONDS } from '../functions/shared/group-settings';
@@ -52,12 +52,16 @@ export function timingsOf(props: SelfDeployProps): Timings {
 /** One group's entry in SELFDEPLOY_CONFIG. */
 export type GroupConfigInput = ConfigInput['groups'][string];
 
-/** Throws one SelfDeployPropsError naming every problem of `props`; returns when there is none. */
-export function assertValidProps(props: SelfDeployProps): void {
-  const problems = selfDeployPropsProblems(props);
-  if (problems.length > 0) {
+/**
+ * Throws one SelfDeployPropsError naming every problem of `props`; else returns the SelfDeploy
+ * document they build, built once (building it is one of the checks).
+ */
+export function assertValidProps(props: SelfDeployProps): SelfDeployDocument {
+  const { problems, document } = checkedProps(props);
+  if (problems.length > 0 || document === undefined) {
     throw new SelfDeployPropsError(`selfdeploy settings are invalid: ${problems.join('; ')}`);
   }
+  return document;
 }
 
 /**
@@ -66,6 +70,10 @@ export function assertValidProps(props: SelfDeployProps): void {
  * function's cold start or every launch.
  */
 export function selfDeployPropsProblems(props: SelfDeployProps): string[] {
+  return checkedProps(props).problems;
+}
+
+function checkedProps(props: SelfDeployProps): { problems: string[]; document?: SelfDeployDocument } {
   const problems: string[] = [];
   const timings = timingsOf(props);
   const executionSeconds = timings.executionTimeoutSeconds;
@@ -116,12 +124,12 @@ export function selfDeployPropsProblems(props: SelfDeployProps): string[] {
   problems.push(...deployKeyProblems(props));
   problems.push(...configProblems(props, timings));
   try {
-    buildSelfDeployDocument(props.document);
+    return { problems, document: buildSelfDeployDocument(props.document) };
   } catch (error) {
     if (!(error instanceof SelfDeployDocumentError)) throw error;
     problems.push(error.message);
+    return { problems };
   }
-  return problems;
 }
 
 /** The hook's heartbeat timeout for a group: as given, else the one default SELFDEPLOY_CONFIG assumes too. */
