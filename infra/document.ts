@@ -168,7 +168,7 @@ const DEFAULTS = {
 } as const;
 
 /** The script's variable for each parameter (SELFDEPLOY_ + upper snake case). */
-export function scriptVariable(name: DocumentParameterName): string {
+function scriptVariable(name: DocumentParameterName): string {
   return `SELFDEPLOY_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 }
 
@@ -176,7 +176,7 @@ export function scriptVariable(name: DocumentParameterName): string {
  * Parameters the step itself consumes (`{{ name }}` in a step input, never in shell text);
  * all others are the script's and arrive as environment variables.
  */
-export const STEP_PARAMETER_NAMES: readonly DocumentParameterName[] = ['executionTimeout'];
+const STEP_PARAMETER_NAMES: readonly DocumentParameterName[] = ['executionTimeout'];
 
 /** Parameters the script receives, as SSM_<name> environment variables. */
 export const SCRIPT_PARAMETER_NAMES: readonly DocumentParameterName[] = DOCUMENT_PARAMETER_NAMES.filter(
@@ -251,7 +251,7 @@ export function documentShell(document: SelfDeployDocument): string {
  * Throws unless the script validates every parameter with exactly the contract's pattern and
  * default, so the script and the document cannot drift apart.
  */
-export function checkScriptMatchesContract(script: string): void {
+function checkScriptMatchesContract(script: string): void {
   const problems: string[] = [];
   for (const name of SCRIPT_PARAMETER_NAMES) {
     const variable = scriptVariable(name);

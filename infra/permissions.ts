@@ -24,7 +24,7 @@ export interface OrchestratorGrants {
  * document and every target instance, so it is allowed for the SelfDeploy document only and
  * for instances of the managed groups only; lifecycle calls only on the managed groups.
  */
-export function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.PolicyStatement[] {
+function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.PolicyStatement[] {
   return [
     new iam.PolicyStatement({
       sid: 'SendSelfDeployDocument',
@@ -74,7 +74,7 @@ export function orchestratorStatements(stack: Stack, grants: OrchestratorGrants)
 }
 
 /** Every EC2 instance of the stack's account and region. */
-export function anyInstanceArn(stack: Stack): string {
+function anyInstanceArn(stack: Stack): string {
   return stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' });
 }
 
@@ -92,7 +92,7 @@ export function parameterArn(stack: Stack, name: string): string {
  * A resource as cdk-nag names it in a finding id: references become `<LogicalId>` or
  * `<LogicalId.Attribute>`, pseudo parameters `<AWS::Region>`.
  */
-export function nagResourceName(stack: Stack, value: string): string {
+function nagResourceName(stack: Stack, value: string): string {
   const flatten = (node: unknown): string => {
     if (typeof node === 'string') return node;
     if (typeof node === 'object' && node !== null) {

@@ -17,7 +17,7 @@ export { COMPLETION_GRACE_SECONDS, MAX_HEARTBEAT_SECONDS } from '../functions/sh
 export class SelfDeployPropsError extends SelfDeployError {}
 
 /** Shortest execution timeout the orchestrator accepts. */
-export const MIN_EXECUTION_SECONDS = TOP_LEVEL_SETTINGS.executionTimeout.range[0];
+const MIN_EXECUTION_SECONDS = TOP_LEVEL_SETTINGS.executionTimeout.range[0];
 
 /** Defaults of the construct's own settings, from the one table of settings (the document's are the builder's). */
 export const DEFAULTS = {

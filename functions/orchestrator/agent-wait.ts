@@ -6,7 +6,7 @@ import type { DeployTarget } from './deploy-start';
 import { INSTANCE_ID, UUID } from './events';
 
 /** SQS's largest per-message delay. */
-export const MAX_DELAY_SECONDS = 900;
+const MAX_DELAY_SECONDS = 900;
 /** The first re-look comes this soon; each later one 1.5 times later, up to the cap. */
 const FIRST_DELAY_SECONDS = 2;
 const DELAY_GROWTH = 1.5;

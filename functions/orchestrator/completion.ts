@@ -195,7 +195,7 @@ export async function finishCommand(
 }
 
 /** Why `command` may not speak for `instanceId`'s current wait; undefined when it may. */
-export function waitMismatch(
+function waitMismatch(
   command: Pick<FinishedCommand, 'parameters' | 'requestedAt'>,
   instanceId: string,
   launches: LaunchScan | undefined,

@@ -27,7 +27,7 @@ const envelope = {
 
 const warmPoolPlace = z.optional(z.enum(['EC2', 'AutoScalingGroup', 'WarmPool']));
 
-export const lifecycleEventSchema = z.object({
+const lifecycleEventSchema = z.object({
   ...envelope,
   source: z.literal('aws.autoscaling'),
   'detail-type': z.enum([LAUNCH_DETAIL_TYPE, TERMINATE_DETAIL_TYPE]),
@@ -54,7 +54,7 @@ const commandDetail = {
   status: z.string().check(z.minLength(1)),
 };
 
-export const commandStatusEventSchema = z.object({
+const commandStatusEventSchema = z.object({
   ...envelope,
   source: z.literal('aws.ssm'),
   'detail-type': z.literal(COMMAND_STATUS_DETAIL_TYPE),
@@ -66,7 +66,7 @@ export const commandStatusEventSchema = z.object({
 });
 export type CommandStatusEvent = z.output<typeof commandStatusEventSchema>;
 
-export const invocationStatusEventSchema = z.object({
+const invocationStatusEventSchema = z.object({
   ...envelope,
   source: z.literal('aws.ssm'),
   'detail-type': z.literal(INVOCATION_STATUS_DETAIL_TYPE),

@@ -22,7 +22,7 @@ export interface LaunchScan {
 }
 
 /** The instance a launch activity launched ("Launching a new EC2 instance…: i-…"); undefined for any other activity. */
-export function launchedInstance(activity: Pick<Activity, 'Description'>): string | undefined {
+function launchedInstance(activity: Pick<Activity, 'Description'>): string | undefined {
   return /^Launching .*: (i-[0-9a-f]{8,17})$/.exec(activity.Description ?? '')?.[1];
 }
 
