@@ -112,10 +112,7 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
       )
       .catch(() => undefined);
     // The completing invocations finish just after their CompleteLifecycleAction; their time counts.
-    await Promise.race([run.plane.bus.idle(), new Promise((resolve) => setTimeout(resolve, 30_000))]);
-    await run
-      .waitFor('the last invocations to finish', () => run.orchestrator.lambda.concurrency === 0, 30_000)
-      .catch(() => undefined);
+    await run.idle(60_000).catch(() => undefined);
 
     const all = records();
     const ended = all.flatMap((r) => (r.completedAt === undefined ? [] : [r.completedAt]));

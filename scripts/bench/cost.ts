@@ -92,13 +92,8 @@ async function selfdeployCost(deploySeconds: number, settings: CostSettings): Pr
     const done = completions(run.plane.autoScaling, instances, runTimeoutMs(deploySeconds, timeScale));
     run.scaleTo(instances);
     const continued = await done;
-    await run.plane.bus.idle();
     // The completing invocations finish just after their CompleteLifecycleAction; their time counts.
-    await run.waitFor(
-      'the last invocations to finish',
-      () => run.orchestrator.lambda.concurrency === 0,
-      30_000,
-    );
+    await run.idle(60_000);
     const invocations = run.orchestrator.lambda.invocations;
     // selfdeploy never sleeps here (agents are online, nothing is throttled): its real
     // invocation time is all work, the same on AWS.

@@ -281,6 +281,20 @@ export class LocalRun {
   }
 
   /**
+   * Waits until the bus has delivered everything and no invocation of the function runs:
+   * the invocations that complete lifecycle actions finish just after their last call.
+   */
+  public async idle(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await Promise.race([this.plane.bus.idle(), new Promise((resolve) => setTimeout(resolve, timeoutMs))]);
+    await this.waitFor(
+      'the last invocations to finish',
+      () => this.orchestrator.lambda.concurrency === 0,
+      Math.max(0, deadline - Date.now()),
+    );
+  }
+
+  /**
    * Stops everything and removes the user the run created; removes the run's directory
    * unless `keep`. Safe to call twice.
    */
