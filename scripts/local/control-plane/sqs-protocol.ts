@@ -140,13 +140,7 @@ export async function runSqs(model: Sqs, operation: string, input: SqsInput): Pr
       return {};
     }
     case 'SendMessage': {
-      const queue = queueOf(model, input);
-      const sent = send(queue, input);
-      return {
-        MessageId: sent.id,
-        MD5OfMessageBody: sent.md5OfBody,
-        ...(sent.md5OfMessageAttributes ? { MD5OfMessageAttributes: sent.md5OfMessageAttributes } : {}),
-      };
+      return send(queueOf(model, input), input);
     }
     case 'SendMessageBatch': {
       const queue = queueOf(model, input);
@@ -158,14 +152,7 @@ export async function runSqs(model: Sqs, operation: string, input: SqsInput): Pr
           `Batch requests cannot be longer than ${QUEUE_LIMITS.MaximumMessageSize.max} bytes. You have sent ${bytes} bytes.`,
         );
       }
-      return perEntry(entries, (entry) => {
-        const sent = send(queue, entry);
-        return {
-          MessageId: sent.id,
-          MD5OfMessageBody: sent.md5OfBody,
-          ...(sent.md5OfMessageAttributes ? { MD5OfMessageAttributes: sent.md5OfMessageAttributes } : {}),
-        };
-      });
+      return perEntry(entries, (entry) => send(queue, entry));
     }
     case 'ReceiveMessage': {
       const queue = queueOf(model, input);
@@ -215,6 +202,7 @@ function queueOf(model: Sqs, input: SqsInput): Queue {
   return model.queueByUrl(required(input, 'QueueUrl'));
 }
 
+/** Sends one message (SendMessage, or one entry of a batch) and answers as SQS does. */
 function send(queue: Queue, input: SqsInput) {
   const body = typeof input.MessageBody === 'string' ? input.MessageBody : '';
   if (body === '')
@@ -242,7 +230,12 @@ function send(queue: Queue, input: SqsInput) {
     );
   }
   const delay = bounded(input, 'DelaySeconds', 0, 900, 'DelaySeconds must be >= 0 and <= 900.');
-  return queue.send(body, attributes, delay);
+  const sent = queue.send(body, attributes, delay);
+  return {
+    MessageId: sent.id,
+    MD5OfMessageBody: sent.md5OfBody,
+    ...(sent.md5OfMessageAttributes ? { MD5OfMessageAttributes: sent.md5OfMessageAttributes } : {}),
+  };
 }
 
 function deleteMessage(queue: Queue, handle: string): void {
