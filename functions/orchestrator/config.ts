@@ -2,6 +2,7 @@ import * as z from 'zod/mini';
 import { ConfigError } from '../shared/errors';
 import {
   defaultHeartbeatSeconds,
+  FOLLOW_MODES,
   GROUP_SETTINGS,
   type GroupConfigField,
   TOP_LEVEL_SETTINGS,
@@ -24,6 +25,7 @@ const groupSchema = z.strictObject({
   healthCheckUrl: z._default(documentParameter('healthCheckUrl'), GROUP_SETTINGS.healthCheckUrl.default),
   onFailure: z._default(z.enum(LIFECYCLE_RESULTS), GROUP_SETTINGS.onFailure.default),
   warmPool: z._default(z.enum(WARM_POOL_POLICIES), GROUP_SETTINGS.warmPool.default),
+  follow: z._default(z.enum(FOLLOW_MODES), GROUP_SETTINGS.follow.default),
   // Filled in below from the top-level timings when omitted: it depends on them.
   heartbeatTimeoutSeconds: z.optional(seconds(GROUP_SETTINGS.heartbeatTimeout.range)),
 } satisfies Record<GroupConfigField, z.ZodMiniType>);
@@ -46,6 +48,10 @@ const writtenSchema = z.strictObject({
   outputLogGroupName: z._default(
     z.string().check(z.regex(/^[A-Za-z0-9_./#-]{1,512}$/, 'must be a CloudWatch Logs group name')),
     TOP_LEVEL_SETTINGS.outputLogGroupName.default,
+  ),
+  releasePath: z._default(
+    z.string().check(z.regex(/^(\/[A-Za-z0-9_.-]+)+$/, 'must be a Parameter Store path such as /selfdeploy')),
+    TOP_LEVEL_SETTINGS.releasePath.default,
   ),
   redeployMaxConcurrency: z._default(
     z.string().check(z.regex(/^([1-9][0-9]*|[1-9][0-9]?%|100%)$/)),

@@ -7,6 +7,7 @@ import {
   SCHEDULED_DETAIL_TYPE,
   TERMINATE_DETAIL_TYPE,
 } from '../shared/event-patterns';
+import { OPERATOR_ACTIONS, type OperatorAction, operatorActionSchema } from '../shared/operator-actions';
 import { describeIssues, documentParameter } from '../shared/validation';
 
 /** EC2 instance ids as Auto Scaling and SSM print them. */
@@ -112,9 +113,10 @@ export type Classified =
   | { kind: 'command-status'; event: CommandStatusEvent }
   | { kind: 'invocation-status'; event: InvocationStatusEvent }
   | { kind: 'reconcile'; trigger: 'schedule' | 'manual' }
-  | { kind: 'redeploy'; action: RedeployAction };
+  | { kind: 'redeploy'; action: RedeployAction }
+  | { kind: 'operator'; action: OperatorAction };
 
-const MANUAL_ACTIONS = 'redeploy, reconcile';
+const MANUAL_ACTIONS = ['redeploy', 'reconcile', ...OPERATOR_ACTIONS].join(', ');
 const ACCEPTED =
   'an Auto Scaling lifecycle event, an SSM command status event, a scheduled event, ' +
   `or a manual action {"action": …} (${MANUAL_ACTIONS})`;
@@ -139,6 +141,9 @@ export function classify(input: unknown): Classified {
     throw new InvalidInputError(`expected a JSON object (${ACCEPTED}), got ${describeType(input)}`);
   }
   if ('action' in input) {
+    if (OPERATOR_ACTIONS.some((name) => name === input.action)) {
+      return { kind: 'operator', action: parse(operatorActionSchema, input, `${input.action} action`) };
+    }
     if (input.action !== 'redeploy' && input.action !== 'reconcile') {
       throw new InvalidInputError(
         `unknown action ${JSON.stringify(input.action)}: expected one of ${MANUAL_ACTIONS}`,

@@ -1,8 +1,10 @@
+import type { OperatorAnswer } from '../shared/operator-actions';
 import type { CompletionOutcome } from './completion';
 import { handleCommandStatus } from './completion';
 import type { Deps } from './deps';
 import { classify } from './events';
 import { handleLaunch, type LaunchOutcome } from './launch';
+import { operate } from './operator';
 import { type ReconcileSummary, reconcile } from './reconcile';
 import { type RedeploySummary, redeploy } from './redeploy';
 
@@ -11,7 +13,8 @@ export type RouteResult =
   | { kind: 'test-notification'; ignored: true }
   | { kind: 'command-status'; commandId: string; result: CompletionOutcome }
   | { kind: 'reconcile'; result: ReconcileSummary }
-  | { kind: 'redeploy'; result: RedeploySummary };
+  | { kind: 'redeploy'; result: RedeploySummary }
+  | { kind: 'operator'; result: OperatorAnswer };
 
 /** Classifies any input (throws InvalidInputError before any AWS call) and runs its step. */
 export async function route(deps: Deps, input: unknown): Promise<RouteResult> {
@@ -37,5 +40,7 @@ export async function route(deps: Deps, input: unknown): Promise<RouteResult> {
       return { kind: 'reconcile', result: await reconcile(deps) };
     case 'redeploy':
       return { kind: 'redeploy', result: await redeploy(deps, request.action) };
+    case 'operator':
+      return { kind: 'operator', result: await operate(deps, request.action) };
   }
 }

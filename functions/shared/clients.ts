@@ -1,4 +1,5 @@
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 
@@ -7,6 +8,8 @@ export interface AwsClients {
   readonly autoScaling: AutoScalingClient;
   readonly ssm: SSMClient;
   readonly sqs: SQSClient;
+  /** For the `selfdeploy:*` tags a deploy leaves on its instance. */
+  readonly ec2: EC2Client;
 }
 
 /**
@@ -23,5 +26,6 @@ export function createClients(): AwsClients {
     autoScaling: new AutoScalingClient(settings),
     ssm: new SSMClient(settings),
     sqs: new SQSClient(settings),
+    ec2: new EC2Client(settings),
   };
 }

@@ -50,6 +50,10 @@ export function defaultHeartbeatSeconds(agentWaitSeconds: number, executionTimeo
 export const WARM_POOL_POLICIES = ['deploy-on-both', 'deploy-on-warm-pool', 'deploy-on-service'] as const;
 export type WarmPoolPolicy = (typeof WARM_POOL_POLICIES)[number];
 
+/** What a group's launches deploy: its release (an exact SHA), or the branch head (riskier). */
+export const FOLLOW_MODES = ['release', 'branch'] as const;
+export type FollowMode = (typeof FOLLOW_MODES)[number];
+
 /** The settings of one managed group (`SelfDeployGroup`, `groups.*` of SELFDEPLOY_CONFIG). */
 export const GROUP_SETTINGS = {
   environment: {
@@ -83,6 +87,12 @@ export const GROUP_SETTINGS = {
     kind: 'text',
     default: WARM_POOL_POLICIES[0],
     doc: 'Which launch transitions deploy when the group has a warm pool.',
+  },
+  follow: {
+    json: 'follow',
+    kind: 'text',
+    default: FOLLOW_MODES[0],
+    doc: "What launches deploy: `release`, the group's recorded SHA, or `branch`, the branch head (riskier: one bad push reaches every scale-out).",
   },
   appUser: {
     json: 'appUser',
@@ -176,6 +186,12 @@ export const TOP_LEVEL_SETTINGS = {
     default: '/selfdeploy/commands',
     stated: '`/selfdeploy/<documentName>`',
     doc: "CloudWatch Logs group that receives every command's full output.",
+  },
+  releasePath: {
+    json: 'releasePath',
+    kind: 'text',
+    default: '/selfdeploy',
+    doc: "Parameter Store path under which each group's release, pause and deployments are kept.",
   },
   redeployMaxConcurrency: {
     json: 'redeployMaxConcurrency',

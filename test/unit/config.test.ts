@@ -20,10 +20,12 @@ describe('SELFDEPLOY_CONFIG', () => {
       outputLogGroupName: '/selfdeploy/commands',
       redeployMaxConcurrency: '25%',
       redeployMaxErrors: '0',
+      releasePath: '/selfdeploy',
       groups: {
         web: {
           lifecycleHookName: 'launch',
           environment: 'production',
+          follow: 'release',
           appUser: 'deploy',
           deployPath: '/var/www/app/deploy',
           appPath: '/var/www/app',

@@ -10,6 +10,7 @@ import {
   type Instance,
   type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -20,6 +21,7 @@ import type { MetricName } from '../../functions/shared/metric-names';
 export const ssm = mockClient(SSMClient);
 export const autoScaling = mockClient(AutoScalingClient);
 export const sqs = mockClient(SQSClient);
+export const ec2 = mockClient(EC2Client);
 
 /** The queue the orchestrator consumes and puts agent waits back on. */
 export const WAIT_QUEUE_URL = 'https://sqs.us-west-2.amazonaws.com/123456789012/selfdeploy-waits';
@@ -66,6 +68,7 @@ export function harness(options: { config?: ConfigInput; remainingMs?: number } 
   ssm.reset();
   autoScaling.reset();
   sqs.reset();
+  ec2.reset();
   // The queue takes every wait put back on it unless a test says otherwise.
   sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
   let now = NOW;
@@ -79,6 +82,7 @@ export function harness(options: { config?: ConfigInput; remainingMs?: number } 
       ssm: new SSMClient({ region: 'us-west-2' }),
       autoScaling: new AutoScalingClient({ region: 'us-west-2' }),
       sqs: new SQSClient({ region: 'us-west-2' }),
+      ec2: new EC2Client({ region: 'us-west-2' }),
     },
     logger,
     metrics: {
