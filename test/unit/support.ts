@@ -71,6 +71,8 @@ export function harness(options: { config?: ConfigInput; remainingMs?: number } 
   ec2.reset();
   // The queue takes every wait put back on it unless a test says otherwise.
   sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+  // A group with no scaling activity on record unless a test says otherwise.
+  autoScaling.on(DescribeScalingActivitiesCommand).resolves({ Activities: [] });
   let now = NOW;
   const sleeps: number[] = [];
   const metrics: Harness['metrics'] = [];
