@@ -37,6 +37,7 @@ import {
 
 // One stack, synthesized once, for every test in this file.
 const DOCUMENT_NAME = 'SelfDeploy-test';
+const RUNBOOK = 'https://github.com/acme/app/blob/main/docs/operations.md';
 const documentOptions = { pinnedRevisionParameterName: '/selfdeploy/{environment}/revision' };
 const stack = testStack();
 const selfDeploy = new SelfDeploy(stack, 'SelfDeploy', {
@@ -53,11 +54,16 @@ const selfDeploy = new SelfDeploy(stack, 'SelfDeploy', {
       lifecycleHookName: 'worker-deploy',
       heartbeatTimeout: Duration.hours(1),
       warmPool: 'deploy-on-service',
+      follow: 'branch',
+      bootstrapBudget: Duration.minutes(20),
     },
   ],
   documentName: DOCUMENT_NAME,
   document: documentOptions,
   alarmEmail: 'ops@example.com',
+  releasePath: '/acme/releases',
+  failureStreak: 4,
+  runbookBaseUrl: RUNBOOK,
 });
 const template = templateOf(stack);
 const functionLogicalId = logicalId(stack, selfDeploy.function);
@@ -420,6 +426,7 @@ describe('function', () => {
       executionTimeoutSeconds: 1800,
       agentWaitSeconds: 600,
       outputLogGroupName: `/selfdeploy/${DOCUMENT_NAME}`,
+      releasePath: '/acme/releases',
       groups: {
         web: {
           lifecycleHookName: 'selfdeploy',
@@ -427,15 +434,19 @@ describe('function', () => {
           appUser: 'deploy',
           healthCheckUrl: 'http://localhost:3000/up',
           onFailure: 'ABANDON',
+          follow: 'release',
         },
         worker: {
           lifecycleHookName: 'worker-deploy',
           environment: 'staging',
           warmPool: 'deploy-on-service',
           heartbeatTimeoutSeconds: 3600,
+          follow: 'branch',
         },
       },
     });
+    // The budget is the alarms' alone.
+    expect(JSON.stringify(config)).not.toContain('bootstrapBudget');
   });
 
   it('retries a failed event twice, then gives it to the dead-letter queue', () => {

@@ -389,16 +389,42 @@ describe('existing-groups configuration', () => {
 
   it('becomes construct props with durations', () => {
     const props = toSelfDeployProps({
-      groups: [{ name: 'api', heartbeatTimeoutSeconds: 3000 }],
+      groups: [{ name: 'api', heartbeatTimeoutSeconds: 3000, bootstrapBudgetSeconds: 600, follow: 'branch' }],
       executionTimeoutSeconds: 900,
       reconcileIntervalMinutes: 2,
       logRetentionDays: 7,
+      releasePath: '/acme/releases',
+      failureStreak: 5,
+      runbookBaseUrl: 'https://example.com/operations.md',
     });
 
     expect(props.groups[0]?.autoScalingGroup).toBe('api');
     expect(props.groups[0]?.heartbeatTimeout?.toSeconds()).toBe(3000);
+    expect(props.groups[0]?.bootstrapBudget?.toSeconds()).toBe(600);
+    expect(props.groups[0]?.follow).toBe('branch');
     expect(props.executionTimeout?.toSeconds()).toBe(900);
     expect(props.reconcileInterval?.toMinutes()).toBe(2);
     expect(props.logRetention).toBe(7);
+    expect(props).toMatchObject({
+      releasePath: '/acme/releases',
+      failureStreak: 5,
+      runbookBaseUrl: 'https://example.com/operations.md',
+    });
+  });
+
+  it('names a follow mode it does not know, and a budget a stack would refuse, in one error', () => {
+    const load = () =>
+      loadExistingGroupsConfig((key) =>
+        key === 'selfdeploy'
+          ? {
+              groups: [
+                { name: 'web', follow: 'head', bootstrapBudgetSeconds: 1800 },
+                { name: 'api', bootstrapBudgetSeconds: 1800 },
+              ],
+            }
+          : undefined,
+      );
+
+    expect(load).toThrow(/groups\.0\.follow: .*group api: bootstrapBudget is 1800 s/);
   });
 });
