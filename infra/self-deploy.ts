@@ -15,7 +15,7 @@ import {
 import { Construct } from 'constructs';
 import type { ConfigInput } from '../functions/orchestrator/config';
 import { DEAD_LETTER_RETENTION_SECONDS } from '../functions/shared/event-queue';
-import { GROUP_SETTINGS } from '../functions/shared/group-settings';
+import { GROUP_SETTINGS, TOP_LEVEL_SETTINGS } from '../functions/shared/group-settings';
 import { addLaunchHooks, eventMaxAge, managedGroups } from './groups';
 import { SelfDeployMonitoring } from './monitoring';
 import { orchestratorFunction } from './orchestrator-function';
@@ -129,6 +129,7 @@ export class SelfDeploy extends Construct {
       documentArn: stack.formatArn({ service: 'ssm', resource: 'document', resourceName: this.documentName }),
       groupArns: groups.map((group) => group.group.autoScalingGroupArn),
       groupNames: groups.map((group) => group.name),
+      releasePath: this.config.releasePath ?? TOP_LEVEL_SETTINGS.releasePath.default,
       logGroup: functionLogGroup,
       queue: this.queue,
     });

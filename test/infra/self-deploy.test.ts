@@ -211,7 +211,8 @@ describe('orchestrator permissions', () => {
   const statements = policyStatements(template, 'SelfDeployFunctionRole');
   const withAction = (action: string) =>
     statements.filter((statement) => actionsOf(statement).includes(action));
-  const READ_ONLY = /^(ssm|autoscaling):(List|Describe|Get)[A-Za-z]+$/;
+  const READ_ONLY = /^(ssm|autoscaling|ec2):(List|Describe|Get)[A-Za-z]+$/;
+  const AWS_SERVICE = /^(ssm|autoscaling|ec2):/;
 
   it('sends only the SelfDeploy document', () => {
     const [documentStatement, instanceStatement, ...others] = withAction('ssm:SendCommand');
@@ -254,7 +255,7 @@ describe('orchestrator permissions', () => {
 
   it('writes its own log group, consumes and sends to its event queue, sends to its dead-letter queue, nothing else', () => {
     const rest = statements.filter(
-      (statement) => !actionsOf(statement).some((action) => /^(ssm|autoscaling):/.test(action)),
+      (statement) => !actionsOf(statement).some((action) => AWS_SERVICE.test(action)),
     );
     const eventQueue = { 'Fn::GetAtt': [logicalId(stack, selfDeploy.queue), 'Arn'] };
 
@@ -288,15 +289,90 @@ describe('orchestrator permissions', () => {
     );
   });
 
+  it('reads and writes parameters under releasePath only, and reads that path itself', () => {
+    const parameterStatements = statements.filter((statement) =>
+      actionsOf(statement).some((action) => action.startsWith('ssm:') && action.includes('Parameter')),
+    );
+    const parameters = (resource: string) => ({
+      'Fn::Join': [
+        '',
+        [
+          'arn:',
+          { Ref: 'AWS::Partition' },
+          ':ssm:',
+          { Ref: 'AWS::Region' },
+          ':',
+          { Ref: 'AWS::AccountId' },
+          `:parameter/${resource}`,
+        ],
+      ],
+    });
+
+    expect(parameterStatements.map((statement) => [actionsOf(statement).sort(), statement.Resource])).toEqual(
+      [
+        [
+          [
+            'ssm:DeleteParameter',
+            'ssm:DeleteParameters',
+            'ssm:GetParameter',
+            'ssm:GetParametersByPath',
+            'ssm:PutParameter',
+          ],
+          parameters('acme/releases/*'),
+        ],
+        [['ssm:GetParametersByPath'], parameters('acme/releases')],
+      ],
+    );
+    expect(parameterStatements.every((statement) => statement.Condition === undefined)).toBe(true);
+  });
+
+  it("tags only instances of the managed groups, and only with selfdeploy's own tag keys", () => {
+    const [tagging, ...others] = withAction('ec2:CreateTags');
+
+    expect(others).toEqual([]);
+    expect(actionsOf(tagging as Statement)).toEqual(['ec2:CreateTags']);
+    expect(JSON.stringify(tagging?.Resource)).toMatch(/:ec2:.*:instance\/\*"\]\]\}$/);
+    expect(tagging?.Condition).toEqual({
+      StringEquals: { 'aws:ResourceTag/aws:autoscaling:groupName': ['web', 'worker'] },
+      'ForAllValues:StringEquals': { 'aws:TagKeys': ['selfdeploy:revision', 'selfdeploy:last-deploy'] },
+      Null: { 'aws:TagKeys': 'false' },
+    });
+  });
+
+  it('reads tags and instances with "*", which DescribeTags and DescribeInstances require', () => {
+    const wildcard = statements.filter((statement) => resourcesOfStatement(statement).includes('*'));
+
+    expect(
+      wildcard
+        .flatMap(actionsOf)
+        .filter((action) => action.startsWith('ec2:'))
+        .sort(),
+    ).toEqual(['ec2:DescribeInstances', 'ec2:DescribeTags']);
+  });
+
+  it('moves instances to Standby and back in the managed groups only', () => {
+    const standby = withAction('autoscaling:EnterStandby');
+
+    expect(standby).toHaveLength(1);
+    expect(actionsOf(standby[0] as Statement).sort()).toEqual([
+      'autoscaling:EnterStandby',
+      'autoscaling:ExitStandby',
+    ]);
+    const resources = resourcesOfStatement(standby[0] as Statement).map((resource) =>
+      JSON.stringify(resource),
+    );
+    expect(resources).toHaveLength(2);
+    expect(resources[0]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/web"\]\]\}$/);
+    expect(resources[1]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/worker"\]\]\}$/);
+  });
+
   it('allows exactly the AWS calls the orchestrator makes', () => {
     const granted = statements
       .flatMap(actionsOf)
-      .filter((action) => /^(ssm|autoscaling):/.test(action))
+      .filter((action) => AWS_SERVICE.test(action))
       .sort();
 
-    expect([...new Set(granted)]).toEqual(
-      sdkCallsOfFunctions().filter((call) => /^(ssm|autoscaling):/.test(call)),
-    );
+    expect([...new Set(granted)]).toEqual(sdkCallsOfFunctions().filter((call) => AWS_SERVICE.test(call)));
     // SQS authorises SendMessageBatch as sqs:SendMessage, granted on the event queue above.
     expect(sdkCallsOfFunctions().filter((call) => call.startsWith('sqs:'))).toEqual(['sqs:SendMessageBatch']);
   });
@@ -605,7 +681,12 @@ describe('cdk-nag', () => {
 /** `service:Action` for every AWS SDK command or paginator the orchestrator's code uses. */
 function sdkCallsOfFunctions(): string[] {
   const root = path.join(__dirname, '..', '..', 'functions');
-  const services: Record<string, string> = { ssm: 'ssm', 'auto-scaling': 'autoscaling', sqs: 'sqs' };
+  const services: Record<string, string> = {
+    ssm: 'ssm',
+    'auto-scaling': 'autoscaling',
+    sqs: 'sqs',
+    ec2: 'ec2',
+  };
   const calls = new Set<string>();
   const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((file) =>
     file.endsWith('.ts'),
