@@ -27,6 +27,7 @@ import {
   assertValidProps,
   concurrencyOf,
   DEFAULTS,
+  failureStreakOf,
   functionConfig,
   outputLogGroupNameOf,
   SelfDeployPropsError,
@@ -159,7 +160,7 @@ export class SelfDeploy extends Construct {
       this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
     }
     this.monitoring = new SelfDeployMonitoring(this, 'Monitoring', {
-      groups: groups.map(({ id, name }) => ({ id, name })),
+      groups: groups.map(({ id, name, bootstrapBudget }) => ({ id, name, bootstrapBudget })),
       function: this.function,
       deadLetterQueue: this.deadLetterQueue,
       eventQueue: this.queue,
@@ -167,6 +168,8 @@ export class SelfDeploy extends Construct {
       topic: this.alarmTopic,
       reconcileInterval: timings.reconcileInterval,
       agentWait: Duration.seconds(timings.agentWaitSeconds),
+      failureStreak: failureStreakOf(props),
+      ...(props.runbookBaseUrl !== undefined && { runbookBaseUrl: props.runbookBaseUrl }),
     });
   }
 

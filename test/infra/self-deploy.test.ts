@@ -646,7 +646,104 @@ describe('alarms', () => {
       Threshold: 1800,
       AlarmActions: [topicRef],
     });
-    expect(alarms).toHaveLength(7);
+    // Five per group, three for the orchestrator.
+    expect(alarms).toHaveLength(13);
+  });
+
+  const mathAlarm = (group: string) =>
+    alarms.find((alarm) =>
+      (alarm.Metrics as { MetricStat?: unknown }[] | undefined)?.some((query) =>
+        JSON.stringify(query.MetricStat ?? {}).includes(`"Value":"${group}"`),
+      ),
+    );
+
+  it.each(['web', 'worker'])(
+    'fire when failureStreak bootstraps of %s failed within an hour and none succeeded',
+    (group) => {
+      const streak = mathAlarm(group);
+      const queries = streak?.Metrics as {
+        Id: string;
+        Expression?: string;
+        ReturnData?: boolean;
+        MetricStat?: { Metric: { MetricName: string; Dimensions: unknown[] }; Period: number; Stat: string };
+      }[];
+
+      expect(streak).toMatchObject({
+        Threshold: 4,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        EvaluationPeriods: 1,
+        TreatMissingData: 'notBreaching',
+        AlarmActions: [topicRef],
+      });
+      const expression = queries.find((query) => query.Expression !== undefined);
+      expect(expression?.Expression).toBe('IF(FILL(succeeded, 0) > 0, 0, FILL(failed, 0))');
+      expect(expression?.ReturnData).not.toBe(false);
+      const inputs = Object.fromEntries(
+        queries.flatMap((query) =>
+          query.MetricStat
+            ? [
+                [
+                  query.Id,
+                  [query.MetricStat.Metric.MetricName, query.MetricStat.Stat, query.MetricStat.Period],
+                ],
+              ]
+            : [],
+        ),
+      );
+      expect(inputs).toEqual({
+        failed: [MetricName.BootstrapFailed, 'Sum', 3600],
+        succeeded: [MetricName.BootstrapSucceeded, 'Sum', 3600],
+      });
+    },
+  );
+
+  it.each([
+    ['web', 900],
+    ['worker', 1200],
+  ])(
+    'fire when the p90 bootstrap duration of %s within an hour is above its budget (%i s)',
+    (group, budget) => {
+      expect(groupAlarm(MetricName.BootstrapDuration, group)).toMatchObject({
+        ExtendedStatistic: 'p90',
+        Period: 3600,
+        Threshold: budget,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+        AlarmActions: [topicRef],
+      });
+    },
+  );
+
+  it.each(['web', 'worker'])('fire on a failed operator deploy or rollback of %s', (group) => {
+    expect(groupAlarm(MetricName.DeployFailed, group)).toMatchObject({
+      Namespace: METRIC_NAMESPACE,
+      Statistic: 'Sum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [topicRef],
+    });
+  });
+
+  it('link each description to its runbook entry under runbookBaseUrl', () => {
+    const links = alarms.map((alarm) => /Runbook: (\S+)$/.exec(String(alarm.AlarmDescription))?.[1]);
+
+    expect(links.sort()).toEqual(
+      [
+        ...['web', 'worker'].flatMap(() => [
+          'groupbootstrapfailed',
+          'groupfailurestreak',
+          'groupbootstraptime',
+          'groupstuckinstances',
+          'groupdeployfailed',
+        ]),
+        'functionerrors',
+        'queuebacklog',
+        'deadletters',
+      ]
+        .map((anchor) => `${RUNBOOK}#${anchor}`)
+        .sort(),
+    );
   });
 
   it('reach the e-mail address', () => {
@@ -663,6 +760,9 @@ describe('alarms', () => {
       MetricName.BootstrapFailed,
       MetricName.BootstrapDuration,
       MetricName.StuckInstances,
+      MetricName.DeploySucceeded,
+      MetricName.DeployFailed,
+      MetricName.LaunchedWithoutDeploy,
       'Errors',
       'Duration',
     ]) {

@@ -215,6 +215,19 @@ describe('settings that look risky but are allowed', () => {
     ).not.toThrow();
   });
 
+  it('a short execution timeout: the default bootstrap budget becomes half of it', () => {
+    const stack = testStack();
+    const selfDeploy = new SelfDeploy(stack, 'SelfDeploy', {
+      groups: [{ autoScalingGroup: 'web' }],
+      executionTimeout: Duration.minutes(10),
+    });
+    const budget = selfDeploy.monitoring.alarms.find((alarm) => alarm.node.id === 'webBootstrapTime');
+
+    expect(stack.resolve((budget?.node.defaultChild as { threshold?: number } | undefined)?.threshold)).toBe(
+      300,
+    );
+  });
+
   it('a loopback health-check URL', () => {
     expect(
       build({ groups: [{ autoScalingGroup: 'web', healthCheckUrl: 'http://127.0.0.1:3000/up' }] }),
