@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MAX_RECEIVE_COUNT } from '../functions/shared/event-queue';
 import { SELF_DEPLOY_EXIT_CODES } from '../functions/shared/exit-codes';
+import { TOP_LEVEL_SETTINGS } from '../functions/shared/group-settings';
 import { GROUP_DIMENSION } from '../functions/shared/metric-names';
 
 /** The alarms of one installation: five per managed group, three for the orchestrator. */
@@ -115,7 +116,7 @@ export const ALARM_RUNBOOK: Readonly<Record<AlarmName, AlarmRunbook>> = {
   FailureStreak: {
     perGroup: true,
     cause:
-      'At least `failureStreak` (3 by default) bootstraps of the group failed within an hour and none ' +
+      `At least \`failureStreak\` (${TOP_LEVEL_SETTINGS.failureStreak.default} by default) bootstraps of the group failed within an hour and none ` +
       'succeeded: every new instance fails, is abandoned and replaced, and its replacement fails too (the ' +
       'replacement loop). The group cannot add capacity.',
     check: [

@@ -26,7 +26,7 @@ export interface SettingSpec {
   readonly requiredInFunctionConfig?: true;
   /** The key of the existing-groups JSON configuration; absent when only the construct takes it. */
   readonly json?: string;
-  /** Whether only the construct uses it (the alarms): SELFDEPLOY_CONFIG does not carry it. */
+  /** A group setting only the construct uses (its alarms): SELFDEPLOY_CONFIG's groups do not carry it. */
   readonly constructOnly?: true;
 }
 
