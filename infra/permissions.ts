@@ -19,7 +19,18 @@ export interface OrchestratorGrants {
   readonly groupNames: readonly string[];
   /** The Parameter Store path of the groups' releases, pauses and deployments (`releasePath`). */
   readonly releasePath: string;
+  /** The parameters only instances read (pinned revision, deploy key), `{environment}` in their names. */
+  readonly instanceParameterNames: readonly string[];
 }
+
+/** What the orchestrator does with the parameters under releasePath. */
+const RELEASE_RECORD_ACTIONS = [
+  'ssm:GetParametersByPath',
+  'ssm:GetParameter',
+  'ssm:PutParameter',
+  'ssm:DeleteParameter',
+  'ssm:DeleteParameters',
+] as const;
 
 /** The only tags the orchestrator writes: on an instance, what its deploys left live. */
 export const INSTANCE_TAG_KEYS = ['selfdeploy:revision', 'selfdeploy:last-deploy'] as const;
@@ -59,15 +70,23 @@ function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.P
     new iam.PolicyStatement({
       sid: 'ReleaseRecords',
       // Each group's release, pause, deployment (the lock) and step claims, under releasePath only.
-      actions: [
-        'ssm:GetParametersByPath',
-        'ssm:GetParameter',
-        'ssm:PutParameter',
-        'ssm:DeleteParameter',
-        'ssm:DeleteParameters',
-      ],
+      actions: [...RELEASE_RECORD_ACTIONS],
       resources: [releaseParametersArn(stack, grants.releasePath)],
     }),
+    // The instances' own parameters often live under the same prefix (/selfdeploy/<environment>/
+    // deploy-key beside /selfdeploy/<group>/release): the orchestrator must never change them.
+    ...(grants.instanceParameterNames.length === 0
+      ? []
+      : [
+          new iam.PolicyStatement({
+            sid: 'NotInstanceParameters',
+            effect: iam.Effect.DENY,
+            actions: [...RELEASE_RECORD_ACTIONS],
+            resources: grants.instanceParameterNames.map((name) =>
+              parameterArn(stack, name.replaceAll('{environment}', '*')),
+            ),
+          }),
+        ]),
     new iam.PolicyStatement({
       sid: 'ReadReleasePath',
       // GetParametersByPath is authorised against the path it reads: releasePath itself too.

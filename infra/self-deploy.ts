@@ -131,6 +131,10 @@ export class SelfDeploy extends Construct {
       groupArns: groups.map((group) => group.group.autoScalingGroupArn),
       groupNames: groups.map((group) => group.name),
       releasePath: this.config.releasePath ?? TOP_LEVEL_SETTINGS.releasePath.default,
+      instanceParameterNames: [
+        props.document?.pinnedRevisionParameterName,
+        props.document?.deployKeyParameterName,
+      ].filter((name) => name !== undefined),
       logGroup: functionLogGroup,
       queue: this.queue,
     });

@@ -290,8 +290,10 @@ describe('orchestrator permissions', () => {
   });
 
   it('reads and writes parameters under releasePath only, and reads that path itself', () => {
-    const parameterStatements = statements.filter((statement) =>
-      actionsOf(statement).some((action) => action.startsWith('ssm:') && action.includes('Parameter')),
+    const parameterStatements = statements.filter(
+      (statement) =>
+        statement.Effect === 'Allow' &&
+        actionsOf(statement).some((action) => action.startsWith('ssm:') && action.includes('Parameter')),
     );
     const parameters = (resource: string) => ({
       'Fn::Join': [
@@ -324,6 +326,21 @@ describe('orchestrator permissions', () => {
       ],
     );
     expect(parameterStatements.every((statement) => statement.Condition === undefined)).toBe(true);
+  });
+
+  it("never reads or changes the instances' own parameters, which may share releasePath's prefix", () => {
+    const denied = statements.filter((statement) => statement.Effect === 'Deny');
+
+    expect(denied).toHaveLength(1);
+    expect(actionsOf(denied[0] as Statement).sort()).toEqual([
+      'ssm:DeleteParameter',
+      'ssm:DeleteParameters',
+      'ssm:GetParameter',
+      'ssm:GetParametersByPath',
+      'ssm:PutParameter',
+    ]);
+    // The pinned-revision parameter of every environment.
+    expect(JSON.stringify(denied[0]?.Resource)).toMatch(/:parameter\/selfdeploy\/\*\/revision"\]\]\}$/);
   });
 
   it("tags only instances of the managed groups, and only with selfdeploy's own tag keys", () => {

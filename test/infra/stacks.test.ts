@@ -90,6 +90,13 @@ describe('existing-groups stack', () => {
       };
     };
 
+    // The deploy keys sit under the default releasePath: the function's role may not touch them.
+    const denied = JSON.stringify(
+      policyStatements(template, 'SelfDeployFunctionRole').filter((s) => s.Effect === 'Deny'),
+    );
+    expect(denied).toContain('"ssm:PutParameter"');
+    expect(denied).toContain(':parameter/selfdeploy/*/deploy-key"');
+
     for (const [role, own, others] of [
       ['webrole', ['production'], ['staging', 'qa']],
       ['sharedrole', ['production', 'staging'], ['qa']],
