@@ -237,7 +237,7 @@ export const ALARM_RUNBOOK: Readonly<Record<AlarmName, AlarmRunbook>> = {
       "The query (CloudWatch Logs Insights, the function's log group):",
       '',
       '```',
-      'fields @timestamp, @message',
+      'fields @timestamp, deploymentId, instanceId, sha, exitCode, reason, outputTail',
       '| filter group = "<group>" and message = "deploy failed"',
       '| sort @timestamp desc',
       '| limit 20',
