@@ -15,7 +15,7 @@ import {
 import { Construct } from 'constructs';
 import type { ConfigInput } from '../functions/orchestrator/config';
 import { DEAD_LETTER_RETENTION_SECONDS } from '../functions/shared/event-queue';
-import { GROUP_SETTINGS } from '../functions/shared/group-settings';
+import { GROUP_SETTINGS, TOP_LEVEL_SETTINGS } from '../functions/shared/group-settings';
 import { addLaunchHooks, eventMaxAge, managedGroups } from './groups';
 import { SelfDeployMonitoring } from './monitoring';
 import { orchestratorFunction } from './orchestrator-function';
@@ -27,6 +27,7 @@ import {
   assertValidProps,
   concurrencyOf,
   DEFAULTS,
+  failureStreakOf,
   functionConfig,
   outputLogGroupNameOf,
   SelfDeployPropsError,
@@ -129,6 +130,11 @@ export class SelfDeploy extends Construct {
       documentArn: stack.formatArn({ service: 'ssm', resource: 'document', resourceName: this.documentName }),
       groupArns: groups.map((group) => group.group.autoScalingGroupArn),
       groupNames: groups.map((group) => group.name),
+      releasePath: this.config.releasePath ?? TOP_LEVEL_SETTINGS.releasePath.default,
+      instanceParameterNames: [
+        props.document?.pinnedRevisionParameterName,
+        props.document?.deployKeyParameterName,
+      ].filter((name) => name !== undefined),
       logGroup: functionLogGroup,
       queue: this.queue,
     });
@@ -158,7 +164,7 @@ export class SelfDeploy extends Construct {
       this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
     }
     this.monitoring = new SelfDeployMonitoring(this, 'Monitoring', {
-      groups: groups.map(({ id, name }) => ({ id, name })),
+      groups: groups.map(({ id, name, bootstrapBudget }) => ({ id, name, bootstrapBudget })),
       function: this.function,
       deadLetterQueue: this.deadLetterQueue,
       eventQueue: this.queue,
@@ -166,6 +172,8 @@ export class SelfDeploy extends Construct {
       topic: this.alarmTopic,
       reconcileInterval: timings.reconcileInterval,
       agentWait: Duration.seconds(timings.agentWaitSeconds),
+      failureStreak: failureStreakOf(props),
+      ...(props.runbookBaseUrl !== undefined && { runbookBaseUrl: props.runbookBaseUrl }),
     });
   }
 

@@ -21,6 +21,12 @@ export const MetricName = {
   LifecycleActionExpired: 'LifecycleActionExpired',
   StuckInstances: 'StuckInstances',
   ManualRedeploy: 'ManualRedeploy',
+  /** Operator deployments (deploy or rollback) of a group that ended promoted. */
+  DeploySucceeded: 'DeploySucceeded',
+  /** Operator deployments (deploy or rollback) of a group that ended failed, the release unchanged. */
+  DeployFailed: 'DeployFailed',
+  /** Launches completed with CONTINUE without a deploy because the group was paused. */
+  LaunchedWithoutDeploy: 'LaunchedWithoutDeploy',
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
 
