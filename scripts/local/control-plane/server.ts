@@ -121,6 +121,11 @@ function handle(request: IncomingMessage, raw: Buffer, response: ServerResponse,
     handleAutoScaling(new QueryInput(body), verify('autoscaling'), requestId, response, models);
     return;
   }
+  if (new URL(request.url ?? '/', 'http://localhost').pathname !== '/') {
+    // Only REST services put the operation in the path; Lambda's Invoke is the one served.
+    void handleLambda(undefined, request, raw, verify('lambda'), requestId, response, models);
+    return;
+  }
   response.writeHead(400, { 'content-type': 'text/plain' });
   response.end(
     'local control plane: expected an Auto Scaling or EC2 (Action=…), SSM (X-Amz-Target: AmazonSSM.…), SQS (X-Amz-Target: AmazonSQS.…) or Lambda Invoke (POST /2015-03-31/functions/…/invocations) request\n',
@@ -183,9 +188,9 @@ function handleEc2(
   }
 }
 
-/** Lambda's Invoke: the function named in the path, answered in REST-JSON. */
+/** Lambda's Invoke: the function named in the path, answered in REST-JSON; any other path is an operation not served. */
 async function handleLambda(
-  invoked: { name: string; qualifier?: string },
+  invoked: { name: string; qualifier?: string } | undefined,
   request: IncomingMessage,
   raw: Buffer,
   authenticate: () => void,
@@ -193,10 +198,11 @@ async function handleLambda(
   response: ServerResponse,
   models: ServerModels,
 ): Promise<void> {
-  const operation = 'Invoke';
+  const operation = invoked ? 'Invoke' : `${request.method ?? 'GET'} ${request.url ?? '/'}`;
   let answer: RestAnswer;
   try {
     authenticate();
+    if (!invoked) throw new ApiError('UnknownOperationException', '', 404);
     if (models.denied({ service: 'lambda', operation, instanceIds: [] })) {
       throw new ApiError('AccessDeniedException', accessDenied('lambda', 'InvokeFunction'), 403);
     }
