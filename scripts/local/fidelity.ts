@@ -254,7 +254,7 @@ export const FIDELITY: readonly Fidelity[] = [
     service: 'EC2',
     operation: 'DescribeTags / DescribeInstances',
     modelled:
-      'DescribeTags: filters resource-id, resource-type, key, value (with * and ? wildcards); DescribeInstances: InstanceIds, filters tag:<key>, tag-key, instance-id, instance-state-name; one reservation per instance with its state (pending, running, stopped in a warm pool, terminated: listed after termination), launch time, Availability Zone and tags; MaxResults 5–1000 and NextToken (without MaxResults everything at once)',
+      'DescribeTags: filters resource-id, resource-type, key, value (with * and ? wildcards); DescribeInstances: InstanceIds, filters tag:<key>, tag-key, instance-id, instance-state-name; one reservation per instance with its state (running from its launch, stopped in a warm pool, terminated and still listed), launch time, Availability Zone and tags; MaxResults 5–1000 and NextToken (without MaxResults everything at once)',
     errors:
       'InvalidParameterValue (an unknown filter, MaxResults out of range), InvalidParameterCombination (InstanceIds with MaxResults), InvalidPaginationToken, InvalidInstanceID.NotFound, InvalidInstanceID.Malformed',
     errorCodes: [
