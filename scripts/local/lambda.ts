@@ -53,9 +53,10 @@ export interface InvocationRecord {
 export class InvocationError extends Error {
   public constructor(
     public readonly errorName: string,
-    message: string,
+    /** The function's own message, without the name. */
+    public readonly errorMessage: string,
   ) {
-    super(`${errorName}: ${message}`);
+    super(`${errorName}: ${errorMessage}`);
     this.name = 'InvocationError';
   }
 }
@@ -203,7 +204,7 @@ export class LocalLambda implements LocalFunction {
       release();
       const failure =
         error instanceof InvocationError ? error : new InvocationError('Runtime.Unknown', String(error));
-      const described = { name: failure.errorName, message: failure.message };
+      const described = { name: failure.errorName, message: failure.errorMessage };
       this.invocations.push({
         event,
         ms: Date.now() - started,
