@@ -33,16 +33,18 @@ const environments = new Map<string, Handler>();
  * the environments of a process share its stdout and stderr, so writes are told apart by
  * the invocation whose asynchronous context made them.
  */
-const invocationLog = new AsyncLocalStorage<string[]>();
+const invocationLog = new AsyncLocalStorage<{ tail: string }>();
 /** The most of an invocation's log kept for its tail (Lambda answers the last 4 KB). */
 const KEPT_LOG_CHARS = 8192;
 
 for (const stream of [process.stdout, process.stderr]) {
   const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
   stream.write = ((chunk: unknown, ...rest: unknown[]) => {
-    invocationLog
-      .getStore()
-      ?.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'));
+    const log = invocationLog.getStore();
+    if (log) {
+      const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8');
+      log.tail = (log.tail + text).slice(-KEPT_LOG_CHARS);
+    }
     return write(chunk, ...rest);
   }) as typeof stream.write;
 }
@@ -132,7 +134,7 @@ function main(): void {
       });
       return;
     }
-    const written: string[] = [];
+    const written = { tail: '' };
     const started = Date.now();
     invocationLog.run(written, () => {
       // The lines Lambda writes around every invocation, which a log tail shows.
@@ -161,7 +163,7 @@ function main(): void {
           process.stdout.write(
             `REPORT RequestId: ${requestId}\tDuration: ${ms.toFixed(2)} ms\tBilled Duration: ${Math.max(1, Math.ceil(ms))} ms\tMemory Size: 256 MB\tMax Memory Used: ${Math.round(process.memoryUsage().rss / 1048576)} MB\t\n`,
           );
-          const log = written.join('').slice(-KEPT_LOG_CHARS);
+          const log = written.tail;
           send(
             outcome.ok
               ? { kind: 'result', id: message.id, requestId, result: outcome.result, log }
