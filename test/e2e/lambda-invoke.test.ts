@@ -41,6 +41,8 @@ interface Answer {
   /** The error's name, when the call itself failed. */
   readonly error?: string;
   readonly message?: string;
+  /** TooManyRequestsException's Reason: which concurrency limit was reached. */
+  readonly reason?: string;
 }
 
 async function invoke(
@@ -70,11 +72,12 @@ async function invoke(
       ...(out.LogResult ? { log: Buffer.from(out.LogResult, 'base64').toString('utf8') } : {}),
     };
   } catch (error) {
-    const e = error as Error & { $metadata?: { httpStatusCode?: number } };
+    const e = error as Error & { $metadata?: { httpStatusCode?: number }; Reason?: string };
     return {
       error: e.name,
       message: e.message,
       ...(e.$metadata?.httpStatusCode ? { status: e.$metadata.httpStatusCode } : {}),
+      ...(e.Reason ? { reason: e.Reason } : {}),
     };
   }
 }
@@ -247,10 +250,11 @@ describe('Invoke of a function of its own', () => {
     const refused = await invoke(lambda, 'probe', '{}');
     const done = await slow;
 
-    expect(refused).toMatchObject({
+    expect(refused).toEqual({
       error: 'TooManyRequestsException',
       status: 429,
       message: 'Rate Exceeded.',
+      reason: 'ReservedFunctionConcurrentInvocationLimitExceeded',
     });
     expect(done).toMatchObject({ status: 200, payload: { echoed: { sleepMs: 1000 } } });
   });

@@ -35,6 +35,16 @@ export const LOG_TAIL_BYTES = 4096;
 const INVOCATION_TYPES = ['RequestResponse', 'Event', 'DryRun'] as const;
 type InvocationType = (typeof INVOCATION_TYPES)[number];
 
+/** Lambda's throttling answer, with the limit that was reached (its `Reason`). */
+export class TooManyRequests extends ApiError {
+  public constructor(
+    public readonly reason: string,
+    message: string,
+  ) {
+    super('TooManyRequestsException', message, 429);
+  }
+}
+
 /** An HTTP answer of the REST-JSON protocol. */
 export interface RestAnswer {
   readonly status: number;
@@ -110,11 +120,7 @@ export class Functions {
       return { status: 202, headers: {}, body: '' };
     }
     const outcome = await fn.invokeWithLog(event);
-    if ('throttled' in outcome) {
-      throw Object.assign(new ApiError('TooManyRequestsException', 'Rate Exceeded.', 429), {
-        reason: outcome.throttled,
-      });
-    }
+    if ('throttled' in outcome) throw new TooManyRequests(outcome.throttled, 'Rate Exceeded.');
     const answerHeaders: Record<string, string> = {
       'x-amz-executed-version': '$LATEST',
       'x-amzn-requestid': outcome.requestId,
@@ -177,14 +183,14 @@ export class Functions {
 }
 
 /** The REST-JSON error answer: the code in `x-amzn-ErrorType`, Lambda's `{Type, message}` body. */
-export function restJsonError(error: ApiError & { reason?: string }, requestId: string): RestAnswer {
+export function restJsonError(error: ApiError, requestId: string): RestAnswer {
   return {
     status: error.status,
     headers: { 'x-amzn-errortype': error.code, 'x-amzn-requestid': requestId },
     body: JSON.stringify({
       Type: error.status >= 500 ? 'Service' : 'User',
       message: error.message,
-      ...(error.reason ? { Reason: error.reason } : {}),
+      ...(error instanceof TooManyRequests ? { Reason: error.reason } : {}),
     }),
   };
 }

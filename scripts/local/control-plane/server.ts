@@ -6,7 +6,7 @@ import { QueryInput, queryError, queryInstanceIds, queryResponse, runQuery } fro
 import type { Ec2 } from './ec2';
 import { EC2_VERSION, Ec2Input, ec2Error, ec2InstanceIds, ec2Response, runEc2 } from './ec2-protocol';
 import { uuid } from './ids';
-import { Functions, type RestAnswer, restJsonError } from './lambda-api';
+import { Functions, type RestAnswer, restJsonError, TooManyRequests } from './lambda-api';
 import { type Credentials, type Protocol, verifySigV4 } from './sigv4';
 import type { Sqs } from './sqs';
 import { runSqs, sqsError } from './sqs-protocol';
@@ -207,9 +207,7 @@ async function handleLambda(
       throw new ApiError('AccessDeniedException', accessDenied('lambda', 'InvokeFunction'), 403);
     }
     if (models.throttle.refuse(operation)) {
-      throw Object.assign(new ApiError('TooManyRequestsException', 'Rate exceeded', 429), {
-        reason: 'CallerRateLimitExceeded',
-      });
+      throw new TooManyRequests('CallerRateLimitExceeded', 'Rate exceeded');
     }
     answer = await models.functions.invoke(invoked, request.headers, raw);
     models.onCall({ service: 'lambda', operation, instanceIds: [] });
