@@ -19,6 +19,9 @@ import type { Queue } from './control-plane/sqs';
 import { EventSourceMapping } from './event-source-mapping';
 import { LocalLambda } from './lambda';
 
+/** The function's name, as Lambda's Invoke API (and the CLI) reaches it. */
+export const FUNCTION_NAME = 'selfdeploy-orchestrator';
+
 /** The orchestrator handler, unmodified: what the CDK construct deploys. */
 export const HANDLER_MODULE = join(__dirname, '..', '..', 'functions', 'orchestrator', 'handler.ts');
 
@@ -77,7 +80,7 @@ export class LocalOrchestrator {
         ...plane.env(),
         SELFDEPLOY_CONFIG: JSON.stringify(config),
         POWERTOOLS_SERVICE_NAME: 'selfdeploy',
-        AWS_LAMBDA_FUNCTION_NAME: 'selfdeploy-orchestrator',
+        AWS_LAMBDA_FUNCTION_NAME: FUNCTION_NAME,
       },
       timeoutSeconds,
       logFile: options.logFile,
@@ -100,6 +103,8 @@ export class LocalOrchestrator {
       queue.send(JSON.stringify(event), {}, undefined);
     };
     orchestrator.#removeRules.push(
+      // `aws lambda invoke --function-name selfdeploy-orchestrator` reaches this very function.
+      plane.functions.register(FUNCTION_NAME, lambda),
       plane.bus.addRule('LaunchRule', launchLifecyclePattern(Object.keys(config.groups)), toQueue),
       plane.bus.addRule('CommandStatusRule', commandStatusPattern(config.documentName), toQueue),
     );
