@@ -21,6 +21,8 @@ export const MetricName = {
   LifecycleActionExpired: 'LifecycleActionExpired',
   StuckInstances: 'StuckInstances',
   ManualRedeploy: 'ManualRedeploy',
+  /** A launch let into service without a deploy because its group is paused. */
+  LaunchedWithoutDeploy: 'LaunchedWithoutDeploy',
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
 

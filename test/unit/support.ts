@@ -12,10 +12,15 @@ import {
 } from '@aws-sdk/client-auto-scaling';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
+import {
+  DescribeInstanceInformationCommand,
+  GetParametersByPathCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { type ConfigInput, parseConfig } from '../../functions/orchestrator/config';
 import type { Deps } from '../../functions/orchestrator/deps';
+import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
 import type { MetricName } from '../../functions/shared/metric-names';
 
 export const ssm = mockClient(SSMClient);
@@ -71,6 +76,9 @@ export function harness(options: { config?: ConfigInput; remainingMs?: number } 
   ec2.reset();
   // The queue takes every wait put back on it unless a test says otherwise.
   sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+  // No group has a release, pause or deployment unless a test says otherwise; nothing cached.
+  ssm.on(GetParametersByPathCommand).resolves({ Parameters: [] });
+  forgetReleaseCache();
   let now = NOW;
   const sleeps: number[] = [];
   const metrics: Harness['metrics'] = [];
