@@ -1,9 +1,10 @@
 import { MetricName } from '../shared/metric-names';
+import type { Release } from '../shared/operator-actions';
 import type { GroupConfig } from './config';
 import type { Overrides } from './decisions';
 import type { Deps } from './deps';
 import { completeAction, type LifecycleAction } from './lifecycle';
-import type { GroupRecord } from './release-store';
+import { type GroupRecord, readGroupRecord, writeRecord } from './release-store';
 
 /** What a launch deploys, and why. */
 export interface LaunchRevision {
@@ -56,3 +57,31 @@ export async function continuePaused(
   return { outcome: 'continued-without-deploy', reason };
 }
 
+/**
+ * Records `sha`, which a launch of a group without a release deployed from its branch and
+ * which succeeded, as the group's first release, if it still has none: create-if-absent, so of
+ * launches finishing together one wins and the others lose quietly. Never throws: a group
+ * left without a release keeps deploying its branch, and its next successful launch tries again.
+ */
+export async function recordFirstRelease(deps: Deps, groupName: string, sha: string): Promise<void> {
+  const keys = { group: groupName, sha };
+  try {
+    if ((await readGroupRecord(deps, groupName)).release) return;
+    const release: Release = {
+      sha,
+      changedAt: new Date(deps.clock.now()).toISOString(),
+      reason: 'first deploy',
+    };
+    if (await writeRecord(deps, groupName, 'release', release, true)) {
+      deps.logger.info("first release recorded: the group's launches now deploy this SHA", keys);
+    } else {
+      deps.logger.info('the first release was recorded by another deploy', keys);
+    }
+  } catch (error) {
+    deps.logger.warn('could not record the first release; the next successful launch tries again', {
+      ...keys,
+      errorName: (error as Error).name,
+      errorMessage: (error as Error).message,
+    });
+  }
+}
