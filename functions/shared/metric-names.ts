@@ -21,7 +21,11 @@ export const MetricName = {
   LifecycleActionExpired: 'LifecycleActionExpired',
   StuckInstances: 'StuckInstances',
   ManualRedeploy: 'ManualRedeploy',
-  /** A launch let into service without a deploy because its group is paused. */
+  /** Operator deployments (deploy or rollback) of a group that ended promoted. */
+  DeploySucceeded: 'DeploySucceeded',
+  /** Operator deployments (deploy or rollback) of a group that ended failed, the release unchanged. */
+  DeployFailed: 'DeployFailed',
+  /** Launches completed with CONTINUE without a deploy because the group was paused. */
   LaunchedWithoutDeploy: 'LaunchedWithoutDeploy',
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
