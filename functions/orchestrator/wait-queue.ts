@@ -83,7 +83,7 @@ export async function advanceWaits(
     return !(record instanceof Error) && !record.paused;
   });
   const ids = [...new Set(looking.map(({ wait }) => wait.instanceId))];
-  const statuses = ids.length > 0 ? await settled(() => agentStatuses(deps, ids)) : new Map<string, string>();
+  const statuses = await settled(() => agentStatuses(deps, ids));
 
   const waitsToQueue: { wait: AgentWait; delaySeconds: number; index: number }[] = [];
   const results = await mapLimited(entries, SEND_CONCURRENCY, ({ wait, target }, index) => {
