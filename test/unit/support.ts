@@ -10,7 +10,7 @@ import {
   type Instance,
   type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
-import { EC2Client } from '@aws-sdk/client-ec2';
+import { DescribeTagsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
 import {
   DescribeInstanceInformationCommand,
@@ -76,8 +76,12 @@ export function harness(options: { config?: ConfigInput; remainingMs?: number } 
   ec2.reset();
   // The queue takes every wait put back on it unless a test says otherwise.
   sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
-  // No group has a release, pause or deployment unless a test says otherwise; nothing cached.
+  // A group with no scaling activity on record unless a test says otherwise.
+  autoScaling.on(DescribeScalingActivitiesCommand).resolves({ Activities: [] });
+  // No group has a release, pause or deployment, and no instance a selfdeploy tag, unless a test says otherwise.
   ssm.on(GetParametersByPathCommand).resolves({ Parameters: [] });
+  ec2.on(DescribeTagsCommand).resolves({ Tags: [] });
+  // Each test reads the records it sets up: none is served from an earlier test's cached read.
   forgetReleaseCache();
   let now = NOW;
   const sleeps: number[] = [];
