@@ -10,12 +10,17 @@ import {
   type Instance,
   type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
-import { EC2Client } from '@aws-sdk/client-ec2';
+import { DescribeTagsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
+import {
+  DescribeInstanceInformationCommand,
+  GetParametersByPathCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { type ConfigInput, parseConfig } from '../../functions/orchestrator/config';
 import type { Deps } from '../../functions/orchestrator/deps';
+import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
 import type { MetricName } from '../../functions/shared/metric-names';
 
 export const ssm = mockClient(SSMClient);
@@ -73,6 +78,11 @@ export function harness(options: { config?: ConfigInput; remainingMs?: number } 
   sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
   // A group with no scaling activity on record unless a test says otherwise.
   autoScaling.on(DescribeScalingActivitiesCommand).resolves({ Activities: [] });
+  // No group has a release, pause or deployment, and no instance a selfdeploy tag, unless a test says otherwise.
+  ssm.on(GetParametersByPathCommand).resolves({ Parameters: [] });
+  ec2.on(DescribeTagsCommand).resolves({ Tags: [] });
+  // Each test reads the records it sets up: none is served from an earlier test's cached read.
+  forgetReleaseCache();
   let now = NOW;
   const sleeps: number[] = [];
   const metrics: Harness['metrics'] = [];
