@@ -15,7 +15,7 @@ import type {
 import { agentStatuses } from './commands';
 import { type GroupConfig, managedGroup } from './config';
 import type { Deps } from './deps';
-import { deleteRecords, readGroupRecord, writeRecord } from './release-store';
+import { deleteRecords, RELEASE_CACHE_MS, readGroupRecord, writeRecord } from './release-store';
 import { readDeployTags } from './revision-tags';
 
 type Action<Name extends OperatorAction['action']> = Extract<OperatorAction, { action: Name }>;
@@ -145,7 +145,7 @@ export async function pause(deps: Deps, action: Action<'pause'>): Promise<Operat
     group: action.group,
     paused: true,
     summary:
-      `${action.group} paused since ${paused.since} (${paused.reason}): new instances go into service ` +
+      `${action.group} paused since ${paused.since} (${paused.reason}): within ${RELEASE_CACHE_MS / 1000} s, new instances go into service ` +
       `without a deploy and run the image's code until resume. Release: ${record.release?.sha ?? 'none'}.${inFlight}`,
   };
 }
@@ -165,7 +165,7 @@ export async function resume(deps: Deps, action: Action<'resume'>): Promise<Oper
     group: action.group,
     paused: false,
     summary:
-      `${action.group} resumed (${was}): new instances deploy ${launchesDeploy(group, record.release)}. ` +
+      `${action.group} resumed (${was}): within ${RELEASE_CACHE_MS / 1000} s, new instances deploy ${launchesDeploy(group, record.release)}. ` +
       "Instances launched while paused run the image's code: status shows them as drift; the next deploy brings them to the release.",
   };
 }
