@@ -272,7 +272,7 @@ export const ALARM_RUNBOOK: Readonly<Record<AlarmName, AlarmRunbook>> = {
   QueueBacklog: {
     perGroup: false,
     cause:
-      "The event queue's oldest message has waited a whole visibility timeout: a message the function failed " +
+      'The oldest message of an event queue (launches, or status events) has waited a whole visibility timeout: a message the function failed ' +
       'on came back (it goes to the dead-letter queue after ' +
       `${MAX_RECEIVE_COUNT} receives, hours later), or the mapping cannot keep up. An agent wait never ages: ` +
       'each look puts it back as a new message.',

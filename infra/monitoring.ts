@@ -29,7 +29,7 @@ export interface SelfDeployMonitoringProps {
   /** Where undeliverable events end up. */
   readonly deadLetterQueue: sqs.IQueue;
   /** The queue the function consumes, and how long a batch hides its messages. */
-  readonly eventQueue: sqs.IQueue;
+  readonly eventQueues: readonly sqs.IQueue[];
   readonly visibilityTimeout: Duration;
   /** Where alarms (and their recoveries) are sent. */
   readonly topic: sns.ITopic;
@@ -123,9 +123,16 @@ export class SelfDeployMonitoring extends Construct {
     // An agent wait is a new message at each look, so only a message that failed (and came
     // back after the visibility timeout) or a backlog the mapping cannot drain grows this old.
     this.alarm('QueueBacklog', '', {
-      metric: props.eventQueue.metricApproximateAgeOfOldestMessage({
+      metric: new cloudwatch.MathExpression({
+        expression: `MAX([${props.eventQueues.map((_, index) => `q${index}`).join(', ')}])`,
+        usingMetrics: Object.fromEntries(
+          props.eventQueues.map((queue, index) => [
+            `q${index}`,
+            queue.metricApproximateAgeOfOldestMessage({ period: FIVE_MINUTES, statistic: 'Maximum' }),
+          ]),
+        ),
+        label: 'Oldest message of either queue (seconds)',
         period: FIVE_MINUTES,
-        statistic: 'Maximum',
       }),
       threshold: props.visibilityTimeout.toSeconds(),
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -222,7 +229,9 @@ export class SelfDeployMonitoring extends Construct {
             ],
             right: [
               props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: FIVE_MINUTES }),
-              props.eventQueue.metricApproximateAgeOfOldestMessage({ period: FIVE_MINUTES }),
+              ...props.eventQueues.map((queue) =>
+                queue.metricApproximateAgeOfOldestMessage({ period: FIVE_MINUTES }),
+              ),
             ],
             width: 12,
           }),

@@ -56,8 +56,10 @@ export class SelfDeploy extends Construct {
    * queue messages that failed maxReceiveCount times.
    */
   public readonly deadLetterQueue: sqs.Queue;
-  /** The queue the orchestrator consumes: launch and status events, and launches waiting for their agent. */
+  /** The queue of launch events and of launches waiting for their agent. */
   public readonly queue: sqs.Queue;
+  /** The queue of command status events: completions, never behind a burst's launches. */
+  public readonly statusQueue: sqs.Queue;
   /** Topic the alarms notify. */
   public readonly alarmTopic: sns.ITopic;
   /** Alarms and dashboard. */
@@ -114,10 +116,9 @@ export class SelfDeploy extends Construct {
       enforceSSL: true,
       retentionPeriod: Duration.seconds(DEAD_LETTER_RETENTION_SECONDS),
     });
-    this.queue = eventQueue(this, {
-      deadLetterQueue: this.deadLetterQueue,
-      functionTimeout: timings.functionTimeout,
-    });
+    const queueProps = { deadLetterQueue: this.deadLetterQueue, functionTimeout: timings.functionTimeout };
+    this.queue = eventQueue(this, 'EventQueue', queueProps);
+    this.statusQueue = eventQueue(this, 'StatusQueue', queueProps);
     this.config = functionConfig(
       props,
       groups.map((group) => [group.name, group.config]),
@@ -146,12 +147,13 @@ export class SelfDeploy extends Construct {
       timeout: timings.functionTimeout,
       maxEventAge,
       deadLetterQueue: this.deadLetterQueue,
-      queue: this.queue,
+      queues: [this.queue, this.statusQueue],
       concurrency: concurrencyOf(props),
     });
     addOrchestratorRules(this, {
       function: this.function,
       queue: this.queue,
+      statusQueue: this.statusQueue,
       deadLetterQueue: this.deadLetterQueue,
       maxEventAge,
       groupNames: groups.map((group) => group.name),
@@ -167,7 +169,7 @@ export class SelfDeploy extends Construct {
       groups: groups.map(({ id, name, bootstrapBudget }) => ({ id, name, bootstrapBudget })),
       function: this.function,
       deadLetterQueue: this.deadLetterQueue,
-      eventQueue: this.queue,
+      eventQueues: [this.queue, this.statusQueue],
       visibilityTimeout: queueVisibilityTimeout(timings.functionTimeout),
       topic: this.alarmTopic,
       reconcileInterval: timings.reconcileInterval,

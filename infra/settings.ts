@@ -2,6 +2,7 @@ import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import { type ConfigInput, configSchema } from '../functions/orchestrator/config';
 import { parameterProblem } from '../functions/shared/document-contract';
 import { SelfDeployError } from '../functions/shared/errors';
+import { QUEUE_COUNT } from '../functions/shared/event-queue';
 import {
   defaultHeartbeatSeconds,
   GROUP_SETTINGS,
@@ -308,9 +309,9 @@ function concurrencyProblems(props: SelfDeployProps): string[] {
       problems.push(
         `reservedConcurrency is ${reserved}: give a whole number of executions, at least 1, or leave it out`,
       );
-    } else if (reserved < maxConcurrency) {
+    } else if (reserved < maxConcurrency * QUEUE_COUNT) {
       problems.push(
-        `maxConcurrency ${maxConcurrency} is above reservedConcurrency ${reserved}: the mapping would be throttled by the function's own limit; lower maxConcurrency or reserve more`,
+        `reservedConcurrency ${reserved} is below ${QUEUE_COUNT} × maxConcurrency (${maxConcurrency * QUEUE_COUNT}): each of the ${QUEUE_COUNT} queues' mappings may run maxConcurrency executions, and they would be throttled by the function's own limit; lower maxConcurrency or reserve more`,
       );
     }
   }

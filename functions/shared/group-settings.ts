@@ -238,13 +238,13 @@ export const TOP_LEVEL_SETTINGS = {
     json: 'maxConcurrency',
     kind: 'count',
     default: 5,
-    doc: "Most orchestrator executions the queue's event source mapping runs at once (its MaximumConcurrency, 2 to 1000).",
+    doc: "Most orchestrator executions each queue's event source mapping runs at once (its MaximumConcurrency, 2 to 1000); two queues, launches and status events, so at most twice this in all.",
   },
   reservedConcurrency: {
     json: 'reservedConcurrency',
     kind: 'count',
     stated: "none: the account's unreserved pool",
-    doc: 'Concurrent executions reserved for the orchestrator (at least maxConcurrency); none by default, as new accounts often have none to reserve.',
+    doc: 'Concurrent executions reserved for the orchestrator (at least twice maxConcurrency); none by default, as new accounts often have none to reserve.',
   },
 } as const satisfies Record<string, SettingSpec>;
 
