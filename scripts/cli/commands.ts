@@ -45,14 +45,14 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
     name: 'function',
     type: 'string',
     arg: 'NAME',
-    help: `the orchestrator function: the stack's FunctionName output (default $${FUNCTION_ENV})`,
+    help: `the orchestrator: the stack's FunctionName output (default $${FUNCTION_ENV})`,
   },
   { name: 'region', type: 'string', arg: 'REGION', help: "the function's region (default: the SDK's)" },
   {
     name: 'profile',
     type: 'string',
     arg: 'NAME',
-    help: 'the shared config/credentials profile (default: the standard credential chain)',
+    help: 'the shared config/credentials profile (default: the standard chain)',
   },
   { name: 'json', type: 'boolean', help: "print the orchestrator's raw answer as JSON" },
   { name: 'help', type: 'boolean', help: 'show this help' },
@@ -69,7 +69,7 @@ const FOLLOW_OPTIONS: readonly OptionSpec[] = [
   {
     name: 'no-wait',
     type: 'boolean',
-    help: 'print the deployment id and return at once instead of following the deployment',
+    help: 'print the deployment id and return instead of following it',
   },
   {
     name: 'interval',
@@ -82,8 +82,7 @@ const FOLLOW_OPTIONS: readonly OptionSpec[] = [
 export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'status',
-    summary:
-      "the group's release, pause, any deployment in flight, and every instance: lifecycle state, agent, SHA, last deploy, drift",
+    summary: "release, pause, deployment in flight, and each instance's state, SHA, last deploy, drift",
     options: [],
   },
   {
@@ -93,15 +92,14 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: 'deploy',
-    summary:
-      'deploy a revision canary-first and promote it on full success; follows it live and ends with a table',
+    summary: 'deploy a revision canary-first, promote it on full success; follows it to a result table',
     positional: { name: 'revision', field: 'revision', help: 'a commit SHA, tag or branch' },
     options: [REASON, ...FOLLOW_OPTIONS],
     follows: true,
   },
   {
     name: 'rollback',
-    summary: "deploy the release's previous SHA the same way and promote it (migrations are not reversed)",
+    summary: "deploy the release's previous SHA the same way and promote it (migrations stay)",
     options: [REASON, ...FOLLOW_OPTIONS],
     follows: true,
   },
@@ -290,7 +288,7 @@ function optionFor(command: CommandSpec, field: string): string {
 }
 
 function helpLine(usage: string, text: string): string {
-  return `  ${usage.padEnd(20)}  ${text}`;
+  return `  ${usage.padEnd(16)}  ${text}`;
 }
 
 function optionLines(options: readonly OptionSpec[]): string[] {

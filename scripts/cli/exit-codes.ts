@@ -11,8 +11,7 @@ export const CLI_EXIT_CODES = {
   usage: { code: 2, meaning: 'bad command or options; nothing was invoked' },
   unreachable: {
     code: 3,
-    meaning:
-      'the orchestrator could not be invoked (credentials, region, function name, network); a deployment being followed goes on',
+    meaning: 'could not invoke the orchestrator (credentials, region, name, network); a deployment goes on',
   },
 } as const;
 
