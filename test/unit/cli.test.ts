@@ -1,3 +1,6 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { InvokeCommand, type InvokeCommandInput, LambdaClient } from '@aws-sdk/client-lambda';
 import { Uint8ArrayBlobAdapter } from '@smithy/core/serde';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -601,5 +604,30 @@ describe('the other answers', () => {
       'SELFDEPLOY_RESULT exit=9',
       '',
     ]);
+  });
+});
+
+describe('the package bin', () => {
+  const root = join(__dirname, '..', '..');
+  const bin: unknown = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).bin?.selfdeploy;
+  const selfdeploy = (...args: string[]) =>
+    spawnSync(process.execPath, [join(root, String(bin)), ...args], {
+      cwd: root,
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH },
+    });
+
+  it('runs the CLI: help exits 0, a bad command line exits 2 with one line', () => {
+    expect(typeof bin).toBe('string');
+
+    const help = selfdeploy('--help');
+    const bad = selfdeploy('stats', '--group', GROUP);
+
+    expect(help.status).toBe(CLI_EXIT_CODES.success.code);
+    expect(help.stdout).toMatch(/^Usage: npx selfdeploy <command>/);
+    expect(bad.status).toBe(CLI_EXIT_CODES.usage.code);
+    expect(bad.stderr).toBe(
+      'selfdeploy: unknown command "stats": expected one of status, release, deploy, rollback, pause, resume, logs (selfdeploy --help)\n',
+    );
   });
 });
