@@ -5,7 +5,6 @@
  */
 import { parseArgs } from 'node:util';
 import {
-  OPERATOR_ACTIONS,
   type OperatorAction,
   type OperatorActionName,
   operatorActionSchema,
@@ -13,9 +12,9 @@ import {
 import { CLI_EXIT_CODES } from './exit-codes';
 
 /** Where `--function` comes from when it is not given. */
-export const FUNCTION_ENV = 'SELFDEPLOY_FUNCTION';
+const FUNCTION_ENV = 'SELFDEPLOY_FUNCTION';
 /** Seconds between two status polls while following a deployment, unless `--interval`. */
-export const DEFAULT_INTERVAL_SECONDS = 2;
+const DEFAULT_INTERVAL_SECONDS = 2;
 const INTERVAL_BOUNDS = { min: 0.5, max: 300 } as const;
 
 /** An option: a flag (boolean) or one that takes a value (string). */
@@ -131,11 +130,6 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
 ];
 
-// The CLI offers exactly the orchestrator's operator actions.
-COMMANDS.forEach((command, index) => {
-  if (command.name !== OPERATOR_ACTIONS[index]) throw new Error(`commands out of step at ${command.name}`);
-});
-
 /** A problem the user can fix; printed as one line, exit 2. */
 export class UsageError extends Error {
   public override name = 'UsageError';
@@ -153,7 +147,7 @@ export interface Request {
   readonly followIntervalMs?: number;
 }
 
-export type Parsed =
+type Parsed =
   | { readonly kind: 'help'; readonly text: string }
   | { readonly kind: 'run'; readonly request: Request };
 
@@ -332,7 +326,7 @@ export function topHelp(): string {
 }
 
 /** One command's --help. */
-export function commandHelp(command: CommandSpec): string {
+function commandHelp(command: CommandSpec): string {
   return [
     usage(command),
     '',

@@ -8,13 +8,13 @@ import type { Invoke } from './invoke';
 import { COMPACT_ABOVE_INSTANCES, counterLine, instanceLine } from './render';
 
 /** How a followed deployment ended: the status that showed it ended, and its record there. */
-export interface Followed {
+interface Followed {
   readonly status: GroupStatus;
   /** Undefined when the group's last deployment is another one (this one's record is gone). */
   readonly deployment?: Deployment;
 }
 
-export interface FollowOptions {
+interface FollowOptions {
   readonly group: string;
   readonly deploymentId: string;
   readonly intervalMs: number;

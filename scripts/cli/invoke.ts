@@ -19,10 +19,10 @@ export class UnreachableError extends Error {
 export type Invoke = <A extends OperatorAction>(action: A) => Promise<AnswerTo<A['action']>>;
 
 /** The answer the orchestrator gives to an action named `Name`. */
-export type AnswerTo<Name extends OperatorAction['action']> = Extract<OperatorAnswer, { action: Name }>;
+type AnswerTo<Name extends OperatorAction['action']> = Extract<OperatorAnswer, { action: Name }>;
 
 /** Where and as whom to invoke. */
-export interface Target {
+interface Target {
   readonly functionName: string;
   readonly region?: string;
   readonly profile?: string;

@@ -11,10 +11,10 @@ import type {
 export const COMPACT_ABOVE_INSTANCES = 20;
 
 /** A SHA as git abbreviates it; `-` when unknown. */
-export const shortSha = (sha: string | undefined): string => (sha === undefined ? '-' : sha.slice(0, 7));
+const shortSha = (sha: string | undefined): string => (sha === undefined ? '-' : sha.slice(0, 7));
 
 /** Rows padded into columns; the first row is the header. */
-export function table(rows: readonly (readonly string[])[]): string[] {
+function table(rows: readonly (readonly string[])[]): string[] {
   const widths: number[] = [];
   for (const row of rows) {
     row.forEach((cell, index) => {
@@ -37,7 +37,7 @@ function describeRelease(release: Release | undefined): string {
 }
 
 /** One deployment in a line: id, what, SHA, phase, failures. */
-export function describeDeployment(deployment: Deployment): string {
+function describeDeployment(deployment: Deployment): string {
   const target =
     deployment.kind === 'rollback'
       ? `rollback to ${shortSha(deployment.sha ?? deployment.requested)}`

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { OPERATOR_ACTIONS } from '../../functions/shared/operator-actions';
 import { COMMANDS, topHelp } from '../../scripts/cli/commands';
 import { CLI_EXIT_CODES } from '../../scripts/cli/exit-codes';
 
@@ -32,6 +33,12 @@ function helpBlock(title: string): string[] {
   const end = lines.indexOf('', start);
   return lines.slice(start + 1, end);
 }
+
+describe('the commands', () => {
+  it("are exactly the orchestrator's operator actions", () => {
+    expect(COMMANDS.map((command) => command.name)).toEqual([...OPERATOR_ACTIONS]);
+  });
+});
 
 describe('docs/cli.md', () => {
   it('lists exactly the exit codes of CLI_EXIT_CODES, in the words of --help', () => {
