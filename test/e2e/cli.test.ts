@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GroupStatus } from '../../functions/shared/operator-actions';
 import { CLI_EXIT_CODES } from '../../scripts/cli/exit-codes';
 import { GROUP_NAME, type LocalRun } from '../../scripts/local/local-run';
 import { FUNCTION_NAME } from '../../scripts/local/orchestrator';
-import { localRuns } from './support';
+import { localRuns, startLocal, waitForOutput } from './support';
 
 // `npx selfdeploy`, run as an operator runs it, against the local control plane's Lambda Invoke
 // API and the real orchestrator behind it: real deploys (Capistrano over a loopback sshd, git).
@@ -20,16 +21,15 @@ interface Ran {
   readonly stderr: string;
 }
 
-/** `npx selfdeploy …` from the clone, with the control plane's settings as its only AWS settings. */
+/** `npx selfdeploy …` from the clone, with a local run's settings as its only AWS settings. */
 function selfdeploy(local: LocalRun, args: readonly string[]): Promise<Ran> {
+  return npxSelfdeploy({ ...local.plane.env(), SELFDEPLOY_FUNCTION: FUNCTION_NAME }, args);
+}
+
+function npxSelfdeploy(settings: Readonly<Record<string, string>>, args: readonly string[]): Promise<Ran> {
   const child = spawn('npx', ['--no', 'selfdeploy', ...args], {
     cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      ...local.plane.env(),
-      SELFDEPLOY_FUNCTION: FUNCTION_NAME,
-    },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...settings },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -137,5 +137,34 @@ describe('the selfdeploy CLI against a local control plane', () => {
     expect(failed).toHaveLength(1);
     for (const instance of local.instances()) expect(local.revisionOf(instance.id)).toBe(good);
     expect((await status(local)).release?.sha).toBe(good);
+  });
+
+  it('works with the settings `npm start -- --keep` prints', async () => {
+    const run = startLocal(['--stand-in', '100', '--agent-delay', '2', '--instances', '2', '--keep']);
+    try {
+      await waitForOutput(run.output, 'waiting for Ctrl-C', 60_000);
+      const settings = Object.fromEntries(
+        [...run.output().matchAll(/^ {2}export (\w+)=(\S+)$/gm)].map(([, name = '', value = '']) => [
+          name,
+          value,
+        ]),
+      );
+      expect(settings.AWS_ENDPOINT_URL_LAMBDA).toBeDefined();
+
+      const ran = await npxSelfdeploy({ ...settings, SELFDEPLOY_FUNCTION: FUNCTION_NAME }, [
+        'status',
+        '--group',
+        GROUP_NAME,
+      ]);
+
+      expect(ran).toMatchObject({ code: CLI_EXIT_CODES.success.code, stderr: '' });
+      expect(ran.stdout).toContain(`group       ${GROUP_NAME} (launches deploy the release)`);
+      expect(ran.stdout.split('\n').filter((line) => / InService /.test(line))).toHaveLength(2);
+    } finally {
+      run.child.kill('SIGINT');
+      await run.exit;
+      const dir = /the run directory is kept: (\S+)/.exec(run.output())?.[1];
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
