@@ -19,17 +19,21 @@ interface FollowOptions {
   readonly deploymentId: string;
   readonly intervalMs: number;
   readonly sleep: (ms: number) => Promise<void>;
+  /** Milliseconds since the epoch: progress lines say how long the deployment has been followed. */
+  readonly now: () => number;
   /** Receives the progress lines; undefined prints none (--json). */
   readonly progress?: (line: string) => void;
 }
 
 /** Polls until `deploymentId` is no longer the group's deployment in flight. */
 export async function follow(invoke: Invoke, options: FollowOptions): Promise<Followed> {
+  const started = options.now();
   const shown = new Map<string, string>();
   const show = (key: string, line: string) => {
     if (shown.get(key) === line) return;
     shown.set(key, line);
-    options.progress?.(line);
+    const seconds = ((options.now() - started) / 1000).toFixed(1).padStart(5);
+    options.progress?.(`[${seconds}s] ${line}`);
   };
   for (;;) {
     const status = await invoke({ action: 'status', group: options.group });

@@ -7,6 +7,7 @@ run(process.argv.slice(2), {
   err: (line) => process.stderr.write(`${line}\n`),
   env: process.env,
   sleep: (ms) => sleep(ms),
+  now: Date.now,
 }).then(
   (code) => {
     process.exitCode = code;

@@ -14,6 +14,7 @@ export interface Io {
   readonly err: (line: string) => void;
   readonly env: NodeJS.ProcessEnv;
   readonly sleep: (ms: number) => Promise<void>;
+  readonly now: () => number;
 }
 
 /** Runs `argv` (the arguments after the program name) and answers the exit code. */
@@ -84,6 +85,7 @@ async function perform(invoke: Invoke, request: Request, io: Io): Promise<CliExi
       deploymentId: started.deploymentId,
       intervalMs: request.followIntervalMs,
       sleep: io.sleep,
+      now: io.now,
       ...(request.json ? {} : { progress: (line: string) => io.out(line) }),
     });
   } catch (error) {

@@ -51,13 +51,16 @@ async function cli(argv: readonly string[], env: NodeJS.ProcessEnv = { SELFDEPLO
   const out: string[] = [];
   const err: string[] = [];
   const sleeps: number[] = [];
+  let now = Date.parse(AT);
   const code = await run(argv, {
     out: (line) => out.push(line),
     err: (line) => err.push(line),
     env,
     sleep: async (ms) => {
       sleeps.push(ms);
+      now += ms;
     },
+    now: () => now,
   });
   return { code, out: out.join('\n'), err: err.join('\n'), sleeps };
 }
@@ -404,12 +407,12 @@ describe('following a deploy', () => {
     expect(out.split('\n')).toEqual([
       started.summary,
       `following ${DEPLOYMENT} (Ctrl-C stops following; the deployment goes on)`,
-      `${DEPLOYMENT} canary (canary i-0000000000000000a)`,
-      `i-0000000000000000a  InService  sha aaaaaaa  last success (exit 0) ${AT}`,
-      `i-0000000000000000b  InService  sha aaaaaaa  last success (exit 0) ${AT}`,
+      `[  0.0s] ${DEPLOYMENT} canary (canary i-0000000000000000a)`,
+      `[  0.0s] i-0000000000000000a  InService  sha aaaaaaa  last success (exit 0) ${AT}`,
+      `[  0.0s] i-0000000000000000b  InService  sha aaaaaaa  last success (exit 0) ${AT}`,
       // the second poll changed nothing: no line
-      `${DEPLOYMENT} rest (canary i-0000000000000000a)`,
-      `i-0000000000000000a  InService  sha bbbbbbb  last success (exit 0) ${AT}`,
+      `[  4.0s] ${DEPLOYMENT} rest (canary i-0000000000000000a)`,
+      `[  4.0s] i-0000000000000000a  InService  sha bbbbbbb  last success (exit 0) ${AT}`,
       `${DEPLOYMENT} deploy of v2 (bbbbbbb): promoted, canary i-0000000000000000a — ${NEW}`,
       'INSTANCE             SHA      RESULT    FAILURE',
       'i-0000000000000000a  bbbbbbb  deployed',
@@ -481,7 +484,10 @@ describe('following a deploy', () => {
           .split('\n')
           .indexOf(`${DEPLOYMENT} deploy of v2 (bbbbbbb): promoted, canary i-0000000000000000a — ${NEW}`),
       );
-    expect(progress).toEqual([`${DEPLOYMENT} rest: 1/25 at bbbbbbb`, `${DEPLOYMENT} rest: 10/25 at bbbbbbb`]);
+    expect(progress).toEqual([
+      `[  0.0s] ${DEPLOYMENT} rest: 1/25 at bbbbbbb`,
+      `[  4.0s] ${DEPLOYMENT} rest: 10/25 at bbbbbbb`,
+    ]);
   });
 
   it('follows a rollback the same way', async () => {
