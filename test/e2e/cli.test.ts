@@ -150,12 +150,10 @@ describe('the selfdeploy CLI against a local control plane', () => {
         ]),
       );
       expect(settings.AWS_ENDPOINT_URL_LAMBDA).toBeDefined();
+      expect(settings.SELFDEPLOY_FUNCTION).toBe(FUNCTION_NAME);
 
-      const ran = await npxSelfdeploy({ ...settings, SELFDEPLOY_FUNCTION: FUNCTION_NAME }, [
-        'status',
-        '--group',
-        GROUP_NAME,
-      ]);
+      // Exactly what it prints, nothing added.
+      const ran = await npxSelfdeploy(settings, ['status', '--group', GROUP_NAME]);
 
       expect(ran).toMatchObject({ code: CLI_EXIT_CODES.success.code, stderr: '' });
       expect(ran.stdout).toContain(`group       ${GROUP_NAME} (launches deploy the release)`);
