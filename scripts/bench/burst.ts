@@ -2,9 +2,11 @@
 // limits, agents registering late and in turn, and the stand-in deploy: how close to the
 // rate limits' floor the real handler gets, what each bootstrap costs it, how many
 // executions it holds at once, and what the burst asks of the services instances share.
+import { groupPath } from '../../functions/orchestrator/release-store';
+import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
 import { seededRandom } from '../local/control-plane/ids';
 import type { RateLimit } from '../local/control-plane/throttle';
-import { DOCUMENT_NAME, LocalRun } from '../local/local-run';
+import { DOCUMENT_NAME, GROUP_NAME, LocalRun } from '../local/local-run';
 import { burstFloorSeconds } from './rate-limits';
 import { type SharedLoad, sharedLoad } from './shared-load';
 import { percentile, round } from './stats';
@@ -88,6 +90,9 @@ function countBy<T>(items: readonly T[], key: (item: T) => string): Record<strin
  * lifecycle action has ended. The control plane runs in real time (time scale 1): the rate
  * limits and the handler's own waits are real-time, so agent delays must be too.
  */
+/** The release the burst's group runs. */
+const BENCH_RELEASE = '0123456789abcdef0123456789abcdef01234567';
+
 export async function measureBurst(instances: number, settings: BurstSettings): Promise<BurstFigures> {
   const random = seededRandom(instances);
   const { min, max } = settings.agentDelaySeconds;
@@ -105,6 +110,13 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
   });
   try {
     const started = Date.now();
+    // A group in operation has a release: launches send its SHA, and no run's output is read.
+    run.plane.ssm.putParameter(
+      `${groupPath(TOP_LEVEL_SETTINGS.releasePath.default, GROUP_NAME)}/release`,
+      JSON.stringify({ sha: BENCH_RELEASE, changedAt: new Date().toISOString(), reason: 'bench' }),
+      'String',
+      false,
+    );
     run.scaleTo(instances);
     const records = () => [...run.records.values()];
     // Past the heartbeat timeout every open action has ended by timeout: nothing more to wait for.
