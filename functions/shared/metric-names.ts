@@ -21,6 +21,10 @@ export const MetricName = {
   LifecycleActionExpired: 'LifecycleActionExpired',
   StuckInstances: 'StuckInstances',
   ManualRedeploy: 'ManualRedeploy',
+  /** An operator deployment (deploy or rollback) promoted its SHA. */
+  DeploySucceeded: 'DeploySucceeded',
+  /** An operator deployment (deploy or rollback) failed; the release did not change. */
+  DeployFailed: 'DeployFailed',
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
 
