@@ -10,6 +10,7 @@ import { resultFor } from './decisions';
 import type { Deps } from './deps';
 import type { CommandStatusEvent, InvocationStatusEvent } from './events';
 import { completeAction } from './lifecycle';
+import { finishOperatorCommand, type OperatorCommandOutcome } from './operator-commands';
 import { mapLimited, settled } from './utilities';
 import { type LaunchScan, scanLaunches, sentDuringCurrentWait } from './wait-start';
 
@@ -26,7 +27,7 @@ export type InstanceCompletion =
 
 export type CompletionOutcome =
   | { outcome: 'ignored'; reason: string }
-  | { outcome: 'manual-redeploy-finished'; status: string }
+  | OperatorCommandOutcome
   | { outcome: 'rejected'; reason: string }
   | { outcome: 'lifecycle'; instances: Record<string, InstanceCompletion> };
 
@@ -159,16 +160,8 @@ export async function finishCommand(
   const groupName = parameters.autoScalingGroupName;
   const keys = { commandId, status, ...(groupName && { group: groupName }) };
 
-  if (!groupName || !parameters.lifecycleHookName) {
-    const succeeded = status === 'Success';
-    const instanceId = command.instanceIds?.length === 1 ? command.instanceIds[0] : undefined;
-    const log = succeeded ? deps.logger.info : deps.logger.error;
-    log.call(deps.logger, `manual redeploy ${status}`, {
-      ...keys,
-      ...(!succeeded && instanceId && (await failureOutput(deps, commandId, instanceId))),
-    });
-    return { outcome: 'manual-redeploy-finished', status };
-  }
+  // No hook: an operator's command (deployment, redeploy, drift repair), not a launch's.
+  if (!groupName || !parameters.lifecycleHookName) return finishOperatorCommand(deps, command);
 
   const group = managedGroup(deps.config, groupName);
   if (!group || parameters.lifecycleHookName !== group.lifecycleHookName) {
