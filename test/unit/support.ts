@@ -10,9 +10,13 @@ import {
   type Instance,
   type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
-import { EC2Client } from '@aws-sdk/client-ec2';
+import { DescribeTagsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { SendMessageBatchCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
+import {
+  DescribeInstanceInformationCommand,
+  GetParametersByPathCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { type ConfigInput, parseConfig } from '../../functions/orchestrator/config';
 import type { Deps } from '../../functions/orchestrator/deps';
@@ -71,6 +75,9 @@ export function harness(options: { config?: ConfigInput; remainingMs?: number } 
   ec2.reset();
   // The queue takes every wait put back on it unless a test says otherwise.
   sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+  // No group has a release, pause or deployment, and no instance a selfdeploy tag, unless a test says otherwise.
+  ssm.on(GetParametersByPathCommand).resolves({ Parameters: [] });
+  ec2.on(DescribeTagsCommand).resolves({ Tags: [] });
   let now = NOW;
   const sleeps: number[] = [];
   const metrics: Harness['metrics'] = [];
