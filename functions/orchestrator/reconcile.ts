@@ -42,6 +42,8 @@ export type InstanceReconcile =
   | 'send-refused'
   | 'deploy-overdue'
   | 'action-ended'
+  /** Younger than the queue's own watch over it (leftToQueueSeconds): not looked at. */
+  | 'left-to-queue'
   /** Handling it failed (the error is logged); the run ends with an error naming it. */
   | 'failed';
 
@@ -235,19 +237,22 @@ async function reconcileInstance(
   const action: LifecycleAction = { group: groupName, hook: group.lifecycleHookName, instanceId };
   const keys = { instanceId, group: groupName, state };
 
+  const launches = await run.launches();
+  const start = launches.starts.get(instanceId);
+  if (start && deps.clock.now() - start.getTime() < leftToQueueSeconds(deps, group) * 1000) {
+    return 'left-to-queue';
+  }
+
   const commands = (await selfDeployCommands(deps, instanceId)).filter(
     (command) => command.Parameters?.autoScalingGroupName?.[0] === groupName,
   );
   const wait = { groupName, hook: group.lifecycleHookName, instanceId, place };
   const forWait = commands.filter((command) => isForWait(command, wait));
   let current: ListedCommand[] = [];
-  let launches: LaunchScan | undefined;
   if (forWait.length > 0) {
-    launches = await run.launches();
-    const scan = launches;
-    if (scan.starts.has(instanceId)) {
+    if (start) {
       current = forWait.filter((command) =>
-        sentDuringCurrentWait(scan, instanceId, command.RequestedDateTime),
+        sentDuringCurrentWait(launches, instanceId, command.RequestedDateTime),
       );
     } else {
       deps.logger.warn(
@@ -333,6 +338,17 @@ async function reconcileInstance(
   );
   const started = await startDeploy(deps, target, deps.clock.now());
   return started.outcome === 'started' ? 'deploy-started' : started.outcome;
+}
+
+/**
+ * How young a wait the reconciler leaves alone: the queue watches a launch until its agent-wait
+ * deadline and its status event arrives through the same queue, so looking earlier only races
+ * them (a burst's backlog of status events would find their actions already completed, each a
+ * wasted call of the operation whose rate bounds the burst). Half the heartbeat timeout at
+ * most, so a running deploy is still heartbeaten in time.
+ */
+export function leftToQueueSeconds(deps: Deps, group: GroupConfig): number {
+  return Math.min(deps.config.agentWaitSeconds, group.heartbeatTimeoutSeconds / 2);
 }
 
 /** Running longer than SSM itself would let it (delivery plus execution timeout). */

@@ -10,7 +10,7 @@ import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import type { Command } from '../../scripts/local/control-plane/ssm';
 import { BOOT_FINISHED } from '../../scripts/local/deploy-agent';
 import { DOCUMENT_NAME, GROUP_NAME, HOOK_NAME, type LocalRun } from '../../scripts/local/local-run';
-import { localRuns } from './support';
+import { localRuns, pastTheQueuesWatch } from './support';
 
 // The invariant under faults: a wait ends CONTINUE only after a deploy made for that wait
 // succeeded. Real deploys where the instance's own behaviour matters, the stand-in elsewhere.
@@ -65,9 +65,15 @@ describe('the invariant under faults', () => {
   });
 
   it('reconciles racing a launch that waits for its agent end with one deploy and the instance in service', async () => {
-    // 30 simulated seconds until the agent registers: the launch waits for it while the
-    // reconcile schedule runs every 5 s.
-    const local = await start({ agentDelaySeconds: 30, bootDelaySeconds: 0, reconcileEverySeconds: 5 });
+    // 30 simulated seconds (3 s) until the agent registers: the queue watches the wait for
+    // 1 s, then the reconcile schedule, every 5 simulated seconds, may start a deploy too, while
+    // a message the queue delayed can still arrive.
+    const local = await start({
+      agentDelaySeconds: 30,
+      bootDelaySeconds: 0,
+      reconcileEverySeconds: 5,
+      config: { agentWaitSeconds: 1 },
+    });
     const seen = completions(local);
 
     local.scaleTo(1);
@@ -110,6 +116,7 @@ describe('the invariant under faults', () => {
       deploy: { durationMs: 200 },
       warmPool: { minSize: 0, maxGroupPreparedCapacity: 0, reuseOnScaleIn: true },
       faults: { drop: (event) => isLaunch(event) && event.detail.Origin === 'WarmPool' },
+      config: { agentWaitSeconds: 1 },
     });
     const seen = completions(local);
     local.scaleTo(1);
@@ -125,6 +132,7 @@ describe('the invariant under faults', () => {
       () => local.plane.ssm.managedInstances().some((m) => m.id === id && m.online),
       10_000,
     );
+    await pastTheQueuesWatch(local);
     await local.orchestrator.reconcile();
     await local.waitFor('the instance back in service', () => local.settled(), 20_000);
 
@@ -144,6 +152,7 @@ describe('the invariant under faults', () => {
       deploy: { durationMs: 100 },
       hook: { notificationMetadata: '{"revision":"v1.2.3","environment":"staging"}' },
       faults: { drop: isLaunch },
+      config: { agentWaitSeconds: 1 },
     });
 
     local.scaleTo(1);
@@ -153,6 +162,7 @@ describe('the invariant under faults', () => {
       () => local.plane.ssm.managedInstances().some((m) => m.id === id),
       10_000,
     );
+    await pastTheQueuesWatch(local);
     await local.orchestrator.reconcile();
     await local.waitFor('the instance InService', () => local.settled(), 20_000);
 
@@ -172,10 +182,12 @@ describe('the invariant under faults', () => {
       },
       // The orchestrator's role may not touch this one instance's commands (a tag condition).
       denied: (call) => call.service === 'ssm' && call.instanceIds.includes(denied),
+      config: { agentWaitSeconds: 1 },
     });
 
     local.scaleTo(15);
     await local.waitFor('15 agents online', () => local.plane.ssm.managedInstances().length === 15, 20_000);
+    await pastTheQueuesWatch(local);
     void local.orchestrator.reconcile();
     await local.waitFor(
       '14 instances InService',

@@ -1,7 +1,7 @@
 import { LAUNCH_DETAIL_TYPE } from '../../functions/shared/event-patterns';
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
 import { LocalRun, type LocalRunOptions } from '../../scripts/local/local-run';
-import { commandsPerInstance } from './support';
+import { commandsPerInstance, pastTheQueuesWatch } from './support';
 
 // The fast stand-in deploy (a short sleep, exit 0) keeps these about the orchestration:
 // lost, duplicated and throttled traffic, and the hook's own timeout.
@@ -25,11 +25,12 @@ const isTerminalCommandStatus = (event: AwsEvent) =>
 
 describe('recovering from lost, repeated and throttled traffic', () => {
   it('a lost launch event is recovered by the reconcile: the instance is deployed and in service', async () => {
-    const local = await start({ faults: { drop: isLaunch } });
+    const local = await start({ faults: { drop: isLaunch }, config: { agentWaitSeconds: 1 } });
 
     local.scaleTo(2);
     await local.waitFor('both agents online', () => local.plane.ssm.managedInstances().length === 2, 10_000);
     expect(local.plane.ssm.commands()).toHaveLength(0);
+    await pastTheQueuesWatch(local);
     await local.orchestrator.reconcile();
     await local.waitFor('2 instances InService', () => local.settled(), 20_000);
 
@@ -39,7 +40,11 @@ describe('recovering from lost, repeated and throttled traffic', () => {
   });
 
   it('a lost status event is recovered by the reconcile: the finished deploy completes the action', async () => {
-    const local = await start({ faults: { drop: isTerminalCommandStatus } });
+    const local = await start({
+      faults: { drop: isTerminalCommandStatus },
+      agentDelaySeconds: 0,
+      config: { agentWaitSeconds: 1 },
+    });
 
     local.scaleTo(1);
     await local.waitFor(
@@ -49,6 +54,7 @@ describe('recovering from lost, repeated and throttled traffic', () => {
     );
     await local.plane.bus.idle();
     expect(local.instances()[0]?.state).toBe('Pending:Wait');
+    await pastTheQueuesWatch(local);
     await local.orchestrator.reconcile();
     await local.waitFor('the instance InService', () => local.settled(), 20_000);
 

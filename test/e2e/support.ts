@@ -69,3 +69,14 @@ export function commandsPerInstance(local: LocalRun): Map<string, number> {
   }
   return counts;
 }
+
+/**
+ * Lets every wait grow older than the queue's watch over it (agentWaitSeconds, which the
+ * function counts in real time: give the run 1 s): the scheduled reconcile leaves younger
+ * waits to the queue. Measured from the newest scaling activity, as the reconciler measures.
+ */
+export async function pastTheQueuesWatch(local: LocalRun, agentWaitSeconds = 1): Promise<void> {
+  const newest = Math.max(0, ...local.plane.autoScaling.activities().map((activity) => activity.startedAt));
+  const due = newest + agentWaitSeconds * 1000 + 100;
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())));
+}

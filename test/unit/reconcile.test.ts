@@ -22,6 +22,7 @@ import {
   agentsOnline,
   autoScaling,
   awsError,
+  baseConfig,
   describedGroup,
   fixture,
   groupInstance,
@@ -35,6 +36,8 @@ import {
 
 const OTHER = 'i-0fedcba0987654321';
 const NEW_COMMAND = 'dddddddd-1111-2222-3333-444444444444';
+/** A configuration whose queue watches a wait for 30 s only, so the reconciler looks at younger ones. */
+const QUICK = { ...baseConfig, agentWaitSeconds: 30 };
 /** The instances' current waits began ten minutes ago. */
 const WAIT_BEGAN = new Date(NOW - 600_000);
 
@@ -126,8 +129,8 @@ describe('reconcile', () => {
         migrate: ['false'],
       }),
     });
-    // With no command at all there is nothing to date: the activities are not read.
-    expect(autoScaling).not.toHaveReceivedCommand(DescribeScalingActivitiesCommand);
+    // The activities are read once, to date the wait: no launch on record counts as old.
+    expect(autoScaling).toHaveReceivedCommandTimes(DescribeScalingActivitiesCommand, 1);
   });
 
   it('counts an instance whose agent has not registered as stuck, without waiting for it', async () => {
@@ -289,9 +292,71 @@ describe('reconcile', () => {
   });
 });
 
+describe('reconcile leaves young waits to the queue', () => {
+  it('does not look at a wait younger than the agent wait: the queue still watches it and its status event comes that way', async () => {
+    const { deps, metrics } = harness();
+    groups([waiting(INSTANCE)]);
+    activities(launchActivity(INSTANCE, new Date(NOW - 60_000)));
+    ssm.on(ListCommandsCommand).resolves({ Commands: [command('Success')] });
+
+    const result = await route(deps, fixture('scheduled'));
+
+    expect(result).toMatchObject({
+      result: { groups: { web: { waiting: 1, stuck: 0, instances: { [INSTANCE]: 'left-to-queue' } } } },
+    });
+    expect(ssm.calls()).toHaveLength(0);
+    expect(autoScaling).not.toHaveReceivedCommand(CompleteLifecycleActionCommand);
+    expect(metrics).toContainEqual({ name: 'StuckInstances', group: 'web', value: 0, unit: 'Count' });
+  });
+
+  it('repairs the same wait once it is as old as the agent wait (a lost status event)', async () => {
+    const { deps } = harness();
+    groups([waiting(INSTANCE)]);
+    activities(launchActivity(INSTANCE, new Date(NOW - 600_000)));
+    ssm.on(ListCommandsCommand).resolves({ Commands: [command('Success')] });
+    autoScaling.on(CompleteLifecycleActionCommand).resolves({});
+
+    const result = await route(deps, fixture('scheduled'));
+
+    expect(result).toMatchObject({
+      result: { groups: { web: { instances: { [INSTANCE]: 'completed' } } } },
+    });
+    expect(autoScaling).toHaveReceivedCommandWith(CompleteLifecycleActionCommand, {
+      LifecycleActionResult: 'CONTINUE',
+    });
+  });
+
+  it("looks earlier when half the hook's heartbeat timeout is shorter than the agent wait, so a running deploy is heartbeaten in time", async () => {
+    const { deps } = harness();
+    // api's hook times out after 60 s: its waits are looked at from 30 s on.
+    groups([], [waiting(INSTANCE)]);
+    activities({ ...launchActivity(INSTANCE, new Date(NOW - 45_000)), AutoScalingGroupName: 'api' });
+    ssm.on(ListCommandsCommand).resolves({
+      Commands: [
+        command('InProgress', {
+          RequestedDateTime: new Date(NOW - 40_000),
+          Parameters: {
+            autoScalingGroupName: ['api'],
+            lifecycleHookName: ['api-launch'],
+            instanceId: [INSTANCE],
+            lifecycleActionToken: [TOKEN],
+          },
+        }),
+      ],
+    });
+    autoScaling.on(RecordLifecycleActionHeartbeatCommand).resolves({});
+
+    const result = await route(deps, fixture('scheduled'));
+
+    expect(result).toMatchObject({
+      result: { groups: { api: { instances: { [INSTANCE]: 'heartbeat' } } } },
+    });
+  });
+});
+
 describe('reconcile trusts only commands sent during the current wait', () => {
   it('deploys again, rather than completing, when the only Success is from an earlier wait (warm-pool reuse)', async () => {
-    const { deps } = harness();
+    const { deps } = harness({ config: QUICK });
     groups([waiting(INSTANCE)]);
     hookMetadata();
     // The instance left the warm pool five minutes ago; its Success is two hours old.
@@ -335,7 +400,7 @@ describe('reconcile trusts only commands sent during the current wait', () => {
   });
 
   it("reads each group's activities once per run, page by page only until every waiting instance's launch is found", async () => {
-    const { deps } = harness();
+    const { deps } = harness({ config: QUICK });
     const third = 'i-0aaaaaaaaaaaaaaaa';
     groups([waiting(INSTANCE), waiting(OTHER), waiting(third)]);
     autoScaling

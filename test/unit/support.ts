@@ -75,6 +75,8 @@ export function harness(options: { config?: ConfigInput; remainingMs?: number } 
   ec2.reset();
   // The queue takes every wait put back on it unless a test says otherwise.
   sqs.on(SendMessageBatchCommand).resolves({ Successful: [], Failed: [] });
+  // A group with no scaling activity on record unless a test says otherwise.
+  autoScaling.on(DescribeScalingActivitiesCommand).resolves({ Activities: [] });
   // No group has a release, pause or deployment, and no instance a selfdeploy tag, unless a test says otherwise.
   ssm.on(GetParametersByPathCommand).resolves({ Parameters: [] });
   ec2.on(DescribeTagsCommand).resolves({ Tags: [] });
