@@ -680,8 +680,8 @@ async function end(deps: Deps, ended: Deployment, record: GroupRecord): Promise<
 
 /** How many runs logs shows at most. */
 const LOG_RUNS = 20;
-/** Characters of output each run shows. */
-const LOG_TAIL_CHARS = 2_000;
+/** Characters of standard output and of standard error each run shows: the result line ends the first. */
+const LOG_TAIL_CHARS = { stdout: 1_500, stderr: 500 };
 
 /**
  * The output tails of the newest self-deploy runs: of one instance of the group, of one
@@ -722,11 +722,9 @@ export async function logs(deps: Deps, action: Action<'logs'>): Promise<Operator
   }
   const shown = await mapLimited(runs.slice(0, LOG_RUNS), READ_CONCURRENCY, async (run) => {
     const invocation = await readInvocation(deps, run.commandId, run.instanceId);
-    const stderr = invocation.StandardErrorContent ?? '';
-    const outputTail =
-      `${invocation.StandardOutputContent ?? ''}${stderr ? `\n[stderr]\n${stderr}` : ''}`.slice(
-        -LOG_TAIL_CHARS,
-      );
+    const stdout = (invocation.StandardOutputContent ?? '').slice(-LOG_TAIL_CHARS.stdout);
+    const stderr = (invocation.StandardErrorContent ?? '').slice(-LOG_TAIL_CHARS.stderr);
+    const outputTail = stderr ? `${stdout}\n[stderr]\n${stderr}` : stdout;
     return {
       instanceId: run.instanceId,
       commandId: run.commandId,

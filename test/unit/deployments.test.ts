@@ -1,4 +1,9 @@
-import { ParameterAlreadyExists, PutParameterCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import {
+  GetCommandInvocationCommand,
+  ParameterAlreadyExists,
+  PutParameterCommand,
+  SendCommandCommand,
+} from '@aws-sdk/client-ssm';
 import { advanceDeployment } from '../../functions/orchestrator/deployments';
 import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
 import { route } from '../../functions/orchestrator/router';
@@ -462,6 +467,25 @@ describe('logs', () => {
     const runs = logs.action === 'logs' ? logs.runs : [];
     expect(runs[0]?.outputTail).toContain('"reason":"cap failed"');
     expect(runs[0]?.outputTail).toContain('cap aborted!');
+  });
+
+  it("keeps the result line in a run's tail however long its standard error", async () => {
+    const w = world(1);
+    await operate(w, { action: 'deploy', group: 'web', revision: 'main' });
+    const canary = only(w.sentFor('canary'));
+    w.finish(canary.commandId, NEW_SHA, { [instance(1)]: { exitCode: 9, reason: 'cap failed' } });
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: 'Failed',
+      ResponseCode: 9,
+      StandardOutputContent: `${'x'.repeat(30_000)}\nSELFDEPLOY_RESULT {"exitCode":9}\n`,
+      StandardErrorContent: 'e'.repeat(8_000),
+    });
+
+    const logs = await operate(w, { action: 'logs', group: 'web', instanceId: instance(1) });
+
+    const tail = logs.action === 'logs' ? (logs.runs[0]?.outputTail ?? '') : '';
+    expect(tail).toContain('SELFDEPLOY_RESULT {"exitCode":9}');
+    expect(tail.length).toBeLessThanOrEqual(2_010);
   });
 
   it("shows an instance's newest runs, and refuses an instance of another group", async () => {
