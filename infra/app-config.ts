@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Duration, aws_logs as logs } from 'aws-cdk-lib';
 import * as z from 'zod/mini';
-import { GROUP_SETTINGS, WARM_POOL_POLICIES } from '../functions/shared/group-settings';
+import { FOLLOW_MODES, GROUP_SETTINGS, WARM_POOL_POLICIES } from '../functions/shared/group-settings';
 import { LIFECYCLE_RESULTS } from '../functions/shared/lifecycle-result';
 import { describeIssues } from '../functions/shared/validation';
 import { PROJECT_ROOT } from './bundling';
@@ -27,10 +27,12 @@ const groupSchema = z.strictObject({
   heartbeatTimeoutSeconds: z.optional(seconds),
   onFailure: z.optional(z.enum(LIFECYCLE_RESULTS)),
   warmPool: z.optional(z.enum(WARM_POOL_POLICIES)),
+  follow: z.optional(z.enum(FOLLOW_MODES)),
   appUser: z.optional(z.string()),
   deployPath: z.optional(z.string()),
   appPath: z.optional(z.string()),
   healthCheckUrl: z.optional(z.string()),
+  bootstrapBudgetSeconds: z.optional(seconds),
   /** The role of the group's instances: granted the command output and this group's environment's parameters. */
   instanceRoleName: z.optional(z.string().check(z.minLength(1))),
 });
@@ -64,6 +66,8 @@ export const existingGroupsConfigSchema = z.strictObject({
   maxConcurrency: z.optional(z.int()),
   reservedConcurrency: z.optional(z.int()),
   alarmEmail: z.optional(z.string()),
+  failureStreak: z.optional(z.int()),
+  runbookBaseUrl: z.optional(z.string()),
   logRetentionDays: z.optional(
     z
       .int()
@@ -73,6 +77,7 @@ export const existingGroupsConfigSchema = z.strictObject({
   ),
   documentName: z.optional(z.string()),
   outputLogGroupName: z.optional(z.string()),
+  releasePath: z.optional(z.string()),
   redeployMaxConcurrency: z.optional(z.string()),
   redeployMaxErrors: z.optional(z.string()),
   document: z.optional(documentSchema),
@@ -125,11 +130,14 @@ export function toSelfDeployProps(config: ExistingGroupsConfig): SelfDeployProps
   const optionalSeconds = (value: number | undefined) =>
     value === undefined ? undefined : Duration.seconds(value);
   return {
-    groups: config.groups.map(({ name, heartbeatTimeoutSeconds, instanceRoleName: _role, ...settings }) => ({
-      ...settings,
-      autoScalingGroup: name,
-      heartbeatTimeout: optionalSeconds(heartbeatTimeoutSeconds),
-    })),
+    groups: config.groups.map(
+      ({ name, heartbeatTimeoutSeconds, bootstrapBudgetSeconds, instanceRoleName: _role, ...settings }) => ({
+        ...settings,
+        autoScalingGroup: name,
+        heartbeatTimeout: optionalSeconds(heartbeatTimeoutSeconds),
+        bootstrapBudget: optionalSeconds(bootstrapBudgetSeconds),
+      }),
+    ),
     executionTimeout: optionalSeconds(config.executionTimeoutSeconds),
     agentWait: optionalSeconds(config.agentWaitSeconds),
     reconcileInterval:
@@ -140,9 +148,12 @@ export function toSelfDeployProps(config: ExistingGroupsConfig): SelfDeployProps
     maxConcurrency: config.maxConcurrency,
     reservedConcurrency: config.reservedConcurrency,
     alarmEmail: config.alarmEmail,
+    failureStreak: config.failureStreak,
+    runbookBaseUrl: config.runbookBaseUrl,
     logRetention: config.logRetentionDays as logs.RetentionDays | undefined,
     documentName: config.documentName,
     outputLogGroupName: config.outputLogGroupName,
+    releasePath: config.releasePath,
     redeployMaxConcurrency: config.redeployMaxConcurrency,
     redeployMaxErrors: config.redeployMaxErrors,
     document: config.document,

@@ -36,7 +36,7 @@ export interface SelfDeployDocumentOptions {
   /**
    * Branch deployed per environment when no revision is given and none is pinned.
    * Environments not listed deploy the remote's default branch (origin/HEAD).
-   * @default { production: 'master', staging: 'develop' }
+   * @default {} (every environment deploys the remote's default branch)
    */
   readonly branches?: Readonly<Record<string, string>>;
   /**
@@ -159,7 +159,7 @@ const DEFAULTS = {
     'selfdeploy: deploys the application on this instance with Capistrano over SSH to localhost, as the application user.',
   deployCommand: 'bundle exec cap "local_$SELFDEPLOY_ENVIRONMENT" deploy',
   gemInstallCommand: 'bundle install',
-  branches: { production: 'master', staging: 'develop' },
+  branches: {} as Readonly<Record<string, string>>,
   lockTimeoutSeconds: 600,
   stateDirectory: '/var/lib/selfdeploy',
   bootWaitSeconds: 600,

@@ -1,7 +1,13 @@
 import { Annotations, aws_autoscaling as autoscaling, Duration, Stack, Token } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { SelfDeployGroup } from './props';
-import { type GroupConfigInput, groupConfig, heartbeatSecondsOf, SelfDeployPropsError } from './settings';
+import {
+  bootstrapBudgetSecondsOf,
+  type GroupConfigInput,
+  groupConfig,
+  heartbeatSecondsOf,
+  SelfDeployPropsError,
+} from './settings';
 
 /** A managed group as the construct uses it: resolved, with its settings and its hook's timeout. */
 export interface ManagedGroup {
@@ -14,6 +20,8 @@ export interface ManagedGroup {
   readonly heartbeatSeconds: number;
   /** The group's entry in SELFDEPLOY_CONFIG. */
   readonly config: GroupConfigInput;
+  /** The p90 bootstrap duration above which its bootstrap-time alarm fires. */
+  readonly bootstrapBudget: Duration;
 }
 
 /** Resolves each group to an IAutoScalingGroup, its settings and its heartbeat timeout (props already checked). */
@@ -38,6 +46,7 @@ export function managedGroups(
       lifecycleHookName: config.lifecycleHookName,
       heartbeatSeconds,
       config,
+      bootstrapBudget: Duration.seconds(bootstrapBudgetSecondsOf(settings, timings)),
     };
   });
 }

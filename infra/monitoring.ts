@@ -16,6 +16,8 @@ export interface MonitoredGroup {
   readonly id: string;
   /** The group's name (a token for groups built in the same app). */
   readonly name: string;
+  /** The p90 bootstrap duration above which its bootstrap-time alarm fires. */
+  readonly bootstrapBudget: Duration;
 }
 
 /** Inputs of {@link SelfDeployMonitoring}. */
@@ -27,7 +29,7 @@ export interface SelfDeployMonitoringProps {
   /** Where undeliverable events end up. */
   readonly deadLetterQueue: sqs.IQueue;
   /** The queue the function consumes, and how long a batch hides its messages. */
-  readonly eventQueue: sqs.IQueue;
+  readonly eventQueues: readonly sqs.IQueue[];
   readonly visibilityTimeout: Duration;
   /** Where alarms (and their recoveries) are sent. */
   readonly topic: sns.ITopic;
@@ -35,9 +37,18 @@ export interface SelfDeployMonitoringProps {
   readonly reconcileInterval: Duration;
   /** How long a launch itself waits for a new instance's SSM agent before the reconciler takes over. */
   readonly agentWait: Duration;
+  /** Failed bootstraps within an hour, none succeeding, that fire a group's failure-streak alarm. */
+  readonly failureStreak: number;
+  /** Where docs/operations.md is read, for the descriptions' links; none names the repository's path. */
+  readonly runbookBaseUrl?: string;
 }
 
 const FIVE_MINUTES = Duration.minutes(5);
+/**
+ * The window of a group's failure-streak and bootstrap-time alarms: a replacement loop turns
+ * in minutes, so an hour holds several turns, and a scale-out enough bootstraps for a p90.
+ */
+const HOUR = Duration.hours(1);
 
 /** The alarms (to an SNS topic) and the dashboard of one selfdeploy installation. */
 export class SelfDeployMonitoring extends Construct {
@@ -46,8 +57,11 @@ export class SelfDeployMonitoring extends Construct {
   /** The CloudWatch dashboard. */
   public readonly dashboard: cloudwatch.Dashboard;
 
+  private readonly runbookBaseUrl: string | undefined;
+
   public constructor(scope: Construct, id: string, props: SelfDeployMonitoringProps) {
     super(scope, id);
+    this.runbookBaseUrl = props.runbookBaseUrl;
     const metric = (name: MetricName, group: MonitoredGroup, statistic: string, period = FIVE_MINUTES) =>
       new cloudwatch.Metric({
         namespace: METRIC_NAMESPACE,
@@ -69,11 +83,36 @@ export class SelfDeployMonitoring extends Construct {
         threshold: 1,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
+      // CloudWatch counts no sequences: "N failed, none succeeded, within the hour" stands for
+      // "N in a row". A period without either metric is no streak (FILL makes it 0).
+      this.alarm('FailureStreak', group.id, {
+        metric: new cloudwatch.MathExpression({
+          expression: 'IF(FILL(succeeded, 0) > 0, 0, FILL(failed, 0))',
+          usingMetrics: {
+            failed: metric(MetricName.BootstrapFailed, group, 'Sum', HOUR),
+            succeeded: metric(MetricName.BootstrapSucceeded, group, 'Sum', HOUR),
+          },
+          period: HOUR,
+        }),
+        threshold: props.failureStreak,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      this.alarm('BootstrapTime', group.id, {
+        metric: metric(MetricName.BootstrapDuration, group, 'p90', HOUR),
+        threshold: group.bootstrapBudget.toSeconds(),
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
       this.alarm('StuckInstances', group.id, {
         metric: metric(MetricName.StuckInstances, group, 'Maximum', stuckPeriod),
         evaluationPeriods: stuckPeriods,
         threshold: 1,
         treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      });
+      this.alarm('DeployFailed', group.id, {
+        metric: metric(MetricName.DeployFailed, group, 'Sum'),
+        threshold: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
     }
     this.alarm('FunctionErrors', '', {
@@ -84,9 +123,16 @@ export class SelfDeployMonitoring extends Construct {
     // An agent wait is a new message at each look, so only a message that failed (and came
     // back after the visibility timeout) or a backlog the mapping cannot drain grows this old.
     this.alarm('QueueBacklog', '', {
-      metric: props.eventQueue.metricApproximateAgeOfOldestMessage({
+      metric: new cloudwatch.MathExpression({
+        expression: `MAX([${props.eventQueues.map((_, index) => `q${index}`).join(', ')}])`,
+        usingMetrics: Object.fromEntries(
+          props.eventQueues.map((queue, index) => [
+            `q${index}`,
+            queue.metricApproximateAgeOfOldestMessage({ period: FIVE_MINUTES, statistic: 'Maximum' }),
+          ]),
+        ),
+        label: 'Oldest message of either queue (seconds)',
         period: FIVE_MINUTES,
-        statistic: 'Maximum',
       }),
       threshold: props.visibilityTimeout.toSeconds(),
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -134,6 +180,25 @@ export class SelfDeployMonitoring extends Construct {
           new cloudwatch.GraphWidget({
             title: 'Bootstrap duration (seconds)',
             left: perGroup(MetricName.BootstrapDuration, ['p50', 'p90', 'p99']),
+            leftAnnotations: props.groups.map((group) => ({
+              value: group.bootstrapBudget.toSeconds(),
+              label: `${group.name} bootstrapBudget`,
+            })),
+            width: 12,
+          }),
+        ],
+        [
+          new cloudwatch.GraphWidget({
+            title: 'Operator deployments',
+            left: [
+              ...perGroup(MetricName.DeploySucceeded, ['Sum']),
+              ...perGroup(MetricName.DeployFailed, ['Sum']),
+            ],
+            width: 12,
+          }),
+          new cloudwatch.GraphWidget({
+            title: 'Launches without a deploy (paused)',
+            left: perGroup(MetricName.LaunchedWithoutDeploy, ['Sum']),
             width: 12,
           }),
         ],
@@ -164,7 +229,9 @@ export class SelfDeployMonitoring extends Construct {
             ],
             right: [
               props.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: FIVE_MINUTES }),
-              props.eventQueue.metricApproximateAgeOfOldestMessage({ period: FIVE_MINUTES }),
+              ...props.eventQueues.map((queue) =>
+                queue.metricApproximateAgeOfOldestMessage({ period: FIVE_MINUTES }),
+              ),
             ],
             width: 12,
           }),
@@ -191,9 +258,9 @@ export class SelfDeployMonitoring extends Construct {
     this.alarms.push(
       new cloudwatch.Alarm(this, `${groupId}${name}`, {
         evaluationPeriods: 1,
-        ...props,
-        alarmDescription: alarmDescription(name),
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        ...props,
+        alarmDescription: alarmDescription(name, this.runbookBaseUrl),
       }),
     );
   }

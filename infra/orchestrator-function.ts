@@ -32,9 +32,9 @@ export interface OrchestratorFunctionProps {
   readonly maxEventAge: Duration;
   /** Where events go after Lambda's own retries. */
   readonly deadLetterQueue: sqs.IQueue;
-  /** The queue the function consumes in batches. */
-  readonly queue: sqs.IQueue;
-  /** The mapping's MaximumConcurrency, and the function's reserved concurrency if any. */
+  /** The queues the function consumes in batches, each through a mapping of its own. */
+  readonly queues: readonly sqs.IQueue[];
+  /** Each mapping's MaximumConcurrency, and the function's reserved concurrency if any. */
   readonly concurrency: { readonly maxConcurrency: number; readonly reserved?: number };
 }
 
@@ -69,14 +69,16 @@ export function orchestratorFunction(
   });
   // Each failed message is reported on its own (batchItemFailures); "not ready yet" is never a
   // failure (the wait is put back as a new message), so only real errors reach the DLQ.
-  fn.addEventSource(
-    new eventSources.SqsEventSource(props.queue, {
-      batchSize: QUEUE_BATCH_SIZE,
-      maxBatchingWindow: Duration.seconds(QUEUE_BATCHING_WINDOW_SECONDS),
-      reportBatchItemFailures: true,
-      maxConcurrency: props.concurrency.maxConcurrency,
-    }),
-  );
+  for (const queue of props.queues) {
+    fn.addEventSource(
+      new eventSources.SqsEventSource(queue, {
+        batchSize: QUEUE_BATCH_SIZE,
+        maxBatchingWindow: Duration.seconds(QUEUE_BATCHING_WINDOW_SECONDS),
+        reportBatchItemFailures: true,
+        maxConcurrency: props.concurrency.maxConcurrency,
+      }),
+    );
+  }
   Validations.of(fn).acknowledge({
     id: 'AwsSolutions-L1',
     reason: 'Pinned to Node.js 22, the runtime the orchestrator and its bundle are tested on.',

@@ -17,12 +17,30 @@ export interface OrchestratorGrants {
   readonly groupArns: readonly string[];
   /** Names of the managed groups (as the instances' aws:autoscaling:groupName tag has them). */
   readonly groupNames: readonly string[];
+  /** The Parameter Store path of the groups' releases, pauses and deployments (`releasePath`). */
+  readonly releasePath: string;
+  /** The parameters only instances read (pinned revision, deploy key), `{environment}` in their names. */
+  readonly instanceParameterNames: readonly string[];
 }
+
+/** What the orchestrator does with the parameters under releasePath. */
+const RELEASE_RECORD_ACTIONS = [
+  'ssm:GetParametersByPath',
+  'ssm:GetParameter',
+  'ssm:PutParameter',
+  'ssm:DeleteParameter',
+  'ssm:DeleteParameters',
+] as const;
+
+/** The only tags the orchestrator writes: on an instance, what its deploys left live. */
+export const INSTANCE_TAG_KEYS = ['selfdeploy:revision', 'selfdeploy:last-deploy'] as const;
 
 /**
  * Exactly the calls the orchestrator makes. SendCommand is authorised against both the
  * document and every target instance, so it is allowed for the SelfDeploy document only and
- * for instances of the managed groups only; lifecycle calls only on the managed groups.
+ * for instances of the managed groups only; lifecycle and Standby calls only on the managed
+ * groups; parameters only under releasePath; tags only selfdeploy's own, only on instances of
+ * the managed groups.
  */
 function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.PolicyStatement[] {
   return [
@@ -42,6 +60,51 @@ function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.P
       sid: 'CompleteManagedLifecycleActions',
       actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
       resources: [...grants.groupArns],
+    }),
+    new iam.PolicyStatement({
+      sid: 'StandbyManagedGroupInstances',
+      // Standby deploys take a batch out of service and back; only in the managed groups.
+      actions: ['autoscaling:EnterStandby', 'autoscaling:ExitStandby'],
+      resources: [...grants.groupArns],
+    }),
+    new iam.PolicyStatement({
+      sid: 'ReleaseRecords',
+      // Each group's release, pause, deployment (the lock) and step claims, under releasePath only.
+      actions: [...RELEASE_RECORD_ACTIONS],
+      resources: [releaseParametersArn(stack, grants.releasePath)],
+    }),
+    // The instances' own parameters often live under the same prefix (/selfdeploy/<environment>/
+    // deploy-key beside /selfdeploy/<group>/release): the orchestrator must never change them.
+    ...(grants.instanceParameterNames.length === 0
+      ? []
+      : [
+          new iam.PolicyStatement({
+            sid: 'NotInstanceParameters',
+            effect: iam.Effect.DENY,
+            actions: [...RELEASE_RECORD_ACTIONS],
+            resources: grants.instanceParameterNames.map((name) =>
+              parameterArn(stack, name.replaceAll('{environment}', '*')),
+            ),
+          }),
+        ]),
+    new iam.PolicyStatement({
+      sid: 'ReadReleasePath',
+      // GetParametersByPath is authorised against the path it reads: releasePath itself too.
+      actions: ['ssm:GetParametersByPath'],
+      resources: [parameterArn(stack, grants.releasePath)],
+    }),
+    new iam.PolicyStatement({
+      sid: 'TagManagedGroupInstances',
+      actions: ['ec2:CreateTags'],
+      // Instance ids are not known in advance: the group tag narrows them to the managed
+      // groups, and the request may carry selfdeploy's own tag keys only.
+      resources: [anyInstanceArn(stack)],
+      conditions: {
+        StringEquals: { 'aws:ResourceTag/aws:autoscaling:groupName': [...grants.groupNames] },
+        'ForAllValues:StringEquals': { 'aws:TagKeys': [...INSTANCE_TAG_KEYS] },
+        // ForAllValues holds for a request without tags: require some.
+        Null: { 'aws:TagKeys': 'false' },
+      },
     }),
     new iam.PolicyStatement({
       sid: 'ReadCommandsInstancesAndGroups',
@@ -67,6 +130,9 @@ function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.P
         'autoscaling:DescribeScalingActivities',
         // reconcile: the hook's NotificationMetadata (revision and environment overrides)
         'autoscaling:DescribeLifecycleHooks',
+        // status and reconcile: the revision tags of the groups' instances
+        'ec2:DescribeTags',
+        'ec2:DescribeInstances',
       ],
       resources: ['*'],
     }),
@@ -76,6 +142,11 @@ function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.P
 /** Every EC2 instance of the stack's account and region. */
 function anyInstanceArn(stack: Stack): string {
   return stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' });
+}
+
+/** Every parameter under `path` (a Parameter Store path such as /selfdeploy). */
+function releaseParametersArn(stack: Stack, path: string): string {
+  return parameterArn(stack, `${path}/*`);
 }
 
 /** ARN of an SSM parameter by name (with or without its leading slash). */
@@ -129,8 +200,14 @@ export function orchestratorRole(
   Validations.of(role).acknowledge({
     id: wildcardFinding(anyInstanceArn(stack)),
     reason:
-      'ssm:SendCommand must name target instances, unknown in advance: instance/* is narrowed by the ' +
-      'aws:autoscaling:groupName tag condition to the managed groups.',
+      'ssm:SendCommand and ec2:CreateTags must name instances, unknown in advance: instance/* is narrowed by ' +
+      "the aws:autoscaling:groupName tag condition to the managed groups (and CreateTags to selfdeploy's tag keys).",
+  });
+  Validations.of(role).acknowledge({
+    id: wildcardFinding(releaseParametersArn(stack, grants.releasePath)),
+    reason:
+      "The groups' release, pause, deployment and step-claim parameters are created at run time under " +
+      'releasePath, one path per group: the wildcard covers that path only.',
   });
   for (const groupArn of grants.groupArns) {
     Validations.of(role).acknowledge({
@@ -143,7 +220,7 @@ export function orchestratorRole(
   Validations.of(role).acknowledge({
     id: 'AwsSolutions-IAM5[Resource::*]',
     reason:
-      'Read-only SSM and Auto Scaling list/describe calls that IAM cannot scope by resource, each named.',
+      'Read-only SSM, Auto Scaling and EC2 list/describe calls that IAM cannot scope by resource, each named.',
   });
   return role;
 }

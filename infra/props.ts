@@ -6,7 +6,7 @@ import type {
   RemovalPolicy,
   aws_sns as sns,
 } from 'aws-cdk-lib';
-import type { WarmPoolPolicy } from '../functions/shared/group-settings';
+import type { FollowMode, WarmPoolPolicy } from '../functions/shared/group-settings';
 import type { LifecycleResult } from '../functions/shared/lifecycle-result';
 import type { SelfDeployDocumentOptions } from './document';
 
@@ -47,6 +47,12 @@ export interface SelfDeployGroup {
    */
   readonly warmPool?: WarmPoolPolicy;
   /**
+   * What launches deploy: `release`, the group's recorded SHA, or `branch`, the branch head
+   * (riskier: one bad push reaches every scale-out).
+   * @default 'release'
+   */
+  readonly follow?: FollowMode;
+  /**
    * Dedicated unprivileged user (no sudo rights) that owns the application and runs the deploy;
    * root is refused unless `document.allowRootAppUser` is set.
    * @default 'deploy'
@@ -69,6 +75,12 @@ export interface SelfDeployGroup {
    * @default no health check
    */
   readonly healthCheckUrl?: string;
+  /**
+   * The group's bootstrap-time alarm fires when the p90 of its bootstraps' duration within an
+   * hour is above it; below executionTimeout, whole seconds.
+   * @default `Duration.minutes(15)`, or half of executionTimeout when that is shorter
+   */
+  readonly bootstrapBudget?: Duration;
 }
 
 /** Settings of {@link SelfDeploy}. */
@@ -100,6 +112,18 @@ export interface SelfDeployProps {
    * @default a new topic (TLS only)
    */
   readonly alarmTopic?: sns.ITopic;
+  /**
+   * Failed bootstraps of a group within an hour, with none succeeding, that fire its
+   * failure-streak alarm (the replacement loop); a whole number, at least 1.
+   * @default 3
+   */
+  readonly failureStreak?: number;
+  /**
+   * URL of docs/operations.md as your team reads it; each alarm's description links to
+   * `<runbookBaseUrl>#<anchor>` of its runbook entry. An http(s) URL without a fragment.
+   * @default none: descriptions name `docs/operations.md#<anchor>`
+   */
+  readonly runbookBaseUrl?: string;
   /**
    * Retention of the function's log group and of the command-output log group.
    * @default logs.RetentionDays.ONE_MONTH
@@ -135,6 +159,12 @@ export interface SelfDeployProps {
    * @default `/selfdeploy/<documentName>`
    */
   readonly outputLogGroupName?: string;
+  /**
+   * Parameter Store path under which each group's release, pause and deployments are kept
+   * (`<releasePath>/<group>/…`); the orchestrator may read and write parameters under it only.
+   * @default '/selfdeploy'
+   */
+  readonly releasePath?: string;
   /**
    * SendCommand MaxConcurrency of a manual redeploy of a whole group.
    * @default '25%'

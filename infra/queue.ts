@@ -15,13 +15,20 @@ export interface EventQueueProps {
 }
 
 /**
- * The queue the orchestrator consumes: launch and status events (EventBridge puts them there)
- * and launches waiting for their agent (the orchestrator puts them back with a delay). A
- * message is hidden for several function timeouts while a batch holds it, as AWS advises for
- * event source mappings, so a slow batch is not handed out twice because of it.
+ * A queue the orchestrator consumes. There are two, each with its own event source mapping:
+ * `EventQueue` takes launch events (EventBridge puts them there) and launches waiting for
+ * their agent (the orchestrator puts them back with a delay); `StatusQueue` takes command
+ * status events, so completions never queue behind a burst's launches, whose SendCommand
+ * rate they would otherwise wait on. A message is hidden for several function timeouts while
+ * a batch holds it, as AWS advises for event source mappings, so a slow batch is not handed
+ * out twice because of it.
  */
-export function eventQueue(scope: Construct, props: EventQueueProps): sqs.Queue {
-  return new sqs.Queue(scope, 'EventQueue', {
+export function eventQueue(
+  scope: Construct,
+  id: 'EventQueue' | 'StatusQueue',
+  props: EventQueueProps,
+): sqs.Queue {
+  return new sqs.Queue(scope, id, {
     encryption: sqs.QueueEncryption.SQS_MANAGED,
     enforceSSL: true,
     visibilityTimeout: queueVisibilityTimeout(props.functionTimeout),

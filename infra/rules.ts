@@ -16,8 +16,10 @@ import {
 export interface OrchestratorRulesProps {
   /** The orchestrator function, the target of the reconcile schedule. */
   readonly function: lambda.IFunction;
-  /** The queue the function consumes: the target of the launch and command-status rules. */
+  /** The queue of launch events: the launch rule's target. */
   readonly queue: sqs.IQueue;
+  /** The queue of command status events: the command-status rule's target. */
+  readonly statusQueue: sqs.IQueue;
   /** Where events go that EventBridge could not deliver. */
   readonly deadLetterQueue: sqs.IQueue;
   /** Events older than this are dropped: their lifecycle actions have ended. */
@@ -32,22 +34,23 @@ export interface OrchestratorRulesProps {
 
 /**
  * The three rules that feed the orchestrator: launch lifecycle actions of exactly the managed
- * groups and terminal statuses of commands of exactly this document go to its queue, where
- * they are handled in batches; the reconcile schedule invokes it.
+ * groups go to the launch queue and terminal statuses of commands of exactly this document to
+ * the status queue, where they are handled in batches; the reconcile schedule invokes it.
  */
 export function addOrchestratorRules(scope: Construct, props: OrchestratorRulesProps): void {
   const delivery = { deadLetterQueue: props.deadLetterQueue, maxEventAge: props.maxEventAge };
-  const queued = new targets.SqsQueue(props.queue, delivery);
+  const launches = new targets.SqsQueue(props.queue, delivery);
+  const statuses = new targets.SqsQueue(props.statusQueue, delivery);
   const invoked = new targets.LambdaFunction(props.function, delivery);
   new events.Rule(scope, 'LaunchRule', {
     description: 'selfdeploy: launch lifecycle actions of the managed groups',
     eventPattern: toCdkPattern(launchLifecyclePattern([...props.groupNames])),
-    targets: [queued],
+    targets: [launches],
   });
   new events.Rule(scope, 'CommandStatusRule', {
     description: `selfdeploy: terminal statuses of ${props.documentName} commands`,
     eventPattern: toCdkPattern(commandStatusPattern(props.documentName)),
-    targets: [queued],
+    targets: [statuses],
   });
   new events.Rule(scope, 'ReconcileSchedule', {
     description: 'selfdeploy: repairs what lost events left behind',

@@ -15,7 +15,7 @@ import {
 import { Construct } from 'constructs';
 import type { ConfigInput } from '../functions/orchestrator/config';
 import { DEAD_LETTER_RETENTION_SECONDS } from '../functions/shared/event-queue';
-import { GROUP_SETTINGS } from '../functions/shared/group-settings';
+import { GROUP_SETTINGS, TOP_LEVEL_SETTINGS } from '../functions/shared/group-settings';
 import { addLaunchHooks, eventMaxAge, managedGroups } from './groups';
 import { SelfDeployMonitoring } from './monitoring';
 import { orchestratorFunction } from './orchestrator-function';
@@ -27,6 +27,7 @@ import {
   assertValidProps,
   concurrencyOf,
   DEFAULTS,
+  failureStreakOf,
   functionConfig,
   outputLogGroupNameOf,
   SelfDeployPropsError,
@@ -55,8 +56,10 @@ export class SelfDeploy extends Construct {
    * queue messages that failed maxReceiveCount times.
    */
   public readonly deadLetterQueue: sqs.Queue;
-  /** The queue the orchestrator consumes: launch and status events, and launches waiting for their agent. */
+  /** The queue of launch events and of launches waiting for their agent. */
   public readonly queue: sqs.Queue;
+  /** The queue of command status events: completions, never behind a burst's launches. */
+  public readonly statusQueue: sqs.Queue;
   /** Topic the alarms notify. */
   public readonly alarmTopic: sns.ITopic;
   /** Alarms and dashboard. */
@@ -113,10 +116,9 @@ export class SelfDeploy extends Construct {
       enforceSSL: true,
       retentionPeriod: Duration.seconds(DEAD_LETTER_RETENTION_SECONDS),
     });
-    this.queue = eventQueue(this, {
-      deadLetterQueue: this.deadLetterQueue,
-      functionTimeout: timings.functionTimeout,
-    });
+    const queueProps = { deadLetterQueue: this.deadLetterQueue, functionTimeout: timings.functionTimeout };
+    this.queue = eventQueue(this, 'EventQueue', queueProps);
+    this.statusQueue = eventQueue(this, 'StatusQueue', queueProps);
     this.config = functionConfig(
       props,
       groups.map((group) => [group.name, group.config]),
@@ -129,6 +131,11 @@ export class SelfDeploy extends Construct {
       documentArn: stack.formatArn({ service: 'ssm', resource: 'document', resourceName: this.documentName }),
       groupArns: groups.map((group) => group.group.autoScalingGroupArn),
       groupNames: groups.map((group) => group.name),
+      releasePath: this.config.releasePath ?? TOP_LEVEL_SETTINGS.releasePath.default,
+      instanceParameterNames: [
+        props.document?.pinnedRevisionParameterName,
+        props.document?.deployKeyParameterName,
+      ].filter((name) => name !== undefined),
       logGroup: functionLogGroup,
       queue: this.queue,
     });
@@ -140,12 +147,13 @@ export class SelfDeploy extends Construct {
       timeout: timings.functionTimeout,
       maxEventAge,
       deadLetterQueue: this.deadLetterQueue,
-      queue: this.queue,
+      queues: [this.queue, this.statusQueue],
       concurrency: concurrencyOf(props),
     });
     addOrchestratorRules(this, {
       function: this.function,
       queue: this.queue,
+      statusQueue: this.statusQueue,
       deadLetterQueue: this.deadLetterQueue,
       maxEventAge,
       groupNames: groups.map((group) => group.name),
@@ -158,14 +166,16 @@ export class SelfDeploy extends Construct {
       this.alarmTopic.addSubscription(new subscriptions.EmailSubscription(props.alarmEmail));
     }
     this.monitoring = new SelfDeployMonitoring(this, 'Monitoring', {
-      groups: groups.map(({ id, name }) => ({ id, name })),
+      groups: groups.map(({ id, name, bootstrapBudget }) => ({ id, name, bootstrapBudget })),
       function: this.function,
       deadLetterQueue: this.deadLetterQueue,
-      eventQueue: this.queue,
+      eventQueues: [this.queue, this.statusQueue],
       visibilityTimeout: queueVisibilityTimeout(timings.functionTimeout),
       topic: this.alarmTopic,
       reconcileInterval: timings.reconcileInterval,
       agentWait: Duration.seconds(timings.agentWaitSeconds),
+      failureStreak: failureStreakOf(props),
+      ...(props.runbookBaseUrl !== undefined && { runbookBaseUrl: props.runbookBaseUrl }),
     });
   }
 

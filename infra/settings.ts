@@ -2,6 +2,7 @@ import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import { type ConfigInput, configSchema } from '../functions/orchestrator/config';
 import { parameterProblem } from '../functions/shared/document-contract';
 import { SelfDeployError } from '../functions/shared/errors';
+import { QUEUE_COUNT } from '../functions/shared/event-queue';
 import {
   defaultHeartbeatSeconds,
   GROUP_SETTINGS,
@@ -120,6 +121,7 @@ function checkedProps(props: SelfDeployProps): { problems: string[]; document?: 
         '(aws, amazon, amzn): choose another name',
     );
   }
+  problems.push(...alarmProblems(props));
   problems.push(...concurrencyProblems(props));
   problems.push(...deployKeyProblems(props));
   problems.push(...configProblems(props, timings));
@@ -155,6 +157,7 @@ export function groupConfig(settings: SelfDeployGroup, heartbeatSeconds: number)
     ...(settings.appPath !== undefined && { appPath: settings.appPath }),
     ...(settings.healthCheckUrl !== undefined && { healthCheckUrl: settings.healthCheckUrl }),
     ...(settings.warmPool !== undefined && { warmPool: settings.warmPool }),
+    ...(settings.follow !== undefined && { follow: settings.follow }),
   };
 }
 
@@ -165,6 +168,8 @@ function groupLabel(group: SelfDeployGroup['autoScalingGroup'], index: number): 
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+// A fragment of its own would swallow the entry's anchor.
+const RUNBOOK_URL = /^https?:\/\/[^\s#]+$/;
 // CreateDocument refuses names starting with aws, amazon, amzn (AWSEC2, AWSSupport, ... included).
 const RESERVED_DOCUMENT_PREFIX = /^(aws|amazon|amzn)/i;
 // A key ARN: IAM authorises kms:Decrypt against the key itself, never against an alias.
@@ -204,6 +209,15 @@ function groupProblems(
         'the directory Capistrano deploys into: give them different paths',
     );
   }
+  if (settings.bootstrapBudget !== undefined) {
+    const budget = settings.bootstrapBudget.toSeconds();
+    if (budget < 1 || budget >= timings.executionTimeoutSeconds) {
+      problems.push(
+        `${label}: bootstrapBudget is ${budget} s: give at least 1 s and less than executionTimeout ` +
+          `(${timings.executionTimeoutSeconds} s), which stops a deploy before the alarm could see it take longer`,
+      );
+    }
+  }
   if (settings.appUser === 'root' && props.document?.allowRootAppUser !== true) {
     problems.push(
       `${label}: appUser is root, which the instance script refuses (every launch would fail) because ` +
@@ -238,6 +252,38 @@ function timingProblems(props: SelfDeployProps, timings: Timings): string[] {
   return problems;
 }
 
+/** A group's bootstrap-time budget in seconds: as given, else the default, never reaching executionTimeout. */
+export function bootstrapBudgetSecondsOf(
+  settings: SelfDeployGroup,
+  timings: Pick<Timings, 'executionTimeoutSeconds'>,
+): number {
+  return (
+    settings.bootstrapBudget?.toSeconds() ??
+    Math.min(GROUP_SETTINGS.bootstrapBudget.default, Math.floor(timings.executionTimeoutSeconds / 2))
+  );
+}
+
+/** How many failed bootstraps, none succeeding, fire a group's failure-streak alarm. */
+export function failureStreakOf(props: SelfDeployProps): number {
+  return props.failureStreak ?? TOP_LEVEL_SETTINGS.failureStreak.default;
+}
+
+function alarmProblems(props: SelfDeployProps): string[] {
+  const problems: string[] = [];
+  const streak = failureStreakOf(props);
+  if (!Number.isInteger(streak) || streak < 1) {
+    problems.push(`failureStreak is ${streak}: give a whole number of failed bootstraps, at least 1`);
+  }
+  const base = props.runbookBaseUrl;
+  if (base !== undefined && !Token.isUnresolved(base) && !RUNBOOK_URL.test(base)) {
+    problems.push(
+      `runbookBaseUrl ${JSON.stringify(base)} is not an http(s) URL without a fragment: give the address ` +
+        'of docs/operations.md, e.g. https://github.com/<owner>/<repository>/blob/main/docs/operations.md',
+    );
+  }
+  return problems;
+}
+
 /** The event source mapping's MaximumConcurrency (2–1000) and the function's reserved concurrency. */
 export function concurrencyOf(props: SelfDeployProps): { maxConcurrency: number; reserved?: number } {
   return {
@@ -263,9 +309,9 @@ function concurrencyProblems(props: SelfDeployProps): string[] {
       problems.push(
         `reservedConcurrency is ${reserved}: give a whole number of executions, at least 1, or leave it out`,
       );
-    } else if (reserved < maxConcurrency) {
+    } else if (reserved < maxConcurrency * QUEUE_COUNT) {
       problems.push(
-        `maxConcurrency ${maxConcurrency} is above reservedConcurrency ${reserved}: the mapping would be throttled by the function's own limit; lower maxConcurrency or reserve more`,
+        `reservedConcurrency ${reserved} is below ${QUEUE_COUNT} × maxConcurrency (${maxConcurrency * QUEUE_COUNT}): each of the ${QUEUE_COUNT} queues' mappings may run maxConcurrency executions, and they would be throttled by the function's own limit; lower maxConcurrency or reserve more`,
       );
     }
   }
@@ -344,6 +390,7 @@ export function functionConfig(
       redeployMaxConcurrency: props.redeployMaxConcurrency,
     }),
     ...(props.redeployMaxErrors !== undefined && { redeployMaxErrors: props.redeployMaxErrors }),
+    ...(props.releasePath !== undefined && { releasePath: props.releasePath }),
     groups: Object.fromEntries(groups),
   };
 }

@@ -129,12 +129,19 @@ export async function failureOutput(deps: Deps, commandId: string, instanceId: s
 }
 
 /**
- * A group's document parameters: its settings, the revision (empty = pinned or branch head)
- * and, for a lifecycle deploy, the action it completes; a manual redeploy has none.
+ * A group's document parameters: its settings, the revision (an exact SHA, a name, or empty for
+ * the pinned revision or branch head), whether to migrate and, for a lifecycle deploy, the action
+ * it completes; an operator's deploy has none.
  */
 export function deployParameters(
   group: GroupConfig,
-  options: { readonly revision?: string; readonly environment?: string; readonly action?: LifecycleAction },
+  options: {
+    readonly revision?: string;
+    readonly environment?: string;
+    readonly action?: LifecycleAction;
+    /** Only a deployment's canary migrates: a burst of new instances must not. */
+    readonly migrate?: boolean;
+  },
 ): Omit<DocumentParameters, 'executionTimeout'> {
   const { action } = options;
   return {
@@ -143,8 +150,7 @@ export function deployParameters(
     appUser: group.appUser,
     deployPath: group.deployPath,
     appPath: group.appPath,
-    // Launches, reconciles and redeploys never migrate: a burst of new instances must not.
-    migrate: 'false',
+    migrate: options.migrate ? 'true' : 'false',
     healthCheckUrl: group.healthCheckUrl,
     autoScalingGroupName: action?.group ?? '',
     lifecycleHookName: action?.hook ?? '',

@@ -4,13 +4,17 @@ import { isTerminalStatus } from '../shared/event-patterns';
 import { NO_VERDICT_EXIT_CODES } from '../shared/exit-codes';
 import type { LifecycleResult } from '../shared/lifecycle-result';
 import { MetricName } from '../shared/metric-names';
+import { SHA_PATTERN } from '../shared/operator-actions';
+import { parseResultLine } from '../shared/result-line';
 import { commandInstanceIds, failureFields, failureOutput, readInvocation } from './commands';
 import { type GroupConfig, managedGroup } from './config';
 import { resultFor } from './decisions';
 import type { Deps } from './deps';
 import type { CommandStatusEvent, InvocationStatusEvent } from './events';
+import { recordFirstRelease } from './launch-revision';
 import { completeAction } from './lifecycle';
 import { finishOperatorCommand, type OperatorCommandOutcome } from './operator-commands';
+import { type DeployResult, tagDeployResults } from './revision-tags';
 import { mapLimited, settled } from './utilities';
 import { type LaunchScan, scanLaunches, sentDuringCurrentWait } from './wait-start';
 
@@ -19,7 +23,8 @@ const FINISH_CONCURRENCY = 10;
 
 /** What a finished command did to one instance's lifecycle wait. */
 export type InstanceCompletion =
-  | { outcome: 'completed' | 'expired'; result: LifecycleResult }
+  /** `deployed`: what the run left on the instance, as its tags record it. */
+  | { outcome: 'completed' | 'expired'; result: LifecycleResult; deployed?: DeployResult }
   /** The command may not speak for this instance's current wait; nothing was completed. */
   | { outcome: 'rejected'; reason: string }
   /** Another run for the same wait was in progress; that run's own result decides. */
@@ -108,9 +113,14 @@ export async function finishCommands(
     scan.catch(() => undefined); // each command awaiting it reports the error as its own
     for (const { command } of named) scanOf.set(command, scan);
   }
-  return mapLimited(commands, FINISH_CONCURRENCY, (command) =>
-    settled(async () => finishCommand(deps, command, await scanOf.get(command))),
+  const outcomes = await mapLimited(commands, FINISH_CONCURRENCY, (command) =>
+    settled(async () => settleCommand(deps, command, await scanOf.get(command))),
   );
+  await recordDeploys(
+    deps,
+    commands.map((command, index) => ({ command, outcome: outcomes[index] })),
+  );
+  return outcomes;
 }
 
 /** Per managed group, the commands whose wait a scan of its launches can decide. */
@@ -145,13 +155,28 @@ async function readCommand(deps: Deps, commandId: string): Promise<Command> {
 
 /**
  * Records the outcome of a finished command and completes the lifecycle waits it may speak
- * for. Its parameters are only claims (anyone allowed to send the document chooses them): it
- * completes nothing unless its group is managed, its hook is that group's hook, it ran on the
- * instance it names, and it was sent during that instance's current wait. The action is then
- * named by that instance, never by the command's token. `scan`, when the caller has one,
- * covers the instances' launches since the command.
+ * for (settleCommand), then leaves what its runs deployed on their instances' tags and, for a
+ * group with no release yet, records the first one (recordDeploys). `scan`, when the caller has
+ * one, covers the instances' launches since the command.
  */
 export async function finishCommand(
+  deps: Deps,
+  command: FinishedCommand,
+  scan?: LaunchScan,
+): Promise<CompletionOutcome> {
+  const outcome = await settleCommand(deps, command, scan);
+  await recordDeploys(deps, [{ command, outcome }]);
+  return outcome;
+}
+
+/**
+ * Completes the lifecycle waits a finished command may speak for. Its parameters are only
+ * claims (anyone allowed to send the document chooses them): it completes nothing unless its
+ * group is managed, its hook is that group's hook, it ran on the instance it names, and it was
+ * sent during that instance's current wait. The action is then named by that instance, never by
+ * the command's token.
+ */
+async function settleCommand(
   deps: Deps,
   command: FinishedCommand,
   scan?: LaunchScan,
@@ -250,8 +275,9 @@ async function finishInstance(
     failure = await failureOutput(deps, commandId, instanceId);
   }
 
-  if (failure) deps.logger.error(`self-deploy ${status}`, { ...logKeys, ...failure });
-  else deps.logger.info('self-deploy succeeded', logKeys);
+  const revision = parameters.revision || '(branch head)';
+  if (failure) deps.logger.error(`self-deploy ${status}`, { ...logKeys, revision, ...failure });
+  else deps.logger.info('self-deploy succeeded', { ...logKeys, revision });
 
   const result = resultFor(status, group);
   const outcome = await completeAction(
@@ -267,7 +293,88 @@ async function finishInstance(
     if (seconds !== undefined)
       deps.metrics.record(MetricName.BootstrapDuration, groupName, seconds, 'Seconds');
   }
-  return { outcome, result };
+  return { outcome, result, deployed: await deployResult(deps, command, instanceId, failure) };
+}
+
+/**
+ * What a run left on its instance. The SHA is the command's revision when that is one (a launch
+ * of a group with a release sends its exact SHA); otherwise (the branch head, a name) only the
+ * run's result line says it, and only then is a successful run's output read — a failed run's
+ * was read already.
+ */
+async function deployResult(
+  deps: Deps,
+  command: FinishedCommand,
+  instanceId: string,
+  failure: Record<string, unknown> | undefined,
+): Promise<DeployResult> {
+  const requested = command.parameters.revision;
+  const exact = SHA_PATTERN.test(requested) ? requested : undefined;
+  if (failure) {
+    const reported = (failure.deployResult as Record<string, unknown> | undefined)?.revision;
+    const sha = exact ?? (typeof reported === 'string' && SHA_PATTERN.test(reported) ? reported : undefined);
+    const exitCode = failure.responseCode;
+    return {
+      instanceId,
+      result: 'failure',
+      ...(typeof exitCode === 'number' && { exitCode }),
+      ...(sha && { sha }),
+    };
+  }
+  const sha = exact ?? (await reportedSha(deps, command.commandId, instanceId));
+  return { instanceId, result: 'success', exitCode: 0, ...(sha && { sha }) };
+}
+
+/** The SHA a successful run's result line reports; undefined (logged) when it cannot be read. */
+async function reportedSha(deps: Deps, commandId: string, instanceId: string): Promise<string | undefined> {
+  try {
+    const invocation = await readInvocation(deps, commandId, instanceId);
+    const revision = parseResultLine(invocation.StandardOutputContent ?? '')?.revision;
+    if (typeof revision === 'string' && SHA_PATTERN.test(revision)) return revision;
+    deps.logger.warn('the run reports no deployed SHA', { commandId, instanceId });
+  } catch (error) {
+    deps.logger.warn('could not read the deployed SHA from the run', {
+      commandId,
+      instanceId,
+      errorMessage: (error as Error).message,
+    });
+  }
+  return undefined;
+}
+
+/**
+ * After the lifecycle actions are completed, so nothing here changes a lifecycle result and
+ * nothing here throws: tags the instances of all the finished runs at once (one CreateTags per
+ * shared set of tags), and records a group's first release from a successful run that deployed
+ * its branch because the group had none (one create-if-absent per group, whoever wins).
+ */
+async function recordDeploys(
+  deps: Deps,
+  finished: readonly { command: FinishedCommand; outcome: CompletionOutcome | Error | undefined }[],
+): Promise<void> {
+  const results: DeployResult[] = [];
+  const firstReleases = new Map<string, string>();
+  for (const { command, outcome } of finished) {
+    if (!outcome || outcome instanceof Error || outcome.outcome !== 'lifecycle') continue;
+    const groupName = command.parameters.autoScalingGroupName;
+    const group = managedGroup(deps.config, groupName);
+    for (const completion of Object.values(outcome.instances)) {
+      if (!('deployed' in completion) || !completion.deployed) continue;
+      const { deployed } = completion;
+      results.push(deployed);
+      if (
+        group?.follow === 'release' &&
+        deployed.result === 'success' &&
+        deployed.sha &&
+        !SHA_PATTERN.test(command.parameters.revision) &&
+        !firstReleases.has(groupName)
+      ) {
+        firstReleases.set(groupName, deployed.sha);
+      }
+    }
+  }
+  if (results.length > 0) await tagDeployResults(deps, results);
+  for (const [groupName, sha] of firstReleases) await recordFirstRelease(deps, groupName, sha);
 }
 
 function durationSeconds(requestedAt: Date | undefined, now: number): number | undefined {

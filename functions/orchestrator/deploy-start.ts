@@ -13,7 +13,9 @@ import {
 import type { GroupConfig } from './config';
 import { commandComment, isForWait, type Overrides, type Place } from './decisions';
 import type { Deps } from './deps';
+import { continuePaused, type LaunchRevision, launchRevision } from './launch-revision';
 import type { LifecycleAction } from './lifecycle';
+import { readGroupRecord } from './release-store';
 import { scanLaunches, sentDuringCurrentWait } from './wait-start';
 
 // Starting the self-deploy for one lifecycle wait, shared by the launch handler and the reconciler.
@@ -22,6 +24,8 @@ import { scanLaunches, sentDuringCurrentWait } from './wait-start';
 export type StartOutcome =
   | { outcome: 'started'; commandId: string; agentWaitSeconds: number }
   | { outcome: 'agent-not-ready'; agentWaitSeconds: number }
+  /** The group is paused: the instance went into service without a deploy. */
+  | { outcome: 'continued-without-deploy'; reason: string }
   /** SendCommand refuses an instance whose agent is online: a permission, not a wait. */
   | { outcome: 'send-refused'; reason: string };
 
@@ -72,10 +76,13 @@ export function noDeployHolds(
 }
 
 /**
- * Sends the SelfDeploy command once; never waits. When SendCommand answers InvalidInstanceId,
- * the agent's status tells why: not registered yet (the caller queues the wait or leaves it to
- * the reconciler) or online, which is the role's tag condition refusing, not a wait. Pass
- * `agentOnline` when the caller has just read it, so it is not read again.
+ * Sends the SelfDeploy command once; never waits. What it deploys comes from the group's record
+ * (cached; launchRevision), read at the moment of sending so a wait that outlived a deploy gets
+ * the new release; while the group is paused it sends nothing and lets the instance through.
+ * When SendCommand answers InvalidInstanceId, the agent's status tells why: not registered yet
+ * (the caller queues the wait or leaves it to the reconciler) or online, which is the role's tag
+ * condition refusing, not a wait. Pass `agentOnline` when the caller has just read it, so it is
+ * not read again.
  */
 export async function startDeploy(
   deps: Deps,
@@ -84,12 +91,28 @@ export async function startDeploy(
   agentOnline?: boolean,
 ): Promise<StartOutcome> {
   const keys = { instanceId: target.instanceId, group: target.groupName };
-  const commandId = await trySend(deps, target);
+  const record = await readGroupRecord(deps, target.groupName);
+  if (record.paused) return continuePaused(deps, target.action, record.paused);
+  const revision = launchRevision(target.group, record, target.overrides);
+  if (revision.ignoredOverride !== undefined) {
+    deps.logger.warn("the hook's revision override is ignored: the group deploys its release", {
+      ...keys,
+      override: revision.ignoredOverride,
+      release: revision.revision,
+    });
+  }
+  const commandId = await trySend(deps, target, revision);
   const agentWaitSeconds = Math.max(0, (deps.clock.now() - waitStart) / 1000);
   if (commandId) {
     deps.metrics.record(MetricName.BootstrapStarted, target.groupName);
     deps.metrics.record(MetricName.AgentWait, target.groupName, agentWaitSeconds, 'Seconds');
-    deps.logger.info('self-deploy started', { ...keys, commandId, agentWaitSeconds });
+    deps.logger.info('self-deploy started', {
+      ...keys,
+      commandId,
+      agentWaitSeconds,
+      revision: revision.revision || '(branch head)',
+      source: revision.source,
+    });
     return { outcome: 'started', commandId, agentWaitSeconds };
   }
   if (agentOnline ?? (await isAgentOnline(deps, target.instanceId))) return sendRefused(deps, target);
@@ -110,12 +133,16 @@ function sendRefused(deps: Deps, target: DeployTarget): StartOutcome {
 }
 
 /** SendCommand; undefined when the agent is not registered yet. */
-async function trySend(deps: Deps, target: DeployTarget): Promise<string | undefined> {
+async function trySend(
+  deps: Deps,
+  target: DeployTarget,
+  { revision }: LaunchRevision,
+): Promise<string | undefined> {
   try {
     return await sendSelfDeploy(
       deps,
       [target.instanceId],
-      deployParameters(target.group, { ...target.overrides, action: target.action }),
+      deployParameters(target.group, { ...target.overrides, revision, action: target.action }),
       commandComment(target.reason, target.place),
     );
   } catch (error) {

@@ -113,7 +113,23 @@ async function settle(deps: Deps, items: readonly (Item | Error)[]): Promise<Arr
     else statuses.push({ index, event: item.event });
   });
 
-  // Launches are decided first; those that need a deploy join the waits.
+  // Status events never wait behind the batch's sends: SendCommand's rate is what a burst's
+  // launches queue on, and the completions are what lets instances into service.
+  await Promise.all([
+    settleLaunches(deps, launches, waits, outcomes),
+    settleStatuses(deps, statuses, outcomes),
+  ]);
+
+  return items.map((_, index) => outcomes[index] ?? new Error('message not handled'));
+}
+
+/** Decides the launches; those that need a deploy join the waits, which are then advanced. */
+async function settleLaunches(
+  deps: Deps,
+  launches: readonly { index: number; event: LifecycleEvent; queuedAt: number }[],
+  waits: { index: number; wait: AgentWait }[],
+  outcomes: Array<Outcome | Error | undefined>,
+): Promise<void> {
   const checked = await mapLimited(launches, READ_CONCURRENCY, ({ event }) =>
     settled(() => checkLaunch(deps, event)),
   );
@@ -124,7 +140,14 @@ async function settle(deps: Deps, items: readonly (Item | Error)[]): Promise<Arr
     else waits.push({ index, wait: newWait(result.target, queuedAt, deps.config.agentWaitSeconds) });
   });
   await settleWaits(deps, waits, outcomes);
+}
 
+/** Completes the lifecycle actions of the commands whose status events are in the batch. */
+async function settleStatuses(
+  deps: Deps,
+  statuses: readonly { index: number; event: StatusEvent }[],
+  outcomes: Array<Outcome | Error | undefined>,
+): Promise<void> {
   const finished = await mapLimited(statuses, READ_CONCURRENCY, ({ event }) =>
     settled(() => finishedCommandOf(deps, event)),
   );
@@ -141,8 +164,6 @@ async function settle(deps: Deps, items: readonly (Item | Error)[]): Promise<Arr
   commands.forEach(({ index }, n) => {
     outcomes[index] = completed[n];
   });
-
-  return items.map((_, index) => outcomes[index] ?? new Error('message not handled'));
 }
 
 /**

@@ -5,7 +5,9 @@ import { agentStatuses } from './commands';
 import { managedGroup } from './config';
 import { type DeployTarget, firstDuplicateCheck, type StartOutcome, startDeploy } from './deploy-start';
 import type { Deps } from './deps';
+import { continuePaused } from './launch-revision';
 import { heartbeat } from './lifecycle';
+import { type GroupRecord, readGroupRecord } from './release-store';
 import { chunk, mapLimited, settled } from './utilities';
 
 /** SendMessageBatch's own limit on entries per call. */
@@ -61,22 +63,37 @@ async function requeue(
  * instances, then, for each instance online, the duplicate check and SendCommand. Waits whose
  * agent is not online go back to the queue with a growing, jittered delay until their
  * deadline, then are left to the reconciler (and, last, to the hook's timeout), heartbeating
- * the lifecycle action when the wait is long. Nothing sleeps. The result of each wait is its
- * outcome or the error that stopped it, in order, so one wait's failure is only its own.
+ * the lifecycle action when the wait is long. Waits of a paused group go into service at once
+ * without a deploy, agent or not. Nothing sleeps. The result of each wait is its outcome or the
+ * error that stopped it, in order, so one wait's failure is only its own.
  */
 export async function advanceWaits(
   deps: Deps,
   waits: readonly AgentWait[],
 ): Promise<Array<WaitOutcome | Error>> {
   const entries = waits.map((wait) => ({ wait, target: deployTarget(deps, wait) }));
-  const ids = [...new Set(waits.map((wait) => wait.instanceId))];
+  const records = await groupRecords(
+    deps,
+    entries.flatMap(({ target }) => (target instanceof Error ? [] : [target.groupName])),
+  );
+  const recordOf = (target: DeployTarget) => records.get(target.groupName) ?? new Error('no group record');
+  const looking = entries.filter(({ target }) => {
+    if (target instanceof Error) return false;
+    const record = recordOf(target);
+    return !(record instanceof Error) && !record.paused;
+  });
+  const ids = [...new Set(looking.map(({ wait }) => wait.instanceId))];
   const statuses = await settled(() => agentStatuses(deps, ids));
-  // Without the agents' statuses no wait can move; each comes back after its visibility timeout.
-  if (statuses instanceof Error) return waits.map(() => statuses);
 
   const waitsToQueue: { wait: AgentWait; delaySeconds: number; index: number }[] = [];
   const results = await mapLimited(entries, SEND_CONCURRENCY, ({ wait, target }, index) => {
     if (target instanceof Error) return Promise.resolve(target);
+    const record = recordOf(target);
+    if (record instanceof Error) return Promise.resolve(record);
+    const { paused } = record;
+    if (paused) return settled(() => continuePaused(deps, target.action, paused));
+    // Without the agents' statuses no wait can move; each comes back after its visibility timeout.
+    if (statuses instanceof Error) return Promise.resolve(statuses);
     return settled(async (): Promise<WaitOutcome> => {
       if (statuses.get(wait.instanceId) === 'Online') return send(deps, target, wait);
       const next = await nextLook(deps, target, wait);
@@ -94,6 +111,20 @@ export async function advanceWaits(
     });
   }
   return results;
+}
+
+/**
+ * Each group's record (release, pause), read once per group (and cached across batches, so a
+ * burst costs a handful of Parameter Store reads); a group whose read fails has the error, and
+ * its waits come back after their visibility timeout rather than deploy something else.
+ */
+async function groupRecords(
+  deps: Deps,
+  groupNames: readonly string[],
+): Promise<Map<string, GroupRecord | Error>> {
+  const unique = [...new Set(groupNames)];
+  const records = await Promise.all(unique.map((name) => settled(() => readGroupRecord(deps, name))));
+  return new Map(unique.map((name, index) => [name, records[index] ?? new Error('no group record')]));
 }
 
 /** The deploy a wait is for; an error when its group or hook is not one selfdeploy manages. */

@@ -4,6 +4,12 @@
  */
 
 /**
+ * Queues the orchestrator consumes, each through its own mapping: launches (and agent waits),
+ * and command status events, so completions never wait behind a burst's launches.
+ */
+export const QUEUE_COUNT = 2;
+
+/**
  * Messages per batch. Up to 100 waiting instances share one look at their agents (two
  * DescribeInstanceInformation calls) and a group's status events one scan of its activities.
  */

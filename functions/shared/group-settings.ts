@@ -26,6 +26,8 @@ export interface SettingSpec {
   readonly requiredInFunctionConfig?: true;
   /** The key of the existing-groups JSON configuration; absent when only the construct takes it. */
   readonly json?: string;
+  /** A group setting only the construct uses (its alarms): SELFDEPLOY_CONFIG's groups do not carry it. */
+  readonly constructOnly?: true;
 }
 
 /** Longest heartbeat timeout a lifecycle hook accepts. */
@@ -119,6 +121,14 @@ export const GROUP_SETTINGS = {
     stated: 'no health check',
     doc: 'Loopback URL (http(s)://127.0.0.1, localhost or [::1]) the application must answer with a 2xx after each deploy.',
   },
+  bootstrapBudget: {
+    json: 'bootstrapBudgetSeconds',
+    kind: 'duration',
+    default: 900,
+    constructOnly: true,
+    stated: '`Duration.minutes(15)`, or half of executionTimeout when that is shorter',
+    doc: "The group's bootstrap-time alarm fires when the p90 of its bootstraps' duration within an hour is above it.",
+  },
 } as const satisfies Record<string, SettingSpec>;
 
 /** The settings of the whole installation (`SelfDeployProps`, the top level of SELFDEPLOY_CONFIG). */
@@ -150,6 +160,18 @@ export const TOP_LEVEL_SETTINGS = {
     doc: 'E-mail address subscribed to the alarm topic (the address must confirm the subscription).',
   },
   alarmTopic: { kind: 'construct', stated: 'a new topic (TLS only)', doc: 'Topic the alarms notify.' },
+  failureStreak: {
+    json: 'failureStreak',
+    kind: 'count',
+    default: 3,
+    doc: 'Failed bootstraps of a group within an hour, with none succeeding, that fire its failure-streak alarm (the replacement loop).',
+  },
+  runbookBaseUrl: {
+    json: 'runbookBaseUrl',
+    kind: 'text',
+    stated: 'none: descriptions name `docs/operations.md#<anchor>`',
+    doc: "URL of docs/operations.md as your team reads it; each alarm's description links to `<runbookBaseUrl>#<anchor>` of its runbook entry.",
+  },
   logRetention: {
     json: 'logRetentionDays',
     kind: 'retention',
@@ -216,17 +238,22 @@ export const TOP_LEVEL_SETTINGS = {
     json: 'maxConcurrency',
     kind: 'count',
     default: 5,
-    doc: "Most orchestrator executions the queue's event source mapping runs at once (its MaximumConcurrency, 2 to 1000).",
+    doc: "Most orchestrator executions each queue's event source mapping runs at once (its MaximumConcurrency, 2 to 1000); two queues, launches and status events, so at most twice this in all.",
   },
   reservedConcurrency: {
     json: 'reservedConcurrency',
     kind: 'count',
     stated: "none: the account's unreserved pool",
-    doc: 'Concurrent executions reserved for the orchestrator (at least maxConcurrency); none by default, as new accounts often have none to reserve.',
+    doc: 'Concurrent executions reserved for the orchestrator (at least twice maxConcurrency); none by default, as new accounts often have none to reserve.',
   },
 } as const satisfies Record<string, SettingSpec>;
 
-type GroupSettingName = keyof typeof GROUP_SETTINGS;
+/** The group settings SELFDEPLOY_CONFIG carries: all but the construct's own. */
+type GroupSettingName = {
+  [Name in keyof typeof GROUP_SETTINGS]: (typeof GROUP_SETTINGS)[Name] extends { constructOnly: true }
+    ? never
+    : Name;
+}[keyof typeof GROUP_SETTINGS];
 
 /** How SELFDEPLOY_CONFIG and the JSON configuration name a setting: a duration carries its unit. */
 type SecondsName<Name extends string, Kind> = Kind extends 'duration' ? `${Name}Seconds` : Name;

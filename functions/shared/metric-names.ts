@@ -21,10 +21,12 @@ export const MetricName = {
   LifecycleActionExpired: 'LifecycleActionExpired',
   StuckInstances: 'StuckInstances',
   ManualRedeploy: 'ManualRedeploy',
-  /** An operator deployment (deploy or rollback) promoted its SHA. */
+  /** Operator deployments (deploy or rollback) of a group that ended promoted. */
   DeploySucceeded: 'DeploySucceeded',
-  /** An operator deployment (deploy or rollback) failed; the release did not change. */
+  /** Operator deployments (deploy or rollback) of a group that ended failed, the release unchanged. */
   DeployFailed: 'DeployFailed',
+  /** Launches completed with CONTINUE without a deploy because the group was paused. */
+  LaunchedWithoutDeploy: 'LaunchedWithoutDeploy',
 } as const;
 export type MetricName = (typeof MetricName)[keyof typeof MetricName];
 

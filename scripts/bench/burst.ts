@@ -57,8 +57,12 @@ export interface BurstFigures {
   readonly throttledInvocations: number;
   /** Queue messages the function reported failed (batchItemFailures); each comes back after its visibility timeout. */
   readonly failedBatchItems: number;
-  /** The most orchestrator executions at once: the function's, and the mapping's invocations. */
-  readonly peakConcurrency: { readonly function: number; readonly mapping: number };
+  /** The most orchestrator executions at once: the function's, and each mapping's invocations. */
+  readonly peakConcurrency: {
+    readonly function: number;
+    readonly launches: number;
+    readonly statuses: number;
+  };
   /** Seconds from an agent's registration to the SendCommand naming its instance, over the instances. */
   readonly onlineToSendSeconds: { readonly p50: number; readonly p95: number; readonly max: number };
   /** Derived from the deploys' start times: see shared-load.ts. */
@@ -130,7 +134,7 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
     const sqsCalls = run.plane.calls.filter((call) => call.service === 'sqs' && call.error === undefined);
     const answered = calls.filter((call) => call.error === undefined);
     const throttledCalls = calls.filter((call) => call.error !== undefined && THROTTLING.has(call.error));
-    const { lambda, mapping, deadLetterQueue } = run.orchestrator;
+    const { lambda, mapping, statusMapping, deadLetterQueue } = run.orchestrator;
     const invocations = lambda.invocations;
     const deploys = run.plane.ssm.commands().filter((command) => command.documentName === DOCUMENT_NAME);
     const firstSend = new Map<string, number>();
@@ -185,11 +189,15 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
       ),
       throttledInvocations: lambda.throttles,
       failedBatchItems: sum(
-        mapping.batches
+        [...mapping.batches, ...statusMapping.batches]
           .filter((batch) => batch.outcome === 'partial')
           .map((batch) => batch.failedItems.length),
       ),
-      peakConcurrency: { function: lambda.peakConcurrency, mapping: mapping.peakConcurrency },
+      peakConcurrency: {
+        function: lambda.peakConcurrency,
+        launches: mapping.peakConcurrency,
+        statuses: statusMapping.peakConcurrency,
+      },
       onlineToSendSeconds: {
         p50: round(percentile(onlineToSend, 50), 1),
         p95: round(percentile(onlineToSend, 95), 1),

@@ -126,7 +126,7 @@ export function burstSection(rows: readonly BurstFigures[], settings: BurstSetti
     markdownTable(
       [
         'instances',
-        'peak executions (function, mapping)',
+        'peak executions (function; launch, status mappings)',
         'throttled invocations',
         'failed batch items',
         'agent online → SendCommand s (p50, p95, max)',
@@ -135,7 +135,7 @@ export function burstSection(rows: readonly BurstFigures[], settings: BurstSetti
       ],
       rows.map((r) => [
         r.instances,
-        `${r.peakConcurrency.function}, ${r.peakConcurrency.mapping}`,
+        `${r.peakConcurrency.function}, ${r.peakConcurrency.launches}, ${r.peakConcurrency.statuses}`,
         r.throttledInvocations,
         r.failedBatchItems,
         `${r.onlineToSendSeconds.p50}, ${r.onlineToSendSeconds.p95}, ${r.onlineToSendSeconds.max}`,

@@ -90,8 +90,8 @@ Settings:
   SELFDEPLOY_DEPLOY_COMMAND     run by sh -c as the application user in the deploy checkout
                                 (bundle exec cap "local_$SELFDEPLOY_ENVIRONMENT" deploy)
   SELFDEPLOY_GEM_INSTALL_COMMAND  run when Gemfile.lock changed since the last success (bundle install)
-  SELFDEPLOY_BRANCHES           "environment=branch ..." (production=master staging=develop);
-                                other environments deploy the remote's default branch
+  SELFDEPLOY_BRANCHES           "environment=branch ..." (none: every environment deploys
+                                the remote's default branch); environments not listed too
   SELFDEPLOY_PINNED_REVISION_PARAMETER  SSM parameter with a pinned revision, {environment}
                                 replaced; missing parameter = not pinned (none)
   SELFDEPLOY_DEPLOY_KEY_PARAMETER  SSM SecureString with the git deploy key, {environment}
@@ -286,7 +286,8 @@ read_inputs() {
     [[ ${!command} =~ ^[[:print:]]*$ ]] || PROBLEMS+=("SELFDEPLOY_$command must be one line of printable characters")
   done
 
-  BRANCHES=${SELFDEPLOY_BRANCHES-production=master staging=develop}
+  # None by default: a repository's default branch (main, master, trunk) is whatever origin says.
+  BRANCHES=${SELFDEPLOY_BRANCHES-}
   BRANCH=''
   local entry entries
   read -r -a entries <<<"$BRANCHES"

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 
 /** One operation (or piece of the simulated world) and how far the stand-in goes. */
 export interface Fidelity {
-  readonly service: 'Auto Scaling' | 'SSM' | 'SQS' | 'EventBridge + Lambda' | 'Instances';
+  readonly service: 'Auto Scaling' | 'EC2' | 'SSM' | 'SQS' | 'Lambda' | 'EventBridge + Lambda' | 'Instances';
   /** API operations, `/`-separated, or (in lower case) a part of the world or "any other operation". */
   readonly operation: string;
   readonly modelled: string;
@@ -139,6 +139,17 @@ export const FIDELITY: readonly Fidelity[] = [
       'DeleteWarmPool, the terminate hook on a return to the pool (ReuseOnScaleIn returns without a wait), Hibernated (treated as Stopped), shrinking the pool when capacity grows',
   },
   {
+    service: 'Auto Scaling',
+    operation: 'EnterStandby / ExitStandby',
+    modelled:
+      'InstanceIds ≤ 20; EnterStandby (ShouldDecrementDesiredCapacity required) takes InService instances through EnteringStandby to Standby, decrementing the desired capacity by their number (never below MinSize) or, without the decrement, launching replacements; ExitStandby takes Standby instances through Pending to InService and increments the desired capacity (never above MaxSize); standby instances stay in the group (DescribeAutoScalingGroups lists them) but outside its capacity and scale-in; each instance gets an activity ("Moving EC2 instance to Standby: i-…", "Moving EC2 instance out of Standby: i-…"), answered InProgress and Successful a simulated second later; no launch lifecycle hook on the way back (AWS applies them to newly launched instances only)',
+    errors:
+      'ValidationError ("AutoScalingGroup <group> has min-size=N, max-size=N, and desired-size=N. To place into standby N instance(s), please update the AutoScalingGroup sizes appropriately.", the same "To exit standby …" above MaxSize, an instance not InService / not in Standby / not in the group, more than 20 ids, ShouldDecrementDesiredCapacity missing)',
+    errorCodes: ['ValidationError'],
+    notModelled:
+      'load balancer deregistration and connection draining, Availability Zone rebalancing, the termination policy AWS applies when instances return from a standby entered without a decrement, ResourceContention',
+  },
+  {
     service: 'SSM',
     operation: 'SendCommand',
     modelled:
@@ -180,13 +191,19 @@ export const FIDELITY: readonly Fidelity[] = [
   },
   {
     service: 'SSM',
-    operation: 'PutParameter / GetParameter',
+    operation: 'PutParameter / GetParameter / GetParametersByPath / DeleteParameter / DeleteParameters',
     modelled:
-      'String, StringList, SecureString; Overwrite; versions; a SecureString read without WithDecryption returns a stand-in ciphertext',
+      'String, StringList, SecureString; Overwrite (false: an atomic create, refused when the name exists); versions; values up to the Standard tier’s 4096 characters; names checked as SSM checks them (letters, digits, . - _ and /; a name with / must start with it; no aws or ssm prefix; at most 15 levels); GetParametersByPath: without Recursive only the direct children of the path, with it every level below, MaxResults 1–10 (default 10), NextToken, WithDecryption; DeleteParameters: 1–10 names, answered in DeletedParameters and InvalidParameters; a SecureString read without WithDecryption returns a stand-in ciphertext; every read sees every earlier write',
     errors:
-      'ParameterAlreadyExists, ParameterNotFound (no message, as AWS), ValidationException (Type, a missing member)',
-    errorCodes: ['ParameterAlreadyExists', 'ParameterNotFound', 'ValidationException'],
-    notModelled: 'KMS keys and key policies, parameter policies, tiers',
+      'ParameterAlreadyExists, ParameterNotFound (GetParameter, DeleteParameter; no message, as AWS), ValidationException (Type, a missing member, a value over 4096 characters, a name or path SSM refuses, MaxResults above 10, more than 10 names), HierarchyLevelLimitExceededException (more than 15 levels)',
+    errorCodes: [
+      'ParameterAlreadyExists',
+      'ParameterNotFound',
+      'ValidationException',
+      'HierarchyLevelLimitExceededException',
+    ],
+    notModelled:
+      'KMS keys and key policies, parameter policies, the Advanced and Intelligent-Tiering tiers, ParameterFilters, labels, GetParameters / GetParameterHistory / DescribeParameters, the throughput quota',
   },
   {
     service: 'Auto Scaling',
@@ -203,6 +220,99 @@ export const FIDELITY: readonly Fidelity[] = [
     errors: 'UnknownOperationException (HTTP 400, no message)',
     errorCodes: ['UnknownOperationException'],
     notModelled: 'the operations AWS has and the stand-in lacks answer this too',
+  },
+  {
+    service: 'EC2',
+    operation: 'request signing',
+    modelled:
+      "EC2's query protocol (form POST with Action= and Version=2016-11-15, XML replies with requestId, errors as <Response><Errors><Error>), as @aws-sdk/client-ec2 speaks it; every request must carry a SigV4 signature made with the run's own key for service ec2 in the run's region; DryRun answers DryRunOperation (412), every caller being allowed",
+    errors:
+      'MissingAuthenticationToken (403), AuthFailure (401, an unknown key), SignatureDoesNotMatch (403), IncompleteSignature (400)',
+    errorCodes: ['MissingAuthenticationToken', 'AuthFailure', 'SignatureDoesNotMatch', 'IncompleteSignature'],
+    notModelled:
+      'session tokens, presigned requests, IAM policies (UnauthorizedOperation only when a test injects a denial)',
+  },
+  {
+    service: 'EC2',
+    operation: 'CreateTags',
+    modelled:
+      'several ResourceId and several Tag at once, all or nothing; adds or overwrites; a missing Value is the empty string; keys 1–128 characters, not starting with aws: (any case), values ≤ 256, at most 50 user tags per resource; the instances are those of the Auto Scaling model, each an EC2 instance from its launch with aws:autoscaling:groupName and its group’s tags; eventual consistency: for a moment after a launch (ControlPlaneOptions.instanceVisibilitySeconds, default 1 simulated second) EC2 does not know the instance yet',
+    errors:
+      'InvalidParameterValue ("Value ( aws:… ) for parameter key is invalid. Tag keys starting with \'aws:\' are reserved for internal use", lengths), InvalidInstanceID.NotFound ("The instance ID \'i-…\' does not exist", "The instance IDs \'i-…, i-…\' do not exist"), InvalidInstanceID.Malformed, MissingParameter, TagLimitExceeded, DryRunOperation',
+    errorCodes: [
+      'InvalidParameterValue',
+      'InvalidInstanceID.NotFound',
+      'InvalidInstanceID.Malformed',
+      'MissingParameter',
+      'TagLimitExceeded',
+      'DryRunOperation',
+    ],
+    notModelled:
+      'resources other than instances (volumes, network interfaces, …), tags on launch (TagSpecifications), tag-based IAM conditions',
+  },
+  {
+    service: 'EC2',
+    operation: 'DescribeTags / DescribeInstances',
+    modelled:
+      'DescribeTags: filters resource-id, resource-type, key, value (with * and ? wildcards); DescribeInstances: InstanceIds, filters tag:<key>, tag-key, instance-id, instance-state-name; one reservation per instance with its state (running from its launch, stopped in a warm pool, terminated and still listed), launch time, Availability Zone and tags; MaxResults 5–1000 and NextToken (without MaxResults everything at once)',
+    errors:
+      'InvalidParameterValue (an unknown filter, MaxResults out of range), InvalidParameterCombination (InstanceIds with MaxResults), InvalidPaginationToken, InvalidInstanceID.NotFound, InvalidInstanceID.Malformed',
+    errorCodes: [
+      'InvalidParameterValue',
+      'InvalidParameterCombination',
+      'InvalidPaginationToken',
+      'InvalidInstanceID.NotFound',
+    ],
+    notModelled:
+      'the other filters, network and block-device fields (fixed placeholders), terminated instances disappearing after about an hour',
+  },
+  {
+    service: 'EC2',
+    operation: 'any other operation',
+    modelled: 'answered as EC2 answers an action it does not know',
+    errors: 'InvalidAction (HTTP 400) "The action <Action> is not valid for this web service."',
+    errorCodes: ['InvalidAction'],
+    notModelled: 'the operations EC2 has and the stand-in lacks answer this too',
+  },
+  {
+    service: 'Lambda',
+    operation: 'request signing',
+    modelled:
+      "REST-JSON (POST /2015-03-31/functions/{FunctionName}/invocations), as @aws-sdk/client-lambda, the AWS CLI and boto3 speak it; every request must carry a SigV4 signature made with the run's own key for service lambda in the run's region; errors name their code in x-amzn-ErrorType with Lambda's {Type, message} body",
+    errors:
+      'status 403: MissingAuthenticationTokenException, UnrecognizedClientException, InvalidSignatureException, IncompleteSignatureException',
+    errorCodes: [
+      'MissingAuthenticationTokenException',
+      'UnrecognizedClientException',
+      'InvalidSignatureException',
+      'IncompleteSignatureException',
+    ],
+    notModelled:
+      'session tokens, presigned requests, IAM and resource policies (AccessDeniedException only when a test injects a denial)',
+  },
+  {
+    service: 'Lambda',
+    operation: 'Invoke',
+    modelled:
+      'the function the local run creates (selfdeploy-orchestrator), by name, name:$LATEST, Qualifier $LATEST, partial ARN (account:function:name) or ARN, running the unmodified handler in the execution environments below; X-Amz-Invocation-Type RequestResponse (200, X-Amz-Executed-Version $LATEST; a handler that throws or times out answers X-Amz-Function-Error: Unhandled with {errorType, errorMessage, trace}; no result answers null), Event (202: queued, retried twice after a function error, ControlPlaneOptions.retryDelaysSeconds) and DryRun (204, nothing run); X-Amz-Log-Type: Tail answers the last 4 KB of the invocation’s log, base64, in X-Amz-Log-Result (START, the function’s own output, the runtime’s "Invoke Error" line, END, REPORT); an empty payload is the event {}; payloads up to 6 MB (RequestResponse) and 1 MB (Event)',
+    errors:
+      'ResourceNotFoundException (404, "Function not found: <arn>[:qualifier]": an unknown name, another account or region, a qualifier other than $LATEST), InvalidRequestContentException (400, "Could not parse request body into json: …"), RequestEntityTooLargeException (413, "Request must be smaller than 6291456 bytes for the InvokeFunction operation"; Event: "<n> byte payload is too large for the Event invocation type (limit 1048576 bytes)"), TooManyRequestsException (429, "Rate Exceeded.", Reason ReservedFunctionConcurrentInvocationLimitExceeded or ConcurrentInvocationLimitExceeded, from the function’s reserved and the account’s concurrency), ValidationException (an unknown invocation type)',
+    errorCodes: [
+      'ResourceNotFoundException',
+      'InvalidRequestContentException',
+      'RequestEntityTooLargeException',
+      'ValidationException',
+    ],
+    notModelled:
+      'versions and aliases, ClientContext, response streaming, the Invoke API’s own rate quota (throttling only from concurrency, or when a test injects it), the other Lambda operations (GetFunction, …), an asynchronous invocation’s event age and destinations',
+  },
+  {
+    service: 'Lambda',
+    operation: 'any other operation',
+    modelled: 'answered as Lambda answers a REST path it does not serve',
+    errors: 'UnknownOperationException (HTTP 404)',
+    errorCodes: ['UnknownOperationException'],
+    notModelled: 'the operations Lambda has and the stand-in lacks answer this too',
   },
   {
     service: 'SQS',
@@ -303,7 +413,7 @@ export const FIDELITY: readonly Fidelity[] = [
     errors: 'TooManyRequestsException ("Rate Exceeded.") past a concurrency limit',
     errorCodes: [],
     notModelled:
-      'memory and CPU limits per environment (environments share a worker process’s CPU and library code; several per process), freezing between invocations, environments recycled after hours, burst concurrency limits, the Lambda API itself (Invoke over HTTP)',
+      'memory and CPU limits per environment (environments share a worker process’s CPU and library code; several per process), freezing between invocations, environments recycled after hours, burst concurrency limits',
   },
   {
     service: 'EventBridge + Lambda',
@@ -343,6 +453,11 @@ export const CHOICES: readonly string[] = [
   'Requests are authenticated but not authorised: nothing is denied unless a test injects a denial (AccessDeniedException for SSM, AccessDenied with status 403 for Auto Scaling and SQS).',
   'SQS errors answer the `__type` AWS’s JSON protocol uses where the SDK’s model names one (`com.amazonaws.sqs#QueueDoesNotExist`), `com.amazon.coral.service#<Code>Exception` otherwise, always with the `x-amzn-query-error` header the SDK names the error from; a missing required member answers MissingParameter.',
   'SQS duplicate deliveries are copies left by a receive (as a storage server that missed the receive would hold one): a copy is handed out once more and is not deleted with the original.',
+  'Lambda Invoke over its quota: the Invoke API reference lists RequestTooLargeException (413), but the service answers an oversized payload with RequestEntityTooLargeException (413) and "Request must be smaller than 6291456 bytes for the InvokeFunction operation", as SDK users report it; the stand-in answers what the service answers.',
+  'Lambda Invoke with an invocation type outside RequestResponse, Event and DryRun: ValidationException in AWS’s "1 validation error detected: …" wording (AWS documents no answer).',
+  'EnterStandby / ExitStandby: "The instance <id> is not in InService." / "… is not in Standby." / "… is not part of Auto Scaling group <group>." are the stand-in’s wording (the sizes error is AWS’s; its "To exit standby" form above MaxSize is modelled on it); after a standby entered without a decrement, ExitStandby increments the desired capacity and terminates nothing.',
+  'Parameter Store: AWS documents no consistency model for it; the stand-in is read-after-write consistent (and PutParameter with Overwrite false is an atomic create), which selfdeploy’s lock relies on.',
+  'EC2: CreateTags on a terminated instance (still listed) succeeds; the eventual consistency after a launch covers every EC2 read and CreateTags alike.',
 ];
 
 const START = '<!-- fidelity table: generated from scripts/local/fidelity.ts -->';

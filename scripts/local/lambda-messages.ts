@@ -11,18 +11,33 @@ export type HostMessage =
     }
   | { readonly kind: 'dispose'; readonly environment: string };
 
-/** What a worker reports back. */
+/** An error as the Node.js runtime reports it: its name, message and stack lines. */
+export interface FunctionError {
+  readonly name: string;
+  readonly message: string;
+  /** The stack, one line per element (Lambda's `trace`). */
+  readonly trace?: readonly string[];
+}
+
+/** What a worker reports back. `log` is what the invocation wrote (its START … REPORT lines). */
 export type WorkerMessage =
   | { readonly kind: 'ready'; readonly environment: string; readonly initMs: number }
   | {
       readonly kind: 'init-failed';
       readonly environment: string;
-      readonly error: { name: string; message: string };
+      readonly error: FunctionError;
     }
-  | { readonly kind: 'result'; readonly id: number; readonly requestId: string; readonly result: unknown }
+  | {
+      readonly kind: 'result';
+      readonly id: number;
+      readonly requestId: string;
+      readonly result: unknown;
+      readonly log: string;
+    }
   | {
       readonly kind: 'error';
       readonly id: number;
       readonly requestId: string;
-      readonly error: { name: string; message: string };
+      readonly error: FunctionError;
+      readonly log: string;
     };

@@ -6,10 +6,11 @@
  * library code under node_modules is loaded once per process and shared, being code
  * without per-client state. Its stdout/stderr are the function's log.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import Module from 'node:module';
 import { dirname, extname, isAbsolute, sep } from 'node:path';
-import type { HostMessage, WorkerMessage } from './lambda-messages';
+import type { FunctionError, HostMessage, WorkerMessage } from './lambda-messages';
 
 const [modulePath = '', exportName = 'handler', functionName = 'selfdeploy-orchestrator'] =
   process.argv.slice(2);
@@ -26,6 +27,27 @@ interface Loader {
 const loader = Module as unknown as Loader;
 
 const environments = new Map<string, Handler>();
+
+/**
+ * What each running invocation writes, for the log tail Invoke answers with `LogType: Tail`:
+ * the environments of a process share its stdout and stderr, so writes are told apart by
+ * the invocation whose asynchronous context made them.
+ */
+const invocationLog = new AsyncLocalStorage<{ tail: string }>();
+/** The most of an invocation's log kept for its tail (Lambda answers the last 4 KB). */
+const KEPT_LOG_CHARS = 8192;
+
+for (const stream of [process.stdout, process.stderr]) {
+  const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+  stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+    const log = invocationLog.getStore();
+    if (log) {
+      const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8');
+      log.tail = (log.tail + text).slice(-KEPT_LOG_CHARS);
+    }
+    return write(chunk, ...rest);
+  }) as typeof stream.write;
+}
 
 function send(message: WorkerMessage): void {
   process.send?.(message);
@@ -108,22 +130,53 @@ function main(): void {
         id: message.id,
         requestId,
         error: { name: 'Runtime.Unknown', message: `no environment ${message.environment}` },
+        log: '',
       });
       return;
     }
-    // A handler that throws synchronously fails its invocation, as a rejected promise does.
-    Promise.resolve()
-      .then(() => handler(message.event, context(message.deadline, requestId, message.environment)))
-      .then(
-        (result) => send({ kind: 'result', id: message.id, requestId, result }),
-        (error: unknown) => send({ kind: 'error', id: message.id, requestId, error: describe(error) }),
-      );
+    const written = { tail: '' };
+    const started = Date.now();
+    invocationLog.run(written, () => {
+      // The lines Lambda writes around every invocation, which a log tail shows.
+      process.stdout.write(`START RequestId: ${requestId} Version: $LATEST\n`);
+      // A handler that throws synchronously fails its invocation, as a rejected promise does.
+      Promise.resolve()
+        .then(() => handler(message.event, context(message.deadline, requestId, message.environment)))
+        .then(
+          (result) => ({ ok: true as const, result }),
+          (error: unknown) => {
+            const described = describe(error);
+            // The Node.js runtime logs an unhandled error before it answers it.
+            process.stderr.write(
+              `${new Date().toISOString()}\t${requestId}\tERROR\tInvoke Error \t${JSON.stringify({
+                errorType: described.name,
+                errorMessage: described.message,
+                stack: described.trace,
+              })}\n`,
+            );
+            return { ok: false as const, error: described };
+          },
+        )
+        .then((outcome) => {
+          const ms = Date.now() - started;
+          process.stdout.write(`END RequestId: ${requestId}\n`);
+          process.stdout.write(
+            `REPORT RequestId: ${requestId}\tDuration: ${ms.toFixed(2)} ms\tBilled Duration: ${Math.max(1, Math.ceil(ms))} ms\tMemory Size: 256 MB\tMax Memory Used: ${Math.round(process.memoryUsage().rss / 1048576)} MB\t\n`,
+          );
+          const log = written.tail;
+          send(
+            outcome.ok
+              ? { kind: 'result', id: message.id, requestId, result: outcome.result, log }
+              : { kind: 'error', id: message.id, requestId, error: outcome.error, log },
+          );
+        });
+    });
   });
 }
 
-function describe(error: unknown): { name: string; message: string } {
+function describe(error: unknown): FunctionError {
   return error instanceof Error
-    ? { name: error.name, message: error.message }
+    ? { name: error.name, message: error.message, trace: (error.stack ?? '').split('\n') }
     : { name: 'Error', message: String(error) };
 }
 

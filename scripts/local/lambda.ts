@@ -1,8 +1,10 @@
 import { type ChildProcess, fork } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from './control-plane/clock';
-import type { HostMessage, WorkerMessage } from './lambda-messages';
+import type { InvokeOutcome, LocalFunction } from './control-plane/lambda-api';
+import type { FunctionError, HostMessage, WorkerMessage } from './lambda-messages';
 
 export interface LocalLambdaOptions {
   /** Absolute path of the handler module. */
@@ -51,9 +53,10 @@ export interface InvocationRecord {
 export class InvocationError extends Error {
   public constructor(
     public readonly errorName: string,
-    message: string,
+    /** The function's own message, without the name. */
+    public readonly errorMessage: string,
   ) {
-    super(`${errorName}: ${message}`);
+    super(`${errorName}: ${errorMessage}`);
     this.name = 'InvocationError';
   }
 }
@@ -80,13 +83,20 @@ interface Environment {
   dead: boolean;
 }
 
+/** How one run in an environment ended: a result or an error, with what it logged. */
+interface Settled {
+  readonly requestId: string;
+  readonly result?: unknown;
+  readonly error?: FunctionError;
+  readonly log: string;
+}
+
 interface Pending {
   readonly event: unknown;
   readonly started: number;
   readonly environment: Environment;
   readonly initMs: number | undefined;
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (error: Error) => void;
+  readonly settle: (settled: Settled) => void;
   readonly timer: NodeJS.Timeout;
 }
 
@@ -97,7 +107,7 @@ interface Pending {
  * account's concurrency an invocation is throttled. Environments live in worker processes,
  * several per process; the processes' output is the function's log.
  */
-export class LocalLambda {
+export class LocalLambda implements LocalFunction {
   /** Every finished invocation, in order of finishing. */
   public readonly invocations: InvocationRecord[] = [];
   /** Invocations refused with TooManyRequestsException. */
@@ -149,10 +159,26 @@ export class LocalLambda {
    * when it throws, times out, or is throttled (`TooManyRequestsException`, nothing run).
    */
   public async invoke(event: unknown): Promise<unknown> {
+    const outcome = await this.invokeWithLog(event);
+    if ('throttled' in outcome) throw new InvocationError(THROTTLED, 'Rate Exceeded.');
+    if (outcome.error) throw new InvocationError(outcome.error.name, outcome.error.message);
+    return outcome.result;
+  }
+
+  /**
+   * One synchronous invocation as Lambda's Invoke API sees it: its result or its error (with
+   * the stack as `trace`) and what it logged, or the concurrency limit that throttled it.
+   */
+  public async invokeWithLog(event: unknown): Promise<InvokeOutcome> {
     const limit = this.options.reservedConcurrency ?? Number.POSITIVE_INFINITY;
     if (this.#running >= limit || this.#account.inUse >= this.#account.limit) {
       this.throttles++;
-      throw new InvocationError(THROTTLED, 'Rate Exceeded.');
+      return {
+        throttled:
+          this.#running >= limit
+            ? 'ReservedFunctionConcurrentInvocationLimitExceeded'
+            : 'ConcurrentInvocationLimitExceeded',
+      };
     }
     this.#running++;
     this.#account.inUse++;
@@ -178,13 +204,14 @@ export class LocalLambda {
       release();
       const failure =
         error instanceof InvocationError ? error : new InvocationError('Runtime.Unknown', String(error));
+      const described = { name: failure.errorName, message: failure.errorMessage };
       this.invocations.push({
         event,
         ms: Date.now() - started,
-        error: { name: failure.errorName, message: failure.message },
+        error: described,
         environment: environment.id,
       });
-      throw failure;
+      return { requestId: randomUUID(), error: described, log: '' };
     }
     try {
       return await this.#run(environment, event, initMs);
@@ -231,18 +258,18 @@ export class LocalLambda {
     await new Promise((resolve) => this.log.end(resolve));
   }
 
-  #run(environment: Environment, event: unknown, initMs: number | undefined): Promise<unknown> {
+  #run(environment: Environment, event: unknown, initMs: number | undefined): Promise<Settled> {
     const id = this.#nextId++;
     const started = Date.now();
     const timeoutMs = (this.options.timeoutSeconds ?? 300) * 1000;
-    return new Promise((resolve, reject) => {
+    return new Promise((settle) => {
       const timer = setTimeout(() => {
         // Lambda stops the sandbox here: the environment is discarded and a late result dropped.
         this.#pending.delete(id);
         this.#discard(environment);
         const error = {
           name: 'Sandbox.Timedout',
-          message: `Task timed out after ${timeoutMs / 1000} seconds`,
+          message: `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`,
         };
         this.invocations.push({
           event,
@@ -251,9 +278,9 @@ export class LocalLambda {
           environment: environment.id,
           ...(initMs === undefined ? {} : { initMs }),
         });
-        reject(new InvocationError(error.name, error.message));
+        settle({ requestId: randomUUID(), error, log: '' });
       }, timeoutMs);
-      this.#pending.set(id, { event, started, environment, initMs, resolve, reject, timer });
+      this.#pending.set(id, { event, started, environment, initMs, settle, timer });
       this.#send(environment.worker, {
         kind: 'invoke',
         id,
@@ -324,7 +351,11 @@ export class LocalLambda {
       if (pending.environment.worker !== worker) continue;
       clearTimeout(pending.timer);
       this.#pending.delete(id);
-      pending.reject(new InvocationError('Runtime.ExitError', `the function process exited (${code})`));
+      pending.settle({
+        requestId: randomUUID(),
+        error: { name: 'Runtime.ExitError', message: `the function process exited (${code})` },
+        log: '',
+      });
     }
   }
 
@@ -351,12 +382,14 @@ export class LocalLambda {
       environment: pending.environment.id,
       ...(pending.initMs === undefined ? {} : { initMs: pending.initMs }),
     };
+    const { requestId, log } = message;
     if (message.kind === 'result') {
       this.invocations.push({ ...base, result: message.result });
-      pending.resolve(message.result);
+      pending.settle({ requestId, result: message.result, log });
     } else {
-      this.invocations.push({ ...base, error: message.error });
-      pending.reject(new InvocationError(message.error.name, message.error.message));
+      const { name, message: text } = message.error;
+      this.invocations.push({ ...base, error: { name, message: text } });
+      pending.settle({ requestId, error: message.error, log });
     }
   }
 }

@@ -19,6 +19,9 @@ import type { Queue } from './control-plane/sqs';
 import { EventSourceMapping } from './event-source-mapping';
 import { LocalLambda } from './lambda';
 
+/** The function's name, as Lambda's Invoke API (and the CLI) reaches it. */
+export const FUNCTION_NAME = 'selfdeploy-orchestrator';
+
 /** The orchestrator handler, unmodified: what the CDK construct deploys. */
 export const HANDLER_MODULE = join(__dirname, '..', '..', 'functions', 'orchestrator', 'handler.ts');
 
@@ -52,11 +55,16 @@ export class LocalOrchestrator {
   private constructor(
     public readonly lambda: LocalLambda,
     private readonly plane: ControlPlane,
-    /** The queue the function consumes. */
+    /** The queue of launch events and agent waits. */
     public readonly queue: Queue,
-    /** Where the queue's messages go after MAX_RECEIVE_COUNT failed receives. */
+    /** The queue of command status events. */
+    public readonly statusQueue: Queue,
+    /** Where either queue's messages go after MAX_RECEIVE_COUNT failed receives. */
     public readonly deadLetterQueue: Queue,
+    /** The launch queue's mapping. */
     public readonly mapping: EventSourceMapping,
+    /** The status queue's mapping. */
+    public readonly statusMapping: EventSourceMapping,
   ) {}
 
   public static async start(options: LocalOrchestratorOptions): Promise<LocalOrchestrator> {
@@ -65,11 +73,13 @@ export class LocalOrchestrator {
     const deadLetterQueue = plane.createQueue('selfdeploy-dead-letters', {
       MessageRetentionPeriod: DEAD_LETTER_RETENTION_SECONDS,
     });
-    const queue = plane.createQueue('selfdeploy-events', {
+    const queueAttributes = {
       VisibilityTimeout: visibilityTimeoutSeconds(timeoutSeconds),
       MessageRetentionPeriod: QUEUE_RETENTION_SECONDS,
       RedrivePolicy: { deadLetterTargetArn: deadLetterQueue.arn, maxReceiveCount: MAX_RECEIVE_COUNT },
-    });
+    };
+    const queue = plane.createQueue('selfdeploy-events', queueAttributes);
+    const statusQueue = plane.createQueue('selfdeploy-statuses', queueAttributes);
     const config: ConfigInput = { ...options.config, waitQueueUrl: queue.url };
     const lambda = await LocalLambda.start({
       modulePath: HANDLER_MODULE,
@@ -77,31 +87,43 @@ export class LocalOrchestrator {
         ...plane.env(),
         SELFDEPLOY_CONFIG: JSON.stringify(config),
         POWERTOOLS_SERVICE_NAME: 'selfdeploy',
-        AWS_LAMBDA_FUNCTION_NAME: 'selfdeploy-orchestrator',
+        AWS_LAMBDA_FUNCTION_NAME: FUNCTION_NAME,
       },
       timeoutSeconds,
       logFile: options.logFile,
       clock: plane.clock,
       ...(options.reservedConcurrency !== undefined && { reservedConcurrency: options.reservedConcurrency }),
     });
-    const mapping = EventSourceMapping.start({
+    // One mapping per queue, each as the construct sets it up.
+    const mappingOf = (consumed: Queue) =>
+      EventSourceMapping.start({
+        queue: consumed,
+        function: lambda,
+        clock: plane.clock,
+        region: plane.region,
+        batchSize: QUEUE_BATCH_SIZE,
+        maximumBatchingWindowInSeconds: QUEUE_BATCHING_WINDOW_SECONDS,
+        maximumConcurrency: options.maxConcurrency ?? Number(TOP_LEVEL_SETTINGS.maxConcurrency.default),
+        reportBatchItemFailures: true,
+      });
+    const orchestrator = new LocalOrchestrator(
+      lambda,
+      plane,
       queue,
-      function: lambda,
-      clock: plane.clock,
-      region: plane.region,
-      batchSize: QUEUE_BATCH_SIZE,
-      maximumBatchingWindowInSeconds: QUEUE_BATCHING_WINDOW_SECONDS,
-      maximumConcurrency: options.maxConcurrency ?? Number(TOP_LEVEL_SETTINGS.maxConcurrency.default),
-      reportBatchItemFailures: true,
-    });
-    const orchestrator = new LocalOrchestrator(lambda, plane, queue, deadLetterQueue, mapping);
-    // EventBridge puts each matching event on the queue, the whole event as the message body.
-    const toQueue = async (event: unknown) => {
-      queue.send(JSON.stringify(event), {}, undefined);
+      statusQueue,
+      deadLetterQueue,
+      mappingOf(queue),
+      mappingOf(statusQueue),
+    );
+    // EventBridge puts each matching event on its rule's queue, the whole event as the message body.
+    const onto = (target: Queue) => async (event: unknown) => {
+      target.send(JSON.stringify(event), {}, undefined);
     };
     orchestrator.#removeRules.push(
-      plane.bus.addRule('LaunchRule', launchLifecyclePattern(Object.keys(config.groups)), toQueue),
-      plane.bus.addRule('CommandStatusRule', commandStatusPattern(config.documentName), toQueue),
+      // `aws lambda invoke --function-name selfdeploy-orchestrator` reaches this very function.
+      plane.functions.register(FUNCTION_NAME, lambda),
+      plane.bus.addRule('LaunchRule', launchLifecyclePattern(Object.keys(config.groups)), onto(queue)),
+      plane.bus.addRule('CommandStatusRule', commandStatusPattern(config.documentName), onto(statusQueue)),
     );
     if (options.reconcileEverySeconds !== undefined) orchestrator.#schedule(options.reconcileEverySeconds);
     return orchestrator;
@@ -124,7 +146,7 @@ export class LocalOrchestrator {
   public async stop(): Promise<void> {
     this.#stopSchedule();
     for (const remove of this.#removeRules) remove();
-    await this.mapping.stop();
+    await Promise.all([this.mapping.stop(), this.statusMapping.stop()]);
     await this.lambda.stop();
   }
 

@@ -14,6 +14,7 @@ import {
 } from '../../functions/shared/event-patterns';
 import type { Command } from './control-plane/ssm';
 import { GROUP_NAME, LocalRun } from './local-run';
+import { FUNCTION_NAME } from './orchestrator';
 import { COMPACT_ABOVE_INSTANCES, HELP, type Options, parseOptions, UsageError } from './start-options';
 
 /** What the real deploy needs on this machine (scripts/setup.sh installs it). */
@@ -516,6 +517,8 @@ async function keepRunning(run: LocalRun, progress: Progress): Promise<void> {
       `The control plane keeps running at ${run.plane.endpoint} (Ctrl-C to stop).`,
       'Point the AWS CLI or an SDK at it; it accepts only requests signed with these credentials:',
       ...Object.entries(env).map(([name, value]) => `  export ${name}=${value}`),
+      `  export SELFDEPLOY_FUNCTION=${FUNCTION_NAME}`,
+      `  npx selfdeploy status --group ${GROUP_NAME}        # docs/cli.md`,
       // CLIs older than the service-specific endpoint variables (Debian's 2.9) need --endpoint-url.
       `  aws --endpoint-url ${run.plane.endpoint} autoscaling describe-auto-scaling-groups --auto-scaling-group-names ${GROUP_NAME}`,
       `  aws --endpoint-url ${run.plane.endpoint} autoscaling set-desired-capacity --auto-scaling-group-name ${GROUP_NAME} --desired-capacity 4`,

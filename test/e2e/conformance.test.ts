@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -89,7 +89,7 @@ async function aws(...args: string[]): Promise<CliResult> {
 
 /** One boto3 call; `{ $ref: [step, ...path] }` in a parameter reads an earlier step's result. */
 interface Step {
-  readonly service: 'autoscaling' | 'ssm';
+  readonly service: 'autoscaling' | 'ssm' | 'ec2' | 'lambda';
   /** The boto3 method, e.g. `describe_auto_scaling_groups`. */
   readonly op: string;
   readonly params?: Readonly<Record<string, unknown>>;
@@ -181,13 +181,16 @@ async function boto3(steps: readonly Step[]): Promise<StepResult[]> {
 }
 
 const UNKNOWN_ID = '11111111-2222-3333-4444-555555555555';
+/** The function the kept run's control plane serves Invoke for. */
+const FUNCTION = 'selfdeploy-orchestrator';
+/** The fidelity table's Parameter Store row. */
+const PARAMETERS = 'PutParameter / GetParameter / GetParametersByPath / DeleteParameter / DeleteParameters';
 const NO_INSTANCE = 'i-0123456789abcdef0';
 /** A group of its own for cases that change groups, so the operator's group stays as it was. */
 const SPARE = 'conformance';
 
-/** What provokes each error code the fidelity table lists, by `<operation> <code>`. */
-/** Status AWS answers signing errors with: 403 on the query protocol, 400 on SSM's JSON one. */
-const SIGNING_STATUS = { 'Auto Scaling': 403, SSM: 400 } as const;
+/** boto3's name for each service of the fidelity table that boto3 drives here. */
+const CLIENTS = { 'Auto Scaling': 'autoscaling', SSM: 'ssm', EC2: 'ec2', Lambda: 'lambda' } as const;
 
 interface ErrorCase {
   readonly steps: readonly Step[];
@@ -196,18 +199,20 @@ interface ErrorCase {
   readonly status?: number;
 }
 
-/** One case per signing error of a service's "request signing" row, each a wrongly signed call. */
+/**
+ * One case per signing error of a service's "request signing" row, each a wrongly signed
+ * call, with the status that service answers it with.
+ */
 function signingCases(
-  service: keyof typeof SIGNING_STATUS,
-  client: Step['service'],
-  op: string,
-  codes: Readonly<Record<string, NonNullable<Step['auth']>>>,
+  service: keyof typeof CLIENTS,
+  call: Omit<Step, 'service' | 'auth'>,
+  codes: Readonly<Record<string, { auth: NonNullable<Step['auth']>; status: number }>>,
 ): Record<string, ErrorCase> {
   const row = FIDELITY.find((entry) => entry.service === service && entry.operation === 'request signing');
   return Object.fromEntries(
-    Object.entries(codes).map(([code, auth]) => [
-      `${row?.operation} ${code}`,
-      { steps: [{ service: client, op, auth }], status: SIGNING_STATUS[service] },
+    Object.entries(codes).map(([code, { auth, status }]) => [
+      `${service} ${row?.operation} ${code}`,
+      { steps: [{ service: CLIENTS[service], ...call, auth }], status },
     ]),
   );
 }
@@ -226,6 +231,18 @@ function errorCases(): Record<string, ErrorCase> {
     params,
     validate,
   });
+  const ec2 = (op: string, params: Record<string, unknown>, validate = true): Step => ({
+    service: 'ec2',
+    op,
+    params,
+    validate,
+  });
+  const lambda = (op: string, params: Record<string, unknown>, validate = true): Step => ({
+    service: 'lambda',
+    op,
+    params,
+    validate,
+  });
   const hook = (name: string, heartbeat = 30) =>
     asg(
       'put_lifecycle_hook',
@@ -237,8 +254,7 @@ function errorCases(): Record<string, ErrorCase> {
       },
       false,
     );
-  const ids = (count: number, make: (i: number) => string) =>
-    Array.from({ length: count }, (_, i) => make(i));
+  const ids = <T>(count: number, make: (i: number) => T) => Array.from({ length: count }, (_, i) => make(i));
   return {
     'CreateAutoScalingGroup AlreadyExists': {
       steps: [asg('create_auto_scaling_group', { AutoScalingGroupName: 'web', MinSize: 0, MaxSize: 1 })],
@@ -320,19 +336,47 @@ function errorCases(): Record<string, ErrorCase> {
         }),
       ],
     },
-    ...signingCases('Auto Scaling', 'autoscaling', 'describe_auto_scaling_groups', {
-      MissingAuthenticationToken: 'unsigned',
-      InvalidClientTokenId: 'unknown-key',
-      SignatureDoesNotMatch: 'wrong-secret',
-      IncompleteSignature: 'incomplete',
-    }),
-    ...signingCases('SSM', 'ssm', 'describe_instance_information', {
-      MissingAuthenticationTokenException: 'unsigned',
-      UnrecognizedClientException: 'unknown-key',
-      InvalidSignatureException: 'wrong-secret',
-      IncompleteSignatureException: 'incomplete',
-    }),
-    'documents: AWS-RunShellScript InvalidParameters': {
+    ...signingCases(
+      'Auto Scaling',
+      { op: 'describe_auto_scaling_groups' },
+      {
+        MissingAuthenticationToken: { auth: 'unsigned', status: 403 },
+        InvalidClientTokenId: { auth: 'unknown-key', status: 403 },
+        SignatureDoesNotMatch: { auth: 'wrong-secret', status: 403 },
+        IncompleteSignature: { auth: 'incomplete', status: 403 },
+      },
+    ),
+    ...signingCases(
+      'SSM',
+      { op: 'describe_instance_information' },
+      {
+        MissingAuthenticationTokenException: { auth: 'unsigned', status: 400 },
+        UnrecognizedClientException: { auth: 'unknown-key', status: 400 },
+        InvalidSignatureException: { auth: 'wrong-secret', status: 400 },
+        IncompleteSignatureException: { auth: 'incomplete', status: 400 },
+      },
+    ),
+    ...signingCases(
+      'EC2',
+      { op: 'describe_tags' },
+      {
+        MissingAuthenticationToken: { auth: 'unsigned', status: 403 },
+        AuthFailure: { auth: 'unknown-key', status: 401 },
+        SignatureDoesNotMatch: { auth: 'wrong-secret', status: 403 },
+        IncompleteSignature: { auth: 'incomplete', status: 400 },
+      },
+    ),
+    ...signingCases(
+      'Lambda',
+      { op: 'invoke', params: { FunctionName: FUNCTION, Payload: '{"action":"reconcile"}' } },
+      {
+        MissingAuthenticationTokenException: { auth: 'unsigned', status: 403 },
+        UnrecognizedClientException: { auth: 'unknown-key', status: 403 },
+        InvalidSignatureException: { auth: 'wrong-secret', status: 403 },
+        IncompleteSignatureException: { auth: 'incomplete', status: 403 },
+      },
+    ),
+    'SSM documents: AWS-RunShellScript InvalidParameters': {
       steps: [
         ssm('send_command', {
           InstanceIds: [instance],
@@ -365,27 +409,112 @@ function errorCases(): Record<string, ErrorCase> {
     'DescribeInstanceInformation InvalidInstanceInformationFilterValue': {
       steps: [ssm('describe_instance_information', { Filters: [{ Key: 'AgentVersion', Values: ['1'] }] })],
     },
-    'PutParameter / GetParameter ParameterAlreadyExists': {
+    [`${PARAMETERS} ParameterAlreadyExists`]: {
       steps: [1, 2].map(() =>
         ssm('put_parameter', { Name: '/conformance/once', Value: 'v', Type: 'String' }),
       ),
     },
-    'PutParameter / GetParameter ParameterNotFound': {
-      steps: [ssm('get_parameter', { Name: '/conformance/none' })],
+    [`${PARAMETERS} ParameterNotFound`]: {
+      steps: [ssm('delete_parameter', { Name: '/conformance/none' })],
       // AWS answers ParameterNotFound with no message.
       message: /^$/,
     },
-    'PutParameter / GetParameter ValidationException': {
-      steps: [ssm('put_parameter', { Name: '/conformance/typed', Value: 'v', Type: 'Bogus' })],
+    [`${PARAMETERS} ValidationException`]: {
+      steps: [ssm('get_parameters_by_path', { Path: '/conformance', MaxResults: 11 }, false)],
+      message:
+        /at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 10$/,
+    },
+    [`${PARAMETERS} HierarchyLevelLimitExceededException`]: {
+      steps: [
+        ssm('put_parameter', {
+          Name: `/${ids(16, (i) => `level${i}`).join('/')}`,
+          Value: 'v',
+          Type: 'String',
+        }),
+      ],
+    },
+    'EnterStandby / ExitStandby ValidationError': {
+      steps: [
+        asg('enter_standby', {
+          AutoScalingGroupName: SPARE,
+          InstanceIds: [NO_INSTANCE],
+          ShouldDecrementDesiredCapacity: true,
+        }),
+      ],
+      message: new RegExp(`^The instance ${NO_INSTANCE} is not part of Auto Scaling group ${SPARE}\\.$`),
+    },
+    'CreateTags InvalidParameterValue': {
+      steps: [ec2('create_tags', { Resources: [instance], Tags: [{ Key: 'aws:mine', Value: 'v' }] })],
+      message:
+        /^Value \( aws:mine \) for parameter key is invalid\. Tag keys starting with 'aws:' are reserved for internal use$/,
+    },
+    'CreateTags InvalidInstanceID.NotFound': {
+      steps: [ec2('create_tags', { Resources: [NO_INSTANCE], Tags: [{ Key: 'k', Value: 'v' }] })],
+      message: new RegExp(`^The instance ID '${NO_INSTANCE}' does not exist$`),
+    },
+    'CreateTags InvalidInstanceID.Malformed': {
+      steps: [ec2('create_tags', { Resources: ['web-1'], Tags: [{ Key: 'k', Value: 'v' }] })],
+    },
+    'CreateTags MissingParameter': {
+      steps: [ec2('create_tags', { Resources: [instance], Tags: [] }, false)],
+    },
+    'CreateTags TagLimitExceeded': {
+      steps: [
+        ec2('create_tags', {
+          Resources: [instance],
+          Tags: ids(51, (i) => ({ Key: `tag-${i}`, Value: 'v' })),
+        }),
+      ],
+    },
+    'CreateTags DryRunOperation': {
+      steps: [ec2('create_tags', { Resources: [instance], Tags: [{ Key: 'k', Value: 'v' }], DryRun: true })],
+      status: 412,
+    },
+    'DescribeTags / DescribeInstances InvalidParameterValue': {
+      steps: [ec2('describe_tags', { Filters: [{ Name: 'colour', Values: ['blue'] }] })],
+    },
+    'DescribeTags / DescribeInstances InvalidParameterCombination': {
+      steps: [ec2('describe_instances', { InstanceIds: [instance], MaxResults: 5 })],
+    },
+    'DescribeTags / DescribeInstances InvalidPaginationToken': {
+      steps: [ec2('describe_tags', { NextToken: 'not-a-token' })],
+    },
+    'DescribeTags / DescribeInstances InvalidInstanceID.NotFound': {
+      steps: [ec2('describe_instances', { InstanceIds: [NO_INSTANCE] })],
+    },
+    'Invoke ResourceNotFoundException': {
+      steps: [lambda('invoke', { FunctionName: 'no-such-function' })],
+      message: /^Function not found: arn:aws:lambda:us-east-1:123456789012:function:no-such-function$/,
+      status: 404,
+    },
+    'Invoke InvalidRequestContentException': {
+      steps: [lambda('invoke', { FunctionName: FUNCTION, Payload: 'not json' })],
+      message: /^Could not parse request body into json: /,
+    },
+    'Invoke RequestEntityTooLargeException': {
+      steps: [lambda('invoke', { FunctionName: FUNCTION, Payload: `"${'x'.repeat(6_291_456)}"` })],
+      message: /^Request must be smaller than 6291456 bytes for the InvokeFunction operation$/,
+      status: 413,
+    },
+    'Invoke ValidationException': {
+      steps: [lambda('invoke', { FunctionName: FUNCTION, InvocationType: 'Sometimes' }, false)],
     },
     // Operations AWS has and the stand-in does not: as AWS answers an unknown one.
-    'any other operation InvalidAction': {
+    'Auto Scaling any other operation InvalidAction': {
       steps: [asg('describe_launch_configurations', {})],
       message: /^Could not find operation DescribeLaunchConfigurations for version 2011-01-01$/,
     },
-    'any other operation UnknownOperationException': {
+    'SSM any other operation UnknownOperationException': {
       steps: [ssm('describe_document', { Name: 'SelfDeploy' })],
       message: /^$/,
+    },
+    'EC2 any other operation InvalidAction': {
+      steps: [ec2('describe_vpcs', {})],
+      message: /^The action DescribeVpcs is not valid for this web service\.$/,
+    },
+    'Lambda any other operation UnknownOperationException': {
+      steps: [lambda('get_function', { FunctionName: FUNCTION })],
+      status: 404,
     },
   };
 }
@@ -396,7 +525,16 @@ const apiOperations = (operation: string) => (/^[A-Z]/.test(operation) ? operati
  * @aws-sdk/client-sqs: the Debian boto3 (1.26) speaks SQS's older query protocol, which
  * the stand-in does not serve.
  */
-const BOTO3_ROWS = FIDELITY.filter((row) => row.service !== 'SQS');
+const BOTO3_ROWS = FIDELITY.filter(
+  (row): row is (typeof FIDELITY)[number] & { service: keyof typeof CLIENTS } => row.service in CLIENTS,
+);
+/** A row's name in the error cases: its operations, or its service and what it models. */
+const rowKey = (row: (typeof FIDELITY)[number]) =>
+  /^[A-Z]/.test(row.operation) ? row.operation : `${row.service} ${row.operation}`;
+/** What an operation needs to reach the service at all: Invoke names its function in the path. */
+const LEAST_PARAMS: Readonly<Record<string, Record<string, unknown>>> = {
+  Invoke: { FunctionName: FUNCTION },
+};
 const snakeCase = (name: string) =>
   name.replace(/[A-Z]/g, (c, i: number) => `${i > 0 ? '_' : ''}${c.toLowerCase()}`);
 
@@ -433,9 +571,9 @@ describe('the kept control plane, driven by the AWS CLI and boto3', () => {
     // Empty requests, unchecked by the client: each operation answers its own error, or a result.
     const results = await boto3(
       operations.map(({ service, operation }) => ({
-        service: service === 'SSM' ? 'ssm' : 'autoscaling',
+        service: CLIENTS[service],
         op: snakeCase(operation),
-        params: {},
+        params: LEAST_PARAMS[operation] ?? {},
         validate: false,
       })),
     );
@@ -448,7 +586,7 @@ describe('the kept control plane, driven by the AWS CLI and boto3', () => {
 
   it('provokes every error code its fidelity table lists, answered with that code', async () => {
     const cases = errorCases();
-    const listed = BOTO3_ROWS.flatMap((row) => row.errorCodes.map((code) => `${row.operation} ${code}`));
+    const listed = BOTO3_ROWS.flatMap((row) => row.errorCodes.map((code) => `${rowKey(row)} ${code}`));
     expect(Object.keys(cases).sort()).toEqual([...listed].sort());
 
     const keys = Object.keys(cases);
@@ -608,6 +746,76 @@ describe('the kept control plane, driven by the AWS CLI and boto3', () => {
     expect(got.json).toMatchObject({
       Parameter: { Name: '/conformance/cli', Value: 'hello', Type: 'String' },
     });
+  });
+
+  it('invokes the kept run’s orchestrator with `aws lambda invoke`, the log tail included', async () => {
+    const out = join(home, 'reconcile.json');
+    const invoked = await aws(
+      'lambda',
+      'invoke',
+      '--function-name',
+      FUNCTION,
+      '--cli-binary-format',
+      'raw-in-base64-out',
+      '--payload',
+      '{"action":"reconcile"}',
+      '--log-type',
+      'Tail',
+      out,
+    );
+    const malformed = await aws(
+      'lambda',
+      'invoke',
+      '--function-name',
+      FUNCTION,
+      '--cli-binary-format',
+      'raw-in-base64-out',
+      '--payload',
+      '{"action":"launch-rockets"}',
+      join(home, 'malformed.json'),
+    );
+    const answer = invoked.json as { StatusCode?: number; ExecutedVersion?: string; LogResult?: string };
+
+    expect(invoked.error).toBeUndefined();
+    expect(answer).toMatchObject({ StatusCode: 200, ExecutedVersion: '$LATEST' });
+    expect(Buffer.from(answer.LogResult ?? '', 'base64').toString()).toMatch(/^REPORT RequestId: /m);
+    expect(JSON.parse(readFileSync(out, 'utf8'))).toMatchObject({ kind: 'reconcile' });
+    expect(malformed.json).toMatchObject({ StatusCode: 200, FunctionError: 'Unhandled' });
+    expect(JSON.parse(readFileSync(join(home, 'malformed.json'), 'utf8'))).toMatchObject({
+      errorType: 'InvalidInputError',
+    });
+  });
+
+  it('lists the kept run’s instances as EC2 instances tagged with their group, and tags them', async () => {
+    const instance = instanceIds[0] as string;
+    const tagged = await aws(
+      'ec2',
+      'create-tags',
+      '--resources',
+      instance,
+      '--tags',
+      'Key=selfdeploy:revision,Value=0123456789abcdef0123456789abcdef01234567',
+    );
+    const described = await aws(
+      'ec2',
+      'describe-instances',
+      '--filters',
+      'Name=tag:aws:autoscaling:groupName,Values=web',
+    );
+    const tags = await aws('ec2', 'describe-tags', '--filters', `Name=resource-id,Values=${instance}`);
+    const instances = (
+      described.json as { Reservations: { Instances: { InstanceId: string; State: { Name: string } }[] }[] }
+    ).Reservations.flatMap((r) => r.Instances);
+
+    expect(tagged.error).toBeUndefined();
+    expect(instances.map((i) => i.InstanceId).sort()).toEqual([...instanceIds].sort());
+    expect(instances.map((i) => i.State.Name)).toEqual(['running', 'running']);
+    expect((tags.json as { Tags: { Key: string; Value: string }[] }).Tags).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Key: 'aws:autoscaling:groupName', Value: 'web' }),
+        expect.objectContaining({ Key: 'selfdeploy:revision' }),
+      ]),
+    );
   });
 
   it('runs AWS-RunShellScript on an instance as its application user', async () => {

@@ -13,6 +13,13 @@ import {
   SetDesiredCapacityCommand,
 } from '@aws-sdk/client-auto-scaling';
 import {
+  CreateTagsCommand,
+  DescribeInstancesCommand,
+  DescribeTagsCommand,
+  EC2Client,
+} from '@aws-sdk/client-ec2';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   GetParameterCommand,
@@ -799,6 +806,54 @@ describe('several launch hooks, and calls an IAM policy denies', () => {
     await expect(scale).rejects.toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
     expect(plane.ssm.commands()).toEqual([]);
     expect(plane.callsFor(id).map((c) => c.error)).toEqual(['AccessDeniedException']);
+  });
+});
+
+describe('EC2 and Lambda calls', () => {
+  it('records them with the instances they name, refuses denied ones and throttles them in their own words', async () => {
+    // The first call passes, the denied one draws nothing, the next two are throttled.
+    const draws = [0.9, 0, 0];
+    await startPlane({
+      denied: (call) => call.service === 'ec2' && call.operation === 'CreateTags',
+      throttle: { fraction: 0.5, random: () => draws.shift() ?? 0.9 },
+      instanceVisibilitySeconds: 0,
+    });
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 1, desiredCapacity: 1 });
+    const id = plane.autoScaling.instances()[0]?.id as string;
+    const ec2 = new EC2Client(clientConfig());
+    const lambda = new LambdaClient(clientConfig());
+    const outcome = (call: Promise<unknown>) =>
+      call.then(
+        () => 'ok',
+        (error: Error & { $metadata?: { httpStatusCode?: number } }) =>
+          `${error.name} ${error.$metadata?.httpStatusCode}`,
+      );
+
+    const described = await outcome(ec2.send(new DescribeInstancesCommand({ InstanceIds: [id] })));
+    const tagged = await outcome(
+      ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: 'k', Value: 'v' }] })),
+    );
+    const throttledEc2 = await outcome(ec2.send(new DescribeTagsCommand({})));
+    const throttledLambda = await outcome(lambda.send(new InvokeCommand({ FunctionName: 'nobody' })));
+    ec2.destroy();
+    lambda.destroy();
+
+    expect([described, tagged, throttledEc2, throttledLambda]).toEqual([
+      'ok',
+      'UnauthorizedOperation 403',
+      'RequestLimitExceeded 503',
+      'TooManyRequestsException 429',
+    ]);
+    expect(plane.callsFor(id)).toEqual([
+      { service: 'ec2', operation: 'DescribeInstances', instanceIds: [id] },
+      { service: 'ec2', operation: 'CreateTags', instanceIds: [id], error: 'UnauthorizedOperation' },
+    ]);
+    expect(plane.calls.at(-1)).toEqual({
+      service: 'lambda',
+      operation: 'Invoke',
+      instanceIds: [],
+      error: 'TooManyRequestsException',
+    });
   });
 });
 

@@ -2,6 +2,8 @@ import { execFile } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
 import { promisify } from 'node:util';
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
+import { DescribeTagsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { DescribeInstanceInformationCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { ControlPlane } from '../../scripts/local/control-plane/control-plane';
@@ -63,6 +65,21 @@ function describeGroups(client: AutoScalingClient): Promise<Answer> {
 function describeInstances(client: SSMClient): Promise<Answer> {
   return answer(client, async () => {
     await client.send(new DescribeInstanceInformationCommand({}));
+    return '';
+  });
+}
+
+/** DescribeTags; on success, the number of tags. */
+function describeTags(client: EC2Client): Promise<Answer> {
+  return answer(client, async () => String((await client.send(new DescribeTagsCommand({}))).Tags?.length));
+}
+
+/** Invoke of a function no one registered, by ARN: past the signature check it is not found. */
+function invokeByArn(client: LambdaClient): Promise<Answer> {
+  return answer(client, async () => {
+    await client.send(
+      new InvokeCommand({ FunctionName: 'arn:aws:lambda:us-east-1:123456789012:function:nobody:$LATEST' }),
+    );
     return '';
   });
 }
@@ -262,5 +279,43 @@ describe('the control plane checks SigV4 signatures', () => {
     expect(await cli()).toBe('web');
     expect(boto3.stdout.trim()).toBe('0');
     expect(await cli({ AWS_SECRET_ACCESS_KEY: 'y'.repeat(40) })).toContain('(SignatureDoesNotMatch)');
+  });
+
+  it('checks EC2 and Lambda requests too, each answering in its own protocol’s codes and status', async () => {
+    const unknown = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE' };
+    const wrong = { secretAccessKey: 'x'.repeat(40) };
+    const tenMinutesAgo = { systemClockOffset: -10 * 60 * 1000 };
+    const unsigned = await fetch(`${plane.endpoint}/2015-03-31/functions/nobody/invocations`, {
+      method: 'POST',
+      body: '{}',
+    });
+
+    expect(await describeTags(new EC2Client(config()))).toEqual({ name: 'ok', message: '0' });
+    expect(await describeTags(new EC2Client(config(tenMinutesAgo)))).toEqual({ name: 'ok', message: '0' });
+    expect(await describeTags(new EC2Client(config(unknown)))).toEqual({
+      name: 'AuthFailure',
+      status: 401,
+      message: 'AWS was not able to validate the provided access credentials',
+    });
+    expect(await describeTags(new EC2Client(config(wrong)))).toMatchObject({
+      name: 'SignatureDoesNotMatch',
+      status: 403,
+    });
+    // The path holds an ARN (colons, a dollar sign): signed and checked as the SDK encodes it.
+    expect(await invokeByArn(new LambdaClient(config()))).toMatchObject({
+      name: 'ResourceNotFoundException',
+      status: 404,
+    });
+    expect(await invokeByArn(new LambdaClient(config(unknown)))).toEqual({
+      name: 'UnrecognizedClientException',
+      status: 403,
+      message: 'The security token included in the request is invalid.',
+    });
+    expect(await invokeByArn(new LambdaClient(config(wrong)))).toMatchObject({
+      name: 'InvalidSignatureException',
+      status: 403,
+    });
+    expect(unsigned.status).toBe(403);
+    expect(unsigned.headers.get('x-amzn-errortype')).toBe('MissingAuthenticationTokenException');
   });
 });

@@ -7,6 +7,7 @@ import {
   alarmDescription,
   docRunbookSection,
   OPERATIONS_DOC,
+  runbookAnchor,
   runbookSection,
 } from '../../infra/alarm-runbook';
 import { SelfDeploy } from '../../infra/self-deploy';
@@ -35,9 +36,71 @@ describe('alarm descriptions', () => {
   it.each(names)("fit CloudFormation's limit (%s)", (name) => {
     expect(alarmDescription(name).length).toBeLessThanOrEqual(ALARM_DESCRIPTION_MAX);
   });
+
+  it.each(names)('end with the path of their runbook entry in the repository (%s)', (name) => {
+    expect(alarmDescription(name)).toMatch(
+      new RegExp(` Runbook: docs/operations\\.md#${runbookAnchor(name)}$`),
+    );
+  });
+
+  it.each(names)(
+    "keep their link whole under a long runbookBaseUrl, shortening their text to fit CloudFormation's limit (%s)",
+    (name) => {
+      const base = `https://wiki.example.com/${'ops/'.repeat(150)}operations.md`;
+      const description = alarmDescription(name, base);
+
+      expect(description.length).toBeLessThanOrEqual(ALARM_DESCRIPTION_MAX);
+      expect(description.endsWith(`… Runbook: ${base}#${runbookAnchor(name)}`)).toBe(true);
+      expect(description.startsWith(alarmDescription(name).slice(0, 100))).toBe(true);
+    },
+  );
 });
 
 describe('docs/operations.md alarm runbook', () => {
+  it("has a heading for every alarm, at the anchor its description links to (GitHub's)", () => {
+    const anchors = readFileSync(OPERATIONS_DOC, 'utf8')
+      .split('\n')
+      .flatMap((line) => {
+        const heading = /^### (.+)$/.exec(line)?.[1];
+        return heading
+          ? [
+              heading
+                .toLowerCase()
+                .replace(/[^\p{L}\p{N} _-]/gu, '')
+                .replace(/ /g, '-'),
+            ]
+          : [];
+      });
+    for (const name of names) expect(anchors).toContain(runbookAnchor(name));
+  });
+
+  it.each(['FailureStreak', 'BootstrapFailed', 'DeployFailed'] as const)(
+    'tells, for %s, the exact CLI commands and a Logs Insights query that find the failing instance',
+    (name) => {
+      const entry = ALARM_RUNBOOK[name];
+      const text = [...entry.check, ...entry.act, ...(entry.details ?? [])].join('\n');
+
+      expect(text).toMatch(/`npx selfdeploy (status|logs) --group <group>/);
+      if (name !== 'FailureStreak') {
+        expect(text).toContain('npx selfdeploy logs --group <group> --instance <instanceId>');
+        expect(text).toMatch(/\| filter group = "<group>"/);
+      }
+    },
+  );
+
+  it('says how to roll back, when to pause, and what to do about a replacement loop', () => {
+    const streak = runbookSection().slice(runbookSection().indexOf('### `<group>FailureStreak`'));
+    const entry = streak.slice(0, streak.indexOf('\n### ', 1));
+
+    expect(entry).toContain('`npx selfdeploy rollback --group <group>`');
+    expect(entry).toContain('`npx selfdeploy pause --group <group> --reason "<why>"`');
+    expect(entry).toContain('`npx selfdeploy resume --group <group>`');
+    expect(entry).toContain('**Roll back or pause.**');
+    expect(entry).toContain('replacement loop');
+    // A window, not a strict sequence count, and the entry says so.
+    expect(entry).toContain('CloudWatch cannot count a sequence');
+  });
+
   it('is the section generated from infra/alarm-runbook.ts (npx tsx infra/alarm-runbook.ts --write)', () => {
     expect(docRunbookSection(readFileSync(OPERATIONS_DOC, 'utf8'))).toBe(runbookSection());
   });

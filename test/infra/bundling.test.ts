@@ -75,8 +75,10 @@ describe('the orchestrator bundle', () => {
     expect(readFileSync(outfile).equals(readFileSync(deployedBundle))).toBe(true);
   });
 
+  // About 400 KB without EC2's SDK, which its schema keeps at some 550 KB however few of its
+  // calls are used (the deploy tags); `npm run bench` measures what that costs at module init.
   it('stays small: ESM with module main fields, minified', () => {
-    expect(readFileSync(deployedBundle).length).toBeLessThan(500 * 1024);
+    expect(readFileSync(deployedBundle).length).toBeLessThan(1024 * 1024);
   });
 
   it("leaves out every credential provider but the environment's", () => {

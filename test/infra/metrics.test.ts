@@ -108,21 +108,21 @@ async function published(run: (deps: Deps) => Promise<unknown>): Promise<MetricI
 
 /** Every metric in our own namespaces (not AWS/…) that an alarm or a dashboard widget reads. */
 function readByStack(): MetricIdentity[] {
-  const alarms = Object.values(resourcesOf(template, 'AWS::CloudWatch::Alarm')).map((alarm) => {
-    const {
-      Namespace,
-      MetricName: name,
-      Dimensions = [],
-    } = alarm.Properties as {
-      Namespace: string;
-      MetricName: string;
-      Dimensions?: { Name: string; Value: unknown }[];
-    };
-    return identity(
+  type Metric = { Namespace: string; MetricName: string; Dimensions?: { Name: string; Value: unknown }[] };
+  const metricIdentity = ({ Namespace, MetricName: name, Dimensions = [] }: Metric) =>
+    identity(
       Namespace,
       name,
       Dimensions.map(({ Name, Value }) => [Name, String(Value)]),
     );
+  const alarms = Object.values(resourcesOf(template, 'AWS::CloudWatch::Alarm')).flatMap((alarm) => {
+    const properties = alarm.Properties as Metric & { Metrics?: { MetricStat?: { Metric: Metric } }[] };
+    // A metric-math alarm reads each metric of its expression.
+    return properties.Metrics
+      ? properties.Metrics.flatMap((query) =>
+          query.MetricStat ? [metricIdentity(query.MetricStat.Metric)] : [],
+        )
+      : [metricIdentity(properties)];
   });
   // The body is a Fn::Join of JSON text and tokens (region, function name); the tokens sit
   // inside JSON strings, so a placeholder keeps the text parseable.

@@ -37,6 +37,7 @@ import {
 
 // One stack, synthesized once, for every test in this file.
 const DOCUMENT_NAME = 'SelfDeploy-test';
+const RUNBOOK = 'https://github.com/acme/app/blob/main/docs/operations.md';
 const documentOptions = { pinnedRevisionParameterName: '/selfdeploy/{environment}/revision' };
 const stack = testStack();
 const selfDeploy = new SelfDeploy(stack, 'SelfDeploy', {
@@ -53,11 +54,16 @@ const selfDeploy = new SelfDeploy(stack, 'SelfDeploy', {
       lifecycleHookName: 'worker-deploy',
       heartbeatTimeout: Duration.hours(1),
       warmPool: 'deploy-on-service',
+      follow: 'branch',
+      bootstrapBudget: Duration.minutes(20),
     },
   ],
   documentName: DOCUMENT_NAME,
   document: documentOptions,
   alarmEmail: 'ops@example.com',
+  releasePath: '/acme/releases',
+  failureStreak: 4,
+  runbookBaseUrl: RUNBOOK,
 });
 const template = templateOf(stack);
 const functionLogicalId = logicalId(stack, selfDeploy.function);
@@ -205,7 +211,8 @@ describe('orchestrator permissions', () => {
   const statements = policyStatements(template, 'SelfDeployFunctionRole');
   const withAction = (action: string) =>
     statements.filter((statement) => actionsOf(statement).includes(action));
-  const READ_ONLY = /^(ssm|autoscaling):(List|Describe|Get)[A-Za-z]+$/;
+  const READ_ONLY = /^(ssm|autoscaling|ec2):(List|Describe|Get)[A-Za-z]+$/;
+  const AWS_SERVICE = /^(ssm|autoscaling|ec2):/;
 
   it('sends only the SelfDeploy document', () => {
     const [documentStatement, instanceStatement, ...others] = withAction('ssm:SendCommand');
@@ -248,7 +255,7 @@ describe('orchestrator permissions', () => {
 
   it('writes its own log group, consumes and sends to its event queue, sends to its dead-letter queue, nothing else', () => {
     const rest = statements.filter(
-      (statement) => !actionsOf(statement).some((action) => /^(ssm|autoscaling):/.test(action)),
+      (statement) => !actionsOf(statement).some((action) => AWS_SERVICE.test(action)),
     );
     const eventQueue = { 'Fn::GetAtt': [logicalId(stack, selfDeploy.queue), 'Arn'] };
 
@@ -282,15 +289,107 @@ describe('orchestrator permissions', () => {
     );
   });
 
+  it('reads and writes parameters under releasePath only, and reads that path itself', () => {
+    const parameterStatements = statements.filter(
+      (statement) =>
+        statement.Effect === 'Allow' &&
+        actionsOf(statement).some((action) => action.startsWith('ssm:') && action.includes('Parameter')),
+    );
+    const parameters = (resource: string) => ({
+      'Fn::Join': [
+        '',
+        [
+          'arn:',
+          { Ref: 'AWS::Partition' },
+          ':ssm:',
+          { Ref: 'AWS::Region' },
+          ':',
+          { Ref: 'AWS::AccountId' },
+          `:parameter/${resource}`,
+        ],
+      ],
+    });
+
+    expect(parameterStatements.map((statement) => [actionsOf(statement).sort(), statement.Resource])).toEqual(
+      [
+        [
+          [
+            'ssm:DeleteParameter',
+            'ssm:DeleteParameters',
+            'ssm:GetParameter',
+            'ssm:GetParametersByPath',
+            'ssm:PutParameter',
+          ],
+          parameters('acme/releases/*'),
+        ],
+        [['ssm:GetParametersByPath'], parameters('acme/releases')],
+      ],
+    );
+    expect(parameterStatements.every((statement) => statement.Condition === undefined)).toBe(true);
+  });
+
+  it("never reads or changes the instances' own parameters, which may share releasePath's prefix", () => {
+    const denied = statements.filter((statement) => statement.Effect === 'Deny');
+
+    expect(denied).toHaveLength(1);
+    expect(actionsOf(denied[0] as Statement).sort()).toEqual([
+      'ssm:DeleteParameter',
+      'ssm:DeleteParameters',
+      'ssm:GetParameter',
+      'ssm:GetParametersByPath',
+      'ssm:PutParameter',
+    ]);
+    // The pinned-revision parameter of every environment.
+    expect(JSON.stringify(denied[0]?.Resource)).toMatch(/:parameter\/selfdeploy\/\*\/revision"\]\]\}$/);
+  });
+
+  it("tags only instances of the managed groups, and only with selfdeploy's own tag keys", () => {
+    const [tagging, ...others] = withAction('ec2:CreateTags');
+
+    expect(others).toEqual([]);
+    expect(actionsOf(tagging as Statement)).toEqual(['ec2:CreateTags']);
+    expect(JSON.stringify(tagging?.Resource)).toMatch(/:ec2:.*:instance\/\*"\]\]\}$/);
+    expect(tagging?.Condition).toEqual({
+      StringEquals: { 'aws:ResourceTag/aws:autoscaling:groupName': ['web', 'worker'] },
+      'ForAllValues:StringEquals': { 'aws:TagKeys': ['selfdeploy:revision', 'selfdeploy:last-deploy'] },
+      Null: { 'aws:TagKeys': 'false' },
+    });
+  });
+
+  it('reads tags and instances with "*", which DescribeTags and DescribeInstances require', () => {
+    const wildcard = statements.filter((statement) => resourcesOfStatement(statement).includes('*'));
+
+    expect(
+      wildcard
+        .flatMap(actionsOf)
+        .filter((action) => action.startsWith('ec2:'))
+        .sort(),
+    ).toEqual(['ec2:DescribeInstances', 'ec2:DescribeTags']);
+  });
+
+  it('moves instances to Standby and back in the managed groups only', () => {
+    const standby = withAction('autoscaling:EnterStandby');
+
+    expect(standby).toHaveLength(1);
+    expect(actionsOf(standby[0] as Statement).sort()).toEqual([
+      'autoscaling:EnterStandby',
+      'autoscaling:ExitStandby',
+    ]);
+    const resources = resourcesOfStatement(standby[0] as Statement).map((resource) =>
+      JSON.stringify(resource),
+    );
+    expect(resources).toHaveLength(2);
+    expect(resources[0]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/web"\]\]\}$/);
+    expect(resources[1]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/worker"\]\]\}$/);
+  });
+
   it('allows exactly the AWS calls the orchestrator makes', () => {
     const granted = statements
       .flatMap(actionsOf)
-      .filter((action) => /^(ssm|autoscaling):/.test(action))
+      .filter((action) => AWS_SERVICE.test(action))
       .sort();
 
-    expect([...new Set(granted)]).toEqual(
-      sdkCallsOfFunctions().filter((call) => /^(ssm|autoscaling):/.test(call)),
-    );
+    expect([...new Set(granted)]).toEqual(sdkCallsOfFunctions().filter((call) => AWS_SERVICE.test(call)));
     // SQS authorises SendMessageBatch as sqs:SendMessage, granted on the event queue above.
     expect(sdkCallsOfFunctions().filter((call) => call.startsWith('sqs:'))).toEqual(['sqs:SendMessageBatch']);
   });
@@ -420,6 +519,7 @@ describe('function', () => {
       executionTimeoutSeconds: 1800,
       agentWaitSeconds: 600,
       outputLogGroupName: `/selfdeploy/${DOCUMENT_NAME}`,
+      releasePath: '/acme/releases',
       groups: {
         web: {
           lifecycleHookName: 'selfdeploy',
@@ -427,15 +527,19 @@ describe('function', () => {
           appUser: 'deploy',
           healthCheckUrl: 'http://localhost:3000/up',
           onFailure: 'ABANDON',
+          follow: 'release',
         },
         worker: {
           lifecycleHookName: 'worker-deploy',
           environment: 'staging',
           warmPool: 'deploy-on-service',
           heartbeatTimeoutSeconds: 3600,
+          follow: 'branch',
         },
       },
     });
+    // The budget is the alarms' alone.
+    expect(JSON.stringify(config)).not.toContain('bootstrapBudget');
   });
 
   it('retries a failed event twice, then gives it to the dead-letter queue', () => {
@@ -559,7 +663,104 @@ describe('alarms', () => {
       Threshold: 1800,
       AlarmActions: [topicRef],
     });
-    expect(alarms).toHaveLength(7);
+    // Five per group, three for the orchestrator.
+    expect(alarms).toHaveLength(13);
+  });
+
+  const mathAlarm = (group: string) =>
+    alarms.find((alarm) =>
+      (alarm.Metrics as { MetricStat?: unknown }[] | undefined)?.some((query) =>
+        JSON.stringify(query.MetricStat ?? {}).includes(`"Value":"${group}"`),
+      ),
+    );
+
+  it.each(['web', 'worker'])(
+    'fire when failureStreak bootstraps of %s failed within an hour and none succeeded',
+    (group) => {
+      const streak = mathAlarm(group);
+      const queries = streak?.Metrics as {
+        Id: string;
+        Expression?: string;
+        ReturnData?: boolean;
+        MetricStat?: { Metric: { MetricName: string; Dimensions: unknown[] }; Period: number; Stat: string };
+      }[];
+
+      expect(streak).toMatchObject({
+        Threshold: 4,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        EvaluationPeriods: 1,
+        TreatMissingData: 'notBreaching',
+        AlarmActions: [topicRef],
+      });
+      const expression = queries.find((query) => query.Expression !== undefined);
+      expect(expression?.Expression).toBe('IF(FILL(succeeded, 0) > 0, 0, FILL(failed, 0))');
+      expect(expression?.ReturnData).not.toBe(false);
+      const inputs = Object.fromEntries(
+        queries.flatMap((query) =>
+          query.MetricStat
+            ? [
+                [
+                  query.Id,
+                  [query.MetricStat.Metric.MetricName, query.MetricStat.Stat, query.MetricStat.Period],
+                ],
+              ]
+            : [],
+        ),
+      );
+      expect(inputs).toEqual({
+        failed: [MetricName.BootstrapFailed, 'Sum', 3600],
+        succeeded: [MetricName.BootstrapSucceeded, 'Sum', 3600],
+      });
+    },
+  );
+
+  it.each([
+    ['web', 900],
+    ['worker', 1200],
+  ])(
+    'fire when the p90 bootstrap duration of %s within an hour is above its budget (%i s)',
+    (group, budget) => {
+      expect(groupAlarm(MetricName.BootstrapDuration, group)).toMatchObject({
+        ExtendedStatistic: 'p90',
+        Period: 3600,
+        Threshold: budget,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+        AlarmActions: [topicRef],
+      });
+    },
+  );
+
+  it.each(['web', 'worker'])('fire on a failed operator deploy or rollback of %s', (group) => {
+    expect(groupAlarm(MetricName.DeployFailed, group)).toMatchObject({
+      Namespace: METRIC_NAMESPACE,
+      Statistic: 'Sum',
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [topicRef],
+    });
+  });
+
+  it('link each description to its runbook entry under runbookBaseUrl', () => {
+    const links = alarms.map((alarm) => /Runbook: (\S+)$/.exec(String(alarm.AlarmDescription))?.[1]);
+
+    expect(links.sort()).toEqual(
+      [
+        ...['web', 'worker'].flatMap(() => [
+          'groupbootstrapfailed',
+          'groupfailurestreak',
+          'groupbootstraptime',
+          'groupstuckinstances',
+          'groupdeployfailed',
+        ]),
+        'functionerrors',
+        'queuebacklog',
+        'deadletters',
+      ]
+        .map((anchor) => `${RUNBOOK}#${anchor}`)
+        .sort(),
+    );
   });
 
   it('reach the e-mail address', () => {
@@ -576,6 +777,9 @@ describe('alarms', () => {
       MetricName.BootstrapFailed,
       MetricName.BootstrapDuration,
       MetricName.StuckInstances,
+      MetricName.DeploySucceeded,
+      MetricName.DeployFailed,
+      MetricName.LaunchedWithoutDeploy,
       'Errors',
       'Duration',
     ]) {
@@ -594,7 +798,12 @@ describe('cdk-nag', () => {
 /** `service:Action` for every AWS SDK command or paginator the orchestrator's code uses. */
 function sdkCallsOfFunctions(): string[] {
   const root = path.join(__dirname, '..', '..', 'functions');
-  const services: Record<string, string> = { ssm: 'ssm', 'auto-scaling': 'autoscaling', sqs: 'sqs' };
+  const services: Record<string, string> = {
+    ssm: 'ssm',
+    'auto-scaling': 'autoscaling',
+    sqs: 'sqs',
+    ec2: 'ec2',
+  };
   const calls = new Set<string>();
   const files = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((file) =>
     file.endsWith('.ts'),

@@ -90,6 +90,13 @@ describe('existing-groups stack', () => {
       };
     };
 
+    // The deploy keys sit under the default releasePath: the function's role may not touch them.
+    const denied = JSON.stringify(
+      policyStatements(template, 'SelfDeployFunctionRole').filter((s) => s.Effect === 'Deny'),
+    );
+    expect(denied).toContain('"ssm:PutParameter"');
+    expect(denied).toContain(':parameter/selfdeploy/*/deploy-key"');
+
     for (const [role, own, others] of [
       ['webrole', ['production'], ['staging', 'qa']],
       ['sharedrole', ['production', 'staging'], ['qa']],
@@ -106,6 +113,17 @@ describe('existing-groups stack', () => {
       }
     }
     expect(nagFindings(stack)).toEqual([]);
+  });
+
+  it('lets the function read and write the default release path, and tag and put in Standby only the configured groups', () => {
+    const statements = JSON.stringify(policyStatements(existingTemplate, 'SelfDeployFunctionRole'));
+
+    expect(statements).toContain(':parameter/selfdeploy/*"');
+    expect(statements).toContain(':parameter/selfdeploy"');
+    expect(statements).toContain('"aws:ResourceTag/aws:autoscaling:groupName":["web","worker"]');
+    expect(statements).toMatch(
+      /"autoscaling:EnterStandby","autoscaling:ExitStandby"\],"Effect":"Allow","Resource":\[.*autoScalingGroupName\/web.*autoScalingGroupName\/worker/,
+    );
   });
 
   it('passes cdk-nag', () => {
@@ -389,16 +407,42 @@ describe('existing-groups configuration', () => {
 
   it('becomes construct props with durations', () => {
     const props = toSelfDeployProps({
-      groups: [{ name: 'api', heartbeatTimeoutSeconds: 3000 }],
+      groups: [{ name: 'api', heartbeatTimeoutSeconds: 3000, bootstrapBudgetSeconds: 600, follow: 'branch' }],
       executionTimeoutSeconds: 900,
       reconcileIntervalMinutes: 2,
       logRetentionDays: 7,
+      releasePath: '/acme/releases',
+      failureStreak: 5,
+      runbookBaseUrl: 'https://example.com/operations.md',
     });
 
     expect(props.groups[0]?.autoScalingGroup).toBe('api');
     expect(props.groups[0]?.heartbeatTimeout?.toSeconds()).toBe(3000);
+    expect(props.groups[0]?.bootstrapBudget?.toSeconds()).toBe(600);
+    expect(props.groups[0]?.follow).toBe('branch');
     expect(props.executionTimeout?.toSeconds()).toBe(900);
     expect(props.reconcileInterval?.toMinutes()).toBe(2);
     expect(props.logRetention).toBe(7);
+    expect(props).toMatchObject({
+      releasePath: '/acme/releases',
+      failureStreak: 5,
+      runbookBaseUrl: 'https://example.com/operations.md',
+    });
+  });
+
+  it('names a follow mode it does not know, and a budget a stack would refuse, in one error', () => {
+    const load = () =>
+      loadExistingGroupsConfig((key) =>
+        key === 'selfdeploy'
+          ? {
+              groups: [
+                { name: 'web', follow: 'head', bootstrapBudgetSeconds: 1800 },
+                { name: 'api', bootstrapBudgetSeconds: 1800 },
+              ],
+            }
+          : undefined,
+      );
+
+    expect(load).toThrow(/groups\.0\.follow: .*group api: bootstrapBudget is 1800 s/);
   });
 });

@@ -137,6 +137,38 @@ describe('impossible or unsafe settings are refused at synth, saying what to cha
     expect(build({ redeployMaxConcurrency: '0' })).toThrow(/redeployMaxConcurrency/);
   });
 
+  it('a bootstrap budget the bootstrap-time alarm could never see exceeded', () => {
+    expect(build({ groups: [{ autoScalingGroup: 'web', bootstrapBudget: Duration.minutes(30) }] })).toThrow(
+      'group web: bootstrapBudget is 1800 s: give at least 1 s and less than executionTimeout (1800 s)',
+    );
+    expect(build({ groups: [{ autoScalingGroup: 'web', bootstrapBudget: Duration.seconds(0) }] })).toThrow(
+      'group web: bootstrapBudget is 0 s',
+    );
+  });
+
+  it('a failure streak that is not a whole number of bootstraps', () => {
+    expect(build({ failureStreak: 0 })).toThrow(
+      'failureStreak is 0: give a whole number of failed bootstraps, at least 1',
+    );
+    expect(build({ failureStreak: 2.5 })).toThrow('failureStreak is 2.5');
+  });
+
+  it('a runbook base URL an alarm description could not link from', () => {
+    expect(build({ runbookBaseUrl: 'docs/operations.md' })).toThrow(
+      'runbookBaseUrl "docs/operations.md" is not an http(s) URL without a fragment',
+    );
+    expect(build({ runbookBaseUrl: 'https://example.com/operations.md#alarms' })).toThrow(
+      'is not an http(s) URL without a fragment',
+    );
+  });
+
+  it('a release path that is not a Parameter Store path', () => {
+    expect(build({ releasePath: 'selfdeploy' })).toThrow(
+      'releasePath: must be a Parameter Store path such as /selfdeploy',
+    );
+    expect(build({ releasePath: '/selfdeploy/' })).toThrow('releasePath: must be a Parameter Store path');
+  });
+
   it('document options the builder rejects', () => {
     expect(build({ document: { deployCommand: 'cap\ndeploy' } })).toThrow(
       'SelfDeployDocumentOptions.deployCommand',
@@ -181,6 +213,19 @@ describe('settings that look risky but are allowed', () => {
     expect(
       build({ groups: [{ autoScalingGroup: 'web', appUser: 'root' }], document: { allowRootAppUser: true } }),
     ).not.toThrow();
+  });
+
+  it('a short execution timeout: the default bootstrap budget becomes half of it', () => {
+    const stack = testStack();
+    const selfDeploy = new SelfDeploy(stack, 'SelfDeploy', {
+      groups: [{ autoScalingGroup: 'web' }],
+      executionTimeout: Duration.minutes(10),
+    });
+    const budget = selfDeploy.monitoring.alarms.find((alarm) => alarm.node.id === 'webBootstrapTime');
+
+    expect(stack.resolve((budget?.node.defaultChild as { threshold?: number } | undefined)?.threshold)).toBe(
+      300,
+    );
   });
 
   it('a loopback health-check URL', () => {

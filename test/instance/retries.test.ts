@@ -242,7 +242,10 @@ describe('git over SSH', () => {
   test('a fetch whose first connection fails is tried again, and the deploy goes on', async () => {
     const sha = instance.app.commit('Fetched on the second attempt');
 
-    const run = await instance.run(gitEnv([1], { SELFDEPLOY_GIT_KNOWN_HOSTS: trusted }));
+    // A named branch: asking origin for its default branch would be one more connection.
+    const run = await instance.run(
+      gitEnv([1], { SELFDEPLOY_GIT_KNOWN_HOSTS: trusted, SELFDEPLOY_BRANCHES: 'production=master' }),
+    );
 
     expect(run.exitCode).toBe(0);
     expect(instance.currentRevision()).toBe(sha);

@@ -20,6 +20,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { type ConfigInput, parseConfig } from '../../functions/orchestrator/config';
 import type { Deps } from '../../functions/orchestrator/deps';
+import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
 import type { MetricName } from '../../functions/shared/metric-names';
 
 export const ssm = mockClient(SSMClient);
@@ -80,6 +81,8 @@ export function harness(options: { config?: ConfigInput; remainingMs?: number } 
   // No group has a release, pause or deployment, and no instance a selfdeploy tag, unless a test says otherwise.
   ssm.on(GetParametersByPathCommand).resolves({ Parameters: [] });
   ec2.on(DescribeTagsCommand).resolves({ Tags: [] });
+  // Each test reads the records it sets up: none is served from an earlier test's cached read.
+  forgetReleaseCache();
   let now = NOW;
   const sleeps: number[] = [];
   const metrics: Harness['metrics'] = [];

@@ -1,6 +1,13 @@
 import { isLifecycleResult, type LifecycleResult } from '../../../functions/shared/lifecycle-result';
 import { ApiError } from './api-error';
-import type { Activity, AutoScaling, Group, Instance, PoolState } from './auto-scaling';
+import {
+  type Activity,
+  type AutoScaling,
+  type Group,
+  type Instance,
+  MAX_STANDBY_INSTANCES,
+  type PoolState,
+} from './auto-scaling';
 
 const XMLNS = 'http://autoscaling.amazonaws.com/doc/2011-01-01/';
 
@@ -202,6 +209,21 @@ export function runQuery(model: AutoScaling, input: QueryInput): Xml | undefined
         NextToken: page.nextToken,
       };
     }
+    case 'EnterStandby': {
+      const ids = standbyIds(input);
+      const decrement = input.required('ShouldDecrementDesiredCapacity');
+      const activities = model.enterStandby(
+        input.required('AutoScalingGroupName'),
+        ids,
+        decrement === 'true',
+      );
+      return { Activities: activities.map((a) => activityXml(a, model.group(a.groupName))) };
+    }
+    case 'ExitStandby': {
+      const ids = standbyIds(input);
+      const activities = model.exitStandby(input.required('AutoScalingGroupName'), ids);
+      return { Activities: activities.map((a) => activityXml(a, model.group(a.groupName))) };
+    }
     case 'PutWarmPool': {
       const minSize = input.int('MinSize');
       const maxGroupPreparedCapacity = input.int('MaxGroupPreparedCapacity');
@@ -233,6 +255,13 @@ export function runQuery(model: AutoScaling, input: QueryInput): Xml | undefined
     default:
       throw new ApiError('InvalidAction', `Could not find operation ${input.action} for version 2011-01-01`);
   }
+}
+
+/** The instances of an EnterStandby / ExitStandby call: at most 20, each once. */
+function standbyIds(input: QueryInput): string[] {
+  const ids = input.list('InstanceIds');
+  atMost(ids, 'instanceIds', MAX_STANDBY_INSTANCES);
+  return [...new Set(ids)];
 }
 
 function actionRef(input: QueryInput) {

@@ -139,6 +139,12 @@ export type InstanceChange =
 const MAX_GLOBAL_TIMEOUT = 172_800;
 /** Launch and terminate hooks a group may have (AWS's quota). */
 const MAX_HOOKS = 50;
+/** EnterStandby and ExitStandby take at most this many instances per call. */
+export const MAX_STANDBY_INSTANCES = 20;
+/** States of an instance on its way to standby or in it: outside the group's capacity. */
+const STANDBY_STATES: ReadonlySet<string> = new Set(['EnteringStandby', 'Standby']);
+/** Simulated seconds an instance spends in EnteringStandby, or Pending on its way out of standby. */
+const STANDBY_TRANSITION_SECONDS = 1;
 /** What a launch's activity reports while its lifecycle action waits (the console shows about 30 %). */
 const WAITING_PROGRESS = 30;
 
@@ -269,6 +275,78 @@ export class AutoScaling {
     this.#fillCapacity(group, before);
   }
 
+  /**
+   * EnterStandby: InService instances go EnteringStandby, then Standby, each with an
+   * activity. With `decrement` the desired capacity drops by their number, never below
+   * MinSize; without, the group launches replacements. Returns the activities.
+   */
+  public enterStandby(groupName: string, ids: readonly string[], decrement: boolean): Activity[] {
+    const group = this.group(groupName);
+    const instances = this.#standbyInstances(group, ids, 'InService');
+    const before = group.desiredCapacity;
+    if (decrement && before - instances.length < group.minSize) {
+      throw new ApiError(
+        'ValidationError',
+        `AutoScalingGroup ${group.name} has min-size=${group.minSize}, max-size=${group.maxSize}, and desired-size=${before}. To place into standby ${count(instances.length)}, please update the AutoScalingGroup sizes appropriately.`,
+      );
+    }
+    if (decrement) group.desiredCapacity -= instances.length;
+    const now = isoSeconds(Date.now());
+    const activities = instances.map((instance) => {
+      instance.state = 'EnteringStandby';
+      const activity = this.#activity(
+        group,
+        `Moving EC2 instance to Standby: ${instance.id}`,
+        decrement
+          ? `At ${now} instance ${instance.id} was moved to standby in response to a user request, shrinking the capacity from ${before} to ${group.desiredCapacity}.`
+          : `At ${now} instance ${instance.id} was moved to standby in response to a user request.`,
+      );
+      activity.progress = 50;
+      this.clock.after(STANDBY_TRANSITION_SECONDS, () => {
+        if (instance.state !== 'EnteringStandby') return;
+        instance.state = 'Standby';
+        endActivity(activity, 'Successful');
+      });
+      return activity;
+    });
+    if (!decrement) this.#fillCapacity(group, before);
+    return activities;
+  }
+
+  /**
+   * ExitStandby: Standby instances go Pending, then InService, and the desired capacity
+   * grows by their number, never above MaxSize. Launch hooks do not run again: AWS applies
+   * them only to newly launched instances.
+   */
+  public exitStandby(groupName: string, ids: readonly string[]): Activity[] {
+    const group = this.group(groupName);
+    const instances = this.#standbyInstances(group, ids, 'Standby');
+    const before = group.desiredCapacity;
+    if (before + instances.length > group.maxSize) {
+      throw new ApiError(
+        'ValidationError',
+        `AutoScalingGroup ${group.name} has min-size=${group.minSize}, max-size=${group.maxSize}, and desired-size=${before}. To exit standby ${count(instances.length)}, please update the AutoScalingGroup sizes appropriately.`,
+      );
+    }
+    group.desiredCapacity += instances.length;
+    const now = isoSeconds(Date.now());
+    return instances.map((instance) => {
+      instance.state = 'Pending';
+      const activity = this.#activity(
+        group,
+        `Moving EC2 instance out of Standby: ${instance.id}`,
+        `At ${now} instance ${instance.id} was moved out of standby in response to a user request, increasing the capacity from ${before} to ${group.desiredCapacity}.`,
+      );
+      activity.progress = 30;
+      this.clock.after(STANDBY_TRANSITION_SECONDS, () => {
+        if (instance.state !== 'Pending') return;
+        instance.state = 'InService';
+        endActivity(activity, 'Successful');
+      });
+      return activity;
+    });
+  }
+
   public completeLifecycleAction(ref: ActionRef, result: string): void {
     if (result !== 'CONTINUE' && result !== 'ABANDON') {
       throw new ApiError(
@@ -360,9 +438,29 @@ export class AutoScaling {
     throw new ApiError('ValidationError', `No active Lifecycle Action found with ${what}`);
   }
 
+  /** The instances a standby call names, each in the group and in `state`, else AWS's error. */
+  #standbyInstances(group: Group, ids: readonly string[], state: 'InService' | 'Standby'): Instance[] {
+    return ids.map((id) => {
+      const instance = group.instances.get(id);
+      if (!instance) {
+        throw new ApiError(
+          'ValidationError',
+          `The instance ${id} is not part of Auto Scaling group ${group.name}.`,
+        );
+      }
+      if (instance.state !== state) {
+        throw new ApiError('ValidationError', `The instance ${id} is not in ${state}.`);
+      }
+      return instance;
+    });
+  }
+
   /** Brings the group to its desired capacity (from `before`), then its warm pool to its size. */
   #fillCapacity(group: Group, before: number): void {
-    const live = [...group.instances.values()].filter((i) => !i.state.startsWith('Terminating'));
+    // Instances on standby are in the group but not in its capacity.
+    const live = [...group.instances.values()].filter(
+      (i) => !i.state.startsWith('Terminating') && !STANDBY_STATES.has(i.state),
+    );
     for (let capacity = live.length; capacity < group.desiredCapacity; capacity++) {
       const warmed = this.#readyWarmedInstance(group);
       if (warmed) this.#leavePool(group, warmed, live.length);
@@ -605,6 +703,11 @@ export interface ActionRef {
   readonly hookName: string;
   readonly token?: string;
   readonly instanceId?: string;
+}
+
+/** "1 instance", "2 instances", as AWS words its sizes errors. */
+function count(instances: number): string {
+  return `${instances} instance${instances === 1 ? '' : 's'}`;
 }
 
 function checkDesired(desired: number, min: number, max: number): void {

@@ -1,8 +1,10 @@
 import type { Server } from 'node:http';
 import { AutoScaling, type Instance } from './auto-scaling';
 import { Clock } from './clock';
+import { Ec2 } from './ec2';
 import { type DeliveryFaults, EventBus } from './event-bus';
 import { seededRandom } from './ids';
+import { Functions } from './lambda-api';
 import { type CallRecord, type CallRequest, listen } from './server';
 import { type Credentials, randomCredentials } from './sigv4';
 import { type Queue, type QueueSettings, Sqs } from './sqs';
@@ -40,6 +42,8 @@ export interface ControlPlaneOptions {
   readonly retryDelaysSeconds?: readonly number[];
   /** Simulated seconds before a new invocation is readable with GetCommandInvocation. @default 1 */
   readonly invocationVisibilitySeconds?: number;
+  /** Simulated seconds after a launch before EC2's reads and CreateTags know the instance. @default 1 */
+  readonly instanceVisibilitySeconds?: number;
   /** Runs the commands sent to instances. @default every command succeeds at once with no output */
   readonly agent?: Agent;
   /** @default 0 */
@@ -67,9 +71,9 @@ export interface ControlPlaneOptions {
 }
 
 /**
- * A local stand-in for Auto Scaling, SSM, SQS and EventBridge, served on 127.0.0.1 with the real
- * wire protocols. Launches start simulated instances whose agents register after a delay
- * and run commands with `agent`.
+ * A local stand-in for Auto Scaling, EC2, SSM, SQS, Lambda's Invoke and EventBridge, served on
+ * 127.0.0.1 with the real wire protocols. Launches start simulated instances whose agents
+ * register after a delay and run commands with `agent`.
  */
 export class ControlPlane {
   public readonly endpoint: string;
@@ -79,6 +83,9 @@ export class ControlPlane {
   public readonly autoScaling: AutoScaling;
   public readonly ssm: Ssm;
   public readonly sqs: Sqs;
+  public readonly ec2: Ec2;
+  /** The functions Lambda's Invoke API reaches (the local run registers its orchestrator). */
+  public readonly functions: Functions;
   public readonly throttle: Throttle;
   /** This control plane's own access key, made at start; every request must be signed with it. */
   public readonly credentials: Credentials;
@@ -108,6 +115,8 @@ export class ControlPlane {
     autoScaling: AutoScaling;
     ssm: Ssm;
     sqs: Sqs;
+    ec2: Ec2;
+    functions: Functions;
     throttle: Throttle;
     credentials: Credentials;
     calls: CallRecord[];
@@ -125,6 +134,8 @@ export class ControlPlane {
     this.autoScaling = parts.autoScaling;
     this.ssm = parts.ssm;
     this.sqs = parts.sqs;
+    this.ec2 = parts.ec2;
+    this.functions = parts.functions;
     this.throttle = parts.throttle;
     this.credentials = parts.credentials;
     this.calls = parts.calls;
@@ -159,6 +170,8 @@ export class ControlPlane {
       ...(options.retryDelaysSeconds ? { retryDelaysSeconds: options.retryDelaysSeconds } : {}),
     });
     const autoScaling = new AutoScaling(clock, bus, account, region);
+    const ec2 = new Ec2(autoScaling, clock, options.instanceVisibilitySeconds ?? 1);
+    const functions = new Functions(region, account, clock, options.retryDelaysSeconds ?? [60, 120]);
     const ssm = new Ssm(clock, bus, account, region, options.invocationVisibilitySeconds ?? 1);
     const throttle = new Throttle(options.throttle);
     const calls: CallRecord[] = [];
@@ -179,7 +192,10 @@ export class ControlPlane {
       autoScaling,
       ssm,
       sqs,
+      ec2,
+      functions,
       throttle,
+      account,
       onCall: (call) => calls.push(call),
       denied: options.denied ?? (() => false),
     });
@@ -192,6 +208,8 @@ export class ControlPlane {
       autoScaling,
       ssm,
       sqs,
+      ec2,
+      functions,
       throttle,
       credentials,
       calls,
@@ -212,6 +230,8 @@ export class ControlPlane {
       AWS_ENDPOINT_URL_AUTO_SCALING: this.endpoint,
       AWS_ENDPOINT_URL_SSM: this.endpoint,
       AWS_ENDPOINT_URL_SQS: this.endpoint,
+      AWS_ENDPOINT_URL_EC2: this.endpoint,
+      AWS_ENDPOINT_URL_LAMBDA: this.endpoint,
       AWS_REGION: this.region,
       // The AWS CLI v1 reads the region from here only.
       AWS_DEFAULT_REGION: this.region,

@@ -3,8 +3,11 @@ import type { AddressInfo } from 'node:net';
 import { ApiError } from './api-error';
 import type { AutoScaling } from './auto-scaling';
 import { QueryInput, queryError, queryInstanceIds, queryResponse, runQuery } from './auto-scaling-protocol';
+import type { Ec2 } from './ec2';
+import { EC2_VERSION, Ec2Input, ec2Error, ec2InstanceIds, ec2Response, runEc2 } from './ec2-protocol';
 import { uuid } from './ids';
-import { type Credentials, verifySigV4 } from './sigv4';
+import { Functions, type RestAnswer, restJsonError, TooManyRequests } from './lambda-api';
+import { type Credentials, type Protocol, verifySigV4 } from './sigv4';
 import type { Sqs } from './sqs';
 import { runSqs, sqsError } from './sqs-protocol';
 import type { Ssm } from './ssm';
@@ -13,7 +16,7 @@ import type { Throttle } from './throttle';
 
 /** One API call as the control plane saw it. */
 export interface CallRecord {
-  readonly service: 'autoscaling' | 'ssm' | 'sqs';
+  readonly service: 'autoscaling' | 'ssm' | 'sqs' | 'ec2' | 'lambda';
   readonly operation: string;
   readonly instanceIds: readonly string[];
   /** The error code answered, if any (e.g. `Throttling`, `InvalidInstanceId`). */
@@ -27,6 +30,8 @@ export interface ServerModels {
   readonly autoScaling: AutoScaling;
   readonly ssm: Ssm;
   readonly sqs: Sqs;
+  readonly ec2: Ec2;
+  readonly functions: Functions;
   readonly throttle: Throttle;
   readonly onCall: (call: CallRecord) => void;
   /** True when this call must be refused as an IAM policy would refuse it. */
@@ -35,15 +40,26 @@ export interface ServerModels {
   readonly credentials: Credentials;
   /** The region signatures must be scoped to. */
   readonly region: string;
+  readonly account: string;
 }
 
 const SSM_TARGET_PREFIX = 'AmazonSSM.';
+/** The protocol each service speaks, which decides its authentication errors. */
+const PROTOCOLS = {
+  autoscaling: 'query',
+  ssm: 'json',
+  sqs: 'json',
+  ec2: 'ec2',
+  lambda: 'rest-json',
+} as const satisfies Record<CallRecord['service'], Protocol>;
 const SQS_TARGET_PREFIX = 'AmazonSQS.';
 
 /**
- * Serves the three wire protocols on one loopback port: a request with
+ * Serves the five wire protocols on one loopback port: a request with
  * `X-Amz-Target: AmazonSSM.<op>` is SSM (awsJson1_1), `X-Amz-Target: AmazonSQS.<op>` is SQS
- * (awsJson1_0), a form POST with `Action=` is Auto Scaling (awsQuery). Every request must carry a valid SigV4 signature made with
+ * (awsJson1_0), `POST /2015-03-31/functions/<name>/invocations` is Lambda's Invoke (REST-JSON),
+ * a form POST with `Action=` is EC2 (its query protocol, `Version=2016-11-15`) or else Auto
+ * Scaling (awsQuery). Every request must carry a valid SigV4 signature made with
  * `models.credentials`: any local user can reach the port, and commands run on instances.
  */
 export async function listen(
@@ -76,8 +92,13 @@ function handle(request: IncomingMessage, raw: Buffer, response: ServerResponse,
       credentials: models.credentials,
       region: models.region,
       service,
-      protocol: service === 'autoscaling' ? 'query' : 'json',
+      protocol: PROTOCOLS[service],
     });
+  const invoked = Functions.functionNameOf(request);
+  if (invoked !== undefined) {
+    void handleLambda(invoked, request, raw, verify('lambda'), requestId, response, models);
+    return;
+  }
   if (typeof target === 'string' && target.startsWith(SSM_TARGET_PREFIX)) {
     const operation = target.slice(SSM_TARGET_PREFIX.length);
     void handleJson(SSM_SERVICE(models), operation, body, verify('ssm'), requestId, response, models);
@@ -88,13 +109,26 @@ function handle(request: IncomingMessage, raw: Buffer, response: ServerResponse,
     void handleJson(SQS_SERVICE(models), operation, body, verify('sqs'), requestId, response, models);
     return;
   }
+  if (
+    request.method === 'POST' &&
+    /(^|&)Action=/.test(body) &&
+    new URLSearchParams(body).get('Version') === EC2_VERSION
+  ) {
+    handleEc2(new Ec2Input(body), verify('ec2'), requestId, response, models);
+    return;
+  }
   if (request.method === 'POST' && /(^|&)Action=/.test(body)) {
     handleAutoScaling(new QueryInput(body), verify('autoscaling'), requestId, response, models);
     return;
   }
+  if (new URL(request.url ?? '/', 'http://localhost').pathname !== '/') {
+    // Only REST services put the operation in the path; Lambda's Invoke is the one served.
+    void handleLambda(undefined, request, raw, verify('lambda'), requestId, response, models);
+    return;
+  }
   response.writeHead(400, { 'content-type': 'text/plain' });
   response.end(
-    'local control plane: expected an Auto Scaling (Action=…), SSM (X-Amz-Target: AmazonSSM.…) or SQS (X-Amz-Target: AmazonSQS.…) request\n',
+    'local control plane: expected an Auto Scaling or EC2 (Action=…), SSM (X-Amz-Target: AmazonSSM.…), SQS (X-Amz-Target: AmazonSQS.…) or Lambda Invoke (POST /2015-03-31/functions/…/invocations) request\n',
   );
 }
 
@@ -123,6 +157,71 @@ function handleAutoScaling(
     response.writeHead(apiError.status, headers);
     response.end(queryError(apiError, requestId));
   }
+}
+
+function handleEc2(
+  input: Ec2Input,
+  authenticate: () => void,
+  requestId: string,
+  response: ServerResponse,
+  models: ServerModels,
+): void {
+  const instanceIds = ec2InstanceIds(input);
+  const headers = { 'content-type': 'text/xml;charset=UTF-8', 'x-amzn-requestid': requestId };
+  try {
+    authenticate();
+    if (models.denied({ service: 'ec2', operation: input.action, instanceIds })) {
+      throw new ApiError('UnauthorizedOperation', 'You are not authorized to perform this operation.', 403);
+    }
+    if (models.throttle.refuse(input.action)) {
+      throw new ApiError('RequestLimitExceeded', 'Request limit exceeded.', 503);
+    }
+    const result = runEc2(models.ec2, input, models.account);
+    models.onCall({ service: 'ec2', operation: input.action, instanceIds });
+    response.writeHead(200, headers);
+    response.end(ec2Response(input.action, result, requestId));
+  } catch (error) {
+    const apiError = asApiError(error);
+    models.onCall({ service: 'ec2', operation: input.action, instanceIds, error: apiError.code });
+    response.writeHead(apiError.status, headers);
+    response.end(ec2Error(apiError, requestId));
+  }
+}
+
+/** Lambda's Invoke: the function named in the path, answered in REST-JSON; any other path is an operation not served. */
+async function handleLambda(
+  invoked: { name: string; qualifier?: string } | undefined,
+  request: IncomingMessage,
+  raw: Buffer,
+  authenticate: () => void,
+  requestId: string,
+  response: ServerResponse,
+  models: ServerModels,
+): Promise<void> {
+  const operation = invoked ? 'Invoke' : `${request.method ?? 'GET'} ${request.url ?? '/'}`;
+  let answer: RestAnswer;
+  try {
+    authenticate();
+    if (!invoked) throw new ApiError('UnknownOperationException', '', 404);
+    if (models.denied({ service: 'lambda', operation, instanceIds: [] })) {
+      throw new ApiError('AccessDeniedException', accessDenied('lambda', 'InvokeFunction'), 403);
+    }
+    if (models.throttle.refuse(operation)) {
+      throw new TooManyRequests('CallerRateLimitExceeded', 'Rate exceeded');
+    }
+    answer = await models.functions.invoke(invoked, request.headers, raw);
+    models.onCall({ service: 'lambda', operation, instanceIds: [] });
+  } catch (error) {
+    const apiError = asApiError(error);
+    models.onCall({ service: 'lambda', operation, instanceIds: [], error: apiError.code });
+    answer = restJsonError(apiError, requestId);
+  }
+  response.writeHead(answer.status, {
+    'content-type': 'application/json',
+    'x-amzn-requestid': requestId,
+    ...answer.headers,
+  });
+  response.end(answer.body);
 }
 
 /** What differs between the JSON-protocol services: their content type, errors and operations. */

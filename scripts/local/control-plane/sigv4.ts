@@ -8,8 +8,11 @@ export interface Credentials {
   readonly secretAccessKey: string;
 }
 
-/** The wire protocol a request speaks: its errors take that protocol's codes. */
-export type Protocol = 'query' | 'json';
+/**
+ * The wire protocol a request speaks: its errors take that protocol's codes and status
+ * (awsQuery 403, awsJson 400, REST-JSON behind Lambda's front end 403, EC2's query 401/403).
+ */
+export type Protocol = 'query' | 'json' | 'rest-json' | 'ec2';
 
 const ALGORITHM = 'AWS4-HMAC-SHA256';
 /** AWS accepts a request signed up to 15 minutes before or after its own clock. */
@@ -25,11 +28,40 @@ export function randomCredentials(): Credentials {
 
 /** The codes AWS answers for each authentication failure, per protocol. */
 const CODES = {
-  missing: { query: 'MissingAuthenticationToken', json: 'MissingAuthenticationTokenException' },
-  incomplete: { query: 'IncompleteSignature', json: 'IncompleteSignatureException' },
-  unknownKey: { query: 'InvalidClientTokenId', json: 'UnrecognizedClientException' },
-  signature: { query: 'SignatureDoesNotMatch', json: 'InvalidSignatureException' },
+  missing: {
+    query: 'MissingAuthenticationToken',
+    json: 'MissingAuthenticationTokenException',
+    'rest-json': 'MissingAuthenticationTokenException',
+    ec2: 'MissingAuthenticationToken',
+  },
+  incomplete: {
+    query: 'IncompleteSignature',
+    json: 'IncompleteSignatureException',
+    'rest-json': 'IncompleteSignatureException',
+    ec2: 'IncompleteSignature',
+  },
+  unknownKey: {
+    query: 'InvalidClientTokenId',
+    json: 'UnrecognizedClientException',
+    'rest-json': 'UnrecognizedClientException',
+    ec2: 'AuthFailure',
+  },
+  signature: {
+    query: 'SignatureDoesNotMatch',
+    json: 'InvalidSignatureException',
+    'rest-json': 'InvalidSignatureException',
+    ec2: 'SignatureDoesNotMatch',
+  },
 } as const;
+
+/** The status each protocol answers an authentication failure with. */
+function failureStatus(protocol: Protocol, kind: keyof typeof CODES): number {
+  if (protocol === 'json') return 400;
+  // EC2 answers an access key it does not know with 401 AuthFailure.
+  if (protocol === 'ec2' && kind === 'unknownKey') return 401;
+  if (protocol === 'ec2' && kind === 'incomplete') return 400;
+  return 403;
+}
 
 const MISMATCH =
   'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.';
@@ -37,7 +69,7 @@ const MISMATCH =
 /**
  * Verifies the request's AWS Signature Version 4 (Authorization header) against
  * `credentials` for `service` in `region`; throws the ApiError AWS answers otherwise.
- * awsQuery services answer these with 403, awsJson services with 400.
+ * Each protocol answers these with its own codes and status (see Protocol).
  */
 export function verifySigV4(
   request: IncomingMessage,
@@ -47,13 +79,15 @@ export function verifySigV4(
 ): void {
   const { protocol } = expected;
   const fail = (kind: keyof typeof CODES, message: string): never => {
-    throw new ApiError(CODES[kind][protocol], message, protocol === 'query' ? 403 : 400);
+    throw new ApiError(CODES[kind][protocol], message, failureStatus(protocol, kind));
   };
   const authorization = request.headers.authorization;
   if (!authorization) {
     fail(
       'missing',
-      protocol === 'query' ? 'Request is missing Authentication Token' : 'Missing Authentication Token',
+      protocol === 'query' || protocol === 'ec2'
+        ? 'Request is missing Authentication Token'
+        : 'Missing Authentication Token',
     );
   }
   const header = parseAuthorization(String(authorization));
@@ -65,7 +99,12 @@ export function verifySigV4(
   }
   const { accessKeyId, date, region, service, signedHeaders, signature } = header as AuthorizationHeader;
   if (accessKeyId !== expected.credentials.accessKeyId) {
-    fail('unknownKey', 'The security token included in the request is invalid.');
+    fail(
+      'unknownKey',
+      protocol === 'ec2'
+        ? 'AWS was not able to validate the provided access credentials'
+        : 'The security token included in the request is invalid.',
+    );
   }
   if (service !== expected.service) {
     fail('signature', `Credential should be scoped to correct service: '${expected.service}'. `);

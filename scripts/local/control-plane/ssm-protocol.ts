@@ -1,6 +1,13 @@
 import { isTerminalStatus } from '../../../functions/shared/event-patterns';
 import { ApiError } from './api-error';
-import { type Command, type Invocation, OUTPUT_LIMITS, type SendCommandInput, type Ssm } from './ssm';
+import {
+  type Command,
+  type Invocation,
+  OUTPUT_LIMITS,
+  type SendCommandInput,
+  type Ssm,
+  type StoredParameter,
+} from './ssm';
 
 /** An awsJson1_1 request body as the SDK sends it. */
 export type JsonInput = Readonly<Record<string, unknown>>;
@@ -142,26 +149,48 @@ export function runJson(model: Ssm, operation: string, input: JsonInput): unknow
       );
       return { Version: stored.version, Tier: 'Standard' };
     }
-    case 'GetParameter': {
-      const stored = model.getParameter(requiredString(input, 'Name'));
-      // Without decryption a SecureString reads as its (here: stand-in) ciphertext.
-      const hidden = stored.type === 'SecureString' && input.WithDecryption !== true;
-      return {
-        Parameter: {
-          Name: stored.name,
-          Type: stored.type,
-          Value: hidden ? Buffer.from(`encrypted:${stored.name}`).toString('base64') : stored.value,
-          Version: stored.version,
-          LastModifiedDate: stored.modifiedAt / 1000,
-          ARN: model.parameterArn(stored.name),
-          DataType: 'text',
-        },
-      };
+    case 'GetParameter':
+      return { Parameter: parameterJson(model, model.getParameter(requiredString(input, 'Name')), input) };
+    case 'GetParametersByPath': {
+      const path = requiredString(input, 'Path');
+      const found = model.parametersByPath(path, input.Recursive === true);
+      const page = paginate(found, input, 10);
+      return { Parameters: page.items.map((p) => parameterJson(model, p, input)), NextToken: page.nextToken };
+    }
+    case 'DeleteParameter':
+      if (!model.deleteParameter(requiredString(input, 'Name'))) throw new ApiError('ParameterNotFound', '');
+      return {};
+    case 'DeleteParameters': {
+      const names = Array.isArray(input.Names) ? input.Names.map(String) : [];
+      if (names.length < 1 || names.length > 10) {
+        const bound = names.length < 1 ? 'greater than or equal to 1' : 'less than or equal to 10';
+        throw new ApiError(
+          'ValidationException',
+          `1 validation error detected: Value '[${names.join(', ')}]' at 'names' failed to satisfy constraint: Member must have length ${bound}`,
+        );
+      }
+      const unique = [...new Set(names)];
+      const deleted = unique.filter((name) => model.deleteParameter(name));
+      return { DeletedParameters: deleted, InvalidParameters: unique.filter((n) => !deleted.includes(n)) };
     }
     default:
       // AWS names no operation in this answer: `{"__type":"UnknownOperationException"}`.
       throw new ApiError('UnknownOperationException', '');
   }
+}
+
+/** A parameter as GetParameter(sByPath) answers it; a SecureString without decryption reads as its ciphertext. */
+function parameterJson(model: Ssm, stored: StoredParameter, input: JsonInput) {
+  const hidden = stored.type === 'SecureString' && input.WithDecryption !== true;
+  return {
+    Name: stored.name,
+    Type: stored.type,
+    Value: hidden ? Buffer.from(`encrypted:${stored.name}`).toString('base64') : stored.value,
+    Version: stored.version,
+    LastModifiedDate: stored.modifiedAt / 1000,
+    ARN: model.parameterArn(stored.name),
+    DataType: 'text',
+  };
 }
 
 function commandJson(c: Command) {

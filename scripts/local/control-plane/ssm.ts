@@ -70,6 +70,32 @@ const RUN_SHELL_SCRIPT_CONTENT = JSON.stringify({
 /** SendCommand's TimeoutSeconds (the delivery timeout): bounds and default. */
 export const DELIVERY_TIMEOUT = { min: 30, max: 2_592_000, default: 3600 } as const;
 
+/** The longest value a Standard-tier parameter holds. */
+export const PARAMETER_VALUE_LIMIT = 4096;
+/** The most levels a parameter name's hierarchy has. */
+const PARAMETER_LEVELS = 15;
+
+/** Refuses a parameter name as PutParameter does: characters, the reserved prefixes, its levels. */
+function checkParameterName(name: string): void {
+  const segments = name.split('/');
+  const reserved = name.startsWith('/') ? /^(aws|ssm)$/i.test(segments[1] ?? '') : /^(aws|ssm)/i.test(name);
+  if (!/^[a-zA-Z0-9_./-]+$/.test(name) || reserved) {
+    throw new ApiError(
+      'ValidationException',
+      'Parameter name: can\'t be prefixed with "aws" or "ssm" (case-insensitive). If formed as a path, it can consist of sub-paths divided by slash symbol; each sub-path can be formed as a mix of letters, numbers and the following 3 symbols .-_',
+    );
+  }
+  if (name.includes('/') && (!name.startsWith('/') || segments.slice(1).some((s) => s === ''))) {
+    throw new ApiError('ValidationException', 'Parameter name must be a fully qualified name.');
+  }
+  if (segments.length - (name.startsWith('/') ? 1 : 0) > PARAMETER_LEVELS) {
+    throw new ApiError(
+      'HierarchyLevelLimitExceededException',
+      `A hierarchy can have a maximum of ${PARAMETER_LEVELS} levels.`,
+    );
+  }
+}
+
 /** SSM's limits on command output (GetCommandInvocation; ListCommandInvocations plugin output). */
 export const OUTPUT_LIMITS = { stdout: 24_000, stderr: 8_000, pluginOutput: 2_500 } as const;
 
@@ -322,7 +348,18 @@ export class Ssm {
     return Date.now() >= invocation.visibleAt || isTerminalStatus(invocation.status);
   }
 
+  /**
+   * PutParameter: the name checked as SSM checks it, a Standard-tier value of at most 4096
+   * characters; with `overwrite` false an existing name is refused (an atomic create).
+   */
   public putParameter(name: string, value: string, type: string, overwrite: boolean): StoredParameter {
+    checkParameterName(name);
+    if (value.length > PARAMETER_VALUE_LIMIT) {
+      throw new ApiError(
+        'ValidationException',
+        `Standard tier parameters support a maximum parameter value of ${PARAMETER_VALUE_LIMIT} characters. To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier. For more information, see https://docs.aws.amazon.com/systems-manager/latest/userguide/parameter-store-advanced-parameters.html`,
+      );
+    }
     const existing = this.#parameters.get(name);
     if (existing && !overwrite) {
       throw new ApiError(
@@ -339,6 +376,30 @@ export class Ssm {
     const stored = this.#parameters.get(name);
     if (!stored) throw new ApiError('ParameterNotFound', '');
     return stored;
+  }
+
+  /**
+   * GetParametersByPath's selection, by name: without `recursive` only the path's direct
+   * children (`/a` lists `/a/b`, not `/a/b/c`), with it every level below the path.
+   */
+  public parametersByPath(path: string, recursive: boolean): StoredParameter[] {
+    if (!/^\/([a-zA-Z0-9_.-]+\/)*[a-zA-Z0-9_.-]*$/.test(path)) {
+      throw new ApiError(
+        'ValidationException',
+        'The parameter doesn\'t meet the parameter name requirements. The parameter name must begin with a forward slash "/". It can\'t be prefixed with "aws" or "ssm" (case-insensitive). It must use only letters, numbers, or the following symbols: . (period), - (hyphen), _ (underscore). Special characters are not allowed. All sub-paths, if specified, must use the forward slash symbol "/". Valid example: /get/parameters2-/by1./path0_.',
+      );
+    }
+    const prefix = path.endsWith('/') ? path : `${path}/`;
+    return [...this.#parameters.values()]
+      .filter(
+        ({ name }) => name.startsWith(prefix) && (recursive || !name.slice(prefix.length).includes('/')),
+      )
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** DeleteParameter(s): true when the parameter existed. */
+  public deleteParameter(name: string): boolean {
+    return this.#parameters.delete(name);
   }
 
   public parameterArn(name: string): string {
