@@ -3,7 +3,6 @@ import {
   DescribeAutoScalingGroupsCommand,
   DescribeAutoScalingInstancesCommand,
 } from '@aws-sdk/client-auto-scaling';
-import { DescribeTagsCommand } from '@aws-sdk/client-ec2';
 import {
   GetParameterCommand,
   ListCommandInvocationsCommand,
@@ -38,21 +37,18 @@ import {
 } from './deployment-steps';
 import type { Deps } from './deps';
 import { deleteRecords, type GroupRecord, groupPath, readGroupRecord, writeRecord } from './release-store';
+import { readDeployTags } from './revision-tags';
 import { chunk, mapLimited } from './utilities';
 
 type Action<Name extends OperatorAction['action']> = Extract<OperatorAction, { action: Name }>;
 type DeployAnswer = Extract<OperatorAnswer, { action: 'deploy' | 'rollback' }>;
 
-/** The tag the launch path writes with the SHA a successful deploy left live. */
-export const REVISION_TAG = 'selfdeploy:revision';
 /** A canary command not on record this long after the deployment began was never sent. */
 const ADOPT_AFTER_MS = 120_000;
 /** Commands read at once when a deployment's statuses are read. */
 const READ_CONCURRENCY = 5;
 /** Failed runs whose output is read for the log and the record. */
 const FAILED_RUNS_READ = 10;
-/** DescribeTags' resource-id filter takes at most this many values. */
-const IDS_PER_TAG_FILTER = 200;
 
 /** Deploys a revision canary-first; answers at once with the deployment id (status events and reconcile advance it). */
 export function deploy(deps: Deps, action: Action<'deploy'>): Promise<DeployAnswer> {
@@ -235,26 +231,8 @@ export async function inServiceInstances(deps: Deps, groupName: string): Promise
 
 /** Each instance's `selfdeploy:revision` tag, where it has one. */
 export async function revisionTags(deps: Deps, instanceIds: readonly string[]): Promise<Map<string, string>> {
-  const tags = new Map<string, string>();
-  for (const ids of chunk(instanceIds, IDS_PER_TAG_FILTER)) {
-    let NextToken: string | undefined;
-    do {
-      const page = await deps.clients.ec2.send(
-        new DescribeTagsCommand({
-          Filters: [
-            { Name: 'resource-id', Values: ids },
-            { Name: 'key', Values: [REVISION_TAG] },
-          ],
-          NextToken,
-        }),
-      );
-      for (const tag of page.Tags ?? []) {
-        if (tag.ResourceId && tag.Value) tags.set(tag.ResourceId, tag.Value);
-      }
-      NextToken = page.NextToken;
-    } while (NextToken);
-  }
-  return tags;
+  const tags = await readDeployTags(deps, instanceIds);
+  return new Map([...tags].flatMap(([id, { sha }]) => (sha ? [[id, sha] as const] : [])));
 }
 
 /** What an advance did to a group's deployment. */

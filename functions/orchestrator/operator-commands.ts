@@ -1,9 +1,12 @@
 import { ListCommandInvocationsCommand } from '@aws-sdk/client-ssm';
-import { failureOutput } from './commands';
+import { SHA_PATTERN } from '../shared/operator-actions';
+import { parseResultLine } from '../shared/result-line';
+import { failureOutput, readInvocation } from './commands';
 import type { FinishedCommand } from './completion';
 import { managedGroup } from './config';
 import { type AdvanceOutcome, advanceDeployment } from './deployments';
 import type { Deps } from './deps';
+import { type DeployResult, tagDeployResults } from './revision-tags';
 
 /** What a finished command without lifecycle context (an operator's) led to. */
 export type OperatorCommandOutcome =
@@ -13,6 +16,49 @@ export type OperatorCommandOutcome =
 
 /** Failed runs whose output a finished operator command logs. */
 const FAILED_RUNS_LOGGED = 5;
+
+/** Tags each instance with what its run left; a failure to read or tag is logged and changes nothing else. */
+async function tagResults(deps: Deps, command: FinishedCommand): Promise<void> {
+  try {
+    await tagDeployResults(deps, await deployResults(deps, command));
+  } catch (error) {
+    deps.logger.warn('could not read the runs to tag their instances', {
+      commandId: command.commandId,
+      error: (error as Error).message,
+    });
+  }
+}
+
+/**
+ * What each instance's run left, for its tags: one ListCommandInvocations with details (exit
+ * codes), and only for a successful run of a revision that is not a SHA, its result line.
+ * Runs a stopped command never started changed nothing and are left out.
+ */
+async function deployResults(deps: Deps, command: FinishedCommand): Promise<DeployResult[]> {
+  const { commandId, parameters } = command;
+  const output = await deps.clients.ssm.send(
+    new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }),
+  );
+  const requested = SHA_PATTERN.test(parameters.revision) ? parameters.revision : undefined;
+  const results: DeployResult[] = [];
+  for (const invocation of output.CommandInvocations ?? []) {
+    const { InstanceId: instanceId, Status: status } = invocation;
+    if (!instanceId || !status || !['Success', 'Failed', 'TimedOut'].includes(status)) continue;
+    const exitCode = invocation.CommandPlugins?.[0]?.ResponseCode;
+    let sha = requested;
+    if (!sha && status === 'Success') {
+      sha = parseResultLine((await readInvocation(deps, commandId, instanceId)).StandardOutputContent ?? '')
+        ?.revision as string | undefined;
+    }
+    results.push({
+      instanceId,
+      result: status === 'Success' ? 'success' : 'failure',
+      ...(exitCode !== undefined && exitCode >= 0 && { exitCode }),
+      ...(sha && SHA_PATTERN.test(sha) && { sha }),
+    });
+  }
+  return results;
+}
 
 /**
  * A finished operator command (deployment phase, restore, redeploy, drift repair): each failed
@@ -35,8 +81,8 @@ export async function finishOperatorCommand(
   if (status === 'Success')
     deps.logger.info(groupName ? `operator command ${status}` : `manual redeploy ${status}`, keys);
   else await logFailedRuns(deps, command, keys);
-
   if (!groupName) return { outcome: 'manual-redeploy-finished', status };
+  await tagResults(deps, command);
   if (!managedGroup(deps.config, groupName)) {
     deps.logger.error(`moves no deployment: group ${groupName} is not managed by selfdeploy`, keys);
     return {

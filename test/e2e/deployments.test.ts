@@ -123,13 +123,26 @@ describe('operator deployments through the local control plane', () => {
       local.plane.ssm.commands().filter((command) => command.parameters.revision?.[0] === bad),
     ).toHaveLength(1);
 
-    // A scale-out now deploys the release, not the bad branch head (once launches deploy the release).
+    // A scale-out now deploys the release, not the bad branch head.
+    local.scaleTo(4);
+    await local.waitFor('4 instances InService', () => local.settled(), 60_000);
+    const joined = local.instances().find((instance) => !ids.includes(instance.id));
+    expect(local.revisionOf(joined?.id ?? '')).toBe(second);
+    // Every instance's EC2 tag names the SHA it runs.
+    await local.idle(30_000);
+    for (const instance of local.instances()) {
+      const tag = local.plane.ec2
+        .tags()
+        .find((found) => found.resourceId === instance.id && found.key === 'selfdeploy:revision');
+      expect(tag?.value).toBe(second);
+    }
+
     // Rollback: the previous release, canary first, promoted.
     const rollback = await operate(local, { action: 'rollback', group: GROUP_NAME, reason: 'e2e' });
     expect(rollback).toMatchObject({ action: 'rollback', sha: first });
     expect(await ended(local, rollback.deploymentId)).toMatchObject({ kind: 'rollback', phase: 'promoted' });
     expect(record<Release>(local, 'release')).toMatchObject({ sha: first, previous: second });
-    for (const id of ids) expect(local.revisionOf(id)).toBe(first);
+    for (const instance of local.instances()) expect(local.revisionOf(instance.id)).toBe(first);
 
     // The failed run is among the canary's newest, with the script's result line in its tail.
     const logs = await operate(local, { action: 'logs', group: GROUP_NAME, instanceId: failing.canary });

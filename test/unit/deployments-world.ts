@@ -191,6 +191,7 @@ export function world(count: number): World {
             InstanceId: id,
             Status: command.runs.get(id)?.status ?? 'InProgress',
             RequestedDateTime: command.requestedAt,
+            CommandPlugins: [{ Name: 'deploy', ResponseCode: command.runs.get(id)?.responseCode ?? -1 }],
           })),
       ),
   }));

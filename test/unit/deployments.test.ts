@@ -1,3 +1,4 @@
+import { CreateTagsCommand } from '@aws-sdk/client-ec2';
 import {
   GetCommandInvocationCommand,
   ParameterAlreadyExists,
@@ -9,7 +10,7 @@ import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
 import { route } from '../../functions/orchestrator/router';
 import type { Deployment, OperatorAnswer } from '../../functions/shared/operator-actions';
 import { instance, NEW_SHA, OLD_SHA, PREVIOUS_SHA, type World, world } from './deployments-world';
-import { awsCallCount, fixture, ssm } from './support';
+import { awsCallCount, ec2, fixture, ssm } from './support';
 
 const release = (sha: string, previous?: string) => ({
   sha,
@@ -627,5 +628,47 @@ describe("the Lambda console's sample events", () => {
     w.inService = ['i-1234567890abcdef0'];
 
     expect(await operate(w, fixture('console-logs'))).toEqual({ action: 'logs', group: 'web', runs: [] });
+  });
+});
+
+describe('revision tags after operator commands', () => {
+  it('tags each instance of a finished phase with the SHA it now runs, and a failed one with its result only', async () => {
+    const w = world(3);
+    w.put('release', release(OLD_SHA));
+    const answer = await operate(w, { action: 'deploy', group: 'web', revision: 'v2.5.0' });
+    const canary = only(w.sentFor('canary'));
+    await finished(w, canary.commandId, NEW_SHA);
+    const rest = only(w.sentFor('rest'));
+    const [good, bad] = rest.instanceIds as [string, string];
+
+    await finished(w, rest.commandId, NEW_SHA, { [bad]: { exitCode: 9, reason: 'cap failed' } });
+
+    const tagged = ec2.commandCalls(CreateTagsCommand).map((call) => call.args[0].input);
+    expect(tagged).toContainEqual({
+      Resources: [answer.action === 'deploy' ? answer.canary : ''],
+      Tags: [
+        { Key: 'selfdeploy:revision', Value: NEW_SHA },
+        {
+          Key: 'selfdeploy:last-deploy',
+          Value: expect.stringMatching(new RegExp(`^success 0 \\S+ ${NEW_SHA}$`)),
+        },
+      ],
+    });
+    expect(tagged).toContainEqual({
+      Resources: [good],
+      Tags: [
+        { Key: 'selfdeploy:revision', Value: NEW_SHA },
+        { Key: 'selfdeploy:last-deploy', Value: expect.stringMatching(/^success 0 /) },
+      ],
+    });
+    expect(tagged).toContainEqual({
+      Resources: [bad],
+      Tags: [
+        {
+          Key: 'selfdeploy:last-deploy',
+          Value: expect.stringMatching(new RegExp(`^failure 9 \\S+ ${NEW_SHA}$`)),
+        },
+      ],
+    });
   });
 });
