@@ -278,7 +278,7 @@ export const ALARM_RUNBOOK: Readonly<Record<AlarmName, AlarmRunbook>> = {
       'each look puts it back as a new message.',
     check: [
       "The function's `queue message failed` error lines, which name each failed message and its error.",
-      "The mapping's throttles and the function's errors on the dashboard; whether the mapping is enabled.",
+      "Either mapping's throttles and the function's errors on the dashboard; whether both mappings are enabled.",
     ],
     act: [
       'Fix the failing cause (the reconciler repairs lifecycle waits meanwhile); if the mapping is throttled, ' +

@@ -179,7 +179,10 @@ function nagResourceName(stack: Stack, value: string): string {
   return flatten(stack.resolve(value));
 }
 
-/** The orchestrator's role: exactly orchestratorStatements, each wildcard acknowledged with its reason. */
+/**
+ * The orchestrator's role: exactly orchestratorStatements, each wildcard acknowledged with its
+ * reason; `queue` is the launch queue, where agent waits go back.
+ */
 export function orchestratorRole(
   scope: Construct,
   grants: OrchestratorGrants & { readonly logGroup: logs.ILogGroup; readonly queue: sqs.IQueue },
@@ -194,7 +197,8 @@ export function orchestratorRole(
     role.addToPolicy(statement);
   }
   grants.logGroup.grantWrite(role);
-  // Agent waits go back to the queue; consuming it is granted by the event source mapping.
+  // Agent waits go back to the launch queue, the only queue the function sends to; consuming it
+  // and the status queue is granted by their event source mappings.
   grants.queue.grantSendMessages(role);
   const wildcardFinding = (arn: string) => `AwsSolutions-IAM5[Resource::${nagResourceName(stack, arn)}]`;
   Validations.of(role).acknowledge({

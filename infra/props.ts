@@ -181,12 +181,12 @@ export interface SelfDeployProps {
    */
   readonly functionTimeout?: Duration;
   /**
-   * Most orchestrator executions the queue's event source mapping runs at once (its MaximumConcurrency, 2 to 1000).
+   * Most orchestrator executions each queue's event source mapping runs at once (its MaximumConcurrency, 2 to 1000); two queues, launches and status events, so at most twice this in all.
    * @default 5
    */
   readonly maxConcurrency?: number;
   /**
-   * Concurrent executions reserved for the orchestrator (at least maxConcurrency); none by default, as new accounts often have none to reserve.
+   * Concurrent executions reserved for the orchestrator (at least twice maxConcurrency); none by default, as new accounts often have none to reserve.
    * @default none: the account's unreserved pool
    */
   readonly reservedConcurrency?: number;

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Duration, aws_iam as iam, aws_kms as kms } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
+import type { IConstruct } from 'constructs';
 import { parseConfig } from '../../functions/orchestrator/config';
 import {
   commandStatusPattern,
@@ -69,6 +70,8 @@ const template = templateOf(stack);
 const functionLogicalId = logicalId(stack, selfDeploy.function);
 const queueLogicalId = logicalId(stack, selfDeploy.deadLetterQueue);
 const functionArn = { 'Fn::GetAtt': [functionLogicalId, 'Arn'] };
+const eventQueueArn = { 'Fn::GetAtt': [logicalId(stack, selfDeploy.queue), 'Arn'] };
+const statusQueueArn = { 'Fn::GetAtt': [logicalId(stack, selfDeploy.statusQueue), 'Arn'] };
 
 const rules = Object.values(resourcesOf(template, 'AWS::Events::Rule')).map((rule) => rule.Properties);
 const ruleWithSource = (source: string) => {
@@ -78,6 +81,13 @@ const ruleWithSource = (source: string) => {
   if (!rule) throw new Error(`no rule for ${source}`);
   return rule.EventPattern as EventPattern;
 };
+/** The targets (their ARNs) of the rule for events of `source`. */
+const ruleTargets = (source: string) =>
+  (
+    rules.find((candidate) =>
+      ((candidate.EventPattern as { source?: string[] } | undefined)?.source ?? []).includes(source),
+    )?.Targets as { Arn: unknown }[] | undefined
+  )?.map((target) => target.Arn);
 const withDetail = (event: Record<string, unknown>, detail: Record<string, unknown>) => ({
   ...event,
   detail: { ...(event.detail as Record<string, unknown>), ...detail },
@@ -163,14 +173,13 @@ describe('rules', () => {
     expect(rules.filter((rule) => rule.ScheduleExpression === 'rate(5 minutes)')).toHaveLength(1);
   });
 
-  it('put launch and status events on the event queue and invoke the function on schedule, with the dead-letter queue for undeliverable events', () => {
-    const queueArn = { 'Fn::GetAtt': [logicalId(stack, selfDeploy.queue), 'Arn'] };
+  it('put launch events on the event queue, status events on the status queue, and invoke the function on schedule, with the dead-letter queue for undeliverable events', () => {
     const targetOf = (rule: Record<string, unknown>) =>
       (rule.EventPattern as { source?: string[] } | undefined)?.source?.[0] ?? 'schedule';
     expect(rules).toHaveLength(3);
     expect(
       Object.fromEntries(rules.map((rule) => [targetOf(rule), (rule.Targets as { Arn: unknown }[])[0]?.Arn])),
-    ).toEqual({ 'aws.autoscaling': queueArn, 'aws.ssm': queueArn, schedule: functionArn });
+    ).toEqual({ 'aws.autoscaling': eventQueueArn, 'aws.ssm': statusQueueArn, schedule: functionArn });
     for (const rule of rules) {
       expect(rule.Targets).toEqual([
         expect.objectContaining({
@@ -181,29 +190,53 @@ describe('rules', () => {
     }
   });
 
-  it('let only EventBridge, for exactly these rules, send to the event queue', () => {
-    const queueRef = { Ref: logicalId(stack, selfDeploy.queue) };
+  // Completions must not wait behind a burst's launches, whose batches wait on SendCommand's rate.
+  it('send command statuses to a queue of their own, apart from launches', () => {
+    expect(statusQueueArn).not.toEqual(eventQueueArn);
+    expect(ruleTargets('aws.ssm')).toEqual([statusQueueArn]);
+    expect(ruleTargets('aws.autoscaling')).toEqual([eventQueueArn]);
+  });
+
+  it.each([
+    ['event queue', 'EventQueue', 'LaunchRule'],
+    ['status queue', 'StatusQueue', 'CommandStatusRule'],
+  ])('let only EventBridge, for exactly its rule, send to the %s', (_, queueId, ruleId) => {
+    const queue = queueId === 'EventQueue' ? selfDeploy.queue : selfDeploy.statusQueue;
+    const queueRef = { Ref: logicalId(stack, queue) };
     const policy = Object.values(resourcesOf(template, 'AWS::SQS::QueuePolicy')).find(
       (resource) => JSON.stringify(resource.Properties.Queues) === JSON.stringify([queueRef]),
     );
-    if (!policy) throw new Error('the event queue has no queue policy');
+    if (!policy) throw new Error(`the ${queueId} has no queue policy`);
     const statements = (policy.Properties.PolicyDocument as { Statement: Statement[] }).Statement;
     const fromEvents = statements.filter((statement) =>
       JSON.stringify(statement.Principal).includes('events.amazonaws.com'),
     );
-    expect(fromEvents.map((statement) => statement.Condition)).toEqual([
-      { ArnEquals: { 'aws:SourceArn': expect.anything() } },
-      { ArnEquals: { 'aws:SourceArn': expect.anything() } },
+    expect(fromEvents.map((statement) => [statement.Condition, statement.Resource])).toEqual([
+      [
+        {
+          ArnEquals: {
+            'aws:SourceArn': { 'Fn::GetAtt': [expect.stringMatching(`^SelfDeploy${ruleId}`), 'Arn'] },
+          },
+        },
+        { 'Fn::GetAtt': [logicalId(stack, queue), 'Arn'] },
+      ],
     ]);
   });
 
-  it('consume the queue in batches, reporting failed items on their own, at most maxConcurrency at once', () => {
-    expect(onlyResource(template, 'AWS::Lambda::EventSourceMapping')).toMatchObject({
-      BatchSize: 100,
-      MaximumBatchingWindowInSeconds: 1,
-      FunctionResponseTypes: ['ReportBatchItemFailures'],
-      ScalingConfig: { MaximumConcurrency: 5 },
-    });
+  it('consume each queue through its own mapping, in batches, reporting failed items on their own, at most maxConcurrency at once', () => {
+    const mappings = Object.values(resourcesOf(template, 'AWS::Lambda::EventSourceMapping')).map(
+      (mapping) => mapping.Properties,
+    );
+    expect(mappings.map((mapping) => mapping.EventSourceArn)).toEqual([eventQueueArn, statusQueueArn]);
+    for (const mapping of mappings) {
+      expect(mapping).toMatchObject({
+        FunctionName: { Ref: functionLogicalId },
+        BatchSize: 100,
+        MaximumBatchingWindowInSeconds: 1,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        ScalingConfig: { MaximumConcurrency: 5 },
+      });
+    }
   });
 });
 
@@ -253,31 +286,33 @@ describe('orchestrator permissions', () => {
     expect(statements.flatMap(actionsOf).filter((action) => action.includes('*'))).toEqual([]);
   });
 
-  it('writes its own log group, consumes and sends to its event queue, sends to its dead-letter queue, nothing else', () => {
+  it('writes its own log group, consumes both queues, sends only to the event queue and the dead-letter queue, nothing else', () => {
     const rest = statements.filter(
       (statement) => !actionsOf(statement).some((action) => AWS_SERVICE.test(action)),
     );
-    const eventQueue = { 'Fn::GetAtt': [logicalId(stack, selfDeploy.queue), 'Arn'] };
+    // The event source mappings read with the function's role, one statement per queue.
+    const consume = (queueArn: unknown) => [
+      [
+        'sqs:ChangeMessageVisibility',
+        'sqs:DeleteMessage',
+        'sqs:GetQueueAttributes',
+        'sqs:GetQueueUrl',
+        'sqs:ReceiveMessage',
+      ],
+      queueArn,
+    ];
 
     expect(rest.map((statement) => [actionsOf(statement).sort(), statement.Resource])).toEqual([
       [
         ['logs:CreateLogStream', 'logs:PutLogEvents'],
         { 'Fn::GetAtt': [expect.stringMatching(/FunctionLogs/), 'Arn'] },
       ],
-      // Agent waits go back on the queue (SendMessageBatch is authorised as sqs:SendMessage).
-      [['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'], eventQueue],
+      // Agent waits go back on the event queue (SendMessageBatch is authorised as sqs:SendMessage);
+      // nothing is ever sent to the status queue but by its rule.
+      [['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'], eventQueueArn],
       [['sqs:SendMessage'], { 'Fn::GetAtt': [queueLogicalId, 'Arn'] }],
-      // The event source mapping reads with the function's role.
-      [
-        [
-          'sqs:ChangeMessageVisibility',
-          'sqs:DeleteMessage',
-          'sqs:GetQueueAttributes',
-          'sqs:GetQueueUrl',
-          'sqs:ReceiveMessage',
-        ],
-        eventQueue,
-      ],
+      consume(eventQueueArn),
+      consume(statusQueueArn),
     ]);
   });
 
@@ -641,7 +676,7 @@ describe('alarms', () => {
     );
   });
 
-  it('fire on function errors, on an event queue message as old as a visibility timeout, and on dead letters', () => {
+  it('fire on function errors, on a message of either event queue as old as a visibility timeout, and on dead letters', () => {
     expect(alarms.find((alarm) => alarm.MetricName === 'Errors')).toMatchObject({
       Namespace: 'AWS/Lambda',
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: functionLogicalId } }],
@@ -655,10 +690,28 @@ describe('alarms', () => {
       AlarmActions: [topicRef],
     });
     // A message the function failed on comes back after the visibility timeout: 6 function timeouts.
-    expect(alarms.find((alarm) => alarm.MetricName === 'ApproximateAgeOfOldestMessage')).toMatchObject({
-      Namespace: 'AWS/SQS',
-      Dimensions: [
-        { Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(stack, selfDeploy.queue), 'QueueName'] } },
+    // Either queue can hold it, so the alarm reads the older of the two.
+    const oldest = (queue: IConstruct) => ({
+      MetricStat: {
+        Metric: {
+          Namespace: 'AWS/SQS',
+          MetricName: 'ApproximateAgeOfOldestMessage',
+          Dimensions: [
+            { Name: 'QueueName', Value: { 'Fn::GetAtt': [logicalId(stack, queue), 'QueueName'] } },
+          ],
+        },
+        Period: 300,
+        Stat: 'Maximum',
+      },
+      ReturnData: false,
+    });
+    expect(
+      alarms.find((alarm) => JSON.stringify(alarm.Metrics ?? []).includes('ApproximateAgeOfOldestMessage')),
+    ).toMatchObject({
+      Metrics: [
+        { Expression: 'MAX([q0, q1])', ReturnData: true },
+        { Id: 'q0', ...oldest(selfDeploy.queue) },
+        { Id: 'q1', ...oldest(selfDeploy.statusQueue) },
       ],
       Threshold: 1800,
       AlarmActions: [topicRef],

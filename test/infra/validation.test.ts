@@ -41,11 +41,11 @@ describe('impossible or unsafe settings are refused at synth, saying what to cha
     expect(build({ maxConcurrency: 1001 })).toThrow('maxConcurrency is 1001');
   });
 
-  it('a MaximumConcurrency above the reserved concurrency, which would throttle the mapping', () => {
-    expect(build({ reservedConcurrency: 3 })).toThrow(
-      "maxConcurrency 5 is above reservedConcurrency 3: the mapping would be throttled by the function's own limit",
+  it('a reserved concurrency below what the two mappings may run together, which would throttle them', () => {
+    expect(build({ reservedConcurrency: 9 })).toThrow(
+      "reservedConcurrency 9 is below 2 × maxConcurrency (10): each of the 2 queues' mappings may run maxConcurrency executions, and they would be throttled by the function's own limit; lower maxConcurrency or reserve more",
     );
-    expect(build({ reservedConcurrency: 6, maxConcurrency: 5 })).not.toThrow();
+    expect(build({ reservedConcurrency: 10, maxConcurrency: 5 })).not.toThrow();
   });
 
   it('an execution timeout the orchestrator does not accept', () => {

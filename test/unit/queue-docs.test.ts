@@ -5,13 +5,15 @@ import {
   MAX_RECEIVE_COUNT,
   QUEUE_BATCH_SIZE,
   QUEUE_BATCHING_WINDOW_SECONDS,
+  QUEUE_COUNT,
   QUEUE_RETENTION_SECONDS,
   VISIBILITY_TIMEOUT_FUNCTION_TIMEOUTS,
 } from '../../functions/shared/event-queue';
 import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
 
-// The docs restate how the event queue is set up (batch size, window, receives before the
-// dead-letter queue, the re-look delays, the default concurrency). Each statement is found
+// The docs restate how the event queues are set up (how many, batch size, window, receives
+// before the dead-letter queue, the re-look delays, the default concurrency, the reserved
+// concurrency the mappings need). Each statement is found
 // by its wording, in every doc, and must say what the code does; the docs that explain the
 // queue must make each statement they are listed for.
 
@@ -50,6 +52,10 @@ function delaysFollow(delays: Delays): boolean {
   return true;
 }
 
+/** A number as the docs write it: digits, or a word ("two queues", "twice maxConcurrency"). */
+const WORD_NUMBERS: Readonly<Record<string, number>> = { one: 1, two: 2, three: 3, twice: 2 };
+const numberOf = (written: string) => WORD_NUMBERS[written.toLowerCase()] ?? Number.parseFloat(written);
+
 /** One number (or set of numbers) the docs restate: how it is worded, what code says, where it must be said. */
 interface Fact {
   readonly name: string;
@@ -63,6 +69,21 @@ const functionTimeoutSeconds = Number(TOP_LEVEL_SETTINGS.functionTimeout.default
 const defaultMaxConcurrency = Number(TOP_LEVEL_SETTINGS.maxConcurrency.default);
 
 const FACTS: readonly Fact[] = [
+  {
+    name: 'queue count',
+    wording: /\b(one|two|three|\d+) event queues\b/gi,
+    holds: ([count]) => count === QUEUE_COUNT,
+    expected: `${QUEUE_COUNT}`,
+    statedIn: ['docs/how-it-works.md', 'docs/deploying.md', 'docs/operations.md'],
+  },
+  {
+    // Each mapping may run maxConcurrency executions; a bare "at least `maxConcurrency`" is stale.
+    name: 'reserved concurrency the mappings need',
+    wording: /(?:at least|below) (?:(twice|\d+) (?:× )?)?`?maxConcurrency\b/gi,
+    holds: ([times]) => times === QUEUE_COUNT,
+    expected: `${QUEUE_COUNT} × maxConcurrency`,
+    statedIn: ['docs/how-it-works.md', 'docs/deploying.md', 'docs/operations.md'],
+  },
   {
     name: 'batch size',
     wording: /batch(?:es)? of up to (\d+) messages/gi,
@@ -123,11 +144,11 @@ function statements(fact: Fact, path: string): { words: string; numbers: number[
     numbers: match
       .slice(1)
       .filter((group): group is string => group !== undefined)
-      .map(Number),
+      .map(numberOf),
   }));
 }
 
-describe('the docs state the event queue as the code sets it up', () => {
+describe('the docs state the event queues as the code sets them up', () => {
   it.each(FACTS.map((fact) => [fact.name, fact] as const))(
     '%s: every statement matches the code',
     (_, fact) => {
