@@ -17,49 +17,6 @@ export type OperatorCommandOutcome =
 /** Failed runs whose output a finished operator command logs. */
 const FAILED_RUNS_LOGGED = 5;
 
-/** Tags each instance with what its run left; a failure to read or tag is logged and changes nothing else. */
-async function tagResults(deps: Deps, command: FinishedCommand): Promise<void> {
-  try {
-    await tagDeployResults(deps, await deployResults(deps, command));
-  } catch (error) {
-    deps.logger.warn('could not read the runs to tag their instances', {
-      commandId: command.commandId,
-      error: (error as Error).message,
-    });
-  }
-}
-
-/**
- * What each instance's run left, for its tags: one ListCommandInvocations with details (exit
- * codes), and only for a successful run of a revision that is not a SHA, its result line.
- * Runs a stopped command never started changed nothing and are left out.
- */
-async function deployResults(deps: Deps, command: FinishedCommand): Promise<DeployResult[]> {
-  const { commandId, parameters } = command;
-  const output = await deps.clients.ssm.send(
-    new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }),
-  );
-  const requested = SHA_PATTERN.test(parameters.revision) ? parameters.revision : undefined;
-  const results: DeployResult[] = [];
-  for (const invocation of output.CommandInvocations ?? []) {
-    const { InstanceId: instanceId, Status: status } = invocation;
-    if (!instanceId || !status || !['Success', 'Failed', 'TimedOut'].includes(status)) continue;
-    const exitCode = invocation.CommandPlugins?.[0]?.ResponseCode;
-    let sha = requested;
-    if (!sha && status === 'Success') {
-      sha = parseResultLine((await readInvocation(deps, commandId, instanceId)).StandardOutputContent ?? '')
-        ?.revision as string | undefined;
-    }
-    results.push({
-      instanceId,
-      result: status === 'Success' ? 'success' : 'failure',
-      ...(exitCode !== undefined && exitCode >= 0 && { exitCode }),
-      ...(sha && SHA_PATTERN.test(sha) && { sha }),
-    });
-  }
-  return results;
-}
-
 /**
  * A finished operator command (deployment phase, restore, redeploy, drift repair): each failed
  * run is logged with its instance, SHA, exit code, reason and output tail, and the group's
@@ -75,7 +32,7 @@ export async function finishOperatorCommand(
   const keys = {
     commandId,
     status,
-    revision: parameters.revision || '(branch head)',
+    revision: parameters.revision || '(pinned or branch head)',
     ...(groupName && { group: groupName }),
   };
   if (status === 'Success')
@@ -122,4 +79,48 @@ async function logFailedRuns(
       ...output,
     });
   }
+}
+
+/** Tags each instance with what its run left; a failure to read or tag is logged and changes nothing else. */
+async function tagResults(deps: Deps, command: FinishedCommand): Promise<void> {
+  try {
+    await tagDeployResults(deps, await deployResults(deps, command));
+  } catch (error) {
+    deps.logger.warn('could not read the runs to tag their instances', {
+      commandId: command.commandId,
+      error: (error as Error).message,
+    });
+  }
+}
+
+/**
+ * What each instance's run left, for its tags: one ListCommandInvocations with details (exit
+ * codes), and only for a successful run of a revision that is not a SHA, its result line.
+ * Runs a stopped command never started changed nothing and are left out.
+ */
+async function deployResults(deps: Deps, command: FinishedCommand): Promise<DeployResult[]> {
+  const { commandId, parameters } = command;
+  const output = await deps.clients.ssm.send(
+    new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }),
+  );
+  const requested = SHA_PATTERN.test(parameters.revision) ? parameters.revision : undefined;
+  const results: DeployResult[] = [];
+  for (const invocation of output.CommandInvocations ?? []) {
+    const { InstanceId: instanceId, Status: status } = invocation;
+    if (!instanceId || !status || !['Success', 'Failed', 'TimedOut'].includes(status)) continue;
+    const exitCode = invocation.CommandPlugins?.[0]?.ResponseCode;
+    let sha = requested;
+    if (!sha && status === 'Success') {
+      const { StandardOutputContent } = await readInvocation(deps, commandId, instanceId);
+      const reported = parseResultLine(StandardOutputContent ?? '')?.revision;
+      if (typeof reported === 'string') sha = reported;
+    }
+    results.push({
+      instanceId,
+      result: status === 'Success' ? 'success' : 'failure',
+      ...(exitCode !== undefined && exitCode >= 0 && { exitCode }),
+      ...(sha && SHA_PATTERN.test(sha) && { sha }),
+    });
+  }
+  return results;
 }
