@@ -11,7 +11,11 @@ import {
 } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { ConfigInput } from '../functions/orchestrator/config';
-import { QUEUE_BATCH_SIZE, QUEUE_BATCHING_WINDOW_SECONDS } from '../functions/shared/event-queue';
+import {
+  QUEUE_BATCH_SIZE,
+  QUEUE_BATCHING_WINDOW_SECONDS,
+  STATUS_BATCHING_WINDOW_SECONDS,
+} from '../functions/shared/event-queue';
 import {
   assertLocalEsbuild,
   ORCHESTRATOR_ARCHITECTURE,
@@ -33,7 +37,7 @@ export interface OrchestratorFunctionProps {
   /** Where events go after Lambda's own retries. */
   readonly deadLetterQueue: sqs.IQueue;
   /** The queues the function consumes in batches, each through a mapping of its own. */
-  readonly queues: readonly sqs.IQueue[];
+  readonly queues: { readonly launches: sqs.IQueue; readonly statuses: sqs.IQueue };
   /** Each mapping's MaximumConcurrency, and the function's reserved concurrency if any. */
   readonly concurrency: { readonly maxConcurrency: number; readonly reserved?: number };
 }
@@ -69,11 +73,14 @@ export function orchestratorFunction(
   });
   // Each failed message is reported on its own (batchItemFailures); "not ready yet" is never a
   // failure (the wait is put back as a new message), so only real errors reach the DLQ.
-  for (const queue of props.queues) {
+  for (const [queue, windowSeconds] of [
+    [props.queues.launches, QUEUE_BATCHING_WINDOW_SECONDS],
+    [props.queues.statuses, STATUS_BATCHING_WINDOW_SECONDS],
+  ] as const) {
     fn.addEventSource(
       new eventSources.SqsEventSource(queue, {
         batchSize: QUEUE_BATCH_SIZE,
-        maxBatchingWindow: Duration.seconds(QUEUE_BATCHING_WINDOW_SECONDS),
+        maxBatchingWindow: Duration.seconds(windowSeconds),
         reportBatchItemFailures: true,
         maxConcurrency: props.concurrency.maxConcurrency,
       }),

@@ -147,7 +147,7 @@ export class SelfDeploy extends Construct {
       timeout: timings.functionTimeout,
       maxEventAge,
       deadLetterQueue: this.deadLetterQueue,
-      queues: [this.queue, this.statusQueue],
+      queues: { launches: this.queue, statuses: this.statusQueue },
       concurrency: concurrencyOf(props),
     });
     addOrchestratorRules(this, {

@@ -1,4 +1,7 @@
+import { createHash } from 'node:crypto';
 import { SELF_DEPLOY_EXIT_CODES } from '../../functions/shared/exit-codes';
+import { SHA_PATTERN } from '../../functions/shared/operator-actions';
+import { RESULT_LINE_PREFIX } from '../../functions/shared/result-line';
 import { type Agent, type Execution, type ExecutionResult, RUN_SHELL_SCRIPT } from './control-plane/ssm';
 import { STOPPED_EXIT_CODE } from './run-document';
 
@@ -48,14 +51,14 @@ export function standInAgent(options: StandInAgentOptions = {}): Agent {
           } else if (options.fails?.(execution)) {
             finish({
               exitCode: SELF_DEPLOY_EXIT_CODES.deployCommand,
-              stdout: 'deploying\n',
+              stdout: `deploying\n${resultLine(execution, 'failure', SELF_DEPLOY_EXIT_CODES.deployCommand)}`,
               stderr: 'stand-in deploy failed (injected)\n',
               timedOut: false,
             });
           } else {
             finish({
               exitCode: 0,
-              stdout: `deployed ${execution.parameters.revision || 'branch head'}\n`,
+              stdout: `deployed ${execution.parameters.revision || 'branch head'}\n${resultLine(execution, 'success', 0)}`,
               stderr: '',
               timedOut: false,
             });
@@ -66,4 +69,19 @@ export function standInAgent(options: StandInAgentOptions = {}): Agent {
       execution.signal.addEventListener('abort', onAbort);
     });
   };
+}
+
+/**
+ * The result line the real script ends with, for what the stand-in "deployed": the revision
+ * when it is a SHA, else a SHA standing for the name (the branch head when empty), the same
+ * for every run, as one commit is for every instance.
+ */
+function resultLine(execution: Execution, status: 'success' | 'failure', exitCode: number): string {
+  const requested = execution.parameters.revision ?? '';
+  const revision = SHA_PATTERN.test(requested)
+    ? requested
+    : createHash('sha1')
+        .update(requested || 'branch head')
+        .digest('hex');
+  return `${RESULT_LINE_PREFIX}${JSON.stringify({ status, exitCode, revision })}\n`;
 }

@@ -11,6 +11,7 @@ import {
   QUEUE_BATCH_SIZE,
   QUEUE_BATCHING_WINDOW_SECONDS,
   QUEUE_RETENTION_SECONDS,
+  STATUS_BATCHING_WINDOW_SECONDS,
   visibilityTimeoutSeconds,
 } from '../../functions/shared/event-queue';
 import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
@@ -95,14 +96,14 @@ export class LocalOrchestrator {
       ...(options.reservedConcurrency !== undefined && { reservedConcurrency: options.reservedConcurrency }),
     });
     // One mapping per queue, each as the construct sets it up.
-    const mappingOf = (consumed: Queue) =>
+    const mappingOf = (consumed: Queue, windowSeconds: number) =>
       EventSourceMapping.start({
         queue: consumed,
         function: lambda,
         clock: plane.clock,
         region: plane.region,
         batchSize: QUEUE_BATCH_SIZE,
-        maximumBatchingWindowInSeconds: QUEUE_BATCHING_WINDOW_SECONDS,
+        maximumBatchingWindowInSeconds: windowSeconds,
         maximumConcurrency: options.maxConcurrency ?? Number(TOP_LEVEL_SETTINGS.maxConcurrency.default),
         reportBatchItemFailures: true,
       });
@@ -112,8 +113,8 @@ export class LocalOrchestrator {
       queue,
       statusQueue,
       deadLetterQueue,
-      mappingOf(queue),
-      mappingOf(statusQueue),
+      mappingOf(queue, QUEUE_BATCHING_WINDOW_SECONDS),
+      mappingOf(statusQueue, STATUS_BATCHING_WINDOW_SECONDS),
     );
     // EventBridge puts each matching event on its rule's queue, the whole event as the message body.
     const onto = (target: Queue) => async (event: unknown) => {

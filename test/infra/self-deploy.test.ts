@@ -232,11 +232,12 @@ describe('rules', () => {
       expect(mapping).toMatchObject({
         FunctionName: { Ref: functionLogicalId },
         BatchSize: 100,
-        MaximumBatchingWindowInSeconds: 1,
         FunctionResponseTypes: ['ReportBatchItemFailures'],
         ScalingConfig: { MaximumConcurrency: 5 },
       });
     }
+    // Status events wait longer for company: a batch reads its groups' activities once.
+    expect(mappings.map((mapping) => mapping.MaximumBatchingWindowInSeconds)).toEqual([1, 5]);
   });
 });
 
