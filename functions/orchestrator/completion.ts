@@ -13,6 +13,7 @@ import type { Deps } from './deps';
 import type { CommandStatusEvent, InvocationStatusEvent } from './events';
 import { recordFirstRelease } from './launch-revision';
 import { completeAction } from './lifecycle';
+import { finishOperatorCommand, type OperatorCommandOutcome } from './operator-commands';
 import { type DeployResult, tagDeployResults } from './revision-tags';
 import { mapLimited, settled } from './utilities';
 import { type LaunchScan, scanLaunches, sentDuringCurrentWait } from './wait-start';
@@ -31,7 +32,7 @@ export type InstanceCompletion =
 
 export type CompletionOutcome =
   | { outcome: 'ignored'; reason: string }
-  | { outcome: 'manual-redeploy-finished'; status: string }
+  | OperatorCommandOutcome
   | { outcome: 'rejected'; reason: string }
   | { outcome: 'lifecycle'; instances: Record<string, InstanceCompletion> };
 
@@ -184,16 +185,8 @@ async function settleCommand(
   const groupName = parameters.autoScalingGroupName;
   const keys = { commandId, status, ...(groupName && { group: groupName }) };
 
-  if (!groupName || !parameters.lifecycleHookName) {
-    const succeeded = status === 'Success';
-    const instanceId = command.instanceIds?.length === 1 ? command.instanceIds[0] : undefined;
-    const log = succeeded ? deps.logger.info : deps.logger.error;
-    log.call(deps.logger, `manual redeploy ${status}`, {
-      ...keys,
-      ...(!succeeded && instanceId && (await failureOutput(deps, commandId, instanceId))),
-    });
-    return { outcome: 'manual-redeploy-finished', status };
-  }
+  // No hook: an operator's command (deployment, redeploy, drift repair), not a launch's.
+  if (!groupName || !parameters.lifecycleHookName) return finishOperatorCommand(deps, command);
 
   const group = managedGroup(deps.config, groupName);
   if (!group || parameters.lifecycleHookName !== group.lifecycleHookName) {

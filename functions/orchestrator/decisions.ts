@@ -82,6 +82,30 @@ export function commandComment(reason: 'launch' | 'reconcile' | 'redeploy', plac
   return place ? `selfdeploy ${reason} ${place}` : `selfdeploy ${reason}`;
 }
 
+/** What a deployment's command does: a phase of the deployment, or restoring its failed instances. */
+export type DeploymentCommandRole = 'canary' | 'rest' | 'joiners' | 'restore';
+
+/**
+ * A deployment's commands name it and their role in their Comment (≤ 100 characters), so a
+ * command sent by an invocation that died before recording it can still be found.
+ */
+export function deploymentComment(deploymentId: string, role: DeploymentCommandRole): string {
+  return `selfdeploy deploy ${deploymentId} ${role}`;
+}
+
+/** The deployment and role a command's Comment names, if it is a deployment's command. */
+export function deploymentOfComment(
+  comment: string | undefined,
+): { deploymentId: string; role: DeploymentCommandRole } | undefined {
+  const match = /^selfdeploy deploy (d-[a-z2-7]{12}) (canary|rest|joiners|restore)$/.exec(comment ?? '');
+  return match?.[1] && match[2]
+    ? { deploymentId: match[1], role: match[2] as DeploymentCommandRole }
+    : undefined;
+}
+
+/** The Comment of the commands reconcile sends to bring drifted instances to the release. */
+export const DRIFT_COMMENT = 'selfdeploy drift';
+
 /** The place a command was sent for, from its Comment. */
 export function placeOfComment(comment: string | undefined): Place | undefined {
   const match = /^selfdeploy (?:launch|reconcile) (AutoScalingGroup|WarmPool)$/.exec(comment ?? '');

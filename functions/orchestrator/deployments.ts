@@ -1,17 +1,750 @@
-import type { OperatorAction, OperatorAnswer } from '../shared/operator-actions';
+import { randomBytes } from 'node:crypto';
+import {
+  DescribeAutoScalingGroupsCommand,
+  DescribeAutoScalingInstancesCommand,
+} from '@aws-sdk/client-auto-scaling';
+import {
+  GetParameterCommand,
+  ListCommandInvocationsCommand,
+  ListCommandsCommand,
+  ParameterNotFound,
+} from '@aws-sdk/client-ssm';
+import { ActionRefusedError, DeploymentInProgressError, InvalidInputError } from '../shared/errors';
+import { MetricName } from '../shared/metric-names';
+import type { DeployFailure, Deployment, OperatorAction, OperatorAnswer } from '../shared/operator-actions';
+import {
+  agentStatuses,
+  deployParameters,
+  failureFields,
+  isAgentNotReady,
+  MAX_INSTANCES_PER_COMMAND,
+  readInvocation,
+  sendSelfDeploy,
+} from './commands';
+import { type GroupConfig, managedGroup } from './config';
+import { type DeploymentCommandRole, deploymentComment, deploymentOfComment } from './decisions';
+import {
+  type Candidate,
+  chooseCanary,
+  failureOf,
+  isFullSha,
+  MAX_RECORDED_FAILURES,
+  nextClaim,
+  phaseAfter,
+  phaseVerdict,
+  promotedRelease,
+  resolvedSha,
+} from './deployment-steps';
 import type { Deps } from './deps';
+import { deleteRecords, type GroupRecord, groupPath, readGroupRecord, writeRecord } from './release-store';
+import { readDeployTags } from './revision-tags';
+import { chunk, mapLimited } from './utilities';
 
 type Action<Name extends OperatorAction['action']> = Extract<OperatorAction, { action: Name }>;
+type DeployAnswer = Extract<OperatorAnswer, { action: 'deploy' | 'rollback' }>;
 
-// Scaffolding: each action is built in its own change.
-const notYet = (name: string) => Promise.reject(new Error(`${name} is not built yet`));
+/** A canary command not on record this long after the deployment began was never sent. */
+const ADOPT_AFTER_MS = 120_000;
+/** Commands read at once when a deployment's statuses are read. */
+const READ_CONCURRENCY = 5;
+/** Failed runs whose output is read for the log and the record. */
+const FAILED_RUNS_READ = 10;
 
-export function deploy(_deps: Deps, _action: Action<'deploy'>): Promise<OperatorAnswer> {
-  return notYet('deploy');
+/** Deploys a revision canary-first; answers at once with the deployment id (status events and reconcile advance it). */
+export function deploy(deps: Deps, action: Action<'deploy'>): Promise<DeployAnswer> {
+  return startDeployment(deps, {
+    groupName: action.group,
+    kind: 'deploy',
+    requested: action.revision,
+    reason: action.reason ?? `deploy ${action.revision}`,
+  });
 }
-export function rollback(_deps: Deps, _action: Action<'rollback'>): Promise<OperatorAnswer> {
-  return notYet('rollback');
+
+/** Deploys the release's `previous` SHA the same way (canary first) and promotes it on success. */
+export async function rollback(deps: Deps, action: Action<'rollback'>): Promise<DeployAnswer> {
+  requireManaged(deps, action.group);
+  const { release } = await readGroupRecord(deps, action.group, true);
+  if (!release?.previous) {
+    throw new ActionRefusedError(
+      release
+        ? `group ${action.group} has nothing to roll back to: release ${release.sha} has no previous release`
+        : `group ${action.group} has nothing to roll back to: it has no release yet`,
+    );
+  }
+  return startDeployment(deps, {
+    groupName: action.group,
+    kind: 'rollback',
+    requested: release.previous,
+    reason: action.reason ?? `rollback to ${release.previous}`,
+  });
 }
-export function logs(_deps: Deps, _action: Action<'logs'>): Promise<OperatorAnswer> {
-  return notYet('logs');
+
+function requireManaged(deps: Deps, name: string): GroupConfig {
+  const group = managedGroup(deps.config, name);
+  if (!group) {
+    const managed = Object.keys(deps.config.groups).join(', ');
+    throw new InvalidInputError(`group ${name} is not managed by selfdeploy (managed: ${managed})`);
+  }
+  return group;
+}
+
+interface DeploymentRequest {
+  readonly groupName: string;
+  readonly kind: Deployment['kind'];
+  readonly requested: string;
+  readonly reason: string;
+}
+
+async function startDeployment(deps: Deps, request: DeploymentRequest): Promise<DeployAnswer> {
+  const { groupName, kind, requested } = request;
+  const group = requireManaged(deps, groupName);
+  const record = await readGroupRecord(deps, groupName, true);
+  if (record.paused) {
+    throw new ActionRefusedError(
+      `group ${groupName} is paused since ${record.paused.since} (${record.paused.reason}): resume it before a ${kind}`,
+    );
+  }
+  if (record.deployment) throw inProgress(record.deployment);
+
+  const candidates = await candidatesOf(deps, groupName);
+  const canary = chooseCanary(candidates, record.release?.sha);
+  const now = new Date(deps.clock.now()).toISOString();
+  const deployment: Deployment = {
+    id: newDeploymentId(),
+    group: groupName,
+    kind,
+    requested,
+    ...(record.release && { baseline: record.release.sha }),
+    reason: request.reason,
+    requestedAt: now,
+    updatedAt: now,
+    phase: 'canary',
+    step: 0,
+    ...(canary && { canary }),
+    commands: [],
+    failures: [],
+  };
+  const answer = (fields: Pick<DeployAnswer, 'phase' | 'summary'> & Partial<DeployAnswer>): DeployAnswer => ({
+    action: kind,
+    group: groupName,
+    deploymentId: deployment.id,
+    ...fields,
+  });
+
+  if (!canary) {
+    if (!isFullSha(requested)) {
+      throw new ActionRefusedError(
+        `group ${groupName} has no InService instance with an online SSM agent to resolve ${JSON.stringify(requested)} to a commit (${candidates.length} InService): ${kind} a full 40-character SHA instead`,
+      );
+    }
+    await lock(deps, deployment);
+    await promote(deps, { ...deployment, sha: requested }, 0, record);
+    return answer({
+      phase: 'promoted',
+      sha: requested,
+      summary: `${groupName}: no InService instance to deploy to; release is now ${requested} (deployment ${deployment.id})`,
+    });
+  }
+
+  await lock(deps, deployment);
+  let commandId: string;
+  try {
+    commandId = await sendSelfDeploy(
+      deps,
+      [canary],
+      {
+        ...deployParameters(group, { revision: requested }),
+        migrate: 'true',
+        autoScalingGroupName: groupName,
+      },
+      deploymentComment(deployment.id, 'canary'),
+    );
+  } catch (error) {
+    // Nothing was sent: the lock goes, so the operator can simply try again.
+    await deleteRecords(deps, groupName, ['deployment']);
+    throw error;
+  }
+  await writeRecord(deps, groupName, 'deployment', {
+    ...deployment,
+    commands: [{ commandId, phase: 'canary' }],
+  } satisfies Deployment);
+  deps.logger.info(`${kind} started`, {
+    group: groupName,
+    deploymentId: deployment.id,
+    requested,
+    canary,
+    commandId,
+    ...(deployment.baseline && { baseline: deployment.baseline }),
+  });
+  return answer({
+    phase: 'canary',
+    canary,
+    ...(isFullSha(requested) && { sha: requested }),
+    summary: `${groupName}: ${kind} ${deployment.id} of ${requested} started on canary ${canary} (migrations run there only); the rest follow when it succeeds`,
+  });
+}
+
+/** Takes the group's one-deployment lock (created with Overwrite=false). */
+async function lock(deps: Deps, deployment: Deployment): Promise<void> {
+  if (await writeRecord(deps, deployment.group, 'deployment', deployment, true)) return;
+  const running = (await readGroupRecord(deps, deployment.group, true)).deployment;
+  throw running
+    ? inProgress(running)
+    : new DeploymentInProgressError('unknown', `group ${deployment.group} has a deployment in flight`);
+}
+
+function inProgress(running: Deployment): DeploymentInProgressError {
+  return new DeploymentInProgressError(
+    running.id,
+    `group ${running.group} has deployment ${running.id} in flight (${running.kind} of ${running.requested}, phase ${running.phase}, since ${running.requestedAt}): wait for it to end`,
+  );
+}
+
+/** `d-` and 12 base-32 characters (60 random bits). */
+function newDeploymentId(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+  let bits = 0n;
+  for (const byte of randomBytes(8)) bits = (bits << 8n) | BigInt(byte);
+  let id = '';
+  for (let index = 0; index < 12; index += 1) {
+    id += alphabet[Number((bits >> BigInt(index * 5)) & 31n)];
+  }
+  return `d-${id}`;
+}
+
+/** The group's InService instances with their agent status and revision tag. */
+async function candidatesOf(deps: Deps, groupName: string): Promise<Candidate[]> {
+  const ids = await inServiceInstances(deps, groupName);
+  const [agents, shas] = await Promise.all([agentStatuses(deps, ids), revisionTags(deps, ids)]);
+  return ids.map((instanceId) => ({ instanceId, agent: agents.get(instanceId), sha: shas.get(instanceId) }));
+}
+
+/** The InService instances of a group. */
+export async function inServiceInstances(deps: Deps, groupName: string): Promise<string[]> {
+  const output = await deps.clients.autoScaling.send(
+    new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [groupName] }),
+  );
+  return (output.AutoScalingGroups?.[0]?.Instances ?? []).flatMap((instance) =>
+    instance.LifecycleState === 'InService' && instance.InstanceId ? [instance.InstanceId] : [],
+  );
+}
+
+/** Each instance's `selfdeploy:revision` tag, where it has one. */
+export async function revisionTags(deps: Deps, instanceIds: readonly string[]): Promise<Map<string, string>> {
+  const tags = await readDeployTags(deps, instanceIds);
+  return new Map([...tags].flatMap(([id, { sha }]) => (sha ? [[id, sha] as const] : [])));
+}
+
+/** What an advance did to a group's deployment. */
+export type AdvanceOutcome =
+  | { readonly outcome: 'none' }
+  /** Its current phase still runs. */
+  | { readonly outcome: 'running'; readonly deploymentId: string }
+  /** Another execution holds the claim on its next transition. */
+  | { readonly outcome: 'claimed-elsewhere'; readonly deploymentId: string }
+  | { readonly outcome: 'advanced'; readonly deploymentId: string; readonly phase: Deployment['phase'] };
+
+/** A command of a deployment as ListCommands describes it. */
+interface CommandState {
+  readonly status: string | undefined;
+  readonly instanceIds: readonly string[];
+}
+
+/**
+ * Moves the group's deployment in flight on when its current phase has ended: canary →
+ * rest → joiners → promoted, or failed. Called for every finished command of the group and
+ * by every reconcile run; its state is only in Parameter Store, so any execution may call it
+ * at any time. Each transition is claimed with create-if-absent on its number: of duplicate
+ * events or concurrent executions, one moves it and the others do nothing.
+ */
+export async function advanceDeployment(deps: Deps, groupName: string): Promise<AdvanceOutcome> {
+  const group = managedGroup(deps.config, groupName);
+  if (!group) return { outcome: 'none' };
+  const record = await readGroupRecord(deps, groupName, true);
+  let deployment = record.deployment;
+  if (!deployment) return { outcome: 'none' };
+  const deploymentId = deployment.id;
+
+  const states = await commandStates(
+    deps,
+    deployment.commands.filter((command) => command.phase === deployment?.phase),
+  );
+  let verdict = phaseVerdict(deployment, statusesOf(states));
+  let neverSent: DeployFailure | undefined;
+  if (verdict.kind === 'unsent' && deployment.phase === 'canary') {
+    // The deploy action records the canary's command right after sending it; one that is
+    // missing long after was either never sent, or sent by an action that stopped before recording it.
+    if (deps.clock.now() - Date.parse(deployment.requestedAt) < ADOPT_AFTER_MS) {
+      return { outcome: 'running', deploymentId };
+    }
+    const adopted = await findCanaryCommand(deps, deployment);
+    if (adopted) {
+      deployment = {
+        ...deployment,
+        commands: [...deployment.commands, { commandId: adopted, phase: 'canary' }],
+      };
+      for (const [commandId, state] of await commandStates(deps, [{ commandId: adopted }])) {
+        states.set(commandId, state);
+      }
+      verdict = phaseVerdict(deployment, statusesOf(states));
+    } else {
+      neverSent = {
+        instanceId: deployment.canary ?? 'none',
+        reason: 'the canary command was never sent (the deploy action stopped before sending it)',
+      };
+      verdict = { kind: 'failed', commandIds: [] };
+    }
+  }
+  if (verdict.kind === 'running') return { outcome: 'running', deploymentId };
+
+  const step = await claimTransition(deps, deployment, record);
+  if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
+  const claimed = { ...deployment, step };
+  const finished = { ...record, claimedSteps: [...record.claimedSteps, step] };
+
+  if (verdict.kind === 'failed') {
+    const failed = neverSent
+      ? { failures: [neverSent], ran: [] }
+      : await failuresOf(deps, claimed, verdict.commandIds);
+    await fail(deps, group, claimed, failed, finished);
+    return { outcome: 'advanced', deploymentId, phase: 'failed' };
+  }
+
+  let sha = claimed.sha;
+  if (claimed.phase === 'canary') {
+    const canaryCommand = claimed.commands.find((command) => command.phase === 'canary');
+    const canary = claimed.canary;
+    if (!canaryCommand || !canary) throw new Error(`deployment ${deploymentId} has no canary on record`);
+    sha = resolvedSha(
+      (await readInvocation(deps, canaryCommand.commandId, canary)).StandardOutputContent ?? '',
+    );
+    if (!sha) {
+      const reason = `the canary's run succeeded but reported no commit SHA for ${claimed.requested}`;
+      const failures = [{ instanceId: canary, reason, commandId: canaryCommand.commandId }];
+      await fail(deps, group, claimed, { failures, ran: [canary] }, finished);
+      return { outcome: 'advanced', deploymentId, phase: 'failed' };
+    }
+  }
+  if (!sha) throw new Error(`deployment ${deploymentId} is past its canary without a SHA`);
+  const resolved = { ...claimed, sha };
+
+  // Who got the SHA so far: every command's instances (all of them, not only this phase's).
+  const sentStates = await commandStates(
+    deps,
+    resolved.commands.filter((command) => !states.has(command.commandId)),
+  );
+  const sent = new Set([...states.values(), ...sentStates.values()].flatMap((state) => state.instanceIds));
+  if (resolved.canary) sent.add(resolved.canary);
+
+  let next = phaseAfter(resolved.phase);
+  while (next !== 'promoted') {
+    const targets = await onlineTargets(deps, groupName, sent);
+    if (targets.length > 0) {
+      await sendPhase(deps, group, resolved, next, targets);
+      return { outcome: 'advanced', deploymentId, phase: next };
+    }
+    // Nothing to send in this phase: go straight on, as no status event would come for it.
+    next = phaseAfter(next);
+  }
+  await promote(deps, resolved, step, finished);
+  return { outcome: 'advanced', deploymentId, phase: 'promoted' };
+}
+
+/** Each command's status and instances (ListCommands by id); a command SSM does not list yet has no status. */
+async function commandStates(
+  deps: Deps,
+  commands: readonly { readonly commandId: string }[],
+): Promise<Map<string, CommandState>> {
+  const read = await mapLimited(commands, READ_CONCURRENCY, async ({ commandId }) => {
+    const output = await deps.clients.ssm.send(new ListCommandsCommand({ CommandId: commandId }));
+    const command = output.Commands?.[0];
+    return [commandId, { status: command?.Status, instanceIds: command?.InstanceIds ?? [] }] as const;
+  });
+  return new Map(read);
+}
+
+function statusesOf(states: ReadonlyMap<string, CommandState>): Map<string, string | undefined> {
+  return new Map([...states].map(([commandId, state]) => [commandId, state.status]));
+}
+
+/** The canary command of a deployment, found by its Comment among the canary's SelfDeploy commands. */
+async function findCanaryCommand(deps: Deps, deployment: Deployment): Promise<string | undefined> {
+  if (!deployment.canary) return undefined;
+  const output = await deps.clients.ssm.send(
+    new ListCommandsCommand({
+      InstanceId: deployment.canary,
+      Filters: [
+        { key: 'DocumentName', value: deps.config.documentName },
+        { key: 'InvokedAfter', value: new Date(Date.parse(deployment.requestedAt) - 60_000).toISOString() },
+      ],
+    }),
+  );
+  return output.Commands?.find((command) => {
+    const named = deploymentOfComment(command.Comment);
+    return named?.deploymentId === deployment.id && named.role === 'canary';
+  })?.CommandId;
+}
+
+/** Claims the deployment's next transition; undefined when another execution has it. */
+async function claimTransition(
+  deps: Deps,
+  deployment: Deployment,
+  record: GroupRecord,
+): Promise<number | undefined> {
+  const above = record.claimedSteps.filter((step) => step > deployment.step);
+  const pending = above.length > 0 ? await readClaim(deps, deployment.group, Math.max(...above)) : undefined;
+  const step = nextClaim(deployment, record.claimedSteps, pending);
+  if (step === undefined) return undefined;
+  const claim = { deploymentId: deployment.id, at: new Date(deps.clock.now()).toISOString() };
+  return (await writeRecord(deps, deployment.group, `step-${step}`, claim, true)) ? step : undefined;
+}
+
+/** Who holds a transition's claim, and since when. */
+async function readClaim(deps: Deps, groupName: string, step: number) {
+  try {
+    const { Parameter } = await deps.clients.ssm.send(
+      new GetParameterCommand({ Name: `${groupPath(deps.config.releasePath, groupName)}/step-${step}` }),
+    );
+    const value: unknown = JSON.parse(Parameter?.Value ?? '{}');
+    const deploymentId =
+      typeof value === 'object' &&
+      value !== null &&
+      'deploymentId' in value &&
+      typeof value.deploymentId === 'string'
+        ? value.deploymentId
+        : undefined;
+    return { deploymentId, ageMs: deps.clock.now() - (Parameter?.LastModifiedDate?.getTime() ?? 0) };
+  } catch (error) {
+    // Deleted between the read of the record and now: whoever held it is done with it.
+    if (error instanceof ParameterNotFound)
+      return { deploymentId: undefined, ageMs: Number.POSITIVE_INFINITY };
+    throw error;
+  }
+}
+
+/** The group's InService instances with an online agent that the deployment has not sent to. */
+async function onlineTargets(deps: Deps, groupName: string, sent: ReadonlySet<string>): Promise<string[]> {
+  const waiting = (await inServiceInstances(deps, groupName)).filter((id) => !sent.has(id));
+  if (waiting.length === 0) return [];
+  const agents = await agentStatuses(deps, waiting);
+  const offline = waiting.filter((id) => agents.get(id) !== 'Online');
+  if (offline.length > 0) {
+    // Sending would only wait out the delivery timeout and fail the deployment for an absent
+    // agent; they show as drift, and reconcile brings them to the release when they are back.
+    deps.logger.warn('deployment skips instances whose SSM agent is not online', {
+      group: groupName,
+      instanceIds: offline,
+    });
+  }
+  return waiting.filter((id) => agents.get(id) === 'Online');
+}
+
+/** Sends `phase` of the deployment (the resolved SHA, no migrations) and records the commands. */
+async function sendPhase(
+  deps: Deps,
+  group: GroupConfig,
+  deployment: Deployment & { sha: string },
+  phase: 'rest' | 'joiners',
+  targets: readonly string[],
+): Promise<void> {
+  const sent = await sendBatches(deps, group, deployment, phase, targets, deployment.sha);
+  // Whatever was not sent (an error mid-way) is InService and unsent: the joiners phase takes it.
+  await writeRecord(deps, deployment.group, 'deployment', {
+    ...deployment,
+    phase,
+    commands: [...deployment.commands, ...sent.commandIds.map((commandId) => ({ commandId, phase }))],
+    updatedAt: new Date(deps.clock.now()).toISOString(),
+  } satisfies Deployment);
+  deps.logger.info(`deployment ${phase} started`, {
+    group: deployment.group,
+    deploymentId: deployment.id,
+    sha: deployment.sha,
+    instances: targets.length,
+    commandIds: sent.commandIds,
+  });
+  if (sent.error) throw sent.error;
+}
+
+/** Sends one command per ≤ 50 instances with the rate controls; an error stops the sending and is handed back. */
+async function sendBatches(
+  deps: Deps,
+  group: GroupConfig,
+  deployment: Deployment,
+  role: DeploymentCommandRole,
+  targets: readonly string[],
+  revision: string,
+): Promise<{ commandIds: string[]; error?: Error }> {
+  const commandIds: string[] = [];
+  for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
+    try {
+      commandIds.push(
+        await sendSelfDeploy(
+          deps,
+          batch,
+          { ...deployParameters(group, { revision }), autoScalingGroupName: deployment.group },
+          deploymentComment(deployment.id, role),
+          { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
+        ),
+      );
+    } catch (error) {
+      if (!isAgentNotReady(error)) return { commandIds, error: error as Error };
+      // Terminated or deregistered since it was listed: reconcile handles it if it comes back.
+      deps.logger.warn('deployment could not send to instances', {
+        group: deployment.group,
+        deploymentId: deployment.id,
+        role,
+        instanceIds: batch,
+        error: (error as Error).message,
+      });
+    }
+  }
+  return { commandIds };
+}
+
+/** Why a phase failed: per instance, and which instances ran the failed revision (to restore). */
+interface PhaseFailure {
+  readonly failures: readonly DeployFailure[];
+  readonly ran: readonly string[];
+}
+
+/** Why each failed instance of the failed commands failed, with its output in the log. */
+async function failuresOf(
+  deps: Deps,
+  deployment: Deployment,
+  commandIds: readonly string[],
+): Promise<PhaseFailure> {
+  const failed: { commandId: string; instanceId: string; status?: string; statusDetails?: string }[] = [];
+  for (const commandId of commandIds) {
+    const output = await deps.clients.ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }));
+    for (const invocation of output.CommandInvocations ?? []) {
+      if (invocation.InstanceId && invocation.Status !== 'Success') {
+        failed.push({
+          commandId,
+          instanceId: invocation.InstanceId,
+          ...(invocation.Status && { status: invocation.Status }),
+          ...(invocation.StatusDetails && { statusDetails: invocation.StatusDetails }),
+        });
+      }
+    }
+  }
+  // A stopped command (MaxErrors reached) lists the instances it never ran on as well: the
+  // runs that failed come first, and their output is what the operator needs.
+  failed.sort((a, b) => Number(a.status !== 'Failed') - Number(b.status !== 'Failed'));
+  if (failed.length === 0) {
+    const instanceId = deployment.phase === 'canary' ? (deployment.canary ?? 'unknown') : 'unknown';
+    return {
+      failures: [
+        { instanceId, reason: `command ${commandIds.join(', ')} ended without a failed run on record` },
+      ],
+      ran: [],
+    };
+  }
+  // Instances a stopped command never ran on still run the release: only the others need it back.
+  const ran = failed
+    .filter((run) => run.status === 'Failed' || run.status === 'TimedOut')
+    .map((run) => run.instanceId);
+  const failures = await mapLimited(failed, READ_CONCURRENCY, async (run, index): Promise<DeployFailure> => {
+    if (index >= FAILED_RUNS_READ) {
+      return {
+        instanceId: run.instanceId,
+        reason: [run.status, run.statusDetails].filter(Boolean).join(': '),
+      };
+    }
+    const invocation = await readInvocation(deps, run.commandId, run.instanceId);
+    const failure = failureOf(run.instanceId, run.commandId, {
+      status: invocation.Status ?? run.status,
+      statusDetails: invocation.StatusDetails ?? run.statusDetails,
+      responseCode: invocation.ResponseCode,
+      stdout: invocation.StandardOutputContent ?? '',
+    });
+    const { stdoutTail, stderrTail, fullOutput } = failureFields(
+      deps,
+      run.commandId,
+      run.instanceId,
+      invocation,
+    );
+    deps.logger.error('deploy failed', {
+      group: deployment.group,
+      deploymentId: deployment.id,
+      instanceId: run.instanceId,
+      sha: deployment.sha ?? deployment.requested,
+      exitCode: failure.exitCode,
+      reason: failure.reason,
+      commandId: run.commandId,
+      outputTail: stdoutTail,
+      stderrTail,
+      fullOutput,
+    });
+    return failure;
+  });
+  return { failures, ran };
+}
+
+/**
+ * Ends a failed deployment: the release stays, the failed instances are sent the release's SHA
+ * (when there is one) to bring them back, and the lock and claims go.
+ */
+async function fail(
+  deps: Deps,
+  group: GroupConfig,
+  deployment: Deployment,
+  { failures, ran }: PhaseFailure,
+  record: GroupRecord,
+): Promise<void> {
+  const failed = [...new Set(ran)];
+  let restore: string[] = [];
+  if (deployment.baseline && failed.length > 0) {
+    const sent = await sendBatches(deps, group, deployment, 'restore', failed, deployment.baseline);
+    restore = sent.commandIds;
+    if (sent.error) {
+      deps.logger.error('could not send the failed instances back to the release', {
+        group: deployment.group,
+        deploymentId: deployment.id,
+        error: sent.error.message,
+      });
+    }
+  }
+  const ended: Deployment = {
+    ...deployment,
+    phase: 'failed',
+    commands: [
+      ...deployment.commands,
+      ...restore.map((commandId) => ({ commandId, phase: 'failed' as const })),
+    ],
+    failures: failures.slice(0, MAX_RECORDED_FAILURES),
+    updatedAt: new Date(deps.clock.now()).toISOString(),
+  };
+  await end(deps, ended, record);
+  deps.metrics.record(MetricName.DeployFailed, deployment.group);
+  deps.logger.error(`${deployment.kind} failed`, {
+    group: deployment.group,
+    deploymentId: deployment.id,
+    requested: deployment.requested,
+    ...(deployment.sha && { sha: deployment.sha }),
+    phase: deployment.phase,
+    failures: failures.length,
+    firstFailure: failures[0],
+    release: deployment.baseline ?? 'none (unchanged)',
+    restoreCommandIds: restore,
+  });
+}
+
+/** Ends a deployment whose every phase succeeded: the release becomes its SHA. */
+async function promote(
+  deps: Deps,
+  deployment: Deployment & { sha: string },
+  step: number,
+  record: GroupRecord,
+): Promise<void> {
+  const now = new Date(deps.clock.now()).toISOString();
+  const release = promotedRelease(deployment, deployment.sha, record.release, now);
+  await writeRecord(deps, deployment.group, 'release', release);
+  await end(deps, { ...deployment, step, phase: 'promoted', updatedAt: now }, record);
+  deps.metrics.record(MetricName.DeploySucceeded, deployment.group);
+  deps.logger.info(`${deployment.kind} promoted`, {
+    group: deployment.group,
+    deploymentId: deployment.id,
+    sha: release.sha,
+    ...(release.previous && { previous: release.previous }),
+  });
+}
+
+/** Keeps the ended deployment as the last one, then frees the lock and the transition claims. */
+async function end(deps: Deps, ended: Deployment, record: GroupRecord): Promise<void> {
+  await writeRecord(deps, ended.group, 'last-deployment', ended);
+  const claims = [...new Set(record.claimedSteps)].map((step) => `step-${step}` as const);
+  await deleteRecords(deps, ended.group, ['deployment', ...claims]);
+}
+
+/** How many runs logs shows at most. */
+const LOG_RUNS = 20;
+/** Characters of standard output and of standard error each run shows: the result line ends the first. */
+const LOG_TAIL_CHARS = { stdout: 1_500, stderr: 500 };
+
+/**
+ * The output tails of the newest self-deploy runs: of one instance of the group, of one
+ * deployment, or (neither named) of the deployment in flight or else the last one.
+ */
+export async function logs(deps: Deps, action: Action<'logs'>): Promise<OperatorAnswer> {
+  requireManaged(deps, action.group);
+  let runs: { instanceId: string; commandId: string; status: string; requestedAt?: Date }[];
+  if (action.instanceId) {
+    runs = await instanceRuns(deps, action.group, action.instanceId);
+  } else {
+    const record = await readGroupRecord(deps, action.group, true);
+    const deployment = [record.deployment, record.lastDeployment].find(
+      (candidate) => candidate && (action.deploymentId === undefined || candidate.id === action.deploymentId),
+    );
+    if (!deployment) {
+      throw new ActionRefusedError(
+        action.deploymentId
+          ? `deployment ${action.deploymentId} is neither in flight nor the last one of group ${action.group}`
+          : `group ${action.group} has had no deployment: name an instanceId`,
+      );
+    }
+    runs = [];
+    for (const { commandId } of [...deployment.commands].reverse()) {
+      const output = await deps.clients.ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }));
+      for (const invocation of output.CommandInvocations ?? []) {
+        if (invocation.InstanceId) {
+          runs.push({
+            instanceId: invocation.InstanceId,
+            commandId,
+            status: invocation.Status ?? 'unknown',
+            ...(invocation.RequestedDateTime && { requestedAt: invocation.RequestedDateTime }),
+          });
+        }
+      }
+      if (runs.length >= LOG_RUNS) break;
+    }
+  }
+  const shown = await mapLimited(runs.slice(0, LOG_RUNS), READ_CONCURRENCY, async (run) => {
+    const invocation = await readInvocation(deps, run.commandId, run.instanceId);
+    const stdout = (invocation.StandardOutputContent ?? '').slice(-LOG_TAIL_CHARS.stdout);
+    const stderr = (invocation.StandardErrorContent ?? '').slice(-LOG_TAIL_CHARS.stderr);
+    const outputTail = stderr ? `${stdout}\n[stderr]\n${stderr}` : stdout;
+    return {
+      instanceId: run.instanceId,
+      commandId: run.commandId,
+      status: invocation.Status ?? run.status,
+      ...(run.requestedAt && { requestedAt: run.requestedAt.toISOString() }),
+      outputTail,
+    };
+  });
+  return { action: 'logs', group: action.group, runs: shown };
+}
+
+/** An instance's newest SelfDeploy runs, newest first; it must be the group's. */
+async function instanceRuns(deps: Deps, groupName: string, instanceId: string) {
+  const { AutoScalingInstances } = await deps.clients.autoScaling.send(
+    new DescribeAutoScalingInstancesCommand({ InstanceIds: [instanceId] }),
+  );
+  const belongs = AutoScalingInstances?.[0]?.AutoScalingGroupName;
+  if (belongs !== groupName) {
+    throw new InvalidInputError(
+      `instance ${instanceId} is not in group ${groupName}${belongs ? ` (it is in ${belongs})` : ''}`,
+    );
+  }
+  const output = await deps.clients.ssm.send(
+    new ListCommandInvocationsCommand({
+      InstanceId: instanceId,
+      Filters: [{ key: 'DocumentName', value: deps.config.documentName }],
+      MaxResults: 50,
+    }),
+  );
+  return (output.CommandInvocations ?? [])
+    .flatMap((invocation) =>
+      invocation.CommandId
+        ? [
+            {
+              instanceId,
+              commandId: invocation.CommandId,
+              status: invocation.Status ?? 'unknown',
+              ...(invocation.RequestedDateTime && { requestedAt: invocation.RequestedDateTime }),
+            },
+          ]
+        : [],
+    )
+    .sort((a, b) => (b.requestedAt?.getTime() ?? 0) - (a.requestedAt?.getTime() ?? 0))
+    .slice(0, 5);
 }

@@ -22,6 +22,7 @@ import {
 import { noDeployHolds, startDeploy } from './deploy-start';
 import type { Deps } from './deps';
 import { completeAction, heartbeat, type LifecycleAction } from './lifecycle';
+import { type ReleaseReconcile, reconcileReleases } from './release-reconcile';
 import { chunk, mapLimited } from './utilities';
 import { type LaunchScan, MAX_ACTIVITY_PAGES, scanLaunches, sentDuringCurrentWait } from './wait-start';
 
@@ -59,6 +60,8 @@ export interface ReconcileSummary {
     string,
     { waiting: number; stuck: number; instances: Record<string, InstanceReconcile> }
   >;
+  /** Per group: the deployment moved on, or drifted instances sent the release. */
+  releases?: Record<string, ReleaseReconcile>;
 }
 
 /** An instance a launch hook holds, narrowed once from Auto Scaling's description of it. */
@@ -164,6 +167,10 @@ export async function reconcile(deps: Deps): Promise<ReconcileSummary> {
   for (const [name, entry] of Object.entries(summary.groups)) {
     deps.metrics.record(MetricName.StuckInstances, name, entry.stuck);
   }
+  summary.releases = await reconcileReleases(deps, (group, error) => {
+    failures.push(`${group}'s release (${describeError(error)})`);
+    deps.logger.error('reconcile could not handle a release', { group, ...errorKeys(error) });
+  });
   deps.logger.info('reconcile finished', { summary });
   if (failures.length > 0) {
     throw new ReconcileError(`reconcile could not handle ${failures.join(', ')}`);

@@ -16,13 +16,13 @@ import { managedGroup } from './config';
 import { commandComment } from './decisions';
 import type { Deps } from './deps';
 import type { RedeployAction } from './events';
+import { readGroupRecord } from './release-store';
 import { chunk } from './utilities';
 
 /** What the Lambda console shows the operator after a redeploy. */
 export interface RedeploySummary {
   readonly action: 'redeploy';
-  readonly revision: string;
-  readonly commands: { commandId: string; group: string; instanceIds: string[] }[];
+  readonly commands: { commandId: string; group: string; revision: string; instanceIds: string[] }[];
   readonly instances: number;
   readonly skipped: { instanceId: string; reason: string }[];
 }
@@ -31,12 +31,20 @@ export interface RedeploySummary {
 const IDS_PER_DESCRIBE = 50;
 
 /**
- * Redeploys InService instances, by id or a whole managed group: one command per group and
- * batch of at most 50, with SSM's rate controls so a bad revision stops early instead of
- * reaching the whole fleet. Instances that cannot take a deploy are listed with the reason.
+ * Runs the deploy again on InService instances, by id or a whole managed group, at what their
+ * group runs: the release's SHA (the branch head for a group that follows its branch or has
+ * no release yet). A new revision is a deploy (canary first, then promoted), never a
+ * redeploy: one that does not stick, as the next launch deploys the release, is refused.
+ * One command per group and batch of at most 50, with SSM's rate controls so a failing deploy
+ * stops early. Instances that cannot take a deploy are listed with the reason.
  */
 export async function redeploy(deps: Deps, request: RedeployAction): Promise<RedeploySummary> {
-  const revision = request.revision ?? '';
+  if (request.revision) {
+    const group = request.autoScalingGroupName ?? '<group>';
+    throw new InvalidInputError(
+      `redeploy takes no revision: it runs the release again; use deploy to change it ({"action":"deploy","group":${JSON.stringify(group)},"revision":${JSON.stringify(request.revision)}})`,
+    );
+  }
   const skipped: RedeploySummary['skipped'] = [];
   const byGroup = new Map<string, string[]>();
   const add = (group: string, instanceId: string) =>
@@ -92,6 +100,8 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
   for (const [groupName, ids] of byGroup) {
     const group = managedGroup(deps.config, groupName);
     if (!group) continue;
+    const { release } = await readGroupRecord(deps, groupName, true);
+    const revision = group.follow === 'release' && release ? release.sha : '';
     const ready = ids.filter((id) => {
       const ping = online.get(id);
       if (ping !== 'Online')
@@ -103,17 +113,23 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
         const commandId = await sendSelfDeploy(
           deps,
           batch,
-          deployParameters(group, { revision }),
+          // The group names the command so that its completion can log and tag its instances.
+          { ...deployParameters(group, { revision }), autoScalingGroupName: groupName },
           commandComment('redeploy'),
           { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
         );
-        commands.push({ commandId, group: groupName, instanceIds: batch });
+        commands.push({
+          commandId,
+          group: groupName,
+          revision: revision || '(pinned or branch head)',
+          instanceIds: batch,
+        });
         deps.metrics.record(MetricName.ManualRedeploy, groupName, batch.length);
         deps.logger.info('manual redeploy started', {
           group: groupName,
           commandId,
           instances: batch.length,
-          revision,
+          revision: revision || '(pinned or branch head)',
         });
       } catch (error) {
         if (!isAgentNotReady(error)) throw error;
@@ -125,7 +141,6 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
   }
   return {
     action: 'redeploy',
-    revision: revision || '(pinned or branch head)',
     commands,
     instances: commands.reduce((sum, command) => sum + command.instanceIds.length, 0),
     skipped,

@@ -23,3 +23,20 @@ export class InvalidInputError extends SelfDeployError {
 export class ReconcileError extends SelfDeployError {
   public override name = 'ReconcileError';
 }
+
+/** A deploy or rollback was asked for while another deployment of the group is in flight. */
+export class DeploymentInProgressError extends SelfDeployError {
+  public override name = 'DeploymentInProgressError';
+  public constructor(
+    /** The deployment in flight. */
+    public readonly deploymentId: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** An operator action the group's state does not allow (paused, nothing to roll back to, …); nothing was changed. */
+export class ActionRefusedError extends SelfDeployError {
+  public override name = 'ActionRefusedError';
+}

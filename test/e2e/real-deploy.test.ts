@@ -78,11 +78,13 @@ describe('a scale-out through the local control plane and the real handler', () 
     expect(local.revisionOf(instance?.id ?? '')).toBe(local.app?.head());
   });
 
-  it('redeploys a new commit to the whole group from a console-style manual action', async () => {
+  it('redeploys the whole group at its release from a console-style manual action, not a newer push', async () => {
     const local = await start();
     local.scaleTo(2);
     await local.waitFor('2 instances InService', () => local.settled(), 60_000);
-    const next = local.app?.commit('Second version');
+    // The first launch recorded the release; a push changes it only through a deploy.
+    const release = local.app?.head();
+    local.app?.commit('Second version');
 
     const result = await local.orchestrator.invoke({ action: 'redeploy', autoScalingGroupName: 'web' });
     await local.waitFor(
@@ -97,7 +99,7 @@ describe('a scale-out through the local control plane and the real handler', () 
     expect(result).toMatchObject({ kind: 'redeploy', result: { instances: 2, skipped: [] } });
     for (const instance of local.instances()) {
       expect(instance.state).toBe('InService');
-      expect(local.revisionOf(instance.id)).toBe(next);
+      expect(local.revisionOf(instance.id)).toBe(release);
     }
   });
 

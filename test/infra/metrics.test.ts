@@ -4,7 +4,13 @@ import {
   DescribeAutoScalingGroupsCommand,
   type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
-import { GetCommandInvocationCommand, ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import {
+  GetCommandInvocationCommand,
+  GetParametersByPathCommand,
+  ListCommandInvocationsCommand,
+  ListCommandsCommand,
+  SendCommandCommand,
+} from '@aws-sdk/client-ssm';
 import type { Deps } from '../../functions/orchestrator/deps';
 import { route } from '../../functions/orchestrator/router';
 import { MetricName } from '../../functions/shared/metric-names';
@@ -14,6 +20,7 @@ import {
   activities,
   agentsOnline,
   autoScaling,
+  COMMAND_ID,
   fixture,
   harness,
   INSTANCE,
@@ -208,6 +215,47 @@ async function publishedByEveryPath(): Promise<MetricIdentity[]> {
       agentsOnline(INSTANCE);
       ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'eeeeeeee-1111-2222-3333-444444444444' } });
       return route(deps, fixture('console-redeploy-group'));
+    })),
+    // A deploy of a SHA to a group with no InService instance, promoted at once: DeploySucceeded.
+    ...(await published((deps) => {
+      autoScaling
+        .on(DescribeAutoScalingGroupsCommand)
+        .resolves({ AutoScalingGroups: [describedGroup('web')] });
+      return route(deps, { action: 'deploy', group: 'web', revision: 'a'.repeat(40) });
+    })),
+    // A deployment whose canary failed, moved on by its command's status event: DeployFailed.
+    ...(await published((deps) => {
+      const deployment = {
+        id: 'd-aaaaaaaaaaaa',
+        group: 'web',
+        kind: 'deploy',
+        requested: 'main',
+        reason: 'deploy main',
+        requestedAt: '2026-11-26T10:01:00.000Z',
+        updatedAt: '2026-11-26T10:01:00.000Z',
+        phase: 'canary',
+        step: 0,
+        canary: INSTANCE,
+        commands: [{ commandId: COMMAND_ID, phase: 'canary' }],
+        failures: [],
+      };
+      ssm.on(GetParametersByPathCommand).resolves({
+        Parameters: [{ Name: '/selfdeploy/web/deployment', Value: JSON.stringify(deployment) }],
+      });
+      ssm.on(ListCommandsCommand).resolves({ Commands: [{ CommandId: COMMAND_ID, Status: 'Failed' }] });
+      ssm.on(ListCommandInvocationsCommand).resolves({
+        CommandInvocations: [{ CommandId: COMMAND_ID, InstanceId: INSTANCE, Status: 'Failed' }],
+      });
+      ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Failed', ResponseCode: 9 });
+      const event = fixture('command-failed');
+      Object.assign(event.detail, {
+        parameters: {
+          ...(event.detail.parameters as object),
+          lifecycleHookName: [''],
+          lifecycleActionToken: [''],
+        },
+      });
+      return route(deps, event);
     })),
   ];
 }

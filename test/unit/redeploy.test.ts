@@ -2,7 +2,7 @@ import {
   DescribeAutoScalingGroupsCommand,
   DescribeAutoScalingInstancesCommand,
 } from '@aws-sdk/client-auto-scaling';
-import { SendCommandCommand } from '@aws-sdk/client-ssm';
+import { GetParametersByPathCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { route } from '../../functions/orchestrator/router';
 import {
   agentStatuses,
@@ -18,6 +18,9 @@ import {
   ssm,
   WAIT_QUEUE_URL,
 } from './support';
+
+const SHA = 'a'.repeat(40);
+const release = (sha: string) => ({ sha, changedAt: '2026-11-26T09:00:00.000Z', reason: 'first deploy' });
 
 const id = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
 
@@ -59,7 +62,7 @@ describe('manual redeploy', () => {
           revision: [''],
           lifecycleHookName: [''],
           lifecycleActionToken: [''],
-          autoScalingGroupName: [''],
+          autoScalingGroupName: ['web'],
         }),
       });
     }
@@ -71,19 +74,32 @@ describe('manual redeploy', () => {
     expect(metrics.filter((m) => m.name === 'ManualRedeploy').reduce((sum, m) => sum + m.value, 0)).toBe(120);
   });
 
-  it('deploys the revision the operator names', async () => {
+  it("runs the release's SHA again: what the group's launches deploy", async () => {
     const { deps } = harness();
+    ssm.on(GetParametersByPathCommand).resolves({
+      Parameters: [{ Name: '/selfdeploy/web/release', Value: JSON.stringify(release(SHA)) }],
+    });
     autoScaling.on(DescribeAutoScalingGroupsCommand).resolves({
       AutoScalingGroups: [describedGroup('web', [groupInstance(INSTANCE, 'InService')])],
     });
     agentsOnline();
     sendsCommands();
 
-    await route(deps, fixture('console-redeploy-group-revision'));
+    const result = await route(deps, fixture('console-redeploy-group'));
 
     expect(ssm).toHaveReceivedCommandWith(SendCommandCommand, {
-      Parameters: expect.objectContaining({ revision: ['v2.4.1'] }),
+      Parameters: expect.objectContaining({ revision: [SHA], migrate: ['false'] }),
     });
+    expect(result).toMatchObject({ result: { commands: [{ group: 'web', revision: SHA }] } });
+  });
+
+  it('refuses a revision before calling AWS: a new revision is a deploy, which sticks', async () => {
+    const { deps } = harness();
+
+    await expect(route(deps, fixture('console-redeploy-group-revision'))).rejects.toThrow(
+      'redeploy takes no revision: it runs the release again; use deploy to change it ({"action":"deploy","group":"web","revision":"v2.4.1"})',
+    );
+    expect(awsCallCount()).toBe(0);
   });
 
   it('redeploys named instances with their own group settings and skips, with a reason, those it cannot', async () => {

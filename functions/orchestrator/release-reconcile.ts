@@ -1,0 +1,125 @@
+import { ListCommandsCommand } from '@aws-sdk/client-ssm';
+import { isTerminalStatus } from '../shared/event-patterns';
+import {
+  agentStatuses,
+  deployParameters,
+  isAgentNotReady,
+  MAX_INSTANCES_PER_COMMAND,
+  sendSelfDeploy,
+} from './commands';
+import type { GroupConfig } from './config';
+import { DRIFT_COMMENT } from './decisions';
+import { type AdvanceOutcome, advanceDeployment, inServiceInstances, revisionTags } from './deployments';
+import type { Deps } from './deps';
+import { readGroupRecord } from './release-store';
+import { chunk } from './utilities';
+
+/** A drifted instance gets at most one drift repair for the same SHA in this window. */
+const DRIFT_RETRY_MS = 60 * 60 * 1000;
+
+/** What reconcile did about one group's release. */
+export type ReleaseReconcile =
+  | { readonly deployment: AdvanceOutcome }
+  | { readonly drifted: number; readonly sent: readonly string[] }
+  | { readonly skipped: string };
+
+/**
+ * The release half of reconcile, per managed group: a deployment in flight is moved on (its
+ * status events may be lost, and it may outlive any invocation); with none, InService
+ * instances whose `selfdeploy:revision` tag names another SHA than the release are sent the
+ * release. Each group is handled on its own; `failed` hears of a group that could not be.
+ * Cost per group and run, with nothing to do: one GetParametersByPath, one
+ * DescribeAutoScalingGroups and one DescribeTags per 200 InService instances.
+ */
+export async function reconcileReleases(
+  deps: Deps,
+  failed: (group: string, error: unknown) => void,
+): Promise<Record<string, ReleaseReconcile>> {
+  const outcomes: Record<string, ReleaseReconcile> = {};
+  for (const [name, group] of Object.entries(deps.config.groups)) {
+    try {
+      outcomes[name] = await reconcileGroup(deps, name, group);
+    } catch (error) {
+      failed(name, error);
+    }
+  }
+  return outcomes;
+}
+
+async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Promise<ReleaseReconcile> {
+  const record = await readGroupRecord(deps, name, true);
+  if (record.deployment) return { deployment: await advanceDeployment(deps, name) };
+  if (group.follow !== 'release') return { skipped: 'the group follows its branch' };
+  if (record.paused) return { skipped: 'paused' };
+  const release = record.release;
+  if (!release) return { skipped: 'no release yet' };
+
+  const ids = await inServiceInstances(deps, name);
+  const tags = await revisionTags(deps, ids);
+  // An instance without the tag is unknown, not drifted: sending to it on every run could
+  // repeat forever where tags cannot be written.
+  const drifted = ids.filter((id) => {
+    const sha = tags.get(id);
+    return sha !== undefined && sha !== release.sha;
+  });
+  if (drifted.length === 0) return { drifted: 0, sent: [] };
+
+  const busy = await busyInstances(deps, drifted, release.sha);
+  const agents = await agentStatuses(deps, drifted);
+  const targets = drifted.filter((id) => !busy.has(id) && agents.get(id) === 'Online');
+  const sent: string[] = [];
+  for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
+    try {
+      const commandId = await sendSelfDeploy(
+        deps,
+        batch,
+        { ...deployParameters(group, { revision: release.sha }), autoScalingGroupName: name },
+        DRIFT_COMMENT,
+        { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
+      );
+      sent.push(...batch);
+      deps.logger.info('drifted instances sent the release', {
+        group: name,
+        sha: release.sha,
+        commandId,
+        instanceIds: batch,
+      });
+    } catch (error) {
+      if (!isAgentNotReady(error)) throw error;
+      deps.logger.warn('could not send drifted instances the release', {
+        group: name,
+        instanceIds: batch,
+        error: (error as Error).message,
+      });
+    }
+  }
+  return { drifted: drifted.length, sent };
+}
+
+/**
+ * Drifted instances to leave alone this run: a SelfDeploy run still going (a launch, a
+ * deployment's straggler, an earlier repair), or a repair to this SHA within the retry
+ * window, so an instance that cannot deploy the release is not sent it every few minutes.
+ */
+async function busyInstances(deps: Deps, instanceIds: readonly string[], sha: string): Promise<Set<string>> {
+  const since = new Date(deps.clock.now() - DRIFT_RETRY_MS).toISOString();
+  const busy = new Set<string>();
+  for (const instanceId of instanceIds) {
+    const output = await deps.clients.ssm.send(
+      new ListCommandsCommand({
+        InstanceId: instanceId,
+        Filters: [
+          { key: 'DocumentName', value: deps.config.documentName },
+          { key: 'InvokedAfter', value: since },
+        ],
+      }),
+    );
+    const blocking = (output.Commands ?? []).some(
+      (command) =>
+        !isTerminalStatus(command.Status) ||
+        (command.Comment === DRIFT_COMMENT && command.Parameters?.revision?.[0] === sha),
+    );
+    if (blocking) busy.add(instanceId);
+  }
+  return busy;
+}

@@ -1,0 +1,283 @@
+// A small world for the deployment tests: Parameter Store, a group's instances and SSM's
+// commands as the mocked clients answer them, with state that lasts across invocations.
+import {
+  DescribeAutoScalingGroupsCommand,
+  DescribeAutoScalingInstancesCommand,
+} from '@aws-sdk/client-auto-scaling';
+import { DescribeTagsCommand } from '@aws-sdk/client-ec2';
+import {
+  type CommandInvocationStatus,
+  type CommandStatus,
+  DeleteParametersCommand,
+  GetCommandInvocationCommand,
+  GetParameterCommand,
+  GetParametersByPathCommand,
+  ListCommandInvocationsCommand,
+  ListCommandsCommand,
+  ParameterAlreadyExists,
+  ParameterNotFound,
+  PutParameterCommand,
+  SendCommandCommand,
+} from '@aws-sdk/client-ssm';
+import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
+import { RESULT_LINE_PREFIX } from '../../functions/shared/result-line';
+import {
+  agentStatuses,
+  autoScaling,
+  describedGroup,
+  ec2,
+  groupInstance,
+  type Harness,
+  harness,
+  ssm,
+} from './support';
+
+export const OLD_SHA = '1'.repeat(40);
+export const NEW_SHA = '2'.repeat(40);
+export const PREVIOUS_SHA = '0'.repeat(40);
+
+/** i-000…0n, in the id order the canary choice sorts by. */
+export const instance = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
+
+/** A command as the world's SSM keeps it. */
+export interface SentCommand {
+  readonly commandId: string;
+  readonly instanceIds: string[];
+  readonly parameters: Record<string, string[]>;
+  readonly comment: string;
+  readonly maxConcurrency?: string;
+  readonly maxErrors?: string;
+  readonly requestedAt: Date;
+  status: CommandStatus;
+  runs: Map<string, { status: CommandInvocationStatus; responseCode: number; stdout: string }>;
+}
+
+/** What the script prints last: its result line. */
+export function resultLine(fields: Record<string, unknown>): string {
+  return `deploying…\n${RESULT_LINE_PREFIX}${JSON.stringify(fields)}\n`;
+}
+
+export interface World extends Harness {
+  /** Parameter Store: name → value and when it was last written. */
+  readonly parameters: Map<string, { value: string; modified: Date }>;
+  readonly commands: SentCommand[];
+  /** The group's InService instances (web), changed by tests to model launches. */
+  inService: string[];
+  /** Instances whose agent is not online. */
+  offline: Set<string>;
+  /** `selfdeploy:revision` tags. */
+  tags: Map<string, string>;
+  /** Web's record, as the deployment code reads it. */
+  record(name: string): unknown;
+  put(name: string, value: unknown, modified?: Date): void;
+  /** Ends every run of a command: each instance's status, exit code and SHA (default: success at `sha`). */
+  finish(
+    commandId: string,
+    sha: string,
+    failing?: Record<string, { exitCode: number; reason: string }>,
+  ): void;
+  /** The commands whose Comment ends with this role. */
+  sentFor(role: 'canary' | 'rest' | 'joiners' | 'restore'): SentCommand[];
+  /** The command-level status event of a finished command. */
+  statusEvent(command: SentCommand): Record<string, unknown>;
+  /** Moves the clock on. */
+  advance(ms: number): void;
+}
+
+/** A world with group web of `count` InService instances, all agents online, no record. */
+export function world(count: number): World {
+  const base = harness();
+  forgetReleaseCache();
+  let now = base.deps.clock.now();
+  const clock = { ...base.deps.clock, now: () => now };
+  const parameters = new Map<string, { value: string; modified: Date }>();
+  const commands: SentCommand[] = [];
+  const state: Pick<World, 'inService' | 'offline' | 'tags'> = {
+    inService: Array.from({ length: count }, (_, index) => instance(index + 1)),
+    offline: new Set(),
+    tags: new Map(),
+  };
+
+  ssm.on(GetParametersByPathCommand).callsFake(({ Path }) => ({
+    Parameters: [...parameters]
+      .filter(([name]) => name.startsWith(`${Path}/`) && !name.slice(Path.length + 1).includes('/'))
+      .map(([Name, { value }]) => ({ Name, Value: value })),
+  }));
+  ssm.on(PutParameterCommand).callsFake(({ Name, Value, Overwrite }) => {
+    if (parameters.has(Name) && !Overwrite) {
+      throw new ParameterAlreadyExists({ message: 'The parameter already exists.', $metadata: {} });
+    }
+    parameters.set(Name, { value: Value, modified: new Date(now) });
+    return { Version: 1 };
+  });
+  ssm.on(DeleteParametersCommand).callsFake(({ Names }) => {
+    for (const name of Names) parameters.delete(name);
+    return { DeletedParameters: Names };
+  });
+  ssm.on(GetParameterCommand).callsFake(({ Name }) => {
+    const found = parameters.get(Name);
+    if (!found) throw new ParameterNotFound({ message: 'not found', $metadata: {} });
+    return { Parameter: { Name, Value: found.value, LastModifiedDate: found.modified } };
+  });
+  autoScaling.on(DescribeAutoScalingGroupsCommand).callsFake(() => ({
+    AutoScalingGroups: [
+      describedGroup(
+        'web',
+        state.inService.map((id) => groupInstance(id, 'InService')),
+      ),
+    ],
+  }));
+  autoScaling.on(DescribeAutoScalingInstancesCommand).callsFake(({ InstanceIds }) => ({
+    AutoScalingInstances: (InstanceIds ?? [])
+      .filter((id: string) => state.inService.includes(id))
+      .map((InstanceId: string) => ({
+        InstanceId,
+        AutoScalingGroupName: 'web',
+        LifecycleState: 'InService',
+        AvailabilityZone: 'us-west-2a',
+        HealthStatus: 'HEALTHY',
+        ProtectedFromScaleIn: false,
+      })),
+  }));
+  agentStatuses((id) => (state.offline.has(id) ? 'ConnectionLost' : 'Online'));
+  ec2.on(DescribeTagsCommand).callsFake(({ Filters }) => ({
+    Tags: (Filters?.[0]?.Values ?? []).flatMap((id: string) => {
+      const value = state.tags.get(id);
+      return value
+        ? [{ ResourceId: id, ResourceType: 'instance', Key: 'selfdeploy:revision', Value: value }]
+        : [];
+    }),
+  }));
+  ssm.on(SendCommandCommand).callsFake((input) => {
+    const command: SentCommand = {
+      commandId: `cccccccc-0000-4000-8000-${String(commands.length + 1).padStart(12, '0')}`,
+      instanceIds: [...input.InstanceIds],
+      parameters: input.Parameters,
+      comment: input.Comment,
+      ...(input.MaxConcurrency && { maxConcurrency: input.MaxConcurrency }),
+      ...(input.MaxErrors && { maxErrors: input.MaxErrors }),
+      requestedAt: new Date(now),
+      status: 'InProgress',
+      runs: new Map(),
+    };
+    commands.push(command);
+    return { Command: { CommandId: command.commandId } };
+  });
+  const listed = (command: SentCommand) => ({
+    CommandId: command.commandId,
+    InstanceIds: command.instanceIds,
+    Comment: command.comment,
+    Parameters: command.parameters,
+    Status: command.status,
+    RequestedDateTime: command.requestedAt,
+  });
+  ssm.on(ListCommandsCommand).callsFake(({ CommandId, InstanceId }) => ({
+    Commands: commands
+      .filter((command) =>
+        CommandId ? command.commandId === CommandId : command.instanceIds.includes(InstanceId),
+      )
+      .map(listed),
+  }));
+  ssm.on(ListCommandInvocationsCommand).callsFake(({ CommandId, InstanceId }) => ({
+    CommandInvocations: commands
+      .filter((command) =>
+        CommandId ? command.commandId === CommandId : command.instanceIds.includes(InstanceId),
+      )
+      .flatMap((command) =>
+        command.instanceIds
+          .filter((id) => !InstanceId || id === InstanceId)
+          .map((id) => ({
+            CommandId: command.commandId,
+            InstanceId: id,
+            Status: command.runs.get(id)?.status ?? 'InProgress',
+            RequestedDateTime: command.requestedAt,
+            CommandPlugins: [{ Name: 'deploy', ResponseCode: command.runs.get(id)?.responseCode ?? -1 }],
+          })),
+      ),
+  }));
+  ssm.on(GetCommandInvocationCommand).callsFake(({ CommandId, InstanceId }) => {
+    const run = commands.find((command) => command.commandId === CommandId)?.runs.get(InstanceId);
+    return {
+      CommandId,
+      InstanceId,
+      Status: run?.status ?? 'InProgress',
+      ResponseCode: run?.responseCode ?? -1,
+      StandardOutputContent: run?.stdout ?? '',
+      StandardErrorContent: run && run.responseCode !== 0 ? 'cap aborted!\n' : '',
+    };
+  });
+
+  const deps = { ...base.deps, clock };
+  return {
+    ...base,
+    deps,
+    parameters,
+    commands,
+    get inService() {
+      return state.inService;
+    },
+    set inService(ids) {
+      state.inService = ids;
+    },
+    get offline() {
+      return state.offline;
+    },
+    set offline(ids) {
+      state.offline = ids;
+    },
+    get tags() {
+      return state.tags;
+    },
+    set tags(tags) {
+      state.tags = tags;
+    },
+    record: (name) => {
+      const found = parameters.get(`/selfdeploy/web/${name}`);
+      return found && JSON.parse(found.value);
+    },
+    put: (name, value, modified = new Date(now)) => {
+      parameters.set(`/selfdeploy/web/${name}`, { value: JSON.stringify(value), modified });
+    },
+    finish(commandId, sha, failing = {}) {
+      const command = commands.find((candidate) => candidate.commandId === commandId);
+      if (!command) throw new Error(`no command ${commandId}`);
+      for (const id of command.instanceIds) {
+        const failed = failing[id];
+        command.runs.set(id, {
+          status: failed ? 'Failed' : 'Success',
+          responseCode: failed ? failed.exitCode : 0,
+          stdout: resultLine({
+            status: failed ? 'failure' : 'success',
+            exitCode: failed ? failed.exitCode : 0,
+            revision: sha,
+            ...(failed && { reason: failed.reason }),
+          }),
+        });
+      }
+      command.status = Object.keys(failing).some((id) => command.instanceIds.includes(id))
+        ? 'Failed'
+        : 'Success';
+    },
+    sentFor: (role) => commands.filter((command) => command.comment.endsWith(` ${role}`)),
+    statusEvent: (command) => ({
+      version: '0',
+      id: 'status-event',
+      'detail-type': 'EC2 Command Status-change Notification',
+      source: 'aws.ssm',
+      account: '123456789012',
+      time: new Date(now).toISOString(),
+      region: 'us-west-2',
+      resources: command.instanceIds.map((id) => `arn:aws:ec2:us-west-2:123456789012:instance/${id}`),
+      detail: {
+        'command-id': command.commandId,
+        'document-name': 'SelfDeploy',
+        parameters: command.parameters,
+        'requested-date-time': command.requestedAt.toISOString(),
+        status: command.status,
+      },
+    }),
+    advance: (ms) => {
+      now += ms;
+    },
+  };
+}
