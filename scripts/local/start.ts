@@ -360,45 +360,56 @@ async function scaleOut({ opts, run, progress, compact, deadline, problems }: Se
 }
 
 /**
- * Pushes a new commit (--bad-revision: one whose deploy fails) and redeploys the group the
- * way an operator does from the Lambda console's Test tab; waits for it and checks it.
+ * Pushes a new commit (--bad-revision: one whose deploy fails) and deploys it the way an
+ * operator does from the Lambda console's Test tab: canary first, then the rest, promoted on
+ * success, the release left as it was on failure. Waits for the deployment and checks it.
  */
 async function redeploy({ opts, run, progress, compact, deadline, problems }: Session): Promise<void> {
   const next = opts.badRevision ? run.app?.commitFailingDeploy() : run.app?.commit('Second version');
-  const revision = run.app ? undefined : opts.badRevision ? BAD_REVISION : 'v2';
+  const action = {
+    action: 'deploy',
+    group: GROUP_NAME,
+    revision: next ?? (opts.badRevision ? BAD_REVISION : 'v2'),
+  };
   progress.print(
-    `pushed ${shortSha(next)}${opts.badRevision ? ' (its deploy fails)' : ''}; invoking {"action":"redeploy","autoScalingGroupName":"${GROUP_NAME}"}`,
+    `pushed ${shortSha(next)}${opts.badRevision ? ' (its deploy fails)' : ''}; invoking ${JSON.stringify(action)}`,
   );
   const before = new Set(run.plane.ssm.commands().map((c) => c.id));
-  const answer = await run.orchestrator.invoke({
-    action: 'redeploy',
-    autoScalingGroupName: GROUP_NAME,
-    ...(revision ? { revision } : {}),
-  });
+  const answer = (await run.orchestrator.invoke(action)) as { result?: { deploymentId?: string } };
   const answered = JSON.stringify(answer);
-  // A big run's answer lists every instance: its start is enough on screen.
   progress.print(
     `the orchestrator answered: ${compact && answered.length > 200 ? `${answered.slice(0, 200)}…` : answered}`,
   );
-  const redeploys = () => run.plane.ssm.commands().filter((c) => !before.has(c.id));
+  const record = (name: string): { id?: string; phase?: string } | undefined => {
+    try {
+      return JSON.parse(run.plane.ssm.getParameter(`/selfdeploy/${GROUP_NAME}/${name}`).value);
+    } catch {
+      return undefined;
+    }
+  };
+  const deploys = () => run.plane.ssm.commands().filter((c) => !before.has(c.id));
   await run.waitFor(
-    'the redeploy to finish',
-    () => redeploys().every((c) => isTerminalStatus(c.status)),
+    'the deployment to end and its commands to finish',
+    () =>
+      record('last-deployment')?.id === answer.result?.deploymentId &&
+      !record('deployment') &&
+      deploys().every((c) => isTerminalStatus(c.status)),
     deadline - Date.now(),
   );
   progress.update(true);
-  const invocations = redeploys().flatMap((c) => c.invocations);
+  const invocations = deploys().flatMap((c) => c.invocations);
+  const ended = record('last-deployment')?.phase;
   process.stdout.write(
     report(
       compact,
-      `Redeploy of ${shortSha(next)}`,
+      `Deploy of ${shortSha(next)}: ${ended}`,
       ['instance', 'state', 'deploy', 'revision'],
       run
         .instances()
         .map((instance) => [
           instance.id,
           instance.state,
-          invocations.find((i) => i.instanceId === instance.id)?.status ?? 'not sent',
+          invocations.findLast((i) => i.instanceId === instance.id)?.status ?? 'not sent',
           shortSha(run.revisionOf(instance.id)),
         ]),
       2,
@@ -406,16 +417,16 @@ async function redeploy({ opts, run, progress, compact, deadline, problems }: Se
   );
   for (const instance of run.instances()) {
     const deployed = run.revisionOf(instance.id);
-    if (instance.state !== 'InService') problems.push(`${instance.id} left service during the redeploy`);
+    if (instance.state !== 'InService') problems.push(`${instance.id} left service during the deploy`);
     if (opts.badRevision && next && deployed === next)
       problems.push(`${instance.id} serves the failing revision`);
     if (!opts.badRevision && next && deployed !== next) {
-      problems.push(`${instance.id} has ${shortSha(deployed)} after the redeploy, not ${shortSha(next)}`);
+      problems.push(`${instance.id} has ${shortSha(deployed)} after the deploy, not ${shortSha(next)}`);
     }
   }
-  const failed = invocations.filter((i) => i.status !== 'Success').length;
-  if (opts.badRevision && failed === 0) problems.push('the failing revision deployed without an error');
-  if (!opts.badRevision && failed > 0) problems.push(`${failed} redeploy invocation(s) did not succeed`);
+  if (opts.badRevision && ended !== 'failed')
+    problems.push(`the failing revision's deployment ended ${ended}`);
+  if (!opts.badRevision && ended !== 'promoted') problems.push(`the deployment ended ${ended}, not promoted`);
 }
 
 /** A table per instance for small runs; one line of counts (of `column`'s values) for big ones. */

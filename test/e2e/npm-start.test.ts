@@ -29,7 +29,7 @@ describe('npm start', () => {
     const output = run.output();
     expect(code).toBe(0);
     expect(output).toContain('OK: every instance ended as expected.');
-    const scaleOut = output.slice(output.indexOf('Scale-out'), output.indexOf('Redeploy of'));
+    const scaleOut = output.slice(output.indexOf('Scale-out'), output.indexOf('Deploy of'));
     expect(scaleOut.match(/^i-[0-9a-f]{17}\s+InService/gm)).toHaveLength(3);
     const dir = /run directory (\S+)/.exec(output)?.[1] ?? '';
     expect(dir).toMatch(/selfdeploy-/);
@@ -44,7 +44,7 @@ describe('npm start', () => {
     const output = run.output();
     expect(output).toContain('OK: every instance ended as expected.');
     expect(code).toBe(0);
-    const scaleOut = output.slice(output.indexOf('Scale-out'), output.indexOf('Redeploy of'));
+    const scaleOut = output.slice(output.indexOf('Scale-out'), output.indexOf('Deploy of'));
     expect(scaleOut.match(/^i-[0-9a-f]{17}\s+abandoned \(deploy failed\), replaced/gm)).toHaveLength(1);
     expect(scaleOut.match(/^i-[0-9a-f]{17}\s+InService/gm)).toHaveLength(3);
   });
