@@ -28,7 +28,6 @@ const RELEASE_RECORD_ACTIONS = [
   'ssm:GetParametersByPath',
   'ssm:GetParameter',
   'ssm:PutParameter',
-  'ssm:DeleteParameter',
   'ssm:DeleteParameters',
 ] as const;
 
@@ -59,12 +58,6 @@ function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.P
     new iam.PolicyStatement({
       sid: 'CompleteManagedLifecycleActions',
       actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
-      resources: [...grants.groupArns],
-    }),
-    new iam.PolicyStatement({
-      sid: 'StandbyManagedGroupInstances',
-      // Standby deploys take a batch out of service and back; only in the managed groups.
-      actions: ['autoscaling:EnterStandby', 'autoscaling:ExitStandby'],
       resources: [...grants.groupArns],
     }),
     new iam.PolicyStatement({
@@ -132,7 +125,6 @@ function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.P
         'autoscaling:DescribeLifecycleHooks',
         // status and reconcile: the revision tags of the groups' instances
         'ec2:DescribeTags',
-        'ec2:DescribeInstances',
       ],
       resources: ['*'],
     }),

@@ -181,6 +181,19 @@ async function publishedByEveryPath(): Promise<MetricIdentity[]> {
       ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'aaaaaaaa-1111-2222-3333-444444444444' } });
       return route(deps, fixture('launch'));
     })),
+    // A launch of a paused group: LaunchedWithoutDeploy.
+    ...(await published((deps) => {
+      ssm.on(GetParametersByPathCommand).resolves({
+        Parameters: [
+          {
+            Name: '/selfdeploy/web/paused',
+            Value: JSON.stringify({ since: '2026-11-26T10:00:00.000Z', reason: 'deploys are broken' }),
+          },
+        ],
+      });
+      autoScaling.on(CompleteLifecycleActionCommand).resolves({});
+      return route(deps, fixture('launch'));
+    })),
     // A successful deploy completed: BootstrapSucceeded, BootstrapDuration.
     ...(await published((deps) => {
       activities(launchActivity(INSTANCE, LAUNCHED_AT));
