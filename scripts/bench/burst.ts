@@ -5,6 +5,7 @@
 import { groupPath } from '../../functions/orchestrator/release-store';
 import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
 import { seededRandom } from '../local/control-plane/ids';
+import type { CallRecord } from '../local/control-plane/server';
 import type { RateLimit } from '../local/control-plane/throttle';
 import { DOCUMENT_NAME, GROUP_NAME, LocalRun } from '../local/local-run';
 import { burstFloorSeconds } from './rate-limits';
@@ -90,6 +91,14 @@ function countBy<T>(items: readonly T[], key: (item: T) => string): Record<strin
  * lifecycle action has ended. The control plane runs in real time (time scale 1): the rate
  * limits and the handler's own waits are real-time, so agent delays must be too.
  */
+/**
+ * The calls the budget counts: SSM's and Auto Scaling's, whose account-wide rates the
+ * instances share. SQS (the queue) and EC2 (the deploy tags) are reported apart.
+ */
+export function isBudgeted(call: Pick<CallRecord, 'service'>): boolean {
+  return call.service === 'ssm' || call.service === 'autoscaling';
+}
+
 /** The release the burst's group runs. */
 const BENCH_RELEASE = '0123456789abcdef0123456789abcdef01234567';
 
@@ -141,8 +150,7 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
       lastRegistrationSeconds: lastAgentRegisteredSeconds,
       deploySeconds: settings.deployMs / 1000,
     });
-    // SQS calls now reach the control plane too; the budget counts SSM and Auto Scaling only.
-    const calls = run.plane.calls.filter((call) => call.service !== 'sqs');
+    const calls = run.plane.calls.filter(isBudgeted);
     const sqsCalls = run.plane.calls.filter((call) => call.service === 'sqs' && call.error === undefined);
     const answered = calls.filter((call) => call.error === undefined);
     const throttledCalls = calls.filter((call) => call.error !== undefined && THROTTLING.has(call.error));
@@ -182,8 +190,7 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
           0,
           ...all.map(
             (r) =>
-              run.plane.callsFor(r.id).filter((call) => call.service !== 'sqs' && call.error === undefined)
-                .length,
+              run.plane.callsFor(r.id).filter((call) => isBudgeted(call) && call.error === undefined).length,
           ),
         ),
       },

@@ -1,6 +1,7 @@
 // Section 3: what one bootstrap costs the orchestrator as deploys get longer — selfdeploy
 // (completes on the SSM status event) beside a polling orchestrator (waits in the function
 // with waitUntilCommandExecuted), each on its own control plane with the same settings.
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,7 @@ import {
   LocalRun,
   STAND_IN_APP_USER,
 } from '../local/local-run';
+import { isBudgeted } from './burst';
 import type { BaselineResult } from './polling-orchestrator';
 import { round } from './stats';
 
@@ -100,7 +102,7 @@ async function selfdeployCost(deploySeconds: number, settings: CostSettings): Pr
     return {
       lambdaMsPerBootstrap: round(sum(invocations.map((i) => i.ms)) / instances, 1),
       invocationsPerBootstrap: round(invocations.length / instances),
-      callsPerBootstrap: round(run.plane.calls.filter((call) => call.service !== 'sqs').length / instances),
+      callsPerBootstrap: round(run.plane.calls.filter(isBudgeted).length / instances),
       sqsCallsPerBootstrap: round(
         run.plane.calls.filter((call) => call.service === 'sqs').length / instances,
       ),

@@ -87,6 +87,13 @@ describe('releases through the local control plane', () => {
     local.scaleTo(2);
     await local.waitFor('the second instance InService', () => local.settled(), 60_000);
     expect(local.plane.ssm.commands()).toHaveLength(1);
+    // The first release is recorded just after the action completes.
+    await local.waitFor(
+      'the first release recorded',
+      () =>
+        local.plane.ssm.parametersByPath('/selfdeploy/web', false).some((p) => p.name.endsWith('/release')),
+      10_000,
+    );
     const status = (await operate(local, { action: 'status' })) as GroupStatus;
     const drifted = status.instances.filter((entry) => entry.drift).map((entry) => entry.instanceId);
     expect(drifted).toEqual([instance?.id]);

@@ -11,12 +11,23 @@ import {
 
 const XMLNS = 'http://autoscaling.amazonaws.com/doc/2011-01-01/';
 
-/** A form-encoded awsQuery request: `Action=…&Version=…&Names.member.1=…`. */
+/**
+ * A form-encoded query request: `Action=…&Version=…&Names.member.1=…`. Auto Scaling's
+ * awsQuery lists members as `Name.member.N`; EC2's flavour (Ec2Input) as `Name.N`.
+ */
 export class QueryInput {
   readonly #fields: URLSearchParams;
 
-  public constructor(body: string) {
+  public constructor(
+    body: string,
+    /** What stands between a list's name and its index. */
+    private readonly listInfix = '.member',
+  ) {
     this.#fields = new URLSearchParams(body);
+  }
+
+  public has(name: string): boolean {
+    return this.#fields.has(name);
   }
 
   public get action(): string {
@@ -53,11 +64,11 @@ export class QueryInput {
     return parsed;
   }
 
-  /** A list member: `Name.member.1`, `Name.member.2`, … */
+  /** A list's members: `Name.member.1`, `Name.member.2`, … (EC2: `Name.1`, …). */
   public list(name: string): string[] {
     const values: string[] = [];
-    for (let i = 1; this.#fields.has(`${name}.member.${i}`); i++)
-      values.push(this.#fields.get(`${name}.member.${i}`) ?? '');
+    for (let i = 1; this.#fields.has(`${name}${this.listInfix}.${i}`); i++)
+      values.push(this.#fields.get(`${name}${this.listInfix}.${i}`) ?? '');
     return values;
   }
 }

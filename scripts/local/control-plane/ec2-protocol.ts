@@ -1,4 +1,5 @@
 import { ApiError } from './api-error';
+import { QueryInput } from './auto-scaling-protocol';
 import { type Ec2, type Ec2Instance, INSTANCE_STATES, type ResourceTag } from './ec2';
 
 /** The API version every EC2 request names; Auto Scaling's form requests name 2011-01-01. */
@@ -6,36 +7,18 @@ export const EC2_VERSION = '2016-11-15';
 const XMLNS = `http://ec2.amazonaws.com/doc/${EC2_VERSION}/`;
 
 /** EC2's query input: `Action=CreateTags&ResourceId.1=…&Tag.1.Key=…&Filter.1.Value.1=…`. */
-export class Ec2Input {
-  readonly #fields: URLSearchParams;
-
+export class Ec2Input extends QueryInput {
   public constructor(body: string) {
-    this.#fields = new URLSearchParams(body);
-  }
-
-  public get action(): string {
-    return this.#fields.get('Action') ?? '';
-  }
-
-  public string(name: string): string | undefined {
-    return this.#fields.get(name) ?? undefined;
-  }
-
-  /** EC2's flattened lists: `Name.1`, `Name.2`, … */
-  public list(name: string): string[] {
-    const values: string[] = [];
-    for (let i = 1; this.#fields.has(`${name}.${i}`); i++)
-      values.push(this.#fields.get(`${name}.${i}`) ?? '');
-    return values;
+    super(body, '');
   }
 
   /** `Tag.N.Key` / `Tag.N.Value` pairs (a missing value is the empty string, as EC2 sets it). */
   public tags(): { key: string; value: string }[] {
     const tags: { key: string; value: string }[] = [];
-    for (let i = 1; this.#fields.has(`Tag.${i}.Key`); i++) {
+    for (let i = 1; this.has(`Tag.${i}.Key`); i++) {
       tags.push({
-        key: this.#fields.get(`Tag.${i}.Key`) ?? '',
-        value: this.#fields.get(`Tag.${i}.Value`) ?? '',
+        key: this.string(`Tag.${i}.Key`) ?? '',
+        value: this.string(`Tag.${i}.Value`) ?? '',
       });
     }
     return tags;
@@ -44,9 +27,9 @@ export class Ec2Input {
   /** `Filter.N.Name` with its `Filter.N.Value.M` values. */
   public filters(): { name: string; values: string[] }[] {
     const filters: { name: string; values: string[] }[] = [];
-    for (let i = 1; this.#fields.has(`Filter.${i}.Name`); i++) {
+    for (let i = 1; this.has(`Filter.${i}.Name`); i++) {
       filters.push({
-        name: this.#fields.get(`Filter.${i}.Name`) ?? '',
+        name: this.string(`Filter.${i}.Name`) ?? '',
         values: this.list(`Filter.${i}.Value`),
       });
     }
