@@ -99,8 +99,22 @@ export function isBudgeted(call: Pick<CallRecord, 'service'>): boolean {
   return call.service === 'ssm' || call.service === 'autoscaling';
 }
 
-/** The release the burst's group runs. */
-const BENCH_RELEASE = '0123456789abcdef0123456789abcdef01234567';
+/**
+ * Gives the run's group a release, as a group in operation has: its launches send the SHA,
+ * and no run's output is read for the SHA it deployed.
+ */
+export function withRelease(run: LocalRun): void {
+  run.plane.ssm.putParameter(
+    `${groupPath(TOP_LEVEL_SETTINGS.releasePath.default, GROUP_NAME)}/release`,
+    JSON.stringify({
+      sha: '0123456789abcdef0123456789abcdef01234567',
+      changedAt: new Date().toISOString(),
+      reason: 'bench',
+    }),
+    'String',
+    false,
+  );
+}
 
 export async function measureBurst(instances: number, settings: BurstSettings): Promise<BurstFigures> {
   const random = seededRandom(instances);
@@ -119,13 +133,7 @@ export async function measureBurst(instances: number, settings: BurstSettings): 
   });
   try {
     const started = Date.now();
-    // A group in operation has a release: launches send its SHA, and no run's output is read.
-    run.plane.ssm.putParameter(
-      `${groupPath(TOP_LEVEL_SETTINGS.releasePath.default, GROUP_NAME)}/release`,
-      JSON.stringify({ sha: BENCH_RELEASE, changedAt: new Date().toISOString(), reason: 'bench' }),
-      'String',
-      false,
-    );
+    withRelease(run);
     run.scaleTo(instances);
     const records = () => [...run.records.values()];
     // Past the heartbeat timeout every open action has ended by timeout: nothing more to wait for.

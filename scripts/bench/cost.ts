@@ -20,7 +20,7 @@ import {
   LocalRun,
   STAND_IN_APP_USER,
 } from '../local/local-run';
-import { isBudgeted } from './burst';
+import { isBudgeted, withRelease } from './burst';
 import type { BaselineResult } from './polling-orchestrator';
 import { round } from './stats';
 
@@ -92,6 +92,7 @@ async function selfdeployCost(deploySeconds: number, settings: CostSettings): Pr
   });
   try {
     const done = completions(run.plane.autoScaling, instances, runTimeoutMs(deploySeconds, timeScale));
+    withRelease(run);
     run.scaleTo(instances);
     const continued = await done;
     // The completing invocations finish just after their CompleteLifecycleAction; their time counts.
