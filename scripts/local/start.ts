@@ -192,7 +192,7 @@ function table(header: string[], rows: string[][]): string {
 /** The revision the stand-in deploy fails (the bad commit, without a real deploy). */
 const BAD_REVISION = 'bad-revision';
 /** Real time the after-deploy checks wait for the instances' tags to catch up (status events are batched for seconds). */
-const SETTLE_MS = 20_000;
+const SETTLE_MS = 10_000;
 
 /** What the steps of one run share. */
 interface Session {
@@ -445,12 +445,13 @@ async function deployBadCommit(session: Session, good: string): Promise<string> 
         c.parameters.revision?.[0] === good &&
         c.invocations.some((i) => i.instanceId === answer.canary && i.status === 'Success'),
     );
+  // Its tags come with its status event, which the status queue batches for a moment.
   const status = await settle(
     session,
     (s) =>
       restored() &&
       sent().every((c) => isTerminalStatus(c.status)) &&
-      s.instances.every((i) => i.sha === good),
+      s.instances.every((i) => i.sha === good && i.lastDeploy?.result === 'success'),
   );
   const failure = deployment.failures[0];
   const why = failure ? `exit ${failure.exitCode ?? '-'}: ${failure.reason}` : 'no failure on record';
