@@ -641,6 +641,8 @@ function showStep(
   notes: ReadonlyMap<string, string>,
   extra: readonly string[][] = [],
 ): void {
+  // The live lines first, so they end with the state the table shows.
+  progress.update(true);
   const rows = [
     ...status.instances.map((i) => [
       i.instanceId,
