@@ -78,7 +78,7 @@ export const NUMBER_OPTIONS: readonly NumberOption[] = [
     max: 0.9,
     integer: false,
     fallback: 0,
-    help: 'fraction of API calls answered with a throttling error',
+    help: 'fraction of API calls answered with a throttling error; the SDK backs off (adaptive retries), so such a run can take minutes: give it a longer --timeout',
   },
   {
     name: 'lose-events',

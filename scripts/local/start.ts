@@ -455,7 +455,8 @@ async function deployBadCommit(session: Session, good: string): Promise<string> 
   );
   const failure = deployment.failures[0];
   const why = failure ? `exit ${failure.exitCode ?? '-'}: ${failure.reason}` : 'no failure on record';
-  showStep(session, status, new Map([[answer.canary ?? '', 'canary: failed, restored to the release']]));
+  const canaryNote = restored() ? 'canary: failed, restored to the release' : 'canary: failed, not restored';
+  showStep(session, status, new Map([[answer.canary ?? '', canaryNote]]));
   progress.print(
     `${deployment.id} ${deployment.phase} on canary ${failure?.instanceId ?? '-'} (${why}); release kept at ${status.release?.sha}`,
   );
@@ -584,7 +585,9 @@ async function pollStatus(
     if (Date.now() > session.deadline) {
       throw new Error(`timed out after ${session.opts.timeout}s waiting for ${what}${error}`);
     }
-    await new Promise((resolve) => setTimeout(resolve, session.compact ? 1000 : 250));
+    // Each poll costs a few reads per 50 instances; throttled, each also slows the SDK's adaptive retries.
+    const interval = session.compact || session.opts.throttle > 0 ? 1000 : 250;
+    await new Promise((resolve) => setTimeout(resolve, interval));
   }
 }
 
