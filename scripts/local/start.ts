@@ -232,6 +232,7 @@ async function main(): Promise<number> {
     const bad = await deployBadCommit(session, good);
     await scaleOutAtRelease(session, good, bad);
     await rollBack(session, first, good);
+    await scaleBackIn(session);
   } catch (error) {
     session.problems.push((error as Error).message);
   }
@@ -527,6 +528,14 @@ async function rollBack(session: Session, first: string, good: string): Promise<
     );
   }
   checkAllOn(session, status, first, `after rollback ${deployment.id}`);
+}
+
+/** Ends the flow with the group at --instances again (what `--keep` leaves to the AWS CLI, the SDK and `npx selfdeploy`). */
+async function scaleBackIn({ opts, run, progress, deadline }: Session): Promise<void> {
+  progress.print(`scaling back in to ${opts.instances} instance(s): Auto Scaling terminates the newest`);
+  run.scaleTo(opts.instances);
+  await run.waitFor(`${opts.instances} instance(s) InService`, () => run.settled(), deadline - Date.now());
+  progress.update(true);
 }
 
 type DeployStarted = Extract<OperatorAnswer, { action: 'deploy' | 'rollback' }>;
