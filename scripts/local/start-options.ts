@@ -78,7 +78,7 @@ export const NUMBER_OPTIONS: readonly NumberOption[] = [
     max: 0.9,
     integer: false,
     fallback: 0,
-    help: 'fraction of API calls answered with a throttling error',
+    help: 'fraction of API calls answered with a throttling error; the SDK backs off (adaptive retries), so such a run can take minutes: give it a longer --timeout',
   },
   {
     name: 'lose-events',
@@ -138,10 +138,6 @@ export const NUMBER_OPTIONS: readonly NumberOption[] = [
 
 export const FLAG_OPTIONS: readonly FlagOption[] = [
   {
-    name: 'bad-revision',
-    help: 'the redeployed commit fails to deploy: the rollout stops at the first failure and no instance serves it',
-  },
-  {
     name: 'keep',
     help: 'leave the control plane running afterwards (Ctrl-C stops it) and print the credentials and settings that point the AWS CLI or an SDK at it',
   },
@@ -152,8 +148,10 @@ export const FLAG_OPTIONS: readonly FlagOption[] = [
 export const HELP = [
   'Usage: npm start -- [options]',
   '',
-  'Runs a scale-out of a local Auto Scaling group through selfdeploy, then a redeploy of a new',
-  'commit, and prints what happened to every instance. Bad options exit 2.',
+  'Shows the release flow on a local Auto Scaling group: a scale-out records the release, a new',
+  'commit is deployed canary-first and promoted, a bad commit fails on the canary and leaves the',
+  'release, one more instance deploys the release, a rollback. After each step it prints every',
+  'instance. Bad options exit 2.',
   '',
   'Options:',
   ...NUMBER_OPTIONS.map((o) => {
@@ -176,7 +174,6 @@ export interface Options {
   readonly agentRate?: number;
   readonly bootDelay: number;
   readonly fail: number;
-  readonly badRevision: boolean;
   readonly throttle: number;
   readonly loseEvents: number;
   readonly duplicateEvents: number;
@@ -239,7 +236,6 @@ export function parseOptions(argv: readonly string[]): Options | undefined {
     ...optional('agent-rate', 'agentRate'),
     bootDelay: given('boot-delay'),
     fail: given('fail'),
-    badRevision: values['bad-revision'] === true,
     throttle: given('throttle'),
     loseEvents: given('lose-events'),
     duplicateEvents: given('duplicate-events'),

@@ -1,9 +1,11 @@
 /**
  * `npm start`: a whole selfdeploy scale-out on this machine, no AWS account needed. A local
  * control plane (Auto Scaling + SSM on 127.0.0.1), the real orchestrator handler, simulated
- * instances that run the real SelfDeploy document (bash, Capistrano, sshd, git); then a new
- * commit and a console-style redeploy of the group. Exits 0 when every instance ended as
- * expected. `npm start -- --help` lists the options.
+ * instances that run the real SelfDeploy document (bash, Capistrano, sshd, git). It shows the
+ * release flow: a scale-out records the first release, a new commit is deployed canary-first
+ * and promoted, a bad commit fails on the canary and leaves the release, a further scale-out
+ * deploys the release, a rollback. Exits 0 when every instance ended as expected.
+ * `npm start -- --help` lists the options.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -12,6 +14,13 @@ import {
   isTerminalStatus,
   LAUNCH_DETAIL_TYPE,
 } from '../../functions/shared/event-patterns';
+import type {
+  Deployment,
+  GroupStatus,
+  InstanceStatus,
+  OperatorAction,
+  OperatorAnswer,
+} from '../../functions/shared/operator-actions';
 import type { Command } from './control-plane/ssm';
 import { GROUP_NAME, LocalRun } from './local-run';
 import { FUNCTION_NAME } from './orchestrator';
@@ -60,6 +69,12 @@ class Progress {
   public print(line: string): void {
     this.#endCounter();
     process.stdout.write(`${this.#stamp()} ${line}\n`);
+  }
+
+  /** Prints a block of lines (a table) after ending any counter line. */
+  public block(text: string): void {
+    this.#endCounter();
+    process.stdout.write(`\n${text}\n`);
   }
 
   /** Shows what changed; `force` also draws the counter now (before a summary). */
@@ -174,8 +189,10 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
-/** A revision the stand-in deploy fails (--bad-revision without a real deploy). */
+/** The revision the stand-in deploy fails (the bad commit, without a real deploy). */
 const BAD_REVISION = 'bad-revision';
+/** Real time the after-deploy checks wait for the instances' tags to catch up (status events are batched for seconds). */
+const SETTLE_MS = 10_000;
 
 /** What the steps of one run share. */
 interface Session {
@@ -210,8 +227,12 @@ async function main(): Promise<number> {
     progress.print(
       `control plane ${run.plane.endpoint}; group ${GROUP_NAME} with a launch hook; application user ${run.appUser}; run directory ${run.dir}`,
     );
-    await scaleOut(session);
-    await redeploy(session);
+    const first = await scaleOut(session);
+    const good = await deployNewCommit(session, first);
+    const bad = await deployBadCommit(session, good);
+    await scaleOutAtRelease(session, good, bad);
+    await rollBack(session, first, good);
+    await scaleBackIn(session);
   } catch (error) {
     session.problems.push((error as Error).message);
   }
@@ -266,7 +287,8 @@ async function startRun(opts: Options): Promise<LocalRun | undefined> {
       sshdDown: (id) => failing.has(id),
       ...(opts.agentRate === undefined ? {} : { agentRegistrationsPerSecond: opts.agentRate }),
       reconcileEverySeconds: 30,
-      maxSize: Math.max(10, opts.instances),
+      // One more than --instances: the fourth step scales out by one.
+      maxSize: Math.max(10, opts.instances + 1),
       throttle: { fraction: opts.throttle },
       faults: {
         drop: (event) => losable(event) && Math.random() < opts.loseEvents,
@@ -318,123 +340,351 @@ function supervise(run: LocalRun, progress: Progress): Supervision {
   };
 }
 
-/** Scales the group out to --instances, waits until it has settled and checks it: all on the branch head, --fail abandoned. */
-async function scaleOut({ opts, run, progress, compact, deadline, problems }: Session): Promise<void> {
-  const firstHead = run.app?.head();
+/** Step 1: scales the group out to --instances with no release yet; the first successful deploy records one. Its SHA. */
+async function scaleOut(session: Session): Promise<string> {
+  const { opts, run, progress, problems } = session;
+  const head = run.app?.head();
   progress.print(
-    `scaling out to ${opts.instances} instance(s); deploying ${shortSha(firstHead)} (branch head)`,
+    `1. scale-out to ${opts.instances} instance(s): no release yet, so launches deploy the branch head${head ? ` ${shortSha(head)}` : ''}`,
   );
   run.scaleTo(opts.instances);
-  await run.waitFor(`${opts.instances} instance(s) InService`, () => run.settled(), deadline - Date.now());
-  progress.update(true);
-
-  const records = [...run.records.values()];
-  process.stdout.write(
-    report(
-      compact,
-      'Scale-out',
-      ['instance', 'result', 'revision', 'seconds', 'AWS calls'],
-      records.map((r) => [
-        r.id,
-        r.result === 'CONTINUE'
-          ? 'InService'
-          : `abandoned${r.completedBy === 'timeout' ? ' (hook timeout)' : ' (deploy failed)'}, replaced`,
-        shortSha(run.revisionOf(r.id)),
-        r.completedAt === undefined ? '-' : ((r.completedAt - r.launchedAt) / 1000).toFixed(1),
-        String(run.plane.callsFor(r.id).length),
-      ]),
-      1,
-    ),
+  await run.waitFor(
+    `${opts.instances} instance(s) InService`,
+    () => run.settled(),
+    session.deadline - Date.now(),
   );
+  const status = await settle(
+    session,
+    (s) => s.release !== undefined && s.instances.every((i) => i.sha === s.release?.sha),
+  );
+  const release = status.release?.sha;
+  if (release === undefined) throw new Error('the scale-out recorded no release');
+  const records = [...run.records.values()];
   const abandoned = records.filter((r) => r.result === 'ABANDON');
+  const gone = abandoned.map((r) => [
+    r.id,
+    'Terminated',
+    '-',
+    '-',
+    `abandoned (${r.completedBy === 'timeout' ? 'hook timeout' : 'deploy failed'}), replaced`,
+  ]);
+  showStep(session, status, new Map(), gone);
+  progress.print(
+    `release ${release} recorded by the first successful deploy; ${status.instances.length} instance(s) on it, ${abandoned.length} abandoned and replaced`,
+  );
   if (abandoned.length !== opts.fail) {
     problems.push(`${abandoned.length} instance(s) abandoned, expected ${opts.fail}`);
   }
-  for (const instance of run.instances()) {
-    if (firstHead && run.revisionOf(instance.id) !== firstHead) {
+  if (head !== undefined && release !== head)
+    problems.push(`the release is ${release}, not the branch head ${head}`);
+  checkAllOn(session, status, release, 'after the scale-out');
+  return release;
+}
+
+/** Step 2: a new commit deployed canary-first (migrations there only) and promoted. Its SHA. */
+async function deployNewCommit(session: Session, first: string): Promise<string> {
+  const { run, progress, problems } = session;
+  const next = run.app?.commit('Second version');
+  progress.print(`2. deploy a new commit canary-first${next ? `: pushed ${shortSha(next)}` : ''}`);
+  const sent = sentFrom(run);
+  const { answer, deployment } = await deployAndFollow(session, {
+    action: 'deploy',
+    group: GROUP_NAME,
+    revision: next ?? 'v2',
+  });
+  const good = deployment.sha ?? next ?? '';
+  const status = await settle(session, (s) => s.instances.every((i) => i.sha === good));
+  showStep(session, status, new Map([[answer.canary ?? '', 'canary (migrate=true)']]));
+  const migrated = sent()
+    .filter((c) => c.parameters.migrate?.[0] === 'true')
+    .flatMap((c) => c.invocations.map((i) => i.instanceId));
+  progress.print(
+    `${deployment.id} ${deployment.phase}: release ${status.release?.sha}, previous ${status.release?.previous}; migrations ran on ${migrated.length} instance(s): ${migrated.join(', ') || 'none'}`,
+  );
+  if (deployment.phase !== 'promoted')
+    problems.push(`${deployment.id} ended ${deployment.phase}, not promoted`);
+  if (next !== undefined && deployment.sha !== next) {
+    problems.push(`${deployment.id} resolved ${shortSha(deployment.sha)}, not the pushed ${shortSha(next)}`);
+  }
+  if (status.release?.sha !== good || status.release.previous !== first) {
+    problems.push(
+      `the release is ${status.release?.sha} (previous ${status.release?.previous}), not ${good} (previous ${first})`,
+    );
+  }
+  if (migrated.length !== 1 || migrated[0] !== answer.canary) {
+    problems.push(
+      `migrations ran on ${migrated.join(', ') || 'no instance'}, not on the canary ${answer.canary} only`,
+    );
+  }
+  checkAllOn(session, status, good, `after ${deployment.id}`);
+  return good;
+}
+
+/**
+ * Step 3: a commit whose deploy fails (after Capistrano published it), deployed: the canary
+ * fails, the rest never get it, the release stays and the canary is sent it back. Its SHA
+ * (the stand-in's failing revision name without a real deploy).
+ */
+async function deployBadCommit(session: Session, good: string): Promise<string> {
+  const { run, progress, problems } = session;
+  const bad = run.app?.commitFailingDeploy('after-publish') ?? BAD_REVISION;
+  progress.print(
+    run.app
+      ? `3. deploy a bad commit: pushed ${shortSha(bad)}, whose deploy fails after it is published`
+      : `3. deploy a bad revision: ${bad}, whose stand-in deploy fails`,
+  );
+  const sent = sentFrom(run);
+  const { answer, deployment } = await deployAndFollow(session, {
+    action: 'deploy',
+    group: GROUP_NAME,
+    revision: bad,
+  });
+  // The canary's way back is a command of its own, sent as the deployment ended.
+  const restored = () =>
+    sent().some(
+      (c) =>
+        c.parameters.revision?.[0] === good &&
+        c.invocations.some((i) => i.instanceId === answer.canary && i.status === 'Success'),
+    );
+  // Its tags come with its status event, which the status queue batches for a moment.
+  const status = await settle(
+    session,
+    (s) =>
+      restored() &&
+      sent().every((c) => isTerminalStatus(c.status)) &&
+      s.instances.every((i) => i.sha === good && i.lastDeploy?.result === 'success'),
+  );
+  const failure = deployment.failures[0];
+  const why = failure ? `exit ${failure.exitCode ?? '-'}: ${failure.reason}` : 'no failure on record';
+  const canaryNote = restored() ? 'canary: failed, restored to the release' : 'canary: failed, not restored';
+  showStep(session, status, new Map([[answer.canary ?? '', canaryNote]]));
+  progress.print(
+    `${deployment.id} ${deployment.phase} on canary ${failure?.instanceId ?? '-'} (${why}); release kept at ${status.release?.sha}`,
+  );
+  if (deployment.phase !== 'failed')
+    problems.push(`${deployment.id} of the bad commit ended ${deployment.phase}`);
+  if (failure?.instanceId !== answer.canary) {
+    problems.push(
+      `${deployment.id} names ${failure?.instanceId ?? 'no instance'} as failed, not the canary ${answer.canary}`,
+    );
+  }
+  if (status.release?.sha !== good)
+    problems.push(`the release is ${status.release?.sha}, not ${good}, after the bad commit`);
+  if (!restored())
+    problems.push(`the canary ${answer.canary} was not brought back to the release ${shortSha(good)}`);
+  const reached = sent()
+    .filter((c) => c.parameters.revision?.[0] === bad)
+    .flatMap((c) => c.invocations.map((i) => i.instanceId));
+  if (reached.length !== 1)
+    problems.push(`the bad commit was sent to ${reached.length} instance(s), not the canary only`);
+  checkAllOn(session, status, good, `after ${deployment.id} failed`);
+  return bad;
+}
+
+/** Step 4: one more instance; it deploys the release, not the bad branch head. */
+async function scaleOutAtRelease(session: Session, good: string, bad: string): Promise<void> {
+  const { opts, run, progress, problems } = session;
+  const before = new Set(run.instances().map((i) => i.id));
+  const count = opts.instances + 1;
+  progress.print(`4. scale-out to ${count} instances: launches deploy the release ${shortSha(good)}`);
+  run.scaleTo(count);
+  await run.waitFor(`${count} instances InService`, () => run.settled(), session.deadline - Date.now());
+  const joined = run.instances().filter((i) => !before.has(i.id));
+  const status = await settle(session, (s) =>
+    s.instances.every((i) => before.has(i.instanceId) || i.lastDeploy !== undefined),
+  );
+  showStep(session, status, new Map(joined.map((i) => [i.id, 'new'])));
+  const shas = joined.map((i) => status.instances.find((s) => s.instanceId === i.id)?.sha);
+  progress.print(
+    `new instance ${joined.map((i) => i.id).join(', ') || '(none)'} deployed ${shas.map(shortSha).join(', ')}: the release ${good}${run.app ? `, not the branch head ${bad}` : ''}`,
+  );
+  if (joined.length !== 1 || shas.some((sha) => sha !== good)) {
+    problems.push(
+      `the new instance(s) run ${shas.map(shortSha).join(', ') || 'nothing'}, not the release ${shortSha(good)}`,
+    );
+  }
+  checkAllOn(session, status, good, 'after the scale-out at the release');
+}
+
+/** Step 5: rollback: the release's previous SHA deployed canary-first and promoted. */
+async function rollBack(session: Session, first: string, good: string): Promise<void> {
+  const { progress, problems } = session;
+  progress.print(`5. roll back to the release's previous, ${shortSha(first)}`);
+  const { answer, deployment } = await deployAndFollow(session, {
+    action: 'rollback',
+    group: GROUP_NAME,
+    reason: 'npm start rehearses a rollback',
+  });
+  const status = await settle(session, (s) => s.instances.every((i) => i.sha === first));
+  showStep(session, status, new Map([[answer.canary ?? '', 'canary']]));
+  progress.print(
+    `${deployment.id} rollback ${deployment.phase}: release ${status.release?.sha}, previous ${status.release?.previous}`,
+  );
+  if (deployment.phase !== 'promoted')
+    problems.push(`rollback ${deployment.id} ended ${deployment.phase}, not promoted`);
+  if (status.release?.sha !== first || status.release.previous !== good) {
+    problems.push(
+      `after the rollback the release is ${status.release?.sha} (previous ${status.release?.previous}), not ${first} (previous ${good})`,
+    );
+  }
+  checkAllOn(session, status, first, `after rollback ${deployment.id}`);
+}
+
+/** Ends the flow with the group at --instances again (what `--keep` leaves to the AWS CLI, the SDK and `npx selfdeploy`). */
+async function scaleBackIn({ opts, run, progress, deadline }: Session): Promise<void> {
+  progress.print(`scaling back in to ${opts.instances} instance(s): Auto Scaling terminates the newest`);
+  run.scaleTo(opts.instances);
+  await run.waitFor(`${opts.instances} instance(s) InService`, () => run.settled(), deadline - Date.now());
+  progress.update(true);
+}
+
+type DeployStarted = Extract<OperatorAnswer, { action: 'deploy' | 'rollback' }>;
+
+/**
+ * Starts a deploy or rollback as the Lambda console's Test tab does and follows it as the
+ * CLI does: polls `status` until it is no longer in flight, printing each phase.
+ */
+async function deployAndFollow(
+  session: Session,
+  action: OperatorAction,
+): Promise<{ answer: DeployStarted; deployment: Deployment }> {
+  const { progress } = session;
+  progress.print(`invoking ${JSON.stringify(action)}`);
+  const answer = (await operate(session.run, action)) as DeployStarted;
+  progress.print(`the orchestrator answered: ${answer.summary}`);
+  let phase = '';
+  const status = await pollStatus(session, `${answer.deploymentId} to end`, (s) => {
+    if (s.deployment?.id !== answer.deploymentId) return true;
+    if (s.deployment.phase !== phase) {
+      phase = s.deployment.phase;
+      progress.print(`${answer.deploymentId} ${phase}`);
+    }
+    return false;
+  });
+  const deployment = status.lastDeployment;
+  if (deployment?.id !== answer.deploymentId) {
+    throw new Error(`${answer.deploymentId} ended, but the group's last deployment is ${deployment?.id}`);
+  }
+  return { answer, deployment };
+}
+
+/** Runs an operator action through the function; its answer, or an error with the function's own message. */
+async function operate(run: LocalRun, action: OperatorAction): Promise<OperatorAnswer> {
+  const routed = (await run.orchestrator.invoke(action)) as { result: OperatorAnswer };
+  return routed.result;
+}
+
+/**
+ * Polls the `status` action until `done` holds; throws naming `what` at --timeout. A failed
+ * poll (throttling past the SDK's retries) is tried again: status only reads.
+ */
+async function pollStatus(
+  session: Session,
+  what: string,
+  done: (status: GroupStatus) => boolean,
+): Promise<GroupStatus> {
+  let error = '';
+  for (;;) {
+    try {
+      const status = (await operate(session.run, { action: 'status', group: GROUP_NAME })) as GroupStatus;
+      if (done(status)) return status;
+    } catch (failed) {
+      error = `; the last status failed: ${(failed as Error).message}`;
+    }
+    if (Date.now() > session.deadline) {
+      throw new Error(`timed out after ${session.opts.timeout}s waiting for ${what}${error}`);
+    }
+    // Each poll costs a few reads per 50 instances; throttled, each also slows the SDK's adaptive retries.
+    const interval = session.compact || session.opts.throttle > 0 ? 1000 : 250;
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
+}
+
+/**
+ * The group's status once `settled` holds, or as it is after SETTLE_MS: the checks that
+ * follow say what did not happen, rather than a bare timeout.
+ */
+async function settle(session: Session, settled: (status: GroupStatus) => boolean): Promise<GroupStatus> {
+  const limit = Date.now() + SETTLE_MS;
+  let last: GroupStatus | undefined;
+  try {
+    return await pollStatus(
+      { ...session, deadline: Math.min(limit, session.deadline) },
+      'the group to settle',
+      (s) => {
+        last = s;
+        return settled(s);
+      },
+    );
+  } catch (error) {
+    if (last === undefined) throw error;
+    return last;
+  }
+}
+
+/** The commands sent from now on, as a function of when it is asked. */
+function sentFrom(run: LocalRun): () => Command[] {
+  const before = new Set(run.plane.ssm.commands().map((c) => c.id));
+  return () => run.plane.ssm.commands().filter((c) => !before.has(c.id));
+}
+
+/** Records a problem for each instance not in service on `sha`: its tag, and its `current/REVISION` on a real deploy. */
+function checkAllOn(session: Session, status: GroupStatus, sha: string, when: string): void {
+  const { run, problems } = session;
+  if (status.instances.length !== run.plane.autoScaling.group(GROUP_NAME).desiredCapacity) {
+    problems.push(
+      `${status.instances.length} instance(s) ${when}, desired ${run.plane.autoScaling.group(GROUP_NAME).desiredCapacity}`,
+    );
+  }
+  for (const instance of status.instances) {
+    const deployed = run.app ? run.revisionOf(instance.instanceId) : instance.sha;
+    if (instance.lifecycleState !== 'InService' || instance.sha !== sha || deployed !== sha) {
       problems.push(
-        `${instance.id} is InService with revision ${shortSha(run.revisionOf(instance.id))}, not ${shortSha(firstHead)}`,
+        `${instance.instanceId} is ${instance.lifecycleState} on ${shortSha(instance.sha)} (deployed: ${shortSha(deployed)}) ${when}, not on ${shortSha(sha)}`,
       );
     }
   }
 }
 
-/**
- * Pushes a new commit (--bad-revision: one whose deploy fails) and deploys it the way an
- * operator does from the Lambda console's Test tab: canary first, then the rest, promoted on
- * success, the release left as it was on failure. Waits for the deployment and checks it.
- */
-async function redeploy({ opts, run, progress, compact, deadline, problems }: Session): Promise<void> {
-  const next = opts.badRevision ? run.app?.commitFailingDeploy() : run.app?.commit('Second version');
-  const action = {
-    action: 'deploy',
-    group: GROUP_NAME,
-    revision: next ?? (opts.badRevision ? BAD_REVISION : 'v2'),
-  };
-  progress.print(
-    `pushed ${shortSha(next)}${opts.badRevision ? ' (its deploy fails)' : ''}; invoking ${JSON.stringify(action)}`,
-  );
-  const before = new Set(run.plane.ssm.commands().map((c) => c.id));
-  const answer = (await run.orchestrator.invoke(action)) as { result?: { deploymentId?: string } };
-  const answered = JSON.stringify(answer);
-  progress.print(
-    `the orchestrator answered: ${compact && answered.length > 200 ? `${answered.slice(0, 200)}…` : answered}`,
-  );
-  const record = (name: string): { id?: string; phase?: string } | undefined => {
-    try {
-      return JSON.parse(run.plane.ssm.getParameter(`/selfdeploy/${GROUP_NAME}/${name}`).value);
-    } catch {
-      return undefined;
-    }
-  };
-  const deploys = () => run.plane.ssm.commands().filter((c) => !before.has(c.id));
-  await run.waitFor(
-    'the deployment to end and its commands to finish',
-    () =>
-      record('last-deployment')?.id === answer.result?.deploymentId &&
-      !record('deployment') &&
-      deploys().every((c) => isTerminalStatus(c.status)),
-    deadline - Date.now(),
-  );
+/** The instances as status shows them, with a note each: a table, or counts above COMPACT_ABOVE_INSTANCES. */
+function showStep(
+  { compact, progress }: Session,
+  status: GroupStatus,
+  notes: ReadonlyMap<string, string>,
+  extra: readonly string[][] = [],
+): void {
+  // The live lines first, so they end with the state the table shows.
   progress.update(true);
-  const invocations = deploys().flatMap((c) => c.invocations);
-  const ended = record('last-deployment')?.phase;
-  process.stdout.write(
-    report(
-      compact,
-      `Deploy of ${shortSha(next)}: ${ended}`,
-      ['instance', 'state', 'deploy', 'revision'],
-      run
-        .instances()
-        .map((instance) => [
-          instance.id,
-          instance.state,
-          invocations.findLast((i) => i.instanceId === instance.id)?.status ?? 'not sent',
-          shortSha(run.revisionOf(instance.id)),
-        ]),
-      2,
-    ),
-  );
-  for (const instance of run.instances()) {
-    const deployed = run.revisionOf(instance.id);
-    if (instance.state !== 'InService') problems.push(`${instance.id} left service during the deploy`);
-    if (opts.badRevision && next && deployed === next)
-      problems.push(`${instance.id} serves the failing revision`);
-    if (!opts.badRevision && next && deployed !== next) {
-      problems.push(`${instance.id} has ${shortSha(deployed)} after the deploy, not ${shortSha(next)}`);
-    }
+  const rows = [
+    ...status.instances.map((i) => [
+      i.instanceId,
+      i.lifecycleState,
+      shortSha(i.sha),
+      lastDeploy(i),
+      notes.get(i.instanceId) ?? (i.drift ? 'drift' : ''),
+    ]),
+    ...extra,
+  ];
+  if (!compact) {
+    progress.block(`${table(['INSTANCE', 'LIFECYCLE', 'SHA', 'LAST DEPLOY', 'NOTE'], rows)}\n`);
+    return;
   }
-  if (opts.badRevision && ended !== 'failed')
-    problems.push(`the failing revision's deployment ended ${ended}`);
-  if (!opts.badRevision && ended !== 'promoted') problems.push(`the deployment ended ${ended}, not promoted`);
+  const counts = new Map<string, number>();
+  const count = (key: string) => counts.set(key, (counts.get(key) ?? 0) + 1);
+  for (const [, state, sha, last, note] of rows) {
+    count(`${state} on ${sha}, last deploy ${last}`);
+    if (note) count(note);
+  }
+  progress.block(`${rows.length} instances: ${[...counts].map(([key, n]) => `${n} ${key}`).join('; ')}\n`);
 }
 
-/** A table per instance for small runs; one line of counts (of `column`'s values) for big ones. */
-function report(compact: boolean, title: string, header: string[], rows: string[][], column: number): string {
-  if (!compact) return `\n${title}\n${table(header, rows)}\n\n`;
-  const counts = new Map<string, number>();
-  for (const row of rows) counts.set(row[column] ?? '', (counts.get(row[column] ?? '') ?? 0) + 1);
-  return `\n${title}: ${[...counts].map(([value, count]) => `${count} ${value}`).join(', ')}\n\n`;
+/** An instance's last deploy as status's tag records it: result, exit code, and the SHA when it is not the one it runs. */
+function lastDeploy(instance: InstanceStatus): string {
+  const last = instance.lastDeploy;
+  if (last === undefined) return '-';
+  const code = last.result === 'failure' && last.exitCode !== undefined ? ` (exit ${last.exitCode})` : '';
+  const of = last.sha !== undefined && last.sha !== instance.sha ? ` of ${shortSha(last.sha)}` : '';
+  return `${last.result}${code}${of}`;
 }
 
 /** Prints the run's traffic and its verdict: OK, or FAILED with every problem. */

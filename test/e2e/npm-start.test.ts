@@ -20,8 +20,69 @@ const FAST = ['--stand-in', '100', '--agent-delay', '2'];
 
 const start = startLocal;
 
+/** The output of step `n` (its heading to the next step's, or to `done`). */
+function step(output: string, n: number): string {
+  const from = output.search(new RegExp(`^\\[[ \\d.]+s\\] ${n}\\. `, 'm'));
+  const next = output.slice(from + 1).search(/^\[[ \d.]+s\] (\d\. |done$)/m);
+  return from < 0 ? '' : output.slice(from, next < 0 ? undefined : from + 1 + next);
+}
+
+/** The table rows of a step: instance, lifecycle, short SHA, last deploy, note. */
+function rows(section: string): string[][] {
+  return [...section.matchAll(/^(i-[0-9a-f]{17}) {2,}(\S+) {2,}(\S+) {2,}(.*?)(?: {2,}(.*))?$/gm)].map((m) =>
+    m.slice(1).map((cell) => (cell ?? '').trim()),
+  );
+}
+
+/** Asserts what each step of the release flow shows; the first release, the good and the bad SHAs. */
+function expectReleaseFlow(output: string, instances: number) {
+  const first =
+    /release ([0-9a-f]{40}) recorded by the first successful deploy/.exec(step(output, 1))?.[1] ?? '';
+  expect(first).toMatch(/^[0-9a-f]{40}$/);
+
+  const deploy = step(output, 2);
+  const [, good = '', previous, canary] =
+    /d-[a-z2-7]{12} promoted: release ([0-9a-f]{40}), previous ([0-9a-f]{40}); migrations ran on 1 instance\(s\): (i-[0-9a-f]{17})$/m.exec(
+      deploy,
+    ) ?? [];
+  expect(previous).toBe(first);
+  expect(good).not.toBe(first);
+  expect(rows(deploy).map((r) => r[2])).toEqual(Array(instances).fill(good.slice(0, 7)));
+  expect(
+    rows(deploy)
+      .filter((r) => r[4] === 'canary (migrate=true)')
+      .map((r) => r[0]),
+  ).toEqual([canary]);
+
+  // The bad commit fails on the canary; the release stays the good SHA and the canary is back on it.
+  const bad = step(output, 3);
+  expect(bad).toMatch(
+    new RegExp(
+      `d-[a-z2-7]{12} failed on canary ${canary} \\(exit \\d+: .*\\); release kept at ${good}$`,
+      'm',
+    ),
+  );
+  expect(rows(bad).map((r) => r[2])).toEqual(Array(instances).fill(good.slice(0, 7)));
+  expect(rows(bad).find((r) => r[0] === canary)?.[4]).toBe('canary: failed, restored to the release');
+
+  // One more instance deploys the release, not the bad head.
+  const more = step(output, 4);
+  const joined = rows(more).filter((r) => r[4] === 'new');
+  expect(joined.map((r) => r[2])).toEqual([good.slice(0, 7)]);
+  expect(more).toContain(`${joined[0]?.[0]} deployed ${good.slice(0, 7)}: the release ${good}`);
+  expect(rows(more).map((r) => r[2])).toEqual(Array(instances + 1).fill(good.slice(0, 7)));
+
+  // Rollback: the first SHA again, promoted, with the good one as its previous.
+  const rollback = step(output, 5);
+  expect(rollback).toMatch(
+    new RegExp(`d-[a-z2-7]{12} rollback promoted: release ${first}, previous ${good}$`, 'm'),
+  );
+  expect(rows(rollback).map((r) => r[2])).toEqual(Array(instances + 1).fill(first.slice(0, 7)));
+  return { first, good, bad };
+}
+
 describe('npm start', () => {
-  it('scales out, redeploys, prints both summaries, exits 0 and leaves no run directory behind', async () => {
+  it('shows the release flow: first release, a deploy promoted, a bad commit kept off the release and off a new instance, a rollback; exits 0 and leaves no run directory behind', async () => {
     const run = start([...FAST, '--instances', '3']);
 
     const code = await run.exit;
@@ -29,14 +90,14 @@ describe('npm start', () => {
     const output = run.output();
     expect(code).toBe(0);
     expect(output).toContain('OK: every instance ended as expected.');
-    const scaleOut = output.slice(output.indexOf('Scale-out'), output.indexOf('Deploy of'));
-    expect(scaleOut.match(/^i-[0-9a-f]{17}\s+InService/gm)).toHaveLength(3);
+    expect(rows(step(output, 1)).filter((r) => r[1] === 'InService')).toHaveLength(3);
+    expectReleaseFlow(output, 3);
     const dir = /run directory (\S+)/.exec(output)?.[1] ?? '';
     expect(dir).toMatch(/selfdeploy-/);
     expect(existsSync(dir)).toBe(false);
   });
 
-  it('with real deploys and --fail 1, abandons exactly one instance and replaces it', async () => {
+  it('with real deploys and --fail 1, abandons exactly one instance, replaces it, and the release flow holds', async () => {
     const run = start(['--fail', '1', '--instances', '3']);
 
     const code = await run.exit;
@@ -44,14 +105,20 @@ describe('npm start', () => {
     const output = run.output();
     expect(output).toContain('OK: every instance ended as expected.');
     expect(code).toBe(0);
-    const scaleOut = output.slice(output.indexOf('Scale-out'), output.indexOf('Deploy of'));
-    expect(scaleOut.match(/^i-[0-9a-f]{17}\s+abandoned \(deploy failed\), replaced/gm)).toHaveLength(1);
-    expect(scaleOut.match(/^i-[0-9a-f]{17}\s+InService/gm)).toHaveLength(3);
+    const scaleOut = rows(step(output, 1));
+    expect(scaleOut.filter((r) => r[4] === 'abandoned (deploy failed), replaced')).toHaveLength(1);
+    expect(scaleOut.filter((r) => r[1] === 'InService')).toHaveLength(3);
+    const { good } = expectReleaseFlow(output, 3);
+    // The bad commit is the branch head: the new instance deployed the release instead.
+    const head = /pushed ([0-9a-f]{7}), whose deploy fails/.exec(step(output, 3))?.[1] ?? '';
+    expect(step(output, 4)).toMatch(
+      new RegExp(`the release ${good}, not the branch head ${head}[0-9a-f]{33}$`, 'm'),
+    );
   });
 
   it('on Ctrl-C mid-run, removes the run directory and the application user it created', async () => {
     const run = start(['--instances', '1']);
-    await waitForOutput(run.output, 'scaling out', 40_000);
+    await waitForOutput(run.output, '1. scale-out', 40_000);
     const user = /application user (\S+);/.exec(run.output())?.[1] ?? '';
     const dir = /run directory (\S+)/.exec(run.output())?.[1] ?? '';
     const existed = userExists(user);
@@ -180,7 +247,8 @@ describe('npm start', () => {
     // Not a TTY: a line at most every 5 s, plus one when each phase ends.
     const seconds = Number(/^\[ *([\d.]+)s\] done$/m.exec(output)?.[1]);
     expect(counters.length).toBeLessThanOrEqual(Math.ceil(seconds / 5) + 3);
-    expect(output).toContain('Scale-out: 60 InService');
+    expect(output).toContain('60 instances: 60 InService on');
+    expect(output).toMatch(/^\[[ \d.]+s\] d-[a-z2-7]{12} rollback promoted: release [0-9a-f]{40}/m);
     expect(output).toContain('OK: every instance ended as expected.');
     expect(output.split('\n').length).toBeLessThan(60);
   });
@@ -198,7 +266,7 @@ describe('npm start', () => {
     // Every process holding npm's output has exited: npm and whatever it started.
     const closed = new Promise<void>((resolve) => npm.once('close', () => resolve()));
     try {
-      await waitForOutput(() => output, 'scaling out', 40_000);
+      await waitForOutput(() => output, '1. scale-out', 40_000);
       const user = /application user (\S+);/.exec(output)?.[1] ?? '';
       const dir = /run directory (\S+)/.exec(output)?.[1] ?? '';
       const endpoint = /control plane (\S+);/.exec(output)?.[1] ?? '';
@@ -241,6 +309,7 @@ describe('npm start', () => {
     run.child.kill('SIGINT');
     const code = await run.exit;
 
+    // The release flow's extra instance has gone again: --instances is what is kept.
     expect(AutoScalingGroups?.[0]?.Instances?.map((i) => i.LifecycleState)).toEqual([
       'InService',
       'InService',
