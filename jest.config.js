@@ -14,5 +14,8 @@ const tier = (name, extra = {}) => ({
 /** @type {import('jest').Config} */
 module.exports = {
   projects: [tier('unit'), tier('infra'), tier('instance'), tier('e2e')],
+  // Two files at once even on two cores: the slow ones wait on real time (agents, deploys,
+  // rate limits), not on the CPU, and every test owns its users, ports and files.
+  maxWorkers: 2,
   reporters: ['default', '<rootDir>/test/summary-reporter.js'],
 };
