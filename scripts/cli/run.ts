@@ -58,16 +58,10 @@ async function perform(invoke: Invoke, request: Request, io: Io): Promise<CliExi
     for (const line of lines) io.out(line);
   };
   const json = (value: unknown) => io.out(JSON.stringify(value));
-  if (action.action === 'status') {
-    const status = await invoke(action);
-    if (request.json) json(status);
-    else print(renderStatus(status));
-    return CLI_EXIT_CODES.success.code;
-  }
   if (action.action !== 'deploy' && action.action !== 'rollback') {
     const answer = await invoke(action);
     if (request.json) json(answer);
-    else print(renderAnswer(answer));
+    else print(answer.action === 'status' ? renderStatus(answer) : renderAnswer(answer));
     return CLI_EXIT_CODES.success.code;
   }
   const started = await invoke(action);
