@@ -312,8 +312,7 @@ export const ALARM_NAMES = Object.keys(ALARM_RUNBOOK) as readonly AlarmName[];
 export const ALARM_DESCRIPTION_MAX = 1024;
 
 /** An alarm's name in the runbook. */
-export const runbookTitle = (name: AlarmName): string =>
-  ALARM_RUNBOOK[name].perGroup ? `<group>${name}` : name;
+const runbookTitle = (name: AlarmName): string => (ALARM_RUNBOOK[name].perGroup ? `<group>${name}` : name);
 
 /** An alarm's runbook heading, as a renderer such as GitHub anchors it: `<group>BootstrapFailed` → `groupbootstrapfailed`. */
 export const runbookAnchor = (name: AlarmName): string =>
@@ -323,7 +322,7 @@ export const runbookAnchor = (name: AlarmName): string =>
     .replace(/ /g, '-');
 
 /** Where an alarm's runbook entry is: `<runbookBaseUrl>#<anchor>`, else the doc's path in the repository. */
-export const runbookLink = (name: AlarmName, runbookBaseUrl?: string): string =>
+const runbookLink = (name: AlarmName, runbookBaseUrl?: string): string =>
   `${runbookBaseUrl ?? 'docs/operations.md'}#${runbookAnchor(name)}`;
 
 /** Plain text for a notification: markdown backticks and emphasis dropped. */
