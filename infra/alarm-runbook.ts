@@ -230,7 +230,7 @@ export const ALARM_RUNBOOK: Readonly<Record<AlarmName, AlarmRunbook>> = {
         "for the failing line, or the function's `deploy failed` line (query below).",
     ],
     act: [
-      `Fix the revision and deploy again, ${cli('deploy --group <group> --revision <revision>')}; nothing needs ` +
+      `Fix the revision and deploy again, ${cli('deploy <revision> --group <group>')}; nothing needs ` +
         'rolling back. An instance still on another SHA is brought to the release by the next reconcile run.',
     ],
     details: [

@@ -11,6 +11,7 @@ import {
   runbookSection,
 } from '../../infra/alarm-runbook';
 import { SelfDeploy } from '../../infra/self-deploy';
+import { parseCommandLine } from '../../scripts/cli/commands';
 import { resourcesOf, templateOf, testStack } from './helpers';
 
 // An operator woken by an alarm reads its description first and the runbook next: both come
@@ -103,6 +104,23 @@ describe('docs/operations.md alarm runbook', () => {
 
   it('is the section generated from infra/alarm-runbook.ts (npx tsx infra/alarm-runbook.ts --write)', () => {
     expect(docRunbookSection(readFileSync(OPERATIONS_DOC, 'utf8'))).toBe(runbookSection());
+  });
+
+  it('gives only CLI commands the CLI accepts', () => {
+    const commands = [...runbookSection().matchAll(/`npx selfdeploy ([^`]+)`/g)].map(
+      (match) => match[1] ?? '',
+    );
+    expect(commands.length).toBeGreaterThan(0);
+    for (const command of commands) {
+      // Placeholders filled in as an operator would; shell quoting as the shell removes it.
+      const argv = command
+        .replace(/<group>/g, 'web')
+        .replace(/<revision>/g, 'v2')
+        .replace(/<instanceId>/g, 'i-0123456789abcdef0')
+        .replace(/"<why>"/g, 'why')
+        .split(/\s+/);
+      expect(() => parseCommandLine(argv, { SELFDEPLOY_FUNCTION: 'selfdeploy' })).not.toThrow();
+    }
   });
 
   it('says what every exit code of a failed bootstrap means', () => {
