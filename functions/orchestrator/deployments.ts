@@ -255,12 +255,17 @@ interface CommandState {
  * rest → joiners → promoted, or failed. Called for every finished command of the group and
  * by every reconcile run; its state is only in Parameter Store, so any execution may call it
  * at any time. Each transition is claimed with create-if-absent on its number: of duplicate
- * events or concurrent executions, one moves it and the others do nothing.
+ * events or concurrent executions, one moves it and the others do nothing. `fresh`: the group's
+ * record when the caller has just read it fresh, so it is not read twice.
  */
-export async function advanceDeployment(deps: Deps, groupName: string): Promise<AdvanceOutcome> {
+export async function advanceDeployment(
+  deps: Deps,
+  groupName: string,
+  fresh?: GroupRecord,
+): Promise<AdvanceOutcome> {
   const group = managedGroup(deps.config, groupName);
   if (!group) return { outcome: 'none' };
-  const record = await readGroupRecord(deps, groupName, true);
+  const record = fresh ?? (await readGroupRecord(deps, groupName, true));
   let deployment = record.deployment;
   if (!deployment) return { outcome: 'none' };
   const deploymentId = deployment.id;
