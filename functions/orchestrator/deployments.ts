@@ -341,15 +341,15 @@ export async function advanceDeployment(
   const sent = new Set([...states.values(), ...sentStates.values()].flatMap((state) => state.instanceIds));
   if (resolved.canary) sent.add(resolved.canary);
 
-  let next = phaseAfter(resolved.phase);
-  while (next !== 'promoted') {
+  const next = phaseAfter(resolved.phase);
+  if (next !== 'promoted') {
     const targets = await onlineTargets(deps, groupName, sent);
     if (targets.length > 0) {
       await sendPhase(deps, group, resolved, next, targets);
       return { outcome: 'advanced', deploymentId, phase: next };
     }
-    // Nothing to send in this phase: go straight on, as no status event would come for it.
-    next = phaseAfter(next);
+    // Nothing to send: no status event would come for this phase, and the phase after it (the
+    // joiners) would find the same nobody, so the deployment is promoted at once.
   }
   await promote(deps, resolved, step, finished);
   return { outcome: 'advanced', deploymentId, phase: 'promoted' };
