@@ -1,9 +1,9 @@
 import { type CommandInvocation, ListCommandInvocationsCommand } from '@aws-sdk/client-ssm';
 import { SHA_PATTERN } from '../shared/operator-actions';
-import { parseResultLine } from '../shared/result-line';
 import { failureOutput, readInvocation } from './commands';
 import type { FinishedCommand } from './completion';
 import { managedGroup } from './config';
+import { resolvedSha } from './deployment-steps';
 import { type AdvanceOutcome, advanceDeployment } from './deployments';
 import type { Deps } from './deps';
 import { type DeployResult, tagDeployResults } from './revision-tags';
@@ -131,14 +131,13 @@ async function deployResults(
     let sha = requested;
     if (!sha && status === 'Success') {
       const { StandardOutputContent } = await readInvocation(deps, commandId, instanceId);
-      const reported = parseResultLine(StandardOutputContent ?? '')?.revision;
-      if (typeof reported === 'string') sha = reported;
+      sha = resolvedSha(StandardOutputContent ?? '');
     }
     results.push({
       instanceId,
       result: status === 'Success' ? 'success' : 'failure',
       ...(exitCode !== undefined && exitCode >= 0 && { exitCode }),
-      ...(sha && SHA_PATTERN.test(sha) && { sha }),
+      ...(sha && { sha }),
     });
   }
   return results;
