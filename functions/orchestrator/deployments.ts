@@ -63,7 +63,8 @@ export function deploy(deps: Deps, action: Action<'deploy'>): Promise<DeployAnsw
 /** Deploys the release's `previous` SHA the same way (canary first) and promotes it on success. */
 export async function rollback(deps: Deps, action: Action<'rollback'>): Promise<DeployAnswer> {
   requireManaged(deps, action.group);
-  const { release } = await readGroupRecord(deps, action.group, true);
+  const record = await readGroupRecord(deps, action.group, true);
+  const { release } = record;
   if (!release?.previous) {
     throw new ActionRefusedError(
       release
@@ -76,6 +77,7 @@ export async function rollback(deps: Deps, action: Action<'rollback'>): Promise<
     kind: 'rollback',
     requested: release.previous,
     reason: action.reason ?? `rollback to ${release.previous}`,
+    record,
   });
 }
 
@@ -93,12 +95,14 @@ interface DeploymentRequest {
   readonly kind: Deployment['kind'];
   readonly requested: string;
   readonly reason: string;
+  /** The group's record when the caller has just read it fresh, so it is not read twice. */
+  readonly record?: GroupRecord;
 }
 
 async function startDeployment(deps: Deps, request: DeploymentRequest): Promise<DeployAnswer> {
   const { groupName, kind, requested } = request;
   const group = requireManaged(deps, groupName);
-  const record = await readGroupRecord(deps, groupName, true);
+  const record = request.record ?? (await readGroupRecord(deps, groupName, true));
   if (record.paused) {
     throw new ActionRefusedError(
       `group ${groupName} is paused since ${record.paused.since} (${record.paused.reason}): resume it before a ${kind}`,
