@@ -5,10 +5,10 @@ import { NO_VERDICT_EXIT_CODES } from '../shared/exit-codes';
 import type { LifecycleResult } from '../shared/lifecycle-result';
 import { MetricName } from '../shared/metric-names';
 import { SHA_PATTERN } from '../shared/operator-actions';
-import { parseResultLine } from '../shared/result-line';
 import { commandInstanceIds, failureFields, failureOutput, readInvocation } from './commands';
 import { type GroupConfig, managedGroup } from './config';
 import { resultFor } from './decisions';
+import { resolvedSha } from './deployment-steps';
 import type { Deps } from './deps';
 import type { CommandStatusEvent, InvocationStatusEvent } from './events';
 import { recordFirstRelease } from './launch-revision';
@@ -329,8 +329,8 @@ async function deployResult(
 async function reportedSha(deps: Deps, commandId: string, instanceId: string): Promise<string | undefined> {
   try {
     const invocation = await readInvocation(deps, commandId, instanceId);
-    const revision = parseResultLine(invocation.StandardOutputContent ?? '')?.revision;
-    if (typeof revision === 'string' && SHA_PATTERN.test(revision)) return revision;
+    const sha = resolvedSha(invocation.StandardOutputContent ?? '');
+    if (sha) return sha;
     deps.logger.warn('the run reports no deployed SHA', { commandId, instanceId });
   } catch (error) {
     deps.logger.warn('could not read the deployed SHA from the run', {

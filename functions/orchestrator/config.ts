@@ -1,5 +1,5 @@
 import * as z from 'zod/mini';
-import { ConfigError } from '../shared/errors';
+import { ConfigError, InvalidInputError } from '../shared/errors';
 import {
   defaultHeartbeatSeconds,
   FOLLOW_MODES,
@@ -121,4 +121,15 @@ export function parseConfig(raw: string | undefined): Config {
  */
 export function managedGroup(config: Config, name: string): GroupConfig | undefined {
   return Object.hasOwn(config.groups, name) ? config.groups[name] : undefined;
+}
+
+/** The settings of a group an action names; one clear line, before any AWS call, when it is not managed. */
+export function requireManagedGroup(config: Config, name: string): GroupConfig {
+  const group = managedGroup(config, name);
+  if (!group) {
+    throw new InvalidInputError(
+      `group ${JSON.stringify(name)} is not managed by selfdeploy (managed: ${Object.keys(config.groups).join(', ')})`,
+    );
+  }
+  return group;
 }

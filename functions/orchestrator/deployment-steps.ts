@@ -123,7 +123,7 @@ export function failureOf(instanceId: string, commandId: string, run: RunResult)
   };
 }
 
-/** The revision a successful canary run reports having deployed, when it is an exact SHA. */
+/** The revision a successful run (a canary's, a launch's, a redeploy's) reports having deployed, when it is an exact SHA. */
 export function resolvedSha(stdout: string): string | undefined {
   const revision = parseResultLine(stdout)?.revision;
   return typeof revision === 'string' && isFullSha(revision) ? revision : undefined;

@@ -63,7 +63,8 @@ export function deploy(deps: Deps, action: Action<'deploy'>): Promise<DeployAnsw
 /** Deploys the release's `previous` SHA the same way (canary first) and promotes it on success. */
 export async function rollback(deps: Deps, action: Action<'rollback'>): Promise<DeployAnswer> {
   requireManaged(deps, action.group);
-  const { release } = await readGroupRecord(deps, action.group, true);
+  const record = await readGroupRecord(deps, action.group, true);
+  const { release } = record;
   if (!release?.previous) {
     throw new ActionRefusedError(
       release
@@ -76,6 +77,7 @@ export async function rollback(deps: Deps, action: Action<'rollback'>): Promise<
     kind: 'rollback',
     requested: release.previous,
     reason: action.reason ?? `rollback to ${release.previous}`,
+    record,
   });
 }
 
@@ -93,12 +95,14 @@ interface DeploymentRequest {
   readonly kind: Deployment['kind'];
   readonly requested: string;
   readonly reason: string;
+  /** The group's record when the caller has just read it fresh, so it is not read twice. */
+  readonly record?: GroupRecord;
 }
 
 async function startDeployment(deps: Deps, request: DeploymentRequest): Promise<DeployAnswer> {
   const { groupName, kind, requested } = request;
   const group = requireManaged(deps, groupName);
-  const record = await readGroupRecord(deps, groupName, true);
+  const record = request.record ?? (await readGroupRecord(deps, groupName, true));
   if (record.paused) {
     throw new ActionRefusedError(
       `group ${groupName} is paused since ${record.paused.since} (${record.paused.reason}): resume it before a ${kind}`,
@@ -255,12 +259,17 @@ interface CommandState {
  * rest → joiners → promoted, or failed. Called for every finished command of the group and
  * by every reconcile run; its state is only in Parameter Store, so any execution may call it
  * at any time. Each transition is claimed with create-if-absent on its number: of duplicate
- * events or concurrent executions, one moves it and the others do nothing.
+ * events or concurrent executions, one moves it and the others do nothing. `fresh`: the group's
+ * record when the caller has just read it fresh, so it is not read twice.
  */
-export async function advanceDeployment(deps: Deps, groupName: string): Promise<AdvanceOutcome> {
+export async function advanceDeployment(
+  deps: Deps,
+  groupName: string,
+  fresh?: GroupRecord,
+): Promise<AdvanceOutcome> {
   const group = managedGroup(deps.config, groupName);
   if (!group) return { outcome: 'none' };
-  const record = await readGroupRecord(deps, groupName, true);
+  const record = fresh ?? (await readGroupRecord(deps, groupName, true));
   let deployment = record.deployment;
   if (!deployment) return { outcome: 'none' };
   const deploymentId = deployment.id;
@@ -336,15 +345,15 @@ export async function advanceDeployment(deps: Deps, groupName: string): Promise<
   const sent = new Set([...states.values(), ...sentStates.values()].flatMap((state) => state.instanceIds));
   if (resolved.canary) sent.add(resolved.canary);
 
-  let next = phaseAfter(resolved.phase);
-  while (next !== 'promoted') {
+  const next = phaseAfter(resolved.phase);
+  if (next !== 'promoted') {
     const targets = await onlineTargets(deps, groupName, sent);
     if (targets.length > 0) {
       await sendPhase(deps, group, resolved, next, targets);
       return { outcome: 'advanced', deploymentId, phase: next };
     }
-    // Nothing to send in this phase: go straight on, as no status event would come for it.
-    next = phaseAfter(next);
+    // Nothing to send: no status event would come for this phase, and the phase after it (the
+    // joiners) would find the same nobody, so the deployment is promoted at once.
   }
   await promote(deps, resolved, step, finished);
   return { outcome: 'advanced', deploymentId, phase: 'promoted' };

@@ -3,7 +3,6 @@ import {
   paginateDescribeAutoScalingGroups,
   paginateDescribeWarmPool,
 } from '@aws-sdk/client-auto-scaling';
-import { InvalidInputError } from '../shared/errors';
 import type {
   AgentStatus,
   GroupStatus,
@@ -13,23 +12,12 @@ import type {
   Release,
 } from '../shared/operator-actions';
 import { agentStatuses } from './commands';
-import { type GroupConfig, managedGroup } from './config';
+import { type GroupConfig, requireManagedGroup } from './config';
 import type { Deps } from './deps';
 import { deleteRecords, RELEASE_CACHE_MS, readGroupRecord, writeRecord } from './release-store';
 import { readDeployTags } from './revision-tags';
 
 type Action<Name extends OperatorAction['action']> = Extract<OperatorAction, { action: Name }>;
-
-/** The settings of a group an action names; one clear line, before any AWS call, when it is not managed. */
-export function requireManagedGroup(deps: Deps, name: string): GroupConfig {
-  const group = managedGroup(deps.config, name);
-  if (!group) {
-    throw new InvalidInputError(
-      `group ${JSON.stringify(name)} is not managed by selfdeploy (managed: ${Object.keys(deps.config.groups).join(', ')})`,
-    );
-  }
-  return group;
-}
 
 const AGENT_STATUSES: ReadonlySet<string> = new Set(['Online', 'ConnectionLost', 'Inactive']);
 
@@ -41,7 +29,7 @@ const AGENT_STATUSES: ReadonlySet<string> = new Set(['Online', 'ConnectionLost',
  * per 200.
  */
 export async function status(deps: Deps, action: Action<'status'>): Promise<GroupStatus> {
-  const group = requireManagedGroup(deps, action.group);
+  const group = requireManagedGroup(deps.config, action.group);
   const record = await readGroupRecord(deps, action.group, true);
   const instances = await groupInstances(deps, action.group);
   const ids = instances.flatMap((instance) => instance.InstanceId ?? []);
@@ -110,7 +98,7 @@ async function groupInstances(deps: Deps, name: string): Promise<Instance[]> {
 
 /** The group's release record, read fresh. */
 export async function release(deps: Deps, action: Action<'release'>): Promise<OperatorAnswer> {
-  requireManagedGroup(deps, action.group);
+  requireManagedGroup(deps.config, action.group);
   const record = await readGroupRecord(deps, action.group, true);
   return { action: 'release', group: action.group, ...(record.release && { release: record.release }) };
 }
@@ -128,7 +116,7 @@ function launchesDeploy(group: GroupConfig, current: Release | undefined): strin
  * resume. Pausing again keeps the first pause's time and takes the new reason.
  */
 export async function pause(deps: Deps, action: Action<'pause'>): Promise<OperatorAnswer> {
-  requireManagedGroup(deps, action.group);
+  requireManagedGroup(deps.config, action.group);
   const record = await readGroupRecord(deps, action.group, true);
   const paused = {
     since: record.paused?.since ?? new Date(deps.clock.now()).toISOString(),
@@ -152,7 +140,7 @@ export async function pause(deps: Deps, action: Action<'pause'>): Promise<Operat
 
 /** Ends a pause: launches deploy again. */
 export async function resume(deps: Deps, action: Action<'resume'>): Promise<OperatorAnswer> {
-  const group = requireManagedGroup(deps, action.group);
+  const group = requireManagedGroup(deps.config, action.group);
   const record = await readGroupRecord(deps, action.group, true);
   if (record.paused) await deleteRecords(deps, action.group, ['paused']);
   deps.logger.info('group resumed: launches deploy again', {

@@ -1,9 +1,9 @@
-import { ListCommandInvocationsCommand } from '@aws-sdk/client-ssm';
+import { type CommandInvocation, ListCommandInvocationsCommand } from '@aws-sdk/client-ssm';
 import { SHA_PATTERN } from '../shared/operator-actions';
-import { parseResultLine } from '../shared/result-line';
 import { failureOutput, readInvocation } from './commands';
 import type { FinishedCommand } from './completion';
 import { managedGroup } from './config';
+import { resolvedSha } from './deployment-steps';
 import { type AdvanceOutcome, advanceDeployment } from './deployments';
 import type { Deps } from './deps';
 import { type DeployResult, tagDeployResults } from './revision-tags';
@@ -35,11 +35,17 @@ export async function finishOperatorCommand(
     revision: parameters.revision || '(pinned or branch head)',
     ...(groupName && { group: groupName }),
   };
+  // The command's runs, listed at most once for the failed runs' log and the tags alike.
+  let listed: Promise<CommandInvocation[]> | undefined;
+  const invocations = () => {
+    listed ??= listInvocations(deps, commandId);
+    return listed;
+  };
   if (status === 'Success')
     deps.logger.info(groupName ? `operator command ${status}` : `manual redeploy ${status}`, keys);
-  else await logFailedRuns(deps, command, keys);
+  else await logFailedRuns(deps, command, keys, invocations);
   if (!groupName) return { outcome: 'manual-redeploy-finished', status };
-  await tagResults(deps, command);
+  await tagResults(deps, command, invocations);
   if (!managedGroup(deps.config, groupName)) {
     deps.logger.error(`moves no deployment: group ${groupName} is not managed by selfdeploy`, keys);
     return {
@@ -58,12 +64,12 @@ async function logFailedRuns(
   deps: Deps,
   command: FinishedCommand,
   keys: Record<string, unknown>,
+  invocations: () => Promise<CommandInvocation[]>,
 ): Promise<void> {
   const { commandId, status } = command;
   let instanceIds = command.instanceIds;
   if (instanceIds?.length !== 1) {
-    const output = await deps.clients.ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }));
-    instanceIds = (output.CommandInvocations ?? []).flatMap((invocation) =>
+    instanceIds = (await invocations()).flatMap((invocation) =>
       invocation.InstanceId && invocation.Status !== 'Success' ? [invocation.InstanceId] : [],
     );
   }
@@ -82,9 +88,13 @@ async function logFailedRuns(
 }
 
 /** Tags each instance with what its run left; a failure to read or tag is logged and changes nothing else. */
-async function tagResults(deps: Deps, command: FinishedCommand): Promise<void> {
+async function tagResults(
+  deps: Deps,
+  command: FinishedCommand,
+  invocations: () => Promise<CommandInvocation[]>,
+): Promise<void> {
   try {
-    await tagDeployResults(deps, await deployResults(deps, command));
+    await tagDeployResults(deps, await deployResults(deps, command, await invocations()));
   } catch (error) {
     deps.logger.warn('could not read the runs to tag their instances', {
       commandId: command.commandId,
@@ -93,33 +103,41 @@ async function tagResults(deps: Deps, command: FinishedCommand): Promise<void> {
   }
 }
 
-/**
- * What each instance's run left, for its tags: one ListCommandInvocations with details (exit
- * codes), and only for a successful run of a revision that is not a SHA, its result line.
- * Runs a stopped command never started changed nothing and are left out.
- */
-async function deployResults(deps: Deps, command: FinishedCommand): Promise<DeployResult[]> {
-  const { commandId, parameters } = command;
+/** The command's runs, with details (their exit codes). */
+async function listInvocations(deps: Deps, commandId: string): Promise<CommandInvocation[]> {
   const output = await deps.clients.ssm.send(
     new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }),
   );
+  return output.CommandInvocations ?? [];
+}
+
+/**
+ * What each instance's run left, for its tags: the exit codes of the listed runs, and only for
+ * a successful run of a revision that is not a SHA, its result line. Runs a stopped command
+ * never started changed nothing and are left out.
+ */
+async function deployResults(
+  deps: Deps,
+  command: FinishedCommand,
+  invocations: readonly CommandInvocation[],
+): Promise<DeployResult[]> {
+  const { commandId, parameters } = command;
   const requested = SHA_PATTERN.test(parameters.revision) ? parameters.revision : undefined;
   const results: DeployResult[] = [];
-  for (const invocation of output.CommandInvocations ?? []) {
+  for (const invocation of invocations) {
     const { InstanceId: instanceId, Status: status } = invocation;
     if (!instanceId || !status || !['Success', 'Failed', 'TimedOut'].includes(status)) continue;
     const exitCode = invocation.CommandPlugins?.[0]?.ResponseCode;
     let sha = requested;
     if (!sha && status === 'Success') {
       const { StandardOutputContent } = await readInvocation(deps, commandId, instanceId);
-      const reported = parseResultLine(StandardOutputContent ?? '')?.revision;
-      if (typeof reported === 'string') sha = reported;
+      sha = resolvedSha(StandardOutputContent ?? '');
     }
     results.push({
       instanceId,
       result: status === 'Success' ? 'success' : 'failure',
       ...(exitCode !== undefined && exitCode >= 0 && { exitCode }),
-      ...(sha && SHA_PATTERN.test(sha) && { sha }),
+      ...(sha && { sha }),
     });
   }
   return results;

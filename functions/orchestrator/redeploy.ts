@@ -12,7 +12,7 @@ import {
   MAX_INSTANCES_PER_COMMAND,
   sendSelfDeploy,
 } from './commands';
-import { managedGroup } from './config';
+import { managedGroup, requireManagedGroup } from './config';
 import { commandComment } from './decisions';
 import type { Deps } from './deps';
 import type { RedeployAction } from './events';
@@ -52,11 +52,7 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
 
   if (request.autoScalingGroupName !== undefined) {
     const name = request.autoScalingGroupName;
-    if (!managedGroup(deps.config, name)) {
-      throw new InvalidInputError(
-        `group ${JSON.stringify(name)} is not managed by selfdeploy (managed: ${Object.keys(deps.config.groups).join(', ')})`,
-      );
-    }
+    requireManagedGroup(deps.config, name);
     const output = await deps.clients.autoScaling.send(
       new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [name] }),
     );

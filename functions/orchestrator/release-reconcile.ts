@@ -48,7 +48,7 @@ export async function reconcileReleases(
 
 async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Promise<ReleaseReconcile> {
   const record = await readGroupRecord(deps, name, true);
-  if (record.deployment) return { deployment: await advanceDeployment(deps, name) };
+  if (record.deployment) return { deployment: await advanceDeployment(deps, name, record) };
   if (group.follow !== 'release') return { skipped: 'the group follows its branch' };
   if (record.paused) return { skipped: 'paused' };
   const release = record.release;

@@ -30,7 +30,7 @@ const PLAIN = /^[A-Za-z0-9.-]$/;
  * (`__` for itself), every other character a name may not hold is `_` and 4 hex digits per
  * UTF-16 unit.
  */
-export function escapeGroupName(name: string): string {
+function escapeGroupName(name: string): string {
   let escaped = '';
   for (const character of name) {
     if (PLAIN.test(character)) escaped += character;
@@ -60,7 +60,7 @@ export interface GroupRecord {
 }
 
 /** A parameter selfdeploy reads holds what it does not expect: named, never guessed around. */
-export class ReleaseRecordError extends Error {
+class ReleaseRecordError extends Error {
   public override name = 'ReleaseRecordError';
 }
 

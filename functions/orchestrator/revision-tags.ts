@@ -10,8 +10,8 @@ import { chunk } from './utilities';
  * Written after the lifecycle action is completed: a tag that cannot be written is logged and
  * changes nothing else (the deploy's verdict is the lifecycle result, not the tag).
  */
-export const REVISION_TAG = 'selfdeploy:revision';
-export const LAST_DEPLOY_TAG = 'selfdeploy:last-deploy';
+const REVISION_TAG = 'selfdeploy:revision';
+const LAST_DEPLOY_TAG = 'selfdeploy:last-deploy';
 
 /** CreateTags takes at most 1000 resource ids; AWS advises smaller batches. */
 const RESOURCES_PER_CREATE = 200;
@@ -29,7 +29,7 @@ export interface DeployResult {
 }
 
 /** The last-deploy tag's value; at most 7 + 1 + 11 + 1 + 24 + 1 + 40 characters, well within EC2's 256. */
-export function lastDeployValue(deploy: DeployResult, at: string): string {
+function lastDeployValue(deploy: DeployResult, at: string): string {
   return `${deploy.result} ${deploy.exitCode ?? '-'} ${at} ${deploy.sha ?? '-'}`;
 }
 

@@ -16,7 +16,7 @@ export interface AwsClients {
  * Builds the clients once per container. Adaptive retry mode rate-limits the client itself
  * when AWS throttles, so bursts of launches slow down instead of failing. Endpoints come
  * from the SDK's standard settings (AWS_ENDPOINT_URL_SSM, AWS_ENDPOINT_URL_AUTO_SCALING, AWS_ENDPOINT_URL_SQS,
- * AWS_ENDPOINT_URL), which is how the local control plane is reached. Credentials: the SDK's
+ * AWS_ENDPOINT_URL_EC2, AWS_ENDPOINT_URL), which is how the local control plane is reached. Credentials: the SDK's
  * default chain, of which the bundle keeps only the environment's provider (env-credentials.ts):
  * where Lambda puts the role's credentials, and the local control plane its own.
  */

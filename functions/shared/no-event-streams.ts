@@ -1,6 +1,6 @@
 // The bundle's stand-in for @smithy/core/event-streams (infra/bundling.ts aliases it here).
 // The SDK's protocols import event-stream support on demand, for operations that stream events;
-// none of the Auto Scaling, SSM and SQS operations the orchestrator calls does, so the real
+// none of the Auto Scaling, SSM, SQS and EC2 operations the orchestrator calls does, so the real
 // module would only be parsed at every cold start and never run.
 
 const NOT_BUNDLED = 'event streams are not bundled: no operation the orchestrator calls uses one';
