@@ -7,6 +7,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { signingErrorCodes } from './control-plane/sigv4';
 
 /** One operation (or piece of the simulated world) and how far the stand-in goes. */
 export interface Fidelity {
@@ -28,12 +29,7 @@ export const FIDELITY: readonly Fidelity[] = [
       "every request must carry a SigV4 signature (Authorization header, x-amz-date within 15 minutes) made with the run's own random access key for service autoscaling in the run's region",
     errors:
       'status 403: MissingAuthenticationToken (no Authorization header), InvalidClientTokenId (another key), SignatureDoesNotMatch (wrong signature, wrong scope, "Signature expired"); IncompleteSignature (malformed header)',
-    errorCodes: [
-      'MissingAuthenticationToken',
-      'InvalidClientTokenId',
-      'SignatureDoesNotMatch',
-      'IncompleteSignature',
-    ],
+    errorCodes: signingErrorCodes('query'),
     notModelled:
       'session tokens (X-Amz-Security-Token), presigned query-string signatures, the Date header instead of x-amz-date, IAM policies (no call is denied unless a test injects a denial)',
   },
@@ -44,12 +40,7 @@ export const FIDELITY: readonly Fidelity[] = [
       "every request must carry a SigV4 signature (Authorization header, x-amz-date within 15 minutes) made with the run's own random access key for service ssm in the run's region",
     errors:
       'status 400: MissingAuthenticationTokenException, UnrecognizedClientException, InvalidSignatureException, IncompleteSignatureException, as for Auto Scaling',
-    errorCodes: [
-      'MissingAuthenticationTokenException',
-      'UnrecognizedClientException',
-      'InvalidSignatureException',
-      'IncompleteSignatureException',
-    ],
+    errorCodes: signingErrorCodes('json'),
     notModelled:
       'session tokens (X-Amz-Security-Token), presigned query-string signatures, the Date header instead of x-amz-date, IAM policies (no call is denied unless a test injects a denial)',
   },
@@ -228,7 +219,7 @@ export const FIDELITY: readonly Fidelity[] = [
       "EC2's query protocol (form POST with Action= and Version=2016-11-15, XML replies with requestId, errors as <Response><Errors><Error>), as @aws-sdk/client-ec2 speaks it; every request must carry a SigV4 signature made with the run's own key for service ec2 in the run's region; DryRun answers DryRunOperation (412), every caller being allowed",
     errors:
       'MissingAuthenticationToken (403), AuthFailure (401, an unknown key), SignatureDoesNotMatch (403), IncompleteSignature (400)',
-    errorCodes: ['MissingAuthenticationToken', 'AuthFailure', 'SignatureDoesNotMatch', 'IncompleteSignature'],
+    errorCodes: signingErrorCodes('ec2'),
     notModelled:
       'session tokens, presigned requests, IAM policies (UnauthorizedOperation only when a test injects a denial)',
   },
@@ -281,12 +272,7 @@ export const FIDELITY: readonly Fidelity[] = [
       "REST-JSON (POST /2015-03-31/functions/{FunctionName}/invocations), as @aws-sdk/client-lambda, the AWS CLI and boto3 speak it; every request must carry a SigV4 signature made with the run's own key for service lambda in the run's region; errors name their code in x-amzn-ErrorType with Lambda's {Type, message} body",
     errors:
       'status 403: MissingAuthenticationTokenException, UnrecognizedClientException, InvalidSignatureException, IncompleteSignatureException',
-    errorCodes: [
-      'MissingAuthenticationTokenException',
-      'UnrecognizedClientException',
-      'InvalidSignatureException',
-      'IncompleteSignatureException',
-    ],
+    errorCodes: signingErrorCodes('rest-json'),
     notModelled:
       'session tokens, presigned requests, IAM and resource policies (AccessDeniedException only when a test injects a denial)',
   },
@@ -321,12 +307,7 @@ export const FIDELITY: readonly Fidelity[] = [
       "awsJson1_0 (X-Amz-Target: AmazonSQS.<Op>, application/x-amz-json-1.0), as @aws-sdk/client-sqs speaks it; every request must carry a SigV4 signature made with the run's own key for service sqs in the run's region; errors carry SQS's x-amzn-query-error header, which the SDK reads to name them",
     errors:
       'status 400: MissingAuthenticationTokenException, UnrecognizedClientException, InvalidSignatureException, IncompleteSignatureException, as for SSM',
-    errorCodes: [
-      'MissingAuthenticationTokenException',
-      'UnrecognizedClientException',
-      'InvalidSignatureException',
-      'IncompleteSignatureException',
-    ],
+    errorCodes: signingErrorCodes('json'),
     notModelled:
       'the older query protocol (form POST with Action=) that boto3 before 1.31 and the AWS CLI of that era speak to SQS; session tokens; IAM and queue policies',
   },

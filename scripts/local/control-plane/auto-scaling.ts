@@ -285,30 +285,21 @@ export class AutoScaling {
     const instances = this.#standbyInstances(group, ids, 'InService');
     const before = group.desiredCapacity;
     if (decrement && before - instances.length < group.minSize) {
-      throw new ApiError(
-        'ValidationError',
-        `AutoScalingGroup ${group.name} has min-size=${group.minSize}, max-size=${group.maxSize}, and desired-size=${before}. To place into standby ${count(instances.length)}, please update the AutoScalingGroup sizes appropriately.`,
-      );
+      throw sizesError(group, `place into standby ${count(instances.length)}`);
     }
     if (decrement) group.desiredCapacity -= instances.length;
     const now = isoSeconds(Date.now());
-    const activities = instances.map((instance) => {
-      instance.state = 'EnteringStandby';
-      const activity = this.#activity(
-        group,
-        `Moving EC2 instance to Standby: ${instance.id}`,
-        decrement
+    const activities = instances.map((instance) =>
+      this.#moveStandby(group, instance, {
+        via: 'EnteringStandby',
+        to: 'Standby',
+        progress: 50,
+        description: `Moving EC2 instance to Standby: ${instance.id}`,
+        cause: decrement
           ? `At ${now} instance ${instance.id} was moved to standby in response to a user request, shrinking the capacity from ${before} to ${group.desiredCapacity}.`
           : `At ${now} instance ${instance.id} was moved to standby in response to a user request.`,
-      );
-      activity.progress = 50;
-      this.clock.after(STANDBY_TRANSITION_SECONDS, () => {
-        if (instance.state !== 'EnteringStandby') return;
-        instance.state = 'Standby';
-        endActivity(activity, 'Successful');
-      });
-      return activity;
-    });
+      }),
+    );
     if (!decrement) this.#fillCapacity(group, before);
     return activities;
   }
@@ -323,28 +314,39 @@ export class AutoScaling {
     const instances = this.#standbyInstances(group, ids, 'Standby');
     const before = group.desiredCapacity;
     if (before + instances.length > group.maxSize) {
-      throw new ApiError(
-        'ValidationError',
-        `AutoScalingGroup ${group.name} has min-size=${group.minSize}, max-size=${group.maxSize}, and desired-size=${before}. To exit standby ${count(instances.length)}, please update the AutoScalingGroup sizes appropriately.`,
-      );
+      throw sizesError(group, `exit standby ${count(instances.length)}`);
     }
     group.desiredCapacity += instances.length;
     const now = isoSeconds(Date.now());
-    return instances.map((instance) => {
-      instance.state = 'Pending';
-      const activity = this.#activity(
-        group,
-        `Moving EC2 instance out of Standby: ${instance.id}`,
-        `At ${now} instance ${instance.id} was moved out of standby in response to a user request, increasing the capacity from ${before} to ${group.desiredCapacity}.`,
-      );
-      activity.progress = 30;
-      this.clock.after(STANDBY_TRANSITION_SECONDS, () => {
-        if (instance.state !== 'Pending') return;
-        instance.state = 'InService';
-        endActivity(activity, 'Successful');
-      });
-      return activity;
+    return instances.map((instance) =>
+      this.#moveStandby(group, instance, {
+        via: 'Pending',
+        to: 'InService',
+        progress: 30,
+        description: `Moving EC2 instance out of Standby: ${instance.id}`,
+        cause: `At ${now} instance ${instance.id} was moved out of standby in response to a user request, increasing the capacity from ${before} to ${group.desiredCapacity}.`,
+      }),
+    );
+  }
+
+  /**
+   * Moves an instance into or out of standby: `via` at once, with an activity at `progress`,
+   * then `to` after STANDBY_TRANSITION_SECONDS unless something else moved it meanwhile.
+   */
+  #moveStandby(
+    group: Group,
+    instance: Instance,
+    move: { via: string; to: string; progress: number; description: string; cause: string },
+  ): Activity {
+    instance.state = move.via;
+    const activity = this.#activity(group, move.description, move.cause);
+    activity.progress = move.progress;
+    this.clock.after(STANDBY_TRANSITION_SECONDS, () => {
+      if (instance.state !== move.via) return;
+      instance.state = move.to;
+      endActivity(activity, 'Successful');
     });
+    return activity;
   }
 
   public completeLifecycleAction(ref: ActionRef, result: string): void {
@@ -703,6 +705,14 @@ export interface ActionRef {
   readonly hookName: string;
   readonly token?: string;
   readonly instanceId?: string;
+}
+
+/** AWS's error for a standby call the group's sizes do not allow; `change` says what was asked. */
+function sizesError(group: Group, change: string): ApiError {
+  return new ApiError(
+    'ValidationError',
+    `AutoScalingGroup ${group.name} has min-size=${group.minSize}, max-size=${group.maxSize}, and desired-size=${group.desiredCapacity}. To ${change}, please update the AutoScalingGroup sizes appropriately.`,
+  );
 }
 
 /** "1 instance", "2 instances", as AWS words its sizes errors. */

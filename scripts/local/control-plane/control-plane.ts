@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { AutoScaling, type Instance } from './auto-scaling';
 import { Clock } from './clock';
-import { Ec2 } from './ec2';
+import { Ec2, GROUP_NAME_TAG } from './ec2';
 import { type DeliveryFaults, EventBus } from './event-bus';
 import { seededRandom } from './ids';
 import { Functions } from './lambda-api';
@@ -270,11 +270,7 @@ export class ControlPlane {
     const wait = this.#registrationSlot(delay);
     const register = () => {
       this.#pending.delete(instance.id);
-      this.ssm.registerInstance(
-        instance.id,
-        { 'aws:autoscaling:groupName': instance.groupName },
-        this.#agent,
-      );
+      this.ssm.registerInstance(instance.id, { [GROUP_NAME_TAG]: instance.groupName }, this.#agent);
       this.#scheduleBoot(instance);
     };
     if (wait <= 0) {

@@ -27,7 +27,7 @@ export interface ResourceTag {
 }
 
 /** EC2's limits on user tags. */
-export const TAG_LIMITS = { key: 128, value: 256, perResource: 50 } as const;
+const TAG_LIMITS = { key: 128, value: 256, perResource: 50 } as const;
 
 /** The tag Auto Scaling puts on every instance it launches. */
 export const GROUP_NAME_TAG = 'aws:autoscaling:groupName';

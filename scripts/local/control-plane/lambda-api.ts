@@ -29,9 +29,9 @@ export interface LocalFunction {
 }
 
 /** Lambda's payload quotas: 6 MB for a synchronous invoke, 1 MB for an asynchronous one. */
-export const PAYLOAD_LIMITS = { RequestResponse: 6_291_456, Event: 1_048_576 } as const;
+const PAYLOAD_LIMITS = { RequestResponse: 6_291_456, Event: 1_048_576 } as const;
 /** How much of an invocation's log `LogType: Tail` answers with. */
-export const LOG_TAIL_BYTES = 4096;
+const LOG_TAIL_BYTES = 4096;
 const INVOCATION_TYPES = ['RequestResponse', 'Event', 'DryRun'] as const;
 type InvocationType = (typeof INVOCATION_TYPES)[number];
 

@@ -54,6 +54,11 @@ const CODES = {
   },
 } as const;
 
+/** Every code `protocol` answers an authentication failure with (the fidelity table's signing rows). */
+export function signingErrorCodes(protocol: Protocol): string[] {
+  return Object.values(CODES).map((codes) => codes[protocol]);
+}
+
 /** The status each protocol answers an authentication failure with. */
 function failureStatus(protocol: Protocol, kind: keyof typeof CODES): number {
   if (protocol === 'json') return 400;

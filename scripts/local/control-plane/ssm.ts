@@ -71,7 +71,7 @@ const RUN_SHELL_SCRIPT_CONTENT = JSON.stringify({
 export const DELIVERY_TIMEOUT = { min: 30, max: 2_592_000, default: 3600 } as const;
 
 /** The longest value a Standard-tier parameter holds. */
-export const PARAMETER_VALUE_LIMIT = 4096;
+const PARAMETER_VALUE_LIMIT = 4096;
 /** The most levels a parameter name's hierarchy has. */
 const PARAMETER_LEVELS = 15;
 
