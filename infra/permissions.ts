@@ -7,6 +7,7 @@ import {
   Validations,
 } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
+import { LAST_DEPLOY_TAG, REVISION_TAG } from '../functions/shared/deploy-tags';
 import { SEND_TAG_CONDITION_KEY } from '../functions/shared/send-permission';
 
 /** What the orchestrator's policy is built from. */
@@ -32,7 +33,7 @@ const RELEASE_RECORD_ACTIONS = [
 ] as const;
 
 /** The only tags the orchestrator writes: on an instance, what its deploys left live. */
-export const INSTANCE_TAG_KEYS = ['selfdeploy:revision', 'selfdeploy:last-deploy'] as const;
+const INSTANCE_TAG_KEYS = [REVISION_TAG, LAST_DEPLOY_TAG] as const;
 
 /**
  * Exactly the calls the orchestrator makes. SendCommand is authorised against both the

@@ -1,4 +1,5 @@
 import { CreateTagsCommand, paginateDescribeTags, type Tag } from '@aws-sdk/client-ec2';
+import { LAST_DEPLOY_TAG, REVISION_TAG } from '../shared/deploy-tags';
 import type { InstanceStatus } from '../shared/operator-actions';
 import type { Deps } from './deps';
 import { chunk } from './utilities';
@@ -10,8 +11,6 @@ import { chunk } from './utilities';
  * Written after the lifecycle action is completed: a tag that cannot be written is logged and
  * changes nothing else (the deploy's verdict is the lifecycle result, not the tag).
  */
-const REVISION_TAG = 'selfdeploy:revision';
-const LAST_DEPLOY_TAG = 'selfdeploy:last-deploy';
 
 /** CreateTags takes at most 1000 resource ids; AWS advises smaller batches. */
 const RESOURCES_PER_CREATE = 200;
