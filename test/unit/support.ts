@@ -44,7 +44,7 @@ export const COMMAND_ID = 'e8d3c0e4-0d3c-4b8e-9d70-6b5b0d0c2a11';
 /** The fake clock's start; the sample status events were requested 3 min 58 s before it. */
 export const NOW = Date.parse('2026-11-26T10:05:00.000Z');
 
-/** The `n`th of a run of instances, and its launch's token. */
+/** The `n`th of a run of instances (their ids sort in `n` order), and its launch's token. */
 export const instanceId = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
 export const tokenOf = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
 
