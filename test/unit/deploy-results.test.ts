@@ -23,11 +23,11 @@ import {
   LAUNCHED_AT,
   launchActivity,
   NOW,
+  OTHER,
   queueBatch,
   ssm,
 } from './support';
 
-const OTHER = 'i-0fedcba0987654321';
 const AT = new Date(NOW).toISOString();
 
 /** The sample command status event: `status`, sent with `revision`, run on `instanceId`. */

@@ -40,6 +40,8 @@ export function fixture(name: string): Record<string, unknown> & { detail: Recor
 
 export const TOKEN = '87654321-4321-4321-4321-210987654321';
 export const INSTANCE = 'i-1234567890abcdef0';
+/** A second instance of the group. */
+export const OTHER = 'i-0fedcba0987654321';
 export const COMMAND_ID = 'e8d3c0e4-0d3c-4b8e-9d70-6b5b0d0c2a11';
 /** The fake clock's start; the sample status events were requested 3 min 58 s before it. */
 export const NOW = Date.parse('2026-11-26T10:05:00.000Z');
