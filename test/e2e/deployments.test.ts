@@ -40,6 +40,16 @@ async function ended(local: LocalRun, id: unknown): Promise<Deployment> {
   return record<Deployment>(local, 'last-deployment') as Deployment;
 }
 
+/** The sample's Capfile, made to load the tasks under lib/capistrano/tasks that a commit adds. */
+const CAPFILE_WITH_TASKS = [
+  "require 'capistrano/setup'",
+  "require 'capistrano/deploy'",
+  "require 'capistrano/scm/git'",
+  'install_plugin Capistrano::SCM::Git',
+  "Dir.glob('lib/capistrano/tasks/*.rake').each { |task| import task }",
+  '',
+].join('\n');
+
 /** The migrations an instance's deploys ran (the sample's db-role task logs each revision). */
 function migrationsOn(local: LocalRun, instanceId: string): string[] {
   const path = join(local.dir, 'instances', instanceId, APP_PATH, 'shared', 'migrations.log');
@@ -62,14 +72,7 @@ function commitWithMigration(local: LocalRun): string {
       'end',
       '',
     ].join('\n'),
-    Capfile: [
-      "require 'capistrano/setup'",
-      "require 'capistrano/deploy'",
-      "require 'capistrano/scm/git'",
-      'install_plugin Capistrano::SCM::Git',
-      "Dir.glob('lib/capistrano/tasks/*.rake').each { |task| import task }",
-      '',
-    ].join('\n'),
+    Capfile: CAPFILE_WITH_TASKS,
   });
 }
 
@@ -164,14 +167,7 @@ describe('operator deployments through the local control plane', () => {
     // Each instance's deploy of this commit takes longer than an invocation may run.
     const slow = local.app?.commit('A slow deploy', {
       'lib/capistrano/tasks/slow.rake': `namespace :deploy do\n  task :slow do\n    on roles(:app) do\n      execute :sleep, ${timeoutSeconds + 1}\n    end\n  end\n  after :updated, :slow\nend\n`,
-      Capfile: [
-        "require 'capistrano/setup'",
-        "require 'capistrano/deploy'",
-        "require 'capistrano/scm/git'",
-        'install_plugin Capistrano::SCM::Git',
-        "Dir.glob('lib/capistrano/tasks/*.rake').each { |task| import task }",
-        '',
-      ].join('\n'),
+      Capfile: CAPFILE_WITH_TASKS,
     });
 
     const started = Date.now();

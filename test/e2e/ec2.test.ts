@@ -7,6 +7,7 @@ import {
   type Tag,
 } from '@aws-sdk/client-ec2';
 import { ControlPlane } from '../../scripts/local/control-plane/control-plane';
+import { planeClientConfig } from './support';
 
 // EC2's tags and instances as selfdeploy uses them, through the unmodified SDK client.
 jest.setTimeout(30_000);
@@ -19,12 +20,7 @@ const VISIBILITY_SECONDS = 50;
 
 beforeEach(async () => {
   plane = await ControlPlane.start({ timeScale: 100, instanceVisibilitySeconds: VISIBILITY_SECONDS });
-  ec2 = new EC2Client({
-    endpoint: plane.endpoint,
-    region: plane.region,
-    credentials: plane.credentials,
-    maxAttempts: 1,
-  });
+  ec2 = new EC2Client(planeClientConfig(plane));
 });
 
 afterEach(async () => {

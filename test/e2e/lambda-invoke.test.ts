@@ -6,7 +6,7 @@ import { ControlPlane } from '../../scripts/local/control-plane/control-plane';
 import { LocalLambda } from '../../scripts/local/lambda';
 import type { LocalRun } from '../../scripts/local/local-run';
 import { FUNCTION_NAME } from '../../scripts/local/orchestrator';
-import { localRuns } from './support';
+import { localRuns, planeClientConfig } from './support';
 
 // Lambda's Invoke API served by the control plane, called with the unmodified SDK client.
 jest.setTimeout(60_000);
@@ -24,12 +24,7 @@ exports.handler = async (event) => {
 `;
 
 function client(plane: ControlPlane): LambdaClient {
-  return new LambdaClient({
-    endpoint: plane.endpoint,
-    region: plane.region,
-    credentials: plane.credentials,
-    maxAttempts: 1,
-  });
+  return new LambdaClient(planeClientConfig(plane));
 }
 
 interface Answer {

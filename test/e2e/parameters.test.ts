@@ -8,6 +8,7 @@ import {
   SSMClient,
 } from '@aws-sdk/client-ssm';
 import { ControlPlane } from '../../scripts/local/control-plane/control-plane';
+import { planeClientConfig } from './support';
 
 // Parameter Store as the release store uses it, through the unmodified SSM client.
 jest.setTimeout(30_000);
@@ -17,12 +18,7 @@ let ssm: SSMClient;
 
 beforeEach(async () => {
   plane = await ControlPlane.start({ timeScale: 100 });
-  ssm = new SSMClient({
-    endpoint: plane.endpoint,
-    region: plane.region,
-    credentials: plane.credentials,
-    maxAttempts: 1,
-  });
+  ssm = new SSMClient(planeClientConfig(plane));
 });
 
 afterEach(async () => {

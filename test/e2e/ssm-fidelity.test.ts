@@ -16,6 +16,7 @@ import { ControlPlane, type ControlPlaneOptions } from '../../scripts/local/cont
 import { simulatedInstances } from '../../scripts/local/deploy-agent';
 import { createSampleApp } from '../../scripts/local/sample-app';
 import { type AppUser, ensureAppUser, removeAppUser, runUserName, type Sshd } from '../../scripts/local/sshd';
+import { planeClientConfig } from './support';
 
 jest.setTimeout(30_000);
 
@@ -36,12 +37,7 @@ const cleanups: (() => void)[] = [];
 async function startPlane(options: ControlPlaneOptions = {}): Promise<void> {
   plane = await ControlPlane.start({ timeScale: 100, ...options });
   plane.ssm.putDocument(PROBE, PROBE_CONTENT);
-  ssm = new SSMClient({
-    endpoint: plane.endpoint,
-    region: plane.region,
-    credentials: plane.credentials,
-    maxAttempts: 1,
-  });
+  ssm = new SSMClient(planeClientConfig(plane));
 }
 
 /** One running instance with a registered agent; its id. */

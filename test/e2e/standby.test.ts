@@ -8,6 +8,7 @@ import {
 } from '@aws-sdk/client-auto-scaling';
 import { LAUNCH_DETAIL_TYPE } from '../../functions/shared/event-patterns';
 import { ControlPlane } from '../../scripts/local/control-plane/control-plane';
+import { planeClientConfig } from './support';
 
 // Standby as a zero-downtime deploy uses it, through the unmodified Auto Scaling client.
 jest.setTimeout(30_000);
@@ -17,12 +18,7 @@ let asg: AutoScalingClient;
 
 beforeEach(async () => {
   plane = await ControlPlane.start({ timeScale: 100 });
-  asg = new AutoScalingClient({
-    endpoint: plane.endpoint,
-    region: plane.region,
-    credentials: plane.credentials,
-    maxAttempts: 1,
-  });
+  asg = new AutoScalingClient(planeClientConfig(plane));
 });
 
 afterEach(async () => {

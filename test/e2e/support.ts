@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import type { ControlPlane } from '../../scripts/local/control-plane/control-plane';
 import { LocalRun, type LocalRunOptions } from '../../scripts/local/local-run';
 
 /** Whether the OS user `name` exists on this machine. */
@@ -79,4 +80,9 @@ export async function pastTheQueuesWatch(local: LocalRun, agentWaitSeconds = 1):
   const newest = Math.max(0, ...local.plane.autoScaling.activities().map((activity) => activity.startedAt));
   const due = newest + agentWaitSeconds * 1000 + 100;
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())));
+}
+
+/** SDK settings against `plane` with its own credentials; no retries, so each refusal shows. */
+export function planeClientConfig(plane: ControlPlane) {
+  return { endpoint: plane.endpoint, region: plane.region, credentials: plane.credentials, maxAttempts: 1 };
 }

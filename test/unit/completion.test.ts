@@ -19,10 +19,10 @@ import {
   LAUNCHED_AT,
   launchActivity,
   noActiveAction,
+  OTHER,
   ssm,
 } from './support';
 
-const OTHER = 'i-0fedcba0987654321';
 const OTHER_TOKEN = '11111111-2222-3333-4444-555555555555';
 const REQUESTED_AT = new Date('2026-11-26T10:01:02.000Z');
 

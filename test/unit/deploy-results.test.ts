@@ -5,7 +5,6 @@ import {
   ParameterAlreadyExists,
   PutParameterCommand,
 } from '@aws-sdk/client-ssm';
-import type { SQSEvent } from 'aws-lambda';
 import type { ConfigInput } from '../../functions/orchestrator/config';
 import { handleQueue } from '../../functions/orchestrator/queue';
 import { parseLastDeploy, tagDeployResults } from '../../functions/orchestrator/revision-tags';
@@ -24,10 +23,11 @@ import {
   LAUNCHED_AT,
   launchActivity,
   NOW,
+  OTHER,
+  queueBatch,
   ssm,
 } from './support';
 
-const OTHER = 'i-0fedcba0987654321';
 const AT = new Date(NOW).toISOString();
 
 /** The sample command status event: `status`, sent with `revision`, run on `instanceId`. */
@@ -53,27 +53,6 @@ const runOutput = (sha: string, exitCode = 0) => ({
 });
 
 const tagCalls = () => ec2.commandCalls(CreateTagsCommand).map((call) => call.args[0].input);
-
-function queueOf(...events: unknown[]): SQSEvent {
-  return {
-    Records: events.map((event, n) => ({
-      messageId: `00000000-0000-4000-8000-${String(n + 1).padStart(12, '0')}`,
-      receiptHandle: `handle-${n + 1}`,
-      body: JSON.stringify(event),
-      attributes: {
-        ApproximateReceiveCount: '1',
-        SentTimestamp: String(NOW - 3_000),
-        SenderId: 'AIDAEXAMPLE',
-        ApproximateFirstReceiveTimestamp: String(NOW),
-      },
-      messageAttributes: {},
-      md5OfBody: '',
-      eventSource: 'aws:sqs',
-      eventSourceARN: 'arn:aws:sqs:us-west-2:123456789012:selfdeploy-waits',
-      awsRegion: 'us-west-2',
-    })),
-  };
-}
 
 describe('the tags a finished launch deploy leaves on its instance', () => {
   it('on success: selfdeploy:revision and selfdeploy:last-deploy, after the action is completed', async () => {
@@ -121,7 +100,7 @@ describe('the tags a finished launch deploy leaves on its instance', () => {
 
     const response = await handleQueue(
       deps,
-      queueOf(
+      queueBatch(
         commandEvent('Success', RELEASE_SHA, INSTANCE, 'aaaaaaaa-0000-4000-8000-000000000001'),
         commandEvent('Success', RELEASE_SHA, OTHER, 'aaaaaaaa-0000-4000-8000-000000000002'),
         commandEvent('Failed', RELEASE_SHA, third, 'aaaaaaaa-0000-4000-8000-000000000003'),
@@ -249,7 +228,7 @@ describe("a group's first release", () => {
 
     await handleQueue(
       deps,
-      queueOf(
+      queueBatch(
         commandEvent('Success', '', INSTANCE, 'aaaaaaaa-0000-4000-8000-000000000001'),
         commandEvent('Success', '', OTHER, 'aaaaaaaa-0000-4000-8000-000000000002'),
       ),

@@ -29,15 +29,12 @@ import {
   groupInstance,
   type Harness,
   harness,
+  instanceId,
   ssm,
 } from './support';
 
 export const OLD_SHA = '1'.repeat(40);
 export const NEW_SHA = '2'.repeat(40);
-export const PREVIOUS_SHA = '0'.repeat(40);
-
-/** i-000…0n, in the id order the canary choice sorts by. */
-export const instance = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
 
 /** A command as the world's SSM keeps it. */
 export interface SentCommand {
@@ -93,7 +90,7 @@ export function world(count: number): World {
   const parameters = new Map<string, { value: string; modified: Date }>();
   const commands: SentCommand[] = [];
   const state: Pick<World, 'inService' | 'offline' | 'tags'> = {
-    inService: Array.from({ length: count }, (_, index) => instance(index + 1)),
+    inService: Array.from({ length: count }, (_, index) => instanceId(index + 1)),
     offline: new Set(),
     tags: new Map(),
   };

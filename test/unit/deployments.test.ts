@@ -9,8 +9,9 @@ import { advanceDeployment } from '../../functions/orchestrator/deployments';
 import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
 import { route } from '../../functions/orchestrator/router';
 import type { Deployment, OperatorAnswer } from '../../functions/shared/operator-actions';
-import { instance, NEW_SHA, OLD_SHA, PREVIOUS_SHA, type World, world } from './deployments-world';
-import { awsCallCount, ec2, fixture, ssm } from './support';
+import { NEW_SHA, OLD_SHA, type World, world } from './deployments-world';
+import { PREVIOUS_SHA } from './group-record';
+import { awsCallCount, ec2, fixture, instanceId, ssm } from './support';
 
 const release = (sha: string, previous?: string) => ({
   sha,
@@ -47,10 +48,10 @@ describe('deploy', () => {
   it('starts on one canary whose agent is online, preferring one that runs the release, and answers at once', async () => {
     const w = world(3);
     w.put('release', release(OLD_SHA));
-    w.offline = new Set([instance(1)]);
+    w.offline = new Set([instanceId(1)]);
     w.tags = new Map([
-      [instance(2), PREVIOUS_SHA],
-      [instance(3), OLD_SHA],
+      [instanceId(2), PREVIOUS_SHA],
+      [instanceId(3), OLD_SHA],
     ]);
 
     const answer = await operate(w, {
@@ -61,14 +62,14 @@ describe('deploy', () => {
     });
 
     const canary = only(w.sentFor('canary'));
-    expect(canary.instanceIds).toEqual([instance(3)]);
+    expect(canary.instanceIds).toEqual([instanceId(3)]);
     expect(answer).toMatchObject({
       action: 'deploy',
       group: 'web',
       deploymentId: expect.stringMatching(/^d-[a-z2-7]{12}$/),
       phase: 'canary',
-      canary: instance(3),
-      summary: expect.stringContaining(instance(3)),
+      canary: instanceId(3),
+      summary: expect.stringContaining(instanceId(3)),
     });
     const { deploymentId } = answer as { deploymentId: string };
     expect(canary.comment).toBe(`selfdeploy deploy ${deploymentId} canary`);
@@ -220,12 +221,12 @@ describe('a deployment moving on', () => {
     const { id, canary } = await started(w);
     await finished(w, canary.commandId, NEW_SHA);
     const rest = only(w.sentFor('rest'));
-    w.inService = [...w.inService, instance(9)]; // launched during the deploy, at the old release
+    w.inService = [...w.inService, instanceId(9)]; // launched during the deploy, at the old release
 
     await finished(w, rest.commandId, NEW_SHA);
 
     const joiners = only(w.sentFor('joiners'));
-    expect(joiners.instanceIds).toEqual([instance(9)]);
+    expect(joiners.instanceIds).toEqual([instanceId(9)]);
     expect(joiners.parameters).toMatchObject({ revision: [NEW_SHA], migrate: ['false'] });
     expect(w.record('release')).toMatchObject({ sha: OLD_SHA });
 
@@ -474,7 +475,7 @@ describe('logs', () => {
     const w = world(1);
     await operate(w, { action: 'deploy', group: 'web', revision: 'main' });
     const canary = only(w.sentFor('canary'));
-    w.finish(canary.commandId, NEW_SHA, { [instance(1)]: { exitCode: 9, reason: 'cap failed' } });
+    w.finish(canary.commandId, NEW_SHA, { [instanceId(1)]: { exitCode: 9, reason: 'cap failed' } });
     ssm.on(GetCommandInvocationCommand).resolves({
       Status: 'Failed',
       ResponseCode: 9,
@@ -482,7 +483,7 @@ describe('logs', () => {
       StandardErrorContent: 'e'.repeat(8_000),
     });
 
-    const logs = await operate(w, { action: 'logs', group: 'web', instanceId: instance(1) });
+    const logs = await operate(w, { action: 'logs', group: 'web', instanceId: instanceId(1) });
 
     const tail = logs.action === 'logs' ? (logs.runs[0]?.outputTail ?? '') : '';
     expect(tail).toContain('SELFDEPLOY_RESULT {"exitCode":9}');
@@ -494,11 +495,11 @@ describe('logs', () => {
     await operate(w, { action: 'deploy', group: 'web', revision: 'main' });
     w.finish(only(w.sentFor('canary')).commandId, NEW_SHA);
 
-    const logs = await operate(w, { action: 'logs', group: 'web', instanceId: instance(1) });
-    expect(logs).toMatchObject({ runs: [{ instanceId: instance(1), status: 'Success' }] });
+    const logs = await operate(w, { action: 'logs', group: 'web', instanceId: instanceId(1) });
+    expect(logs).toMatchObject({ runs: [{ instanceId: instanceId(1), status: 'Success' }] });
 
-    await expect(operate(w, { action: 'logs', group: 'web', instanceId: instance(7) })).rejects.toThrow(
-      `instance ${instance(7)} is not in group web`,
+    await expect(operate(w, { action: 'logs', group: 'web', instanceId: instanceId(7) })).rejects.toThrow(
+      `instance ${instanceId(7)} is not in group web`,
     );
   });
 
@@ -516,18 +517,18 @@ describe('reconcile and drift', () => {
     const w = world(4);
     w.put('release', release(NEW_SHA));
     w.tags = new Map([
-      [instance(1), NEW_SHA],
-      [instance(2), OLD_SHA],
-      [instance(3), OLD_SHA],
+      [instanceId(1), NEW_SHA],
+      [instanceId(2), OLD_SHA],
+      [instanceId(3), OLD_SHA],
       // instance 4 has no tag: unknown, left alone
     ]);
-    w.offline = new Set([instance(3)]);
+    w.offline = new Set([instanceId(3)]);
 
     const summary = await route(w.deps, fixture('scheduled'));
 
     const sent = only(w.commands);
     expect(sent).toMatchObject({
-      instanceIds: [instance(2)],
+      instanceIds: [instanceId(2)],
       comment: 'selfdeploy drift',
       parameters: expect.objectContaining({
         revision: [NEW_SHA],
@@ -535,20 +536,20 @@ describe('reconcile and drift', () => {
         autoScalingGroupName: ['web'],
       }),
     });
-    expect(summary).toMatchObject({ result: { releases: { web: { drifted: 2, sent: [instance(2)] } } } });
+    expect(summary).toMatchObject({ result: { releases: { web: { drifted: 2, sent: [instanceId(2)] } } } });
   });
 
   it('leaves a drifted instance alone while it deploys, and for an hour after a repair to the same SHA', async () => {
     const w = world(1);
     w.put('release', release(NEW_SHA));
-    w.tags = new Map([[instance(1), OLD_SHA]]);
+    w.tags = new Map([[instanceId(1), OLD_SHA]]);
 
     await route(w.deps, fixture('scheduled'));
     await route(w.deps, fixture('scheduled'));
     expect(w.commands).toHaveLength(1);
 
     w.finish((w.commands[0] as { commandId: string }).commandId, NEW_SHA, {
-      [instance(1)]: { exitCode: 9, reason: 'cap failed' },
+      [instanceId(1)]: { exitCode: 9, reason: 'cap failed' },
     });
     w.advance(10 * 60 * 1000);
     await route(w.deps, fixture('scheduled'));
@@ -558,7 +559,7 @@ describe('reconcile and drift', () => {
   it('repairs no drift while the group is paused', async () => {
     const w = world(2);
     w.put('release', release(NEW_SHA));
-    w.tags = new Map([[instance(2), OLD_SHA]]);
+    w.tags = new Map([[instanceId(2), OLD_SHA]]);
     w.put('paused', { since: 'now', reason: 'investigating' });
 
     await route(w.deps, fixture('scheduled'));
@@ -569,7 +570,7 @@ describe('reconcile and drift', () => {
   it('repairs no drift while a deployment is in flight: the deployment brings every instance to its SHA', async () => {
     const w = world(2);
     w.put('release', release(OLD_SHA));
-    w.tags = new Map([[instance(2), PREVIOUS_SHA]]);
+    w.tags = new Map([[instanceId(2), PREVIOUS_SHA]]);
     await operate(w, { action: 'deploy', group: 'web', revision: 'main' });
 
     const summary = await route(w.deps, fixture('scheduled'));
@@ -587,14 +588,14 @@ describe('operator command completion', () => {
     const command = only(w.commands);
 
     await finished(w, command.commandId, OLD_SHA, {
-      [instance(2)]: { exitCode: 10, reason: 'REVISION mismatch' },
+      [instanceId(2)]: { exitCode: 10, reason: 'REVISION mismatch' },
     });
 
     expect(w.logs.error).toHaveBeenCalledWith(
       'operator command Failed',
       expect.objectContaining({
         group: 'web',
-        instanceId: instance(2),
+        instanceId: instanceId(2),
         revision: OLD_SHA,
         exitCode: 10,
         reason: 'REVISION mismatch',

@@ -20,10 +20,10 @@ import {
   harness,
   INSTANCE,
   NOW,
+  OTHER,
   ssm,
 } from './support';
 
-const OTHER = 'i-0fedcba0987654321';
 const WARM = 'i-0aaaaaaaaaaaaaaaa';
 const NEW = 'i-0bbbbbbbbbbbbbbbb';
 const AT = '2026-11-26T09:30:00.000Z';

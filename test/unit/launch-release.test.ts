@@ -9,7 +9,6 @@ import {
   ListCommandsCommand,
   SendCommandCommand,
 } from '@aws-sdk/client-ssm';
-import type { SQSEvent } from 'aws-lambda';
 import { waitMessage } from '../../functions/orchestrator/agent-wait';
 import type { ConfigInput } from '../../functions/orchestrator/config';
 import { launchRevision } from '../../functions/orchestrator/launch-revision';
@@ -19,6 +18,7 @@ import { route } from '../../functions/orchestrator/router';
 import { groupRecords, PAUSED, parameterReads, RELEASE_SHA, release } from './group-record';
 import {
   agentsOnline,
+  agentWait,
   autoScaling,
   awsError,
   baseConfig,
@@ -27,9 +27,12 @@ import {
   groupInstance,
   harness,
   INSTANCE,
-  NOW,
+  instanceId,
+  launchEvent,
+  queueBatch,
   ssm,
   TOKEN,
+  tokenOf,
 } from './support';
 
 const NEW_COMMAND = 'aaaaaaaa-1111-2222-3333-444444444444';
@@ -54,35 +57,9 @@ function launchWithMetadata(metadata?: string) {
 
 const sentRevision = () => ssm.commandCalls(SendCommandCommand)[0]?.args[0].input.Parameters?.revision;
 
-const instanceId = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
-const tokenOf = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
-
 /** A queue batch of `count` launch events, one instance each. */
-function launchBatch(count: number): SQSEvent {
-  return {
-    Records: Array.from({ length: count }, (_, n) => {
-      const event = fixture('launch');
-      event.detail.EC2InstanceId = instanceId(n + 1);
-      event.detail.LifecycleActionToken = tokenOf(n + 1);
-      return {
-        messageId: `00000000-0000-4000-8000-${String(n + 1).padStart(12, '0')}`,
-        receiptHandle: `handle-${n + 1}`,
-        body: JSON.stringify(event),
-        attributes: {
-          ApproximateReceiveCount: '1',
-          SentTimestamp: String(NOW - 3_000),
-          SenderId: 'AIDAEXAMPLE',
-          ApproximateFirstReceiveTimestamp: String(NOW),
-        },
-        messageAttributes: {},
-        md5OfBody: '',
-        eventSource: 'aws:sqs',
-        eventSourceARN: 'arn:aws:sqs:us-west-2:123456789012:selfdeploy-waits',
-        awsRegion: 'us-west-2',
-      };
-    }),
-  };
-}
+const launchBatch = (count: number) =>
+  queueBatch(...Array.from({ length: count }, (_, n) => launchEvent(instanceId(n + 1), tokenOf(n + 1))));
 
 describe('what a launch deploys', () => {
   it("sends the release's exact SHA as the revision, so a launch never deploys a moving branch", async () => {
@@ -233,22 +210,7 @@ describe('a paused group', () => {
     const { deps, metrics } = harness();
     groupRecords({ web: { paused: PAUSED } });
     autoScaling.on(CompleteLifecycleActionCommand).resolves({});
-    const body = waitMessage({
-      instanceId: INSTANCE,
-      groupName: 'web',
-      hook: 'selfdeploy-launch',
-      token: TOKEN,
-      place: 'AutoScalingGroup',
-      waitStart: NOW - 60_000,
-      attempt: 3,
-      deadline: NOW + 540_000,
-      lastHeartbeat: NOW - 60_000,
-    });
-    const event = launchBatch(1);
-    const [first] = event.Records;
-    if (!first) throw new Error('no record');
-
-    const response = await handleQueue(deps, { Records: [{ ...first, body }] });
+    const response = await handleQueue(deps, queueBatch(waitMessage(agentWait())));
 
     expect(response).toEqual({ batchItemFailures: [] });
     expect(ssm).not.toHaveReceivedCommand(SendCommandCommand);

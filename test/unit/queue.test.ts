@@ -21,72 +21,36 @@ import { handleQueue, isQueueBatch } from '../../functions/orchestrator/queue';
 import {
   activities,
   agentsOnline,
+  agentWait,
   autoScaling,
   awsError,
   fixture,
   harness,
   INSTANCE,
+  instanceId,
   launchActivity,
+  launchEvent,
   NOW,
   noActiveAction,
+  QUEUED_AT,
+  queueRecord,
   sqs,
   ssm,
   TOKEN,
+  tokenOf,
   WAIT_QUEUE_URL,
 } from './support';
 
 const NEW_COMMAND = 'aaaaaaaa-1111-2222-3333-444444444444';
-/** When the launch event reached the queue, as SQS stamps it. */
-const QUEUED_AT = NOW - 3_000;
 
 let nextId = 0;
+/** The next message of this test's batches. */
 function record(body: unknown, fields: { sentAt?: number; receiveCount?: number } = {}): SQSRecord {
   nextId += 1;
-  return {
-    messageId: `00000000-0000-4000-8000-${String(nextId).padStart(12, '0')}`,
-    receiptHandle: `handle-${nextId}`,
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-    attributes: {
-      ApproximateReceiveCount: String(fields.receiveCount ?? 1),
-      SentTimestamp: String(fields.sentAt ?? QUEUED_AT),
-      SenderId: 'AIDAEXAMPLE',
-      ApproximateFirstReceiveTimestamp: String(NOW),
-    },
-    messageAttributes: {},
-    md5OfBody: '',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-west-2:123456789012:selfdeploy-waits',
-    awsRegion: 'us-west-2',
-  };
+  return queueRecord(body, nextId, fields);
 }
 const batch = (...records: SQSRecord[]): SQSEvent => ({ Records: records });
-
-/** The sample launch event for `instanceId` with its own token. */
-function launch(instanceId = INSTANCE, token = TOKEN) {
-  const event = fixture('launch');
-  event.detail.EC2InstanceId = instanceId;
-  event.detail.LifecycleActionToken = token;
-  return event;
-}
-const instanceId = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
-const tokenOf = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
-
-/** An agent wait for INSTANCE, `attempt` looks in. */
-function wait(fields: Partial<AgentWait> = {}): AgentWait {
-  return {
-    instanceId: INSTANCE,
-    groupName: 'web',
-    hook: 'selfdeploy-launch',
-    token: TOKEN,
-    place: 'AutoScalingGroup',
-    waitStart: NOW - 60_000,
-    attempt: 3,
-    deadline: NOW + 540_000,
-    lastHeartbeat: NOW - 60_000,
-    ...fields,
-  };
-}
-const waitRecord = (fields: Partial<AgentWait> = {}) => record(waitMessage(wait(fields)));
+const waitRecord = (fields: Partial<AgentWait> = {}) => record(waitMessage(agentWait(fields)));
 
 /** The waits put back on the queue, with their delays. */
 function requeued(): { wait: AgentWait; delay: number | undefined }[] {
@@ -109,7 +73,7 @@ describe('a batch from the queue', () => {
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
 
-    const response = await handleQueue(deps, batch(record(launch())));
+    const response = await handleQueue(deps, batch(record(launchEvent())));
 
     expect(response).toEqual({ batchItemFailures: [] });
     const sent = ssm.commandCalls(SendCommandCommand);
@@ -124,7 +88,7 @@ describe('a batch from the queue', () => {
     const { deps, sleeps } = harness();
     agentsOnline();
 
-    const response = await handleQueue(deps, batch(record(launch())));
+    const response = await handleQueue(deps, batch(record(launchEvent())));
 
     expect(response).toEqual({ batchItemFailures: [] });
     expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
@@ -155,7 +119,7 @@ describe('a batch from the queue', () => {
 
     const response = await handleQueue(
       deps,
-      batch(...ids.map((id, n) => record(launch(id, tokenOf(n + 1))))),
+      batch(...ids.map((id, n) => record(launchEvent(id, tokenOf(n + 1))))),
     );
 
     expect(response).toEqual({ batchItemFailures: [] });
@@ -175,7 +139,7 @@ describe('a batch from the queue', () => {
     ssm.on(ListCommandsCommand).resolves({ Commands: [] });
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: NEW_COMMAND } });
 
-    const response = await handleQueue(deps, batch(record(launch()), record(launch())));
+    const response = await handleQueue(deps, batch(record(launchEvent()), record(launchEvent())));
 
     expect(response).toEqual({ batchItemFailures: [] });
     expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(1);
@@ -212,9 +176,9 @@ describe('a batch from the queue', () => {
       return { Command: { CommandId: NEW_COMMAND } };
     });
     const records = [
-      record(launch(a, tokenOf(1))),
-      record(launch(b, tokenOf(2))),
-      record(launch(c, tokenOf(3))),
+      record(launchEvent(a, tokenOf(1))),
+      record(launchEvent(b, tokenOf(2))),
+      record(launchEvent(c, tokenOf(3))),
     ];
 
     const response = await handleQueue(deps, batch(...records));
@@ -226,7 +190,10 @@ describe('a batch from the queue', () => {
   it('fails every message, without failing the invocation, when the agents cannot be looked at', async () => {
     const { deps } = harness();
     ssm.on(DescribeInstanceInformationCommand).rejects(awsError('ThrottlingException', 'Rate exceeded'));
-    const records = [record(launch(instanceId(1), tokenOf(1))), record(launch(instanceId(2), tokenOf(2)))];
+    const records = [
+      record(launchEvent(instanceId(1), tokenOf(1))),
+      record(launchEvent(instanceId(2), tokenOf(2))),
+    ];
 
     const response = await handleQueue(deps, batch(...records));
 
@@ -306,10 +273,12 @@ describe('a batch from the queue', () => {
     });
     // Waits of other launches spread out; copies of one wait (same token, same attempt) do not.
     const spread = Array.from({ length: 20 }, (_, n) =>
-      relookDelaySeconds(wait({ attempt: 5, token: tokenOf(n + 1) }), 600),
+      relookDelaySeconds(agentWait({ attempt: 5, token: tokenOf(n + 1) }), 600),
     );
     expect(new Set(spread).size).toBeGreaterThan(1);
-    expect(relookDelaySeconds(wait({ attempt: 5 }), 600)).toBe(relookDelaySeconds(wait({ attempt: 5 }), 600));
+    expect(relookDelaySeconds(agentWait({ attempt: 5 }), 600)).toBe(
+      relookDelaySeconds(agentWait({ attempt: 5 }), 600),
+    );
   });
 
   it('rejects, and sends nothing for, a wait message naming a group or hook selfdeploy does not manage', async () => {
@@ -391,7 +360,7 @@ describe('a batch from the queue', () => {
 
 describe('what the handler treats as a batch from the queue', () => {
   it('is a list of SQS records only', () => {
-    expect(isQueueBatch(batch(record(launch())))).toBe(true);
+    expect(isQueueBatch(batch(record(launchEvent())))).toBe(true);
     expect(isQueueBatch(fixture('launch'))).toBe(false);
     expect(isQueueBatch({ Records: [] })).toBe(false);
     expect(isQueueBatch({ Records: [{ eventSource: 'aws:sns' }] })).toBe(false);

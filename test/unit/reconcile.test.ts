@@ -31,11 +31,11 @@ import {
   INSTANCE,
   launchActivity,
   NOW,
+  OTHER,
   ssm,
   TOKEN,
 } from './support';
 
-const OTHER = 'i-0fedcba0987654321';
 const NEW_COMMAND = 'dddddddd-1111-2222-3333-444444444444';
 /** A configuration whose queue watches a wait for 30 s only, so the reconciler looks at younger ones. */
 const QUICK = { ...baseConfig, agentWaitSeconds: 30 };

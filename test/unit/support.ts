@@ -17,7 +17,9 @@ import {
   GetParametersByPathCommand,
   SSMClient,
 } from '@aws-sdk/client-ssm';
+import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
+import type { AgentWait } from '../../functions/orchestrator/agent-wait';
 import { type ConfigInput, parseConfig } from '../../functions/orchestrator/config';
 import type { Deps } from '../../functions/orchestrator/deps';
 import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
@@ -38,9 +40,71 @@ export function fixture(name: string): Record<string, unknown> & { detail: Recor
 
 export const TOKEN = '87654321-4321-4321-4321-210987654321';
 export const INSTANCE = 'i-1234567890abcdef0';
+/** A second instance of the group. */
+export const OTHER = 'i-0fedcba0987654321';
 export const COMMAND_ID = 'e8d3c0e4-0d3c-4b8e-9d70-6b5b0d0c2a11';
 /** The fake clock's start; the sample status events were requested 3 min 58 s before it. */
 export const NOW = Date.parse('2026-11-26T10:05:00.000Z');
+
+/** The `n`th of a run of instances (their ids sort in `n` order), and its launch's token. */
+export const instanceId = (n: number) => `i-${n.toString(16).padStart(17, '0')}`;
+export const tokenOf = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
+
+/** The sample launch event for `instanceId` with its own token. */
+export function launchEvent(instanceId = INSTANCE, token = TOKEN) {
+  const event = fixture('launch');
+  event.detail.EC2InstanceId = instanceId;
+  event.detail.LifecycleActionToken = token;
+  return event;
+}
+
+/** An agent wait for INSTANCE, `attempt` looks in. */
+export function agentWait(fields: Partial<AgentWait> = {}): AgentWait {
+  return {
+    instanceId: INSTANCE,
+    groupName: 'web',
+    hook: 'selfdeploy-launch',
+    token: TOKEN,
+    place: 'AutoScalingGroup',
+    waitStart: NOW - 60_000,
+    attempt: 3,
+    deadline: NOW + 540_000,
+    lastHeartbeat: NOW - 60_000,
+    ...fields,
+  };
+}
+
+/** When a message reached the wait queue, as SQS stamps it, unless a test says otherwise. */
+export const QUEUED_AT = NOW - 3_000;
+
+/** The `n`th message of a batch from the wait queue, carrying `body` (JSON unless already a string). */
+export function queueRecord(
+  body: unknown,
+  n: number,
+  fields: { sentAt?: number; receiveCount?: number } = {},
+): SQSRecord {
+  return {
+    messageId: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
+    receiptHandle: `handle-${n}`,
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    attributes: {
+      ApproximateReceiveCount: String(fields.receiveCount ?? 1),
+      SentTimestamp: String(fields.sentAt ?? QUEUED_AT),
+      SenderId: 'AIDAEXAMPLE',
+      ApproximateFirstReceiveTimestamp: String(NOW),
+    },
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-west-2:123456789012:selfdeploy-waits',
+    awsRegion: 'us-west-2',
+  };
+}
+
+/** A batch from the wait queue carrying `bodies`, in order. */
+export const queueBatch = (...bodies: unknown[]): SQSEvent => ({
+  Records: bodies.map((body, n) => queueRecord(body, n + 1)),
+});
 
 export const baseConfig: ConfigInput = {
   documentName: 'SelfDeploy',
