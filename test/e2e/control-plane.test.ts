@@ -366,6 +366,27 @@ describe('SSM over the awsJson1_1 protocol', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(180);
   });
 
+  it('gives registration slots in the order agents become ready, not the order of launch', async () => {
+    // The first instance's agent is ready after 40 simulated seconds, the second's after 1.
+    await startPlane({
+      timeScale: 20,
+      agentRegistrationsPerSecond: 1,
+      agentDelaySeconds: (_, index) => (index === 0 ? 40 : 1),
+    });
+    plane.autoScaling.createGroup({ name: 'web', maxSize: 2 });
+    const started = Date.now();
+
+    plane.autoScaling.setDesiredCapacity('web', 2);
+
+    const [early] = await until(() => {
+      const managed = plane.ssm.managedInstances();
+      return managed.length > 0 ? managed : undefined;
+    });
+    // Ready after 1 s, it registers then: nothing makes it wait for the slow one's slot.
+    expect(early?.id).toBe(plane.autoScaling.instances()[1]?.id);
+    expect(((early?.registeredAt ?? 0) - started) * 20).toBeLessThan(10_000);
+  });
+
   it('reports a failing script as Failed with its exit code, and rejects parameters the document does not allow', async () => {
     await startPlane({ agent: async () => ({ exitCode: 3, stdout: '', stderr: 'boom', timedOut: false }) });
     plane.autoScaling.createGroup({ name: 'web', maxSize: 1, desiredCapacity: 1 });

@@ -259,7 +259,11 @@ export class ControlPlane {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
-  /** The agent registers after its delay (and the rate limit); boot finishes after that. */
+  /**
+   * The agent is ready after its delay and registers then, or, past the registration rate, at
+   * the next free slot: agents take slots in the order they become ready, so one slow to boot
+   * holds up no other. Boot finishes after registration.
+   */
   #scheduleRegistration(instance: Instance): void {
     const index = this.#launches++;
     const delay =
@@ -267,17 +271,18 @@ export class ControlPlane {
         ? this.agentDelaySeconds(instance, index)
         : this.agentDelaySeconds;
     if (delay === undefined) return;
-    const wait = this.#registrationSlot(delay);
     const register = () => {
       this.#pending.delete(instance.id);
       this.ssm.registerInstance(instance.id, { [GROUP_NAME_TAG]: instance.groupName }, this.#agent);
       this.#scheduleBoot(instance);
     };
-    if (wait <= 0) {
-      register();
-      return;
-    }
-    this.#pending.set(instance.id, this.clock.after(wait, register));
+    const ready = () => {
+      const wait = this.#registrationSlot();
+      if (wait <= 0) register();
+      else this.#pending.set(instance.id, this.clock.after(wait, register));
+    };
+    if (delay <= 0) ready();
+    else this.#pending.set(instance.id, this.clock.after(delay, ready));
   }
 
   #scheduleBoot(instance: Instance): void {
@@ -298,11 +303,11 @@ export class ControlPlane {
     this.#pending.set(instance.id, this.clock.after(delay, boot));
   }
 
-  /** Simulated seconds until an agent ready after `delay` may register, given the rate limit. */
-  #registrationSlot(delay: number): number {
-    if (this.#registrationGapSeconds === 0) return delay;
+  /** Simulated seconds until an agent ready now may register, given the rate limit; takes the slot. */
+  #registrationSlot(): number {
+    if (this.#registrationGapSeconds === 0) return 0;
     const now = (Date.now() * this.clock.scale) / 1000;
-    const at = Math.max(now + delay, this.#nextSlotAt);
+    const at = Math.max(now, this.#nextSlotAt);
     this.#nextSlotAt = at + this.#registrationGapSeconds;
     return at - now;
   }
