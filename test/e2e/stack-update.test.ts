@@ -9,6 +9,8 @@ import {
   UpdateDocumentDefaultVersionCommand,
 } from '@aws-sdk/client-ssm';
 import type { SQSEvent } from 'aws-lambda';
+import { LAST_DEPLOY_TAG, REVISION_TAG } from '../../functions/shared/deploy-tags';
+import { COMMAND_STATUS_DETAIL_TYPE } from '../../functions/shared/event-patterns';
 import { ControlPlane } from '../../scripts/local/control-plane/control-plane';
 import { LocalLambda } from '../../scripts/local/lambda';
 import { DOCUMENT_NAME, type LocalRun } from '../../scripts/local/local-run';
@@ -203,6 +205,8 @@ describe('the local function updated', () => {
     try {
       // Prepare: an invocation running on the first configuration.
       const running = lambda.invoke({ Records: [] });
+      // Awaited below; a failure before then must not go unhandled.
+      running.catch(() => undefined);
       await waitUntil(() => existsSync(before) && readFileSync(before, 'utf8').includes('"start"'));
 
       // Act
@@ -237,3 +241,54 @@ async function waitUntil(condition: () => boolean, timeoutMs = 20_000): Promise<
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+describe('a late status event', () => {
+  it('leaves the tags of a newer run as they are: a replayed result of an older run writes neither tag', async () => {
+    const local = await start({ deploy: {} });
+    local.scaleTo(1);
+    const [instanceId] = [...local.records.keys()];
+    if (!instanceId) throw new Error('a launch expected');
+    const tagsOf = () =>
+      Object.fromEntries(
+        local.plane.ec2
+          .tags()
+          .filter((tag) => tag.resourceId === instanceId)
+          .map((tag) => [tag.key, tag.value]),
+      );
+    await local.waitFor('the launch deploy to be tagged', () => LAST_DEPLOY_TAG in tagsOf(), 60_000);
+    await local.idle(30_000);
+    const [command] = commandsOn(local, instanceId);
+    const finished = local.plane.bus.published.find(
+      (event) =>
+        event['detail-type'] === COMMAND_STATUS_DETAIL_TYPE &&
+        (event.detail as Record<string, unknown>)['command-id'] === command?.id &&
+        (event.detail as Record<string, unknown>).status === 'Success',
+    );
+    if (!command || !finished) throw new Error("the launch command's final status event expected");
+    // Prepare: a newer run (a minute after the launch's) recorded its result since.
+    const newer = {
+      [REVISION_TAG]: 'f'.repeat(40),
+      [LAST_DEPLOY_TAG]: `success 0 ${new Date(command.requestedAt + 60_000).toISOString()} ${'f'.repeat(40)}`,
+    };
+    local.plane.ec2.createTags(
+      [instanceId],
+      Object.entries(newer).map(([key, value]) => ({ key, value })),
+    );
+    const handled = local.orchestrator.lambda.invocations.length;
+
+    // Act: the launch's status event delivered once more, late.
+    local.plane.bus.put(finished);
+    await local.waitFor(
+      'the late event to be handled',
+      () =>
+        local.orchestrator.lambda.invocations
+          .slice(handled)
+          .some((record) => JSON.stringify(record.event).includes(command.id)),
+      30_000,
+    );
+    await local.idle(30_000);
+
+    // Assess
+    expect(tagsOf()).toMatchObject(newer);
+  });
+});
