@@ -150,6 +150,10 @@ export class SelfDeploy extends Construct {
       queues: { launches: this.queue, statuses: this.statusQueue },
       concurrency: concurrencyOf(props),
     });
+    // In a stack update the document's new default version comes first: the new code may send
+    // parameters only it declares, while the old code's commands fit the new version (every
+    // parameter has a default), and commands already sent keep their own version.
+    this.function.node.addDependency(this.document);
     addOrchestratorRules(this, {
       function: this.function,
       queue: this.queue,

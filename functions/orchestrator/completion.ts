@@ -319,10 +319,17 @@ async function deployResult(
       result: 'failure',
       ...(typeof exitCode === 'number' && { exitCode }),
       ...(sha && { sha }),
+      ...(command.requestedAt && { requestedAt: command.requestedAt }),
     };
   }
   const sha = exact ?? (await reportedSha(deps, command.commandId, instanceId));
-  return { instanceId, result: 'success', exitCode: 0, ...(sha && { sha }) };
+  return {
+    instanceId,
+    result: 'success',
+    exitCode: 0,
+    ...(sha && { sha }),
+    ...(command.requestedAt && { requestedAt: command.requestedAt }),
+  };
 }
 
 /** The SHA a successful run's result line reports; undefined (logged) when it cannot be read. */

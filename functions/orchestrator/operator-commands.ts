@@ -128,6 +128,7 @@ async function deployResults(
     const { InstanceId: instanceId, Status: status } = invocation;
     if (!instanceId || !status || !['Success', 'Failed', 'TimedOut'].includes(status)) continue;
     const exitCode = invocation.CommandPlugins?.[0]?.ResponseCode;
+    const requestedAt = invocation.RequestedDateTime ?? command.requestedAt;
     let sha = requested;
     if (!sha && status === 'Success') {
       const { StandardOutputContent } = await readInvocation(deps, commandId, instanceId);
@@ -138,6 +139,7 @@ async function deployResults(
       result: status === 'Success' ? 'success' : 'failure',
       ...(exitCode !== undefined && exitCode >= 0 && { exitCode }),
       ...(sha && { sha }),
+      ...(requestedAt && { requestedAt }),
     });
   }
   return results;

@@ -144,12 +144,18 @@ export const FIDELITY: readonly Fidelity[] = [
     service: 'SSM',
     operation: 'SendCommand',
     modelled:
-      'InstanceIds ≤ 50 or Targets (InstanceIds, tag:…); parameters checked against the document (unknown, missing, allowedPattern, allowedValues); Comment ≤ 100; MaxConcurrency, MaxErrors; TimeoutSeconds 30–2592000 (default 3600) as the delivery timeout: a command for a stopped instance (agent ConnectionLost) waits Pending for its agent and ends TimedOut / DeliveryTimedOut, ResponseCode -1, if it is not back in time; the execution timeout (the document’s timeoutSeconds / executionTimeout) ends a run TimedOut / ExecutionTimedOut, ResponseCode 137; a terminated instance’s invocations end Failed / Undeliverable; status-change events per command and per invocation',
+      'InstanceIds ≤ 50 or Targets (InstanceIds, tag:…); DocumentVersion ($DEFAULT when absent, $LATEST or a number), resolved when the command is sent: its runs get that version’s content and parameters, whatever becomes the default later; parameters checked against the document (unknown, missing, allowedPattern, allowedValues); Comment ≤ 100; MaxConcurrency, MaxErrors; TimeoutSeconds 30–2592000 (default 3600) as the delivery timeout: a command for a stopped instance (agent ConnectionLost) waits Pending for its agent and ends TimedOut / DeliveryTimedOut, ResponseCode -1, if it is not back in time; the execution timeout (the document’s timeoutSeconds / executionTimeout) ends a run TimedOut / ExecutionTimedOut, ResponseCode 137; a terminated instance’s invocations end Failed / Undeliverable; status-change events per command and per invocation',
     errors:
-      'InvalidInstanceId (never registered or terminated: “Instances [[…]] not in a valid state for account …”), InvalidDocument, InvalidParameters (no message, as AWS), ValidationException (TimeoutSeconds, Comment, InstanceIds, with AWS’s “1 validation error detected: …” text)',
-    errorCodes: ['InvalidInstanceId', 'InvalidDocument', 'InvalidParameters', 'ValidationException'],
+      'InvalidInstanceId (never registered or terminated: “Instances [[…]] not in a valid state for account …”), InvalidDocument, InvalidDocumentVersion (a version the document does not have), InvalidParameters (no message, as AWS), ValidationException (TimeoutSeconds, Comment, InstanceIds, DocumentVersion’s pattern, with AWS’s “1 validation error detected: …” text)',
+    errorCodes: [
+      'InvalidInstanceId',
+      'InvalidDocument',
+      'InvalidDocumentVersion',
+      'InvalidParameters',
+      'ValidationException',
+    ],
     notModelled:
-      'IAM conditions (every caller may send), output to S3 or CloudWatch Logs, document versions, Targets by resource group',
+      'IAM conditions (every caller may send), output to S3 or CloudWatch Logs, DocumentHash, Targets by resource group',
   },
   {
     service: 'SSM',
@@ -160,13 +166,35 @@ export const FIDELITY: readonly Fidelity[] = [
       'InvalidParameters (no commands, an unknown parameter, executionTimeout out of range); Failed, ResponseCode 1 for a workingDirectory that is not a directory inside the instance',
     errorCodes: ['InvalidParameters'],
     notModelled:
-      'running as root (as the agent does on a real instance), the other AWS-… documents, DescribeDocument / GetDocument / ListDocuments',
+      'running as root (as the agent does on a real instance), the other AWS-… documents, ListDocuments',
+  },
+  {
+    service: 'SSM',
+    operation:
+      'CreateDocument / UpdateDocument / UpdateDocumentDefaultVersion / DescribeDocument / GetDocument',
+    modelled:
+      'Command documents in JSON (schema 1.2, 2.0, 2.2) with versions 1, 2, …: UpdateDocument adds the next version (DocumentVersion, when given, must be the latest or $LATEST) and leaves the default as it was; UpdateDocumentDefaultVersion makes a version the default, which commands sent without a DocumentVersion (or with $DEFAULT) run from then on, while commands sent earlier keep the version they were sent with; DescribeDocument (Hash, HashType Sha256, Parameters, LatestVersion, DefaultVersion, Owner) and GetDocument (Content) of $DEFAULT, $LATEST or a number; at most 1000 versions per document; this is what a stack update of the construct does (its document’s updateMethod NewVersion)',
+    errors:
+      'InvalidDocument (no such document), DocumentAlreadyExists, InvalidDocumentVersion (a version the document does not have, an update of a version that is not the latest), DuplicateDocumentContent (content equal to the latest version’s), DocumentVersionLimitExceeded (a 1001st version), InvalidDocumentContent (not JSON, or not a Command document in JSON), InvalidDocumentSchemaVersion, InvalidDocumentOperation (changing an Amazon-owned AWS-… document), ValidationException (a version outside $DEFAULT, $LATEST and numbers; UpdateDocumentDefaultVersion takes numbers only)',
+    errorCodes: [
+      'InvalidDocument',
+      'DocumentAlreadyExists',
+      'InvalidDocumentVersion',
+      'DuplicateDocumentContent',
+      'DocumentVersionLimitExceeded',
+      'InvalidDocumentContent',
+      'InvalidDocumentSchemaVersion',
+      'InvalidDocumentOperation',
+      'ValidationException',
+    ],
+    notModelled:
+      'YAML, other document types (Automation, Session, …), VersionName, DisplayName, attachments, tags, sharing, DeleteDocument, ListDocuments / ListDocumentVersions, the account’s quota of documents, document status Creating / Updating (a new version is Active at once)',
   },
   {
     service: 'SSM',
     operation: 'ListCommands / ListCommandInvocations / GetCommandInvocation',
     modelled:
-      'CommandId, InstanceId, filters DocumentName, Status, InvokedAfter, InvokedBefore, MaxResults ≤ 50, NextToken; output cut to 24,000 / 8,000 characters (2,500 in plugin details); eventual consistency: for a propagation delay after SendCommand (ControlPlaneOptions.invocationVisibilitySeconds, default 1 simulated second; a finished invocation is visible at once) GetCommandInvocation answers InvocationDoesNotExist and ListCommandInvocations leaves the invocation out',
+      'CommandId, InstanceId, filters DocumentName, Status, InvokedAfter, InvokedBefore, MaxResults ≤ 50, NextToken; DocumentVersion as the command was sent ($DEFAULT when it named none); output cut to 24,000 / 8,000 characters (2,500 in plugin details); eventual consistency: for a propagation delay after SendCommand (ControlPlaneOptions.invocationVisibilitySeconds, default 1 simulated second; a finished invocation is visible at once) GetCommandInvocation answers InvocationDoesNotExist and ListCommandInvocations leaves the invocation out',
     errors:
       'InvocationDoesNotExist (GetCommandInvocation: unknown command, an instance the command was not sent to, not yet visible; no message, as AWS), InvalidCommandId (ListCommands), InvalidFilterKey, InvalidNextToken, ValidationException (a missing member, MaxResults)',
     errorCodes: ['InvalidCommandId', 'InvocationDoesNotExist', 'InvalidFilterKey', 'InvalidNextToken'],
@@ -398,6 +426,16 @@ export const FIDELITY: readonly Fidelity[] = [
   },
   {
     service: 'EventBridge + Lambda',
+    operation: 'updates of the function (a stack update)',
+    modelled:
+      'LocalLambda.update() / LocalOrchestrator.updateConfig(), as UpdateFunctionCode / UpdateFunctionConfiguration: from then on every invocation runs in a new execution environment with the new code or environment variables (a cold start, in a new worker process), while invocations already running finish in their old environment, which is then discarded; events and queue messages already waiting are handled by the new code; invocation records name the function revision they ran',
+    errors: '-',
+    errorCodes: [],
+    notModelled:
+      'the update API over the wire (UpdateFunctionCode / UpdateFunctionConfiguration / GetFunction), the function’s LastUpdateStatus InProgress (the update applies at once; on AWS, invocations during it may still reach the old code), ResourceConflictException, versions and aliases',
+  },
+  {
+    service: 'EventBridge + Lambda',
     operation: 'events and delivery',
     modelled:
       'launch lifecycle actions (token, metadata, Origin/Destination), command and invocation status changes, the orchestrator’s own rule patterns; asynchronous invocation with two retries, dead letters; lost and duplicated deliveries on demand',
@@ -431,6 +469,8 @@ export const CHOICES: readonly string[] = [
   'CompleteLifecycleAction / RecordLifecycleActionHeartbeat with both a token and an InstanceId: the strict reading, both must name the same action, else "No active Lifecycle Action found with token …".',
   'DescribeScalingActivities: the Cause texts are the stand-in’s wording (the Description prefixes are AWS’s); NextToken is an offset, so a page can repeat an activity when new ones start between calls.',
   'ResourceContention is never answered: the stand-in applies each update at once, so updates never contend.',
+  'SSM document versions: the error messages are the API reference’s descriptions of the codes (AWS’s own texts are not documented), but for InvalidDocument, which keeps SendCommand’s “Document … does not exist”; DuplicateDocumentContent compares with the latest version only; changing an Amazon-owned document answers InvalidDocumentOperation.',
+  'DocumentVersion in ListCommands, ListCommandInvocations and GetCommandInvocation is the version as the command was sent (`$DEFAULT` when it named none), not the number it resolved to: AWS’s examples show `$DEFAULT` for commands sent without one (and one GetCommandInvocation example an empty string).',
   'Requests are authenticated but not authorised: nothing is denied unless a test injects a denial (AccessDeniedException for SSM, AccessDenied with status 403 for Auto Scaling and SQS).',
   'SQS errors answer the `__type` AWS’s JSON protocol uses where the SDK’s model names one (`com.amazonaws.sqs#QueueDoesNotExist`), `com.amazon.coral.service#<Code>Exception` otherwise, always with the `x-amzn-query-error` header the SDK names the error from; a missing required member answers MissingParameter.',
   'SQS duplicate deliveries are copies left by a receive (as a storage server that missed the receive would hold one): a copy is handed out once more and is not deleted with the original.',

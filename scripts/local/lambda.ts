@@ -45,6 +45,8 @@ export interface InvocationRecord {
   readonly error?: { name: string; message: string };
   /** The execution environment it ran in. */
   readonly environment: string;
+  /** The function's revision (1, then one more per update()) whose code and configuration it ran. */
+  readonly revision: number;
   /** Real ms of the environment's cold start (module initialisation), when this invocation made it. */
   readonly initMs?: number;
 }
@@ -72,12 +74,22 @@ export const ASYNC_THROTTLE_RETRY = { firstSeconds: 1, maxSeconds: 300, maxAgeSe
 
 interface Worker {
   readonly child: ChildProcess;
+  /** The function revision whose code and environment variables the process was started with. */
+  readonly revision: number;
   environments: number;
+}
+
+/** What an update() changes: the function's code (its handler module) and its environment variables. */
+export interface FunctionUpdate {
+  readonly modulePath?: string;
+  readonly exportName?: string;
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 interface Environment {
   readonly id: string;
   readonly worker: Worker;
+  readonly revision: number;
   readonly ready: Promise<number>;
   busy: boolean;
   dead: boolean;
@@ -123,12 +135,20 @@ export class LocalLambda implements LocalFunction {
   #nextId = 0;
   #nextEnvironment = 0;
   #stopped = false;
+  /** The code and configuration new environments get; update() replaces it. */
+  #code: Required<FunctionUpdate>;
+  #revision = 1;
 
   private constructor(
     private readonly options: LocalLambdaOptions,
     private readonly log: WriteStream,
   ) {
     this.#account = options.account ?? new ConcurrencyPool();
+    this.#code = {
+      modulePath: options.modulePath,
+      exportName: options.exportName ?? 'handler',
+      env: options.env,
+    };
   }
 
   /** Makes the first execution environment and waits for its cold start; throws if the module fails to load. */
@@ -183,7 +203,7 @@ export class LocalLambda implements LocalFunction {
     this.#running++;
     this.#account.inUse++;
     this.peakConcurrency = Math.max(this.peakConcurrency, this.#running);
-    let environment = this.#environments.find((e) => !e.busy && !e.dead);
+    let environment = this.#environments.find((e) => !e.busy && !e.dead && e.revision === this.#revision);
     const cold = environment === undefined;
     environment ??= this.#createEnvironment();
     environment.busy = true;
@@ -193,7 +213,10 @@ export class LocalLambda implements LocalFunction {
       released = true;
       this.#running--;
       this.#account.inUse--;
-      (environment as Environment).busy = false;
+      const used = environment as Environment;
+      used.busy = false;
+      // An environment of an earlier revision serves no further invocation.
+      if (used.revision !== this.#revision && !used.dead) this.#discard(used);
     };
     const started = Date.now();
     let initMs: number | undefined;
@@ -210,6 +233,7 @@ export class LocalLambda implements LocalFunction {
         ms: Date.now() - started,
         error: described,
         environment: environment.id,
+        revision: environment.revision,
       });
       return { requestId: randomUUID(), error: described, log: '' };
     }
@@ -244,6 +268,23 @@ export class LocalLambda implements LocalFunction {
     }
   }
 
+  /** The function's revision now: 1, then one more per update(). */
+  public get revision(): number {
+    return this.#revision;
+  }
+
+  /**
+   * Updates the function's code or environment variables, as UpdateFunctionCode /
+   * UpdateFunctionConfiguration do: every invocation from now on runs in a new execution
+   * environment with them (a cold start), while invocations already running finish in their
+   * old environment, which is then discarded. Omitted parts stay as they were.
+   */
+  public update(update: FunctionUpdate): void {
+    this.#code = { ...this.#code, ...update };
+    this.#revision++;
+    for (const environment of this.#environments.filter((e) => !e.busy)) this.#discard(environment);
+  }
+
   /** Stops every worker process. */
   public async stop(): Promise<void> {
     this.#stopped = true;
@@ -276,6 +317,7 @@ export class LocalLambda implements LocalFunction {
           ms: Date.now() - started,
           error,
           environment: environment.id,
+          revision: environment.revision,
           ...(initMs === undefined ? {} : { initMs }),
         });
         settle({ requestId: randomUUID(), error, log: '' });
@@ -294,13 +336,22 @@ export class LocalLambda implements LocalFunction {
   #createEnvironment(): Environment {
     const perProcess = this.options.environmentsPerProcess ?? 50;
     const worker =
-      this.#workers.find((w) => w.child.exitCode === null && w.environments < perProcess) ?? this.#fork();
+      this.#workers.find(
+        (w) => w.child.exitCode === null && w.revision === this.#revision && w.environments < perProcess,
+      ) ?? this.#fork();
     worker.environments++;
     const id = `${new Date().toISOString().slice(0, 10).replace(/-/g, '/')}/[$LATEST]env-${this.#nextEnvironment++}`;
     const ready = new Promise<number>((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
     // Awaited by whoever uses the environment; this keeps an unused failure from going unhandled.
     ready.catch(() => {});
-    const environment: Environment = { id, worker, ready, busy: false, dead: false };
+    const environment: Environment = {
+      id,
+      worker,
+      revision: worker.revision,
+      ready,
+      busy: false,
+      dead: false,
+    };
     this.#environments.push(environment);
     this.#send(worker, { kind: 'create', environment: id });
     return environment;
@@ -312,22 +363,23 @@ export class LocalLambda implements LocalFunction {
     const index = this.#environments.indexOf(environment);
     if (index >= 0) this.#environments.splice(index, 1);
     this.#send(environment.worker, { kind: 'dispose', environment: environment.id });
+    // A process of an earlier revision with no environment left has nothing more to run.
+    const { worker } = environment;
+    if (worker.revision !== this.#revision && worker.environments === 0 && worker.child.exitCode === null) {
+      worker.child.kill();
+    }
   }
 
   #fork(): Worker {
-    const { options } = this;
-    const child = fork(
-      join(__dirname, 'lambda-worker.ts'),
-      [options.modulePath, options.exportName ?? 'handler'],
-      {
-        env: { ...process.env, ...options.env },
-        execArgv: ['--require', require.resolve('tsx/cjs')],
-        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      },
-    );
+    const code = this.#code;
+    const child = fork(join(__dirname, 'lambda-worker.ts'), [code.modulePath, code.exportName], {
+      env: { ...process.env, ...code.env },
+      execArgv: ['--require', require.resolve('tsx/cjs')],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
     child.stdout?.pipe(this.log, { end: false });
     child.stderr?.pipe(this.log, { end: false });
-    const worker: Worker = { child, environments: 0 };
+    const worker: Worker = { child, revision: this.#revision, environments: 0 };
     child.on('message', (message: WorkerMessage) => this.#settle(message));
     child.on('exit', (code) => this.#exited(worker, code));
     this.#workers.push(worker);
@@ -380,6 +432,7 @@ export class LocalLambda implements LocalFunction {
       event: pending.event,
       ms: Date.now() - pending.started,
       environment: pending.environment.id,
+      revision: pending.environment.revision,
       ...(pending.initMs === undefined ? {} : { initMs: pending.initMs }),
     };
     const { requestId, log } = message;

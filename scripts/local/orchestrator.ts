@@ -51,6 +51,7 @@ export interface LocalOrchestratorOptions {
  */
 export class LocalOrchestrator {
   #stopSchedule: () => void = () => {};
+  #config: Omit<ConfigInput, 'waitQueueUrl'>;
   readonly #removeRules: (() => void)[] = [];
 
   private constructor(
@@ -66,7 +67,15 @@ export class LocalOrchestrator {
     public readonly mapping: EventSourceMapping,
     /** The status queue's mapping. */
     public readonly statusMapping: EventSourceMapping,
-  ) {}
+    config: Omit<ConfigInput, 'waitQueueUrl'>,
+  ) {
+    this.#config = config;
+  }
+
+  /** SELFDEPLOY_CONFIG as the function has it now, but for the queue's URL. */
+  public get config(): Omit<ConfigInput, 'waitQueueUrl'> {
+    return this.#config;
+  }
 
   public static async start(options: LocalOrchestratorOptions): Promise<LocalOrchestrator> {
     const { plane } = options;
@@ -84,12 +93,7 @@ export class LocalOrchestrator {
     const config: ConfigInput = { ...options.config, waitQueueUrl: queue.url };
     const lambda = await LocalLambda.start({
       modulePath: HANDLER_MODULE,
-      env: {
-        ...plane.env(),
-        SELFDEPLOY_CONFIG: JSON.stringify(config),
-        POWERTOOLS_SERVICE_NAME: 'selfdeploy',
-        AWS_LAMBDA_FUNCTION_NAME: FUNCTION_NAME,
-      },
+      env: functionEnv(plane, config),
       timeoutSeconds,
       logFile: options.logFile,
       clock: plane.clock,
@@ -115,6 +119,7 @@ export class LocalOrchestrator {
       deadLetterQueue,
       mappingOf(queue, QUEUE_BATCHING_WINDOW_SECONDS),
       mappingOf(statusQueue, STATUS_BATCHING_WINDOW_SECONDS),
+      options.config,
     );
     // EventBridge puts each matching event on its rule's queue, the whole event as the message body.
     const onto = (target: Queue) => async (event: unknown) => {
@@ -139,6 +144,17 @@ export class LocalOrchestrator {
     return bus.invoke('ReconcileSchedule', event, (e) => this.lambda.invokeAsync(e));
   }
 
+  /**
+   * A stack update of the function: its configuration (SELFDEPLOY_CONFIG; the queue stays the
+   * same) replaced, as CloudFormation's UpdateFunctionConfiguration does. Invocations from now
+   * on run the new configuration in new execution environments; those running finish on the
+   * old one. Events and messages already queued are handled by the new one.
+   */
+  public updateConfig(config: Omit<ConfigInput, 'waitQueueUrl'>): void {
+    this.#config = config;
+    this.lambda.update({ env: functionEnv(this.plane, { ...config, waitQueueUrl: this.queue.url }) });
+  }
+
   /** Invokes the function directly, as the Lambda console's Test button does, and returns its result. */
   public invoke(event: unknown): Promise<unknown> {
     return this.lambda.invoke(event);
@@ -160,4 +176,14 @@ export class LocalOrchestrator {
     };
     tick();
   }
+}
+
+/** The function's environment variables, as the construct sets them. */
+function functionEnv(plane: ControlPlane, config: ConfigInput): Record<string, string> {
+  return {
+    ...plane.env(),
+    SELFDEPLOY_CONFIG: JSON.stringify(config),
+    POWERTOOLS_SERVICE_NAME: 'selfdeploy',
+    AWS_LAMBDA_FUNCTION_NAME: FUNCTION_NAME,
+  };
 }

@@ -186,6 +186,16 @@ const FUNCTION = 'selfdeploy-orchestrator';
 /** The fidelity table's Parameter Store row. */
 const PARAMETERS = 'PutParameter / GetParameter / GetParametersByPath / DeleteParameter / DeleteParameters';
 const NO_INSTANCE = 'i-0123456789abcdef0';
+/** The fidelity table's document row. */
+const DOCUMENTS =
+  'CreateDocument / UpdateDocument / UpdateDocumentDefaultVersion / DescribeDocument / GetDocument';
+/** A Command document whose description is `label`, so each label makes different content. */
+const documentContent = (label: string) =>
+  JSON.stringify({
+    schemaVersion: '2.2',
+    description: label,
+    mainSteps: [{ action: 'aws:runShellScript', name: 'run', inputs: { runCommand: ['true'] } }],
+  });
 /** A group of its own for cases that change groups, so the operator's group stays as it was. */
 const SPARE = 'conformance';
 
@@ -326,6 +336,47 @@ function errorCases(): Record<string, ErrorCase> {
     },
     'SendCommand InvalidDocument': {
       steps: [ssm('send_command', { InstanceIds: [instance], DocumentName: 'NoSuchDocument' })],
+    },
+    'SendCommand InvalidDocumentVersion': {
+      steps: [
+        ssm('send_command', { InstanceIds: [instance], DocumentName: 'SelfDeploy', DocumentVersion: '999' }),
+      ],
+    },
+    [`${DOCUMENTS} InvalidDocument`]: { steps: [ssm('describe_document', { Name: 'NoSuchDocument' })] },
+    [`${DOCUMENTS} DocumentAlreadyExists`]: {
+      steps: [ssm('create_document', { Name: 'SelfDeploy', Content: documentContent('taken') })],
+    },
+    [`${DOCUMENTS} InvalidDocumentVersion`]: {
+      steps: [ssm('get_document', { Name: 'SelfDeploy', DocumentVersion: '999' })],
+    },
+    [`${DOCUMENTS} DuplicateDocumentContent`]: {
+      steps: [
+        ssm('create_document', { Name: 'ConformanceDuplicate', Content: documentContent('same') }),
+        ssm('update_document', { Name: 'ConformanceDuplicate', Content: documentContent('same') }),
+      ],
+    },
+    [`${DOCUMENTS} DocumentVersionLimitExceeded`]: {
+      // Version 1, then 999 more: the 1001st is refused.
+      steps: [
+        ssm('create_document', { Name: 'ConformanceVersions', Content: documentContent('0') }),
+        ...Array.from({ length: 1000 }, (_, n) =>
+          ssm('update_document', { Name: 'ConformanceVersions', Content: documentContent(String(n + 1)) }),
+        ),
+      ],
+    },
+    [`${DOCUMENTS} InvalidDocumentContent`]: {
+      steps: [ssm('create_document', { Name: 'ConformanceNotJson', Content: 'not json' })],
+    },
+    [`${DOCUMENTS} InvalidDocumentSchemaVersion`]: {
+      steps: [ssm('create_document', { Name: 'ConformanceSchema', Content: '{"schemaVersion":"9.9"}' })],
+    },
+    [`${DOCUMENTS} InvalidDocumentOperation`]: {
+      steps: [ssm('update_document', { Name: 'AWS-RunShellScript', Content: documentContent('mine') })],
+    },
+    [`${DOCUMENTS} ValidationException`]: {
+      steps: [
+        ssm('update_document_default_version', { Name: 'SelfDeploy', DocumentVersion: '$LATEST' }, false),
+      ],
     },
     'SendCommand InvalidParameters': {
       steps: [
@@ -505,7 +556,7 @@ function errorCases(): Record<string, ErrorCase> {
       message: /^Could not find operation DescribeLaunchConfigurations for version 2011-01-01$/,
     },
     'SSM any other operation UnknownOperationException': {
-      steps: [ssm('describe_document', { Name: 'SelfDeploy' })],
+      steps: [ssm('list_document_versions', { Name: 'SelfDeploy' })],
       message: /^$/,
     },
     'EC2 any other operation InvalidAction': {

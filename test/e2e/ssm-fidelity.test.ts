@@ -2,14 +2,19 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  CreateDocumentCommand,
+  DescribeDocumentCommand,
   GetCommandInvocationCommand,
   type GetCommandInvocationCommandOutput,
+  GetDocumentCommand,
   GetParameterCommand,
   ListCommandInvocationsCommand,
   ListCommandsCommand,
   PutParameterCommand,
   SendCommandCommand,
   SSMClient,
+  UpdateDocumentCommand,
+  UpdateDocumentDefaultVersionCommand,
 } from '@aws-sdk/client-ssm';
 import { standInAgent } from '../../scripts/local/agents';
 import { ControlPlane, type ControlPlaneOptions } from '../../scripts/local/control-plane/control-plane';
@@ -414,5 +419,145 @@ describe("AWS's errors", () => {
     const answers = await outcomes(cases.map(([what, call]) => [what, call]));
 
     expect(answers).toEqual(cases.map(([what, , code, message]) => [what, code, message]));
+  });
+});
+
+describe('document versions', () => {
+  /** A document whose description names its version; the agent answers with the description it ran. */
+  const versioned = (label: string) =>
+    JSON.stringify({
+      schemaVersion: '2.2',
+      description: label,
+      mainSteps: [{ action: 'aws:runShellScript', name: 'run', inputs: { runCommand: ['true'] } }],
+    });
+
+  async function versionsWorld(): Promise<string> {
+    await startPlane({
+      agent: async ({ documentContent }) => ({
+        exitCode: 0,
+        stdout: (JSON.parse(documentContent) as { description: string }).description,
+        stderr: '',
+        timedOut: false,
+      }),
+    });
+    return oneInstance();
+  }
+
+  /** Sends the Versioned document with `version` (or none); what the run printed and the version the command reports. */
+  async function ran(instanceId: string, version?: string): Promise<[string, string]> {
+    const { Command } = await ssm.send(
+      new SendCommandCommand({
+        DocumentName: 'Versioned',
+        InstanceIds: [instanceId],
+        ...(version === undefined ? {} : { DocumentVersion: version }),
+      }),
+    );
+    const invocation = await finished(Command?.CommandId as string, instanceId);
+    return [invocation.StandardOutputContent ?? '', invocation.DocumentVersion ?? ''];
+  }
+
+  it('runs the version a command was sent with; UpdateDocument adds a version, UpdateDocumentDefaultVersion makes it the default', async () => {
+    const id = await versionsWorld();
+    const created = await ssm.send(
+      new CreateDocumentCommand({ Name: 'Versioned', Content: versioned('one'), DocumentType: 'Command' }),
+    );
+
+    const updated = await ssm.send(
+      new UpdateDocumentCommand({ Name: 'Versioned', Content: versioned('two') }),
+    );
+    const beforeDefault = await Promise.all([ran(id), ran(id, '$LATEST'), ran(id, '1')]);
+    const defaulted = await ssm.send(
+      new UpdateDocumentDefaultVersionCommand({ Name: 'Versioned', DocumentVersion: '2' }),
+    );
+    const afterDefault = await Promise.all([ran(id), ran(id, '$DEFAULT'), ran(id, '1')]);
+    const described = await ssm.send(new DescribeDocumentCommand({ Name: 'Versioned' }));
+    const first = await ssm.send(new GetDocumentCommand({ Name: 'Versioned', DocumentVersion: '1' }));
+
+    expect(created.DocumentDescription).toMatchObject({
+      DocumentVersion: '1',
+      LatestVersion: '1',
+      DefaultVersion: '1',
+    });
+    expect(updated.DocumentDescription).toMatchObject({
+      DocumentVersion: '2',
+      LatestVersion: '2',
+      DefaultVersion: '1',
+    });
+    expect(beforeDefault).toEqual([
+      ['one', '$DEFAULT'],
+      ['two', '$LATEST'],
+      ['one', '1'],
+    ]);
+    expect(defaulted.Description).toEqual({ Name: 'Versioned', DefaultVersion: '2' });
+    expect(afterDefault).toEqual([
+      ['two', '$DEFAULT'],
+      ['two', '$DEFAULT'],
+      ['one', '1'],
+    ]);
+    expect(described.Document).toMatchObject({
+      Name: 'Versioned',
+      DocumentVersion: '2',
+      DefaultVersion: '2',
+      LatestVersion: '2',
+      HashType: 'Sha256',
+      Status: 'Active',
+      DocumentType: 'Command',
+    });
+    expect(first).toMatchObject({ DocumentVersion: '1', Content: versioned('one') });
+  });
+
+  it('refuses what AWS refuses: unchanged content, an unknown or non-latest version, a default outside the versions', async () => {
+    await versionsWorld();
+    await ssm.send(new CreateDocumentCommand({ Name: 'Versioned', Content: versioned('one') }));
+    await ssm.send(new UpdateDocumentCommand({ Name: 'Versioned', Content: versioned('two') }));
+
+    const answers = await outcomes([
+      ['unchanged', ssm.send(new UpdateDocumentCommand({ Name: 'Versioned', Content: versioned('two') }))],
+      [
+        'not the latest',
+        ssm.send(
+          new UpdateDocumentCommand({ Name: 'Versioned', Content: versioned('three'), DocumentVersion: '1' }),
+        ),
+      ],
+      ['no such version', ssm.send(new GetDocumentCommand({ Name: 'Versioned', DocumentVersion: '9' }))],
+      [
+        'default to $LATEST',
+        ssm.send(new UpdateDocumentDefaultVersionCommand({ Name: 'Versioned', DocumentVersion: '$LATEST' })),
+      ],
+      ['no such document', ssm.send(new DescribeDocumentCommand({ Name: 'Nothing' }))],
+      ['taken name', ssm.send(new CreateDocumentCommand({ Name: 'Versioned', Content: versioned('x') }))],
+      [
+        "Amazon's",
+        ssm.send(new UpdateDocumentCommand({ Name: 'AWS-RunShellScript', Content: versioned('mine') })),
+      ],
+    ]);
+
+    expect(answers.map(([what, code]) => [what, code])).toEqual([
+      ['unchanged', 'DuplicateDocumentContent'],
+      ['not the latest', 'InvalidDocumentVersion'],
+      ['no such version', 'InvalidDocumentVersion'],
+      ['default to $LATEST', 'ValidationException'],
+      ['no such document', 'InvalidDocument'],
+      ['taken name', 'DocumentAlreadyExists'],
+      ["Amazon's", 'InvalidDocumentOperation'],
+    ]);
+  });
+
+  it('keeps at most 1000 versions of a document: the next update is refused with DocumentVersionLimitExceeded', async () => {
+    await versionsWorld();
+    plane.ssm.putDocument('Versioned', versioned('0'));
+    for (let n = 1; n < 1000; n++) plane.ssm.updateDocument('Versioned', versioned(String(n)));
+
+    const answers = await outcomes([
+      ['the 1001st', ssm.send(new UpdateDocumentCommand({ Name: 'Versioned', Content: versioned('1000') }))],
+    ]);
+
+    expect(answers).toEqual([
+      [
+        'the 1001st',
+        'DocumentVersionLimitExceeded',
+        'The document has too many versions. Delete one or more document versions and try again.',
+      ],
+    ]);
   });
 });

@@ -583,6 +583,13 @@ describe('document and command output', () => {
     });
   });
 
+  it("updates the document before the function in a stack update, so new code never sends to the old document's default version", () => {
+    const documentId = stack.getLogicalId(selfDeploy.document);
+    const fn = resourcesOf(template, 'AWS::Lambda::Function')[functionLogicalId] as { DependsOn?: string[] };
+
+    expect(fn.DependsOn).toContain(documentId);
+  });
+
   it('keeps every command output in a log group with retention', () => {
     template.hasResourceProperties('AWS::Logs::LogGroup', {
       LogGroupName: `/selfdeploy/${DOCUMENT_NAME}`,

@@ -1,5 +1,5 @@
 import { CompleteLifecycleActionCommand } from '@aws-sdk/client-auto-scaling';
-import { CreateTagsCommand } from '@aws-sdk/client-ec2';
+import { CreateTagsCommand, DescribeTagsCommand } from '@aws-sdk/client-ec2';
 import {
   GetCommandInvocationCommand,
   ParameterAlreadyExists,
@@ -9,7 +9,7 @@ import type { ConfigInput } from '../../functions/orchestrator/config';
 import { handleQueue } from '../../functions/orchestrator/queue';
 import { parseLastDeploy, tagDeployResults } from '../../functions/orchestrator/revision-tags';
 import { route } from '../../functions/orchestrator/router';
-import { BRANCH_SHA, groupRecords, RELEASE_SHA, release } from './group-record';
+import { BRANCH_SHA, groupRecords, PREVIOUS_SHA, RELEASE_SHA, release } from './group-record';
 import {
   activities,
   autoScaling,
@@ -29,6 +29,8 @@ import {
 } from './support';
 
 const AT = new Date(NOW).toISOString();
+/** When the sample commands were requested: the time their results' tags carry. */
+const REQUESTED = '2026-11-26T10:01:02.000Z';
 
 /** The sample command status event: `status`, sent with `revision`, run on `instanceId`. */
 function commandEvent(status: string, revision: string, instanceId = INSTANCE, commandId = COMMAND_ID) {
@@ -69,7 +71,7 @@ describe('the tags a finished launch deploy leaves on its instance', () => {
         Resources: [INSTANCE],
         Tags: [
           { Key: 'selfdeploy:revision', Value: RELEASE_SHA },
-          { Key: 'selfdeploy:last-deploy', Value: `success 0 ${AT} ${RELEASE_SHA}` },
+          { Key: 'selfdeploy:last-deploy', Value: `success 0 ${REQUESTED} ${RELEASE_SHA}` },
         ],
       },
     ]);
@@ -87,7 +89,7 @@ describe('the tags a finished launch deploy leaves on its instance', () => {
     expect(tagCalls()).toEqual([
       {
         Resources: [INSTANCE],
-        Tags: [{ Key: 'selfdeploy:last-deploy', Value: `failure 9 ${AT} ${RELEASE_SHA}` }],
+        Tags: [{ Key: 'selfdeploy:last-deploy', Value: `failure 9 ${REQUESTED} ${RELEASE_SHA}` }],
       },
     ]);
   });
@@ -113,12 +115,12 @@ describe('the tags a finished launch deploy leaves on its instance', () => {
         Resources: [INSTANCE, OTHER],
         Tags: [
           { Key: 'selfdeploy:revision', Value: RELEASE_SHA },
-          { Key: 'selfdeploy:last-deploy', Value: `success 0 ${AT} ${RELEASE_SHA}` },
+          { Key: 'selfdeploy:last-deploy', Value: `success 0 ${REQUESTED} ${RELEASE_SHA}` },
         ],
       },
       {
         Resources: [third],
-        Tags: [{ Key: 'selfdeploy:last-deploy', Value: `failure 9 ${AT} ${RELEASE_SHA}` }],
+        Tags: [{ Key: 'selfdeploy:last-deploy', Value: `failure 9 ${REQUESTED} ${RELEASE_SHA}` }],
       },
     ]);
   });
@@ -151,9 +153,10 @@ describe('the tags a finished launch deploy leaves on its instance', () => {
       .on(CreateTagsCommand, { Resources: [INSTANCE] })
       .resolves({});
 
+    const requestedAt = new Date(REQUESTED);
     await tagDeployResults(deps, [
-      { instanceId: INSTANCE, result: 'success', exitCode: 0, sha: RELEASE_SHA },
-      { instanceId: OTHER, result: 'success', exitCode: 0, sha: RELEASE_SHA },
+      { instanceId: INSTANCE, result: 'success', exitCode: 0, sha: RELEASE_SHA, requestedAt },
+      { instanceId: OTHER, result: 'success', exitCode: 0, sha: RELEASE_SHA, requestedAt },
     ]);
 
     expect(tagCalls().map(({ Resources }) => Resources)).toEqual([[INSTANCE, OTHER], [INSTANCE], [OTHER]]);
@@ -168,6 +171,132 @@ describe('the tags a finished launch deploy leaves on its instance', () => {
     });
     expect(parseLastDeploy(`failure - ${AT} -`)).toEqual({ result: 'failure', at: AT });
     expect(parseLastDeploy('hand-written')).toBeUndefined();
+  });
+});
+
+describe('results handled out of order', () => {
+  /** The instance's tags as a run requested at `at` left them. */
+  function recorded(at: string, result = 'success', sha = RELEASE_SHA) {
+    ec2.on(DescribeTagsCommand).resolves({
+      Tags: [
+        { ResourceId: INSTANCE, ResourceType: 'instance', Key: 'selfdeploy:revision', Value: sha },
+        {
+          ResourceId: INSTANCE,
+          ResourceType: 'instance',
+          Key: 'selfdeploy:last-deploy',
+          Value: `${result} ${result === 'success' ? 0 : 9} ${at} ${sha}`,
+        },
+      ],
+    });
+  }
+
+  it("tags with the run's own request time, not the time the result is handled", async () => {
+    const { deps } = harness();
+    waitsOf(INSTANCE);
+
+    await route(deps, commandEvent('Success', RELEASE_SHA));
+
+    expect(tagCalls()[0]?.Tags).toContainEqual({
+      Key: 'selfdeploy:last-deploy',
+      Value: `success 0 ${REQUESTED} ${RELEASE_SHA}`,
+    });
+  });
+
+  it('a late status event of an older run replaces neither tag written by a newer run', async () => {
+    const { deps } = harness();
+    waitsOf(INSTANCE);
+    // A run requested after the sample command already recorded its result.
+    recorded('2026-11-26T10:03:00.000Z', 'failure', PREVIOUS_SHA);
+
+    const result = await route(deps, commandEvent('Success', RELEASE_SHA));
+
+    expect(result).toMatchObject({
+      result: { instances: { [INSTANCE]: { outcome: 'completed', result: 'CONTINUE' } } },
+    });
+    expect(ec2).toHaveReceivedCommandWith(DescribeTagsCommand, {
+      Filters: [
+        { Name: 'resource-id', Values: [INSTANCE] },
+        { Name: 'key', Values: ['selfdeploy:revision', 'selfdeploy:last-deploy'] },
+      ],
+    });
+    expect(ec2).not.toHaveReceivedCommand(CreateTagsCommand);
+  });
+
+  it('a newer run replaces the tags of an older one, and a duplicate of the same run writes the same values', async () => {
+    for (const at of ['2026-11-26T10:00:00.000Z', REQUESTED]) {
+      const { deps } = harness();
+      waitsOf(INSTANCE);
+      recorded(at, 'failure', PREVIOUS_SHA);
+
+      await route(deps, commandEvent('Success', RELEASE_SHA));
+
+      expect(tagCalls()).toEqual([
+        {
+          Resources: [INSTANCE],
+          Tags: [
+            { Key: 'selfdeploy:revision', Value: RELEASE_SHA },
+            { Key: 'selfdeploy:last-deploy', Value: `success 0 ${REQUESTED} ${RELEASE_SHA}` },
+          ],
+        },
+      ]);
+    }
+  });
+
+  it("writes only the newest of one instance's results handled together, whatever their order", async () => {
+    const { deps } = harness();
+
+    await tagDeployResults(deps, [
+      {
+        instanceId: INSTANCE,
+        result: 'success',
+        exitCode: 0,
+        sha: RELEASE_SHA,
+        requestedAt: new Date(REQUESTED),
+      },
+      {
+        instanceId: INSTANCE,
+        result: 'failure',
+        exitCode: 9,
+        sha: PREVIOUS_SHA,
+        requestedAt: new Date('2026-11-26T10:00:00.000Z'),
+      },
+    ]);
+
+    expect(tagCalls()).toEqual([
+      {
+        Resources: [INSTANCE],
+        Tags: [
+          { Key: 'selfdeploy:revision', Value: RELEASE_SHA },
+          { Key: 'selfdeploy:last-deploy', Value: `success 0 ${REQUESTED} ${RELEASE_SHA}` },
+        ],
+      },
+    ]);
+  });
+
+  it('writes nothing when the current tags cannot be read, or the run time is unknown; a warning says so', async () => {
+    const { deps, logs } = harness();
+    ec2.on(DescribeTagsCommand).rejects(awsError('UnauthorizedOperation', 'not allowed to describe tags'));
+
+    await tagDeployResults(deps, [
+      {
+        instanceId: INSTANCE,
+        result: 'success',
+        exitCode: 0,
+        sha: RELEASE_SHA,
+        requestedAt: new Date(REQUESTED),
+      },
+    ]);
+    ec2.on(DescribeTagsCommand).resolves({ Tags: [] });
+    await tagDeployResults(deps, [{ instanceId: OTHER, result: 'success', exitCode: 0, sha: RELEASE_SHA }]);
+
+    expect(ec2).not.toHaveReceivedCommand(CreateTagsCommand);
+    expect(logs.warn).toHaveBeenCalledWith(
+      'could not tag the deploy result; the lifecycle result stands',
+      expect.objectContaining({ instanceIds: [INSTANCE], errorName: 'UnauthorizedOperation' }),
+    );
+    expect(logs.warn).toHaveBeenCalledWith('not tagging deploy results whose run time is unknown', {
+      instanceIds: [OTHER],
+    });
   });
 });
 

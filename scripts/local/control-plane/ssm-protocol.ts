@@ -2,10 +2,12 @@ import { isTerminalStatus } from '../../../functions/shared/event-patterns';
 import { ApiError } from './api-error';
 import {
   type Command,
+  type DocumentVersion,
   type Invocation,
   OUTPUT_LIMITS,
   type SendCommandInput,
   type Ssm,
+  type SsmDocument,
   type StoredParameter,
 } from './ssm';
 
@@ -80,7 +82,7 @@ export function runJson(model: Ssm, operation: string, input: JsonInput): unknow
         InstanceId: invocation.instanceId,
         Comment: command.comment,
         DocumentName: command.documentName,
-        DocumentVersion: '1',
+        DocumentVersion: command.documentVersion,
         PluginName: typeof input.PluginName === 'string' ? input.PluginName : undefined,
         ResponseCode: invocation.responseCode,
         ExecutionStartDateTime:
@@ -95,6 +97,55 @@ export function runJson(model: Ssm, operation: string, input: JsonInput): unknow
         StandardErrorContent: invocation.stderr.slice(0, OUTPUT_LIMITS.stderr),
         StandardErrorUrl: '',
         CloudWatchOutputConfig: { CloudWatchLogGroupName: '', CloudWatchOutputEnabled: false },
+      };
+    }
+    case 'CreateDocument': {
+      const type = input.DocumentType ?? 'Command';
+      const format = input.DocumentFormat ?? 'JSON';
+      if (type !== 'Command' || format !== 'JSON') {
+        throw new ApiError(
+          'InvalidDocumentContent',
+          `The local control plane holds Command documents in JSON only, not ${String(type)} in ${String(format)}`,
+        );
+      }
+      const name = requiredString(input, 'Name');
+      const document = model.createDocument(name, requiredString(input, 'Content'));
+      return { DocumentDescription: documentDescription(document, document.versions[0] as DocumentVersion) };
+    }
+    case 'UpdateDocument': {
+      const name = requiredString(input, 'Name');
+      const version = model.updateDocument(
+        name,
+        requiredString(input, 'Content'),
+        typeof input.DocumentVersion === 'string' ? input.DocumentVersion : undefined,
+      );
+      return { DocumentDescription: documentDescription(model.document(name), version) };
+    }
+    case 'UpdateDocumentDefaultVersion': {
+      const document = model.setDefaultVersion(
+        requiredString(input, 'Name'),
+        requiredString(input, 'DocumentVersion'),
+      );
+      return { Description: { Name: document.name, DefaultVersion: String(document.defaultVersion) } };
+    }
+    case 'DescribeDocument':
+    case 'GetDocument': {
+      const name = requiredString(input, 'Name');
+      const version = model.documentVersion(
+        name,
+        typeof input.DocumentVersion === 'string' ? input.DocumentVersion : undefined,
+      );
+      if (operation === 'DescribeDocument') {
+        return { Document: documentDescription(model.document(name), version) };
+      }
+      return {
+        Name: name,
+        CreatedDate: version.createdAt / 1000,
+        DocumentVersion: String(version.version),
+        Status: 'Active',
+        Content: version.content,
+        DocumentType: 'Command',
+        DocumentFormat: 'JSON',
       };
     }
     case 'DescribeInstanceInformation': {
@@ -193,12 +244,38 @@ function parameterJson(model: Ssm, stored: StoredParameter, input: JsonInput) {
   };
 }
 
+/** A document version as CreateDocument, UpdateDocument and DescribeDocument describe it. */
+function documentDescription(document: SsmDocument, version: DocumentVersion) {
+  return {
+    Hash: version.hash,
+    HashType: 'Sha256',
+    Name: document.name,
+    Owner: document.owner,
+    CreatedDate: version.createdAt / 1000,
+    Status: 'Active',
+    DocumentVersion: String(version.version),
+    Description: version.description,
+    Parameters: Object.entries(version.parameters).map(([name, parameter]) => ({
+      Name: name,
+      Type: parameter.type ?? 'String',
+      ...(parameter.default === undefined ? {} : { DefaultValue: parameter.default }),
+    })),
+    PlatformTypes: ['Linux', 'MacOS'],
+    DocumentType: 'Command',
+    SchemaVersion: version.schemaVersion,
+    LatestVersion: String((document.versions.at(-1) as DocumentVersion).version),
+    DefaultVersion: String(document.defaultVersion),
+    DocumentFormat: 'JSON',
+    Tags: [],
+  };
+}
+
 function commandJson(c: Command) {
   const counts = (statuses: string[]) => c.invocations.filter((i) => statuses.includes(i.status)).length;
   return {
     CommandId: c.id,
     DocumentName: c.documentName,
-    DocumentVersion: '$DEFAULT',
+    DocumentVersion: c.documentVersion,
     Comment: c.comment,
     ExpiresAfter: c.expiresAt / 1000,
     Parameters: c.parameters,
@@ -230,7 +307,7 @@ function invocationJson(c: Command, i: Invocation, details: boolean) {
     InstanceName: '',
     Comment: c.comment,
     DocumentName: c.documentName,
-    DocumentVersion: '$DEFAULT',
+    DocumentVersion: c.documentVersion,
     RequestedDateTime: c.requestedAt / 1000,
     Status: i.status,
     StatusDetails: i.statusDetails,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   COMMAND_STATUS_DETAIL_TYPE,
   INVOCATION_STATUS_DETAIL_TYPE,
@@ -107,12 +108,33 @@ export interface DocumentParameter {
   readonly allowedValues?: readonly string[];
 }
 
-interface SsmDocument {
-  readonly name: string;
+/** One version of a document: what a command sent with it runs, whatever the default is later. */
+export interface DocumentVersion {
+  readonly version: number;
   readonly content: string;
   readonly parameters: Readonly<Record<string, DocumentParameter>>;
   readonly pluginName: string;
+  readonly schemaVersion: string;
+  readonly description: string;
+  /** SHA-256 of the content, as DescribeDocument's Hash. */
+  readonly hash: string;
+  readonly createdAt: number;
 }
+
+/** A Command document and its versions (1, 2, …); `defaultVersion` is what `$DEFAULT` runs. */
+export interface SsmDocument {
+  readonly name: string;
+  /** `Amazon` for the AWS-… documents every account has (they cannot be updated), else the account. */
+  readonly owner: string;
+  readonly createdAt: number;
+  readonly versions: DocumentVersion[];
+  defaultVersion: number;
+}
+
+/** The most versions a document keeps (SSM's quota); UpdateDocument past it is refused. */
+export const DOCUMENT_VERSION_LIMIT = 1000;
+/** A document version as the API takes it: `$DEFAULT`, `$LATEST` or a number from 1. */
+const DOCUMENT_VERSION_PATTERN = /^([$]LATEST|[$]DEFAULT|[1-9][0-9]*)$/;
 
 export interface ManagedInstance {
   readonly id: string;
@@ -141,6 +163,10 @@ export interface Invocation {
 export interface Command {
   readonly id: string;
   readonly documentName: string;
+  /** The DocumentVersion as the request gave it (`$DEFAULT` when it gave none), as the reads answer it. */
+  readonly documentVersion: string;
+  /** The version it runs: the request's, resolved when it was sent (a later default changes nothing). */
+  readonly ranVersion: number;
   /** The document's (first) step, reported as the plugin name. */
   readonly pluginName: string;
   readonly comment: string;
@@ -159,6 +185,7 @@ export interface Command {
 
 export interface SendCommandInput {
   readonly DocumentName?: string;
+  readonly DocumentVersion?: string;
   readonly InstanceIds?: readonly string[];
   readonly Targets?: readonly { Key?: string; Values?: readonly string[] }[];
   readonly Parameters?: Readonly<Record<string, readonly string[]>>;
@@ -197,21 +224,98 @@ export class Ssm {
     /** Simulated seconds for which a new invocation is not yet readable (eventual consistency). */
     private readonly visibilityDelaySeconds = 1,
   ) {
-    this.putDocument(RUN_SHELL_SCRIPT, RUN_SHELL_SCRIPT_CONTENT);
+    this.putDocument(RUN_SHELL_SCRIPT, RUN_SHELL_SCRIPT_CONTENT, 'Amazon');
   }
 
-  /** Creates (or replaces) a Command document from its JSON content (schema 2.2). */
-  public putDocument(name: string, content: string): void {
-    const parsed = JSON.parse(content) as {
-      parameters?: Record<string, DocumentParameter>;
-      mainSteps?: { name?: string }[];
-    };
-    this.#documents.set(name, {
+  /** Creates (or replaces) a Command document from its JSON content (schema 2.2), as its version 1. */
+  public putDocument(name: string, content: string, owner = this.account): SsmDocument {
+    const createdAt = Date.now();
+    const document: SsmDocument = {
       name,
-      content,
-      parameters: parsed.parameters ?? {},
-      pluginName: parsed.mainSteps?.[0]?.name ?? 'aws:runShellScript',
-    });
+      owner,
+      createdAt,
+      versions: [documentVersion(1, content, createdAt)],
+      defaultVersion: 1,
+    };
+    this.#documents.set(name, document);
+    return document;
+  }
+
+  /** CreateDocument: a new Command document in JSON, its version 1 the default. */
+  public createDocument(name: string, content: string): SsmDocument {
+    if (this.#documents.has(name))
+      throw new ApiError('DocumentAlreadyExists', 'Document with same name already exists.');
+    checkContent(content);
+    return this.putDocument(name, content);
+  }
+
+  /**
+   * UpdateDocument: the content as the document's next version, which does not become the
+   * default (UpdateDocumentDefaultVersion does that). Only the latest version can be updated;
+   * content equal to the latest version's is refused, and so is a version past the quota.
+   */
+  public updateDocument(name: string, content: string, version?: string): DocumentVersion {
+    const document = this.#ownDocument(name);
+    const latest = document.versions.at(-1) as DocumentVersion;
+    if (version !== undefined && version !== '$LATEST' && version !== String(latest.version)) {
+      checkVersionPattern(version);
+      throw new ApiError(
+        'InvalidDocumentVersion',
+        'The document version is not valid or does not exist. Only the latest version of a document can be updated.',
+      );
+    }
+    checkContent(content);
+    if (hashOf(content) === latest.hash) {
+      throw new ApiError(
+        'DuplicateDocumentContent',
+        'The content of the document matches its latest version. Change the content of the document and try again.',
+      );
+    }
+    if (document.versions.length >= DOCUMENT_VERSION_LIMIT) {
+      throw new ApiError(
+        'DocumentVersionLimitExceeded',
+        'The document has too many versions. Delete one or more document versions and try again.',
+      );
+    }
+    const next = documentVersion(latest.version + 1, content, Date.now());
+    document.versions.push(next);
+    return next;
+  }
+
+  /** UpdateDocumentDefaultVersion: the version `$DEFAULT` (and so every later command without a version) runs. */
+  public setDefaultVersion(name: string, version: string): SsmDocument {
+    const document = this.#ownDocument(name);
+    if (!/^[1-9][0-9]*$/.test(version)) {
+      throw new ApiError(
+        'ValidationException',
+        `1 validation error detected: Value '${version}' at 'documentVersion' failed to satisfy constraint: Member must satisfy regular expression pattern: (^[1-9][0-9]*$)`,
+      );
+    }
+    document.defaultVersion = this.documentVersion(name, version).version;
+    return document;
+  }
+
+  /** The document `name`; InvalidDocument when there is none. */
+  public document(name: string): SsmDocument {
+    const document = this.#documents.get(name);
+    if (!document) throw new ApiError('InvalidDocument', `Document ${name} does not exist`);
+    return document;
+  }
+
+  /** The version `version` (`$DEFAULT` when absent, `$LATEST` or a number) names; InvalidDocumentVersion when none. */
+  public documentVersion(name: string, version = '$DEFAULT'): DocumentVersion {
+    const document = this.document(name);
+    checkVersionPattern(version);
+    const wanted =
+      version === '$DEFAULT'
+        ? document.defaultVersion
+        : version === '$LATEST'
+          ? (document.versions.at(-1) as DocumentVersion).version
+          : Number(version);
+    const found = document.versions.find((v) => v.version === wanted);
+    if (!found)
+      throw new ApiError('InvalidDocumentVersion', 'The document version is not valid or does not exist.');
+    return found;
   }
 
   /** The agent on `id` has registered: from now on commands can be sent to it. */
@@ -268,9 +372,8 @@ export class Ssm {
   }
 
   public sendCommand(input: SendCommandInput): Command {
-    const document = this.#documents.get(input.DocumentName ?? '');
-    if (!document)
-      throw new ApiError('InvalidDocument', `Document ${input.DocumentName ?? ''} does not exist`);
+    // The version is fixed now: a command runs the content it was sent with, as the agent gets it.
+    const document = this.documentVersion(input.DocumentName ?? '', input.DocumentVersion);
     if ((input.Comment ?? '').length > 100) {
       throw new ApiError(
         'ValidationException',
@@ -297,7 +400,9 @@ export class Ssm {
     const requestedAt = Date.now();
     const command: Command = {
       id: uuid(),
-      documentName: document.name,
+      documentName: input.DocumentName ?? '',
+      documentVersion: input.DocumentVersion ?? '$DEFAULT',
+      ranVersion: document.version,
       pluginName: document.pluginName,
       comment: input.Comment ?? '',
       parameters: input.Parameters ?? {},
@@ -413,6 +518,18 @@ export class Ssm {
     }
   }
 
+  /** A document this account owns and may change; the AWS-… documents are Amazon's. */
+  #ownDocument(name: string): SsmDocument {
+    const document = this.document(name);
+    if (document.owner !== this.account) {
+      throw new ApiError(
+        'InvalidDocumentOperation',
+        `Document ${name} is owned by ${document.owner} and cannot be changed.`,
+      );
+    }
+    return document;
+  }
+
   #resolveTargets(input: SendCommandInput): string[] {
     let ids: string[];
     if (input.InstanceIds && input.InstanceIds.length > 0) {
@@ -447,7 +564,7 @@ export class Ssm {
     return ids;
   }
 
-  async #run(command: Command, document: SsmDocument, parameters: Record<string, string>): Promise<void> {
+  async #run(command: Command, document: DocumentVersion, parameters: Record<string, string>): Promise<void> {
     if (command.invocations.length === 0) {
       this.#setCommandStatus(command, 'Success', 'NoInstancesInTag');
       return;
@@ -471,7 +588,7 @@ export class Ssm {
   async #runOne(
     command: Command,
     invocation: Invocation,
-    document: SsmDocument,
+    document: DocumentVersion,
     parameters: Record<string, string>,
   ): Promise<void> {
     let instance = this.#instances.get(invocation.instanceId);
@@ -495,7 +612,7 @@ export class Ssm {
       result = await instance.agent({
         instanceId: invocation.instanceId,
         commandId: command.id,
-        documentName: document.name,
+        documentName: command.documentName,
         documentContent: document.content,
         parameters,
         signal: invocation.abort.signal,
@@ -604,6 +721,59 @@ export class Ssm {
 
   #instanceArn(id: string): string {
     return `arn:aws:ec2:${this.region}:${this.account}:instance/${id}`;
+  }
+}
+
+function hashOf(content: string): string {
+  return createHash('sha256').update(content).digest('hex');
+}
+
+function documentVersion(version: number, content: string, createdAt: number): DocumentVersion {
+  const parsed = JSON.parse(content) as {
+    schemaVersion?: string;
+    description?: string;
+    parameters?: Record<string, DocumentParameter>;
+    mainSteps?: { name?: string }[];
+  };
+  return {
+    version,
+    content,
+    parameters: parsed.parameters ?? {},
+    pluginName: parsed.mainSteps?.[0]?.name ?? 'aws:runShellScript',
+    schemaVersion: parsed.schemaVersion ?? '',
+    description: parsed.description ?? '',
+    hash: hashOf(content),
+    createdAt,
+  };
+}
+
+/** Refuses content that is not a JSON Command document (this stand-in reads no YAML). */
+function checkContent(content: string): void {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(content);
+  } catch (error) {
+    throw new ApiError(
+      'InvalidDocumentContent',
+      `The content for the document is not valid: ${(error as Error).message}`,
+    );
+  }
+  const schema = (parsed as { schemaVersion?: unknown } | null)?.schemaVersion;
+  if (typeof schema !== 'string' || !['1.2', '2.0', '2.2'].includes(schema)) {
+    throw new ApiError(
+      'InvalidDocumentSchemaVersion',
+      'The version of the document schema is not supported.',
+    );
+  }
+}
+
+/** A DocumentVersion outside `$DEFAULT`, `$LATEST` and numbers is refused before it is looked up. */
+function checkVersionPattern(version: string): void {
+  if (!DOCUMENT_VERSION_PATTERN.test(version)) {
+    throw new ApiError(
+      'ValidationException',
+      `1 validation error detected: Value '${version}' at 'documentVersion' failed to satisfy constraint: Member must satisfy regular expression pattern: ([$]LATEST|[$]DEFAULT|^[1-9][0-9]*$)`,
+    );
   }
 }
 
