@@ -17,6 +17,10 @@ import { chunk } from './utilities';
 /** A drifted instance gets at most one drift repair for the same SHA in this window. */
 const DRIFT_RETRY_MS = 60 * 60 * 1000;
 
+/** Why reconcile repairs no drift in a `standby` group. */
+export const STANDBY_DRIFT =
+  'a standby group: drift is shown, not repaired in place; deploy the release SHA to bring drifted instances back through Standby';
+
 /** What reconcile did about one group's release. */
 export type ReleaseReconcile =
   | { readonly deployment: AdvanceOutcome }
@@ -48,8 +52,13 @@ export async function reconcileReleases(
 
 async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Promise<ReleaseReconcile> {
   const record = await readGroupRecord(deps, name, true);
-  if (record.deployment) return { deployment: await advanceDeployment(deps, name, record) };
+  // A deployment in flight moves on; one that ended with instances in Standby returns them.
+  if (record.deployment || record.lastDeployment?.standby) {
+    return { deployment: await advanceDeployment(deps, name, record) };
+  }
   if (group.follow !== 'release') return { skipped: 'the group follows its branch' };
+  // A repair restarts the application where it serves; such a group deploys only out of service.
+  if (group.deployWith === 'standby') return { skipped: STANDBY_DRIFT };
   if (record.paused) return { skipped: 'paused' };
   const release = record.release;
   if (!release) return { skipped: 'no release yet' };
