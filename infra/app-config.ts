@@ -2,7 +2,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Duration, aws_logs as logs } from 'aws-cdk-lib';
 import * as z from 'zod/mini';
-import { DEPLOY_MODES, FOLLOW_MODES, GROUP_SETTINGS, WARM_POOL_POLICIES } from '../functions/shared/group-settings';
+import {
+  DEPLOY_MODES,
+  FOLLOW_MODES,
+  GROUP_SETTINGS,
+  WARM_POOL_POLICIES,
+} from '../functions/shared/group-settings';
 import { LIFECYCLE_RESULTS } from '../functions/shared/lifecycle-result';
 import { describeIssues } from '../functions/shared/validation';
 import { PROJECT_ROOT } from './bundling';

@@ -121,11 +121,14 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     );
   autoScaling.on(EnterStandbyCommand).callsFake(({ InstanceIds, ShouldDecrementDesiredCapacity }) => {
     const ids: string[] = InstanceIds ?? [];
-    if (ids.length > 20 || ShouldDecrementDesiredCapacity !== true) throw awsError('ValidationError', 'bad call');
+    if (ids.length > 20 || ShouldDecrementDesiredCapacity !== true)
+      throw awsError('ValidationError', 'bad call');
     for (const id of ids) {
-      if (stateOf(id) !== 'InService') throw awsError('ValidationError', `The instance ${id} is not in InService.`);
+      if (stateOf(id) !== 'InService')
+        throw awsError('ValidationError', `The instance ${id} is not in InService.`);
     }
-    if (sizes.desired - ids.length < sizes.min) throw sizesError(`place into standby ${ids.length} instance(s)`);
+    if (sizes.desired - ids.length < sizes.min)
+      throw sizesError(`place into standby ${ids.length} instance(s)`);
     sizes.desired -= ids.length;
     for (const id of ids) states.set(id, 'EnteringStandby');
     return { Activities: [] };
@@ -134,7 +137,8 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     const ids: string[] = InstanceIds ?? [];
     if (ids.length > 20) throw awsError('ValidationError', 'bad call');
     for (const id of ids) {
-      if (stateOf(id) !== 'Standby') throw awsError('ValidationError', `The instance ${id} is not in Standby.`);
+      if (stateOf(id) !== 'Standby')
+        throw awsError('ValidationError', `The instance ${id} is not in Standby.`);
     }
     if (sizes.desired + ids.length > sizes.max) throw sizesError(`exit standby ${ids.length} instance(s)`);
     sizes.desired += ids.length;
