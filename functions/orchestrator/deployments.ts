@@ -469,9 +469,22 @@ async function advanceStandby(
     if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
     const claimed = { ...deployment, step };
     if (notYet.length > 0) {
-      // The invocation that chose the batch stopped before EnterStandby: ask again.
-      await enterStandby(deps, deployment.group, notYet);
-      await save(deps, { ...claimed, standby: { instanceIds: present, stage: 'entering' } });
+      // The invocation that chose the batch stopped before EnterStandby, or its call was refused: ask
+      // again; refused again, they stay in service and a later batch takes them.
+      let kept = present;
+      try {
+        await enterStandby(deps, deployment.group, notYet);
+      } catch (error) {
+        if (!isValidationError(error)) throw error;
+        kept = present.filter((id) => !notYet.includes(id));
+        deps.logger.warn('instances could not enter Standby; a later batch takes them', {
+          group: deployment.group,
+          deploymentId,
+          instanceIds: notYet,
+          error: (error as Error).message,
+        });
+      }
+      await save(deps, { ...claimed, standby: { instanceIds: kept, stage: 'entering' } });
       return running;
     }
     const sent = await sendStandbyBatch(deps, group, claimed, ready);
@@ -508,6 +521,7 @@ async function advanceStandby(
     if (verdict.kind !== 'succeeded') {
       const commandIds = verdict.kind === 'failed' ? verdict.commandIds : [];
       await fail(deps, group, claimed, await failuresOf(deps, claimed, commandIds), finished);
+      await returnStraysNow(deps, deployment.group);
       return { outcome: 'advanced', deploymentId, phase: 'failed' };
     }
     let sha = claimed.sha;
@@ -527,6 +541,7 @@ async function advanceStandby(
           },
         ];
         await fail(deps, group, claimed, { failures, ran: [claimed.canary] }, finished);
+        await returnStraysNow(deps, deployment.group);
         return { outcome: 'advanced', deploymentId, phase: 'failed' };
       }
     }
@@ -633,7 +648,19 @@ async function nextStandbyBatch(
   const chosen = targets.slice(0, room.take);
   // The intent first: a batch chosen and not yet asked to leave is asked again by the next advance.
   await save(deps, { ...claimed, phase, standby: { instanceIds: chosen, stage: 'entering' } });
-  await enterStandby(deps, deployment.group, chosen);
+  try {
+    await enterStandby(deps, deployment.group, chosen);
+  } catch (error) {
+    // Refused (the group scaled in meanwhile, an instance changed state): the next advance asks again.
+    if (!isValidationError(error)) throw error;
+    deps.logger.warn('standby batch could not enter Standby yet', {
+      group: deployment.group,
+      deploymentId,
+      instanceIds: chosen,
+      error: (error as Error).message,
+    });
+    return { outcome: 'running', deploymentId };
+  }
   deps.logger.info('standby batch entering', {
     group: deployment.group,
     deploymentId,
@@ -678,10 +705,18 @@ async function returnBatch(
   deps: Deps,
   view: GroupView,
   instanceIds: readonly string[],
-): Promise<{ readonly waiting?: string }> {
+): Promise<{ readonly returned: readonly string[]; readonly waiting?: string }> {
   const inStandby = instanceIds.filter((id) => view.states.get(id) === 'Standby');
   const room = exitRoom(view.sizes, inStandby.length);
-  if (room.take > 0) await exitStandby(deps, view.sizes.name, inStandby.slice(0, room.take));
+  const returned = inStandby.slice(0, room.take);
+  try {
+    if (returned.length > 0) await exitStandby(deps, view.sizes.name, returned);
+  } catch (error) {
+    // Refused (the sizes changed since they were read, another execution returned them first):
+    // whatever is still in Standby is returned by the next look.
+    if (!isValidationError(error)) throw error;
+    return { returned: [], waiting: (error as Error).message };
+  }
   if (room.waiting) {
     deps.logger.warn('standby instances wait to return', {
       group: view.sizes.name,
@@ -689,7 +724,7 @@ async function returnBatch(
       waiting: room.waiting,
     });
   }
-  return room.waiting ? { waiting: room.waiting } : {};
+  return { returned, ...(room.waiting && { waiting: room.waiting }) };
 }
 
 /**
@@ -707,15 +742,8 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
   if (batch.stage === 'restoring' && restoring) return { outcome: 'running', deploymentId: last.id };
   const view = await viewGroup(deps, last.group);
   const present = batch.instanceIds.filter((id) => view.states.get(id) === 'Standby');
-  let returned: { readonly waiting?: string } = {};
-  try {
-    returned = await returnBatch(deps, view, present);
-  } catch (error) {
-    // Another execution returned them first: the next look finds them out of Standby.
-    if ((error as Error).name !== 'ValidationError') throw error;
-    return { outcome: 'running', deploymentId: last.id };
-  }
-  const left = returned.waiting ? present.slice(exitRoom(view.sizes, present.length).take) : [];
+  const returned = await returnBatch(deps, view, present);
+  const left = present.filter((id) => !returned.returned.includes(id));
   const { standby: _, ...rest } = last;
   await writeRecord(deps, last.group, 'last-deployment', {
     ...rest,
@@ -724,10 +752,21 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
   deps.logger.info('standby instances of an ended deployment returned', {
     group: last.group,
     deploymentId: last.id,
-    returned: present.filter((id) => !left.includes(id)),
+    returned: returned.returned,
     ...(left.length > 0 && { left }),
   });
   return left.length > 0 ? { outcome: 'running', deploymentId: last.id } : { outcome: 'none' };
+}
+
+/** Returns a failed deployment's batch at once when it needed no restore (nothing else would come to do it soon). */
+async function returnStraysNow(deps: Deps, groupName: string): Promise<void> {
+  const last = (await readGroupRecord(deps, groupName, true)).lastDeployment;
+  if (last?.standby) await returnStrays(deps, last);
+}
+
+/** Auto Scaling's refusal of a call the group's sizes or an instance's state do not allow. */
+function isValidationError(error: unknown): boolean {
+  return (error as Error | undefined)?.name === 'ValidationError';
 }
 
 /** Writes the deployment in flight, stamped now. */

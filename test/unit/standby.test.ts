@@ -258,6 +258,48 @@ describe('a standby deployment', () => {
     expect(lastDeployment(w)?.standby).toBeUndefined();
   });
 
+  it('returns a failed batch at once when there was no release to restore it to', async () => {
+    const w = world(2, 'standby');
+    const answer = (await operate(w, { action: 'deploy', group: 'web', revision: 'v1' })) as {
+      canary: string;
+    };
+    w.settle();
+    await advance(w);
+    const canary = w.sentFor('canary')[0] as SentCommand;
+    w.finish(canary.commandId, NEW_SHA, { [answer.canary]: { exitCode: 14, reason: 'cap deploy failed' } });
+
+    await advance(w);
+
+    expect(w.sentFor('restore')).toEqual([]);
+    expect(exited()).toEqual([{ AutoScalingGroupName: 'web', InstanceIds: [answer.canary] }]);
+    expect(lastDeployment(w)).toMatchObject({ phase: 'failed' });
+    expect(lastDeployment(w)?.standby).toBeUndefined();
+  });
+
+  it('leaves in service an instance whose EnterStandby is refused (the group changed meanwhile) and asked again; then a new batch is chosen', async () => {
+    const { w, answer } = await started(3, 0);
+    w.settle();
+    await advance(w);
+    w.finish((w.sentFor('canary')[0] as SentCommand).commandId, NEW_SHA);
+    await advance(w);
+    w.settle();
+    const refusal = Object.assign(new Error('AutoScalingGroup web has min-size=…'), {
+      name: 'ValidationError',
+    });
+    autoScaling.on(EnterStandbyCommand).rejects(refusal);
+
+    expect(await advance(w)).toEqual({ outcome: 'running', deploymentId: answer.deploymentId });
+    const chosen = deployment(w)?.standby?.instanceIds ?? [];
+    expect(chosen).toHaveLength(1);
+    expect(await advance(w)).toEqual({ outcome: 'running', deploymentId: answer.deploymentId });
+    expect(deployment(w)?.standby).toMatchObject({ instanceIds: [], stage: 'entering' });
+    expect(w.states.size).toBe(0);
+    const asked = entered().length;
+    await advance(w);
+    expect(entered()).toHaveLength(asked + 1);
+    expect(entered()[asked]).toMatchObject({ InstanceIds: chosen });
+  });
+
   it('outlives the invocation that chose a batch: a batch recorded but never asked to leave is asked again', async () => {
     const { w, answer } = await started(3, 0);
     const recorded = deployment(w) as Deployment;
