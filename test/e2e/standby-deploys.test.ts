@@ -28,7 +28,7 @@ async function operate(local: LocalRun, action: Record<string, unknown>) {
 }
 
 describe('Standby deploys through the local control plane', () => {
-  it('deploys a group one Standby batch at a time, never below MinSize, and refuses at MinSize', async () => {
+  it('deploys a group one Standby batch at a time, never below MinSize; restores a failed canary in Standby; refuses at MinSize', async () => {
     const local = await start({ minSize: 2, group: { deployWith: 'standby' }, reconcileEverySeconds: 10 });
     local.scaleTo(3);
     await local.waitFor('3 instances InService', () => local.settled(), 60_000);
@@ -80,6 +80,31 @@ describe('Standby deploys through the local control plane', () => {
     expect(moves.filter((move) => move.startsWith('Moving EC2 instance to Standby'))).toHaveLength(3);
     expect(moves.filter((move) => move.startsWith('Moving EC2 instance out of Standby'))).toHaveLength(3);
     expect(group.desiredCapacity).toBe(3);
+
+    // A bad commit: the canary fails in Standby, is restored there to the release, then returns.
+    const bad = local.app?.commitFailingDeploy('after-publish');
+    const failing = await operate(local, { action: 'deploy', group: GROUP_NAME, revision: String(bad) });
+    await local.waitFor(
+      'the failed deployment to end and its canary to be back InService at the release',
+      () => {
+        watch();
+        const last = record<Deployment>(local, 'last-deployment');
+        return (
+          last?.id === failing.deploymentId &&
+          last?.standby === undefined &&
+          local.settled() &&
+          local.revisionOf(String(failing.canary)) === head
+        );
+      },
+      120_000,
+    );
+    expect(record<Deployment>(local, 'last-deployment')).toMatchObject({
+      phase: 'failed',
+      failures: [{ instanceId: failing.canary }],
+    });
+    expect(record<Release>(local, 'release')).toMatchObject({ sha: head });
+    expect(statesWhileDeploying).toEqual(new Set(['Standby']));
+    expect(lowestDesired).toBe(2);
 
     // At MinSize no instance may leave service: the deploy is refused, naming the sizes.
     local.scaleTo(2);
