@@ -210,12 +210,13 @@ describe('a standby deployment', () => {
     w.finish((w.sentFor('canary')[0] as SentCommand).commandId, NEW_SHA);
     w.inService = [...w.inService.filter((id) => id !== instanceId(3)), joiner]; // one terminated, one launched
 
-    await driveToEnd(w);
+    const { statesAtSend } = await driveToEnd(w);
 
     expect(lastDeployment(w)).toMatchObject({ phase: 'promoted' });
     const reached = w.commands.flatMap((command) => command.instanceIds);
     expect(reached).toContain(joiner);
     expect(reached).not.toContain(instanceId(3));
+    expect(new Set(statesAtSend)).toEqual(new Set(['Standby']));
   });
 
   it('restores a failed instance while it is still out of service, fails, and returns it once the restore is done', async () => {
