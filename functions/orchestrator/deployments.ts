@@ -29,7 +29,12 @@ import {
   sendSelfDeploy,
 } from './commands';
 import { type GroupConfig, managedGroup } from './config';
-import { type DeploymentCommandRole, deploymentComment, deploymentOfComment } from './decisions';
+import {
+  type DeploymentCommandRole,
+  DRIFT_COMMENT,
+  deploymentComment,
+  deploymentOfComment,
+} from './decisions';
 import {
   type Candidate,
   chooseCanary,
@@ -255,6 +260,68 @@ async function startStandbyCanary(
     ...(isFullSha(deployment.requested) && { sha: deployment.requested }),
     summary: `${deployment.group}: ${deployment.kind} ${deployment.id} of ${deployment.requested} started: canary ${canary} enters Standby and deploys once out of service (migrations run there only); the rest follow in Standby batches when it succeeds`,
   });
+}
+
+/** What reconcile's drift repair in a `standby` group did. */
+export type StandbyRepair =
+  | { readonly deploymentId: string; readonly standby: readonly string[] }
+  | { readonly skipped: string };
+
+/**
+ * Reconcile's drift repair in a `standby` group: a deployment of the release's SHA to the
+ * drifted instances only, through Standby batches like any (no canary: the release's
+ * migrations ran when it was deployed), holding the group's lock while it runs and promoting
+ * nothing. The first batch leaves now; status events and reconcile move it on.
+ */
+export async function startStandbyRepair(
+  deps: Deps,
+  groupName: string,
+  sha: string,
+  drifted: readonly string[],
+): Promise<StandbyRepair> {
+  const view = await viewGroup(deps, groupName);
+  const room = enterRoom(
+    view.sizes,
+    drifted.length,
+    concurrencyLimit(deps.config.redeployMaxConcurrency, inServiceOf(view).length),
+  );
+  if ('waiting' in room) return { skipped: room.waiting };
+  const chosen = [...drifted].sort().slice(0, room.take);
+  const now = new Date(deps.clock.now()).toISOString();
+  const deployment: Deployment = {
+    id: newDeploymentId(),
+    group: groupName,
+    kind: 'deploy',
+    requested: sha,
+    sha,
+    baseline: sha,
+    reason: 'drift repair',
+    requestedAt: now,
+    updatedAt: now,
+    phase: 'rest',
+    step: 0,
+    commands: [],
+    failures: [],
+    driftRepair: [...drifted].sort(),
+    standby: { instanceIds: chosen, stage: 'entering' },
+  };
+  if (!(await writeRecord(deps, groupName, 'deployment', deployment, true))) {
+    return { skipped: 'a deployment started meanwhile' };
+  }
+  try {
+    await enterStandby(deps, groupName, chosen);
+  } catch (error) {
+    // Refused: the record stays, and the next advance asks again or drops them.
+    if (!isValidationError(error)) throw error;
+  }
+  deps.logger.info('drift repair started through Standby', {
+    group: groupName,
+    deploymentId: deployment.id,
+    sha,
+    drifted,
+    standby: chosen,
+  });
+  return { deploymentId: deployment.id, standby: chosen };
 }
 
 /** Takes the group's one-deployment lock (created with Overwrite=false). */
@@ -602,7 +669,8 @@ async function nextStandbyBatch(
   const sent = new Set([...sentStates.values()].flatMap((state) => state.instanceIds));
   if (deployment.canary) sent.add(deployment.canary);
   const inService = inServiceOf(view);
-  const waiting = inService.filter((id) => !sent.has(id));
+  const repairing = deployment.driftRepair;
+  const waiting = inService.filter((id) => !sent.has(id) && (!repairing || repairing.includes(id)));
   const agents = waiting.length > 0 ? await agentStatuses(deps, waiting) : new Map<string, string>();
   const targets = waiting.filter((id) => agents.get(id) === 'Online').sort();
   if (waiting.length > targets.length) {
@@ -628,7 +696,18 @@ async function nextStandbyBatch(
   const claimed = { ...deployment, step, sha };
   if (!room) {
     const { standby: _, ...done } = claimed;
-    await promote(deps, done, step, { ...record, claimedSteps: [...record.claimedSteps, step] });
+    const finished = { ...record, claimedSteps: [...record.claimedSteps, step] };
+    if (repairing) {
+      // The release did not change: a repair only brought instances back to it.
+      await end(
+        deps,
+        { ...done, phase: 'promoted', updatedAt: new Date(deps.clock.now()).toISOString() },
+        finished,
+      );
+      deps.logger.info('drift repaired through Standby', { group: deployment.group, deploymentId, sha });
+    } else {
+      await promote(deps, done, step, finished);
+    }
     return { outcome: 'advanced', deploymentId, phase: 'promoted' };
   }
   const phase = claimed.phase === 'canary' ? 'rest' : claimed.phase;
@@ -681,7 +760,10 @@ async function sendStandbyBatch(
   if (deployment.phase !== 'canary') {
     const sha = deployment.sha;
     if (!sha) throw new Error(`deployment ${deployment.id} is past its canary without a SHA`);
-    return sendBatches(deps, group, deployment, 'rest', ready, sha);
+    // A repair's commands read as reconcile's own, so an instance that cannot deploy the release
+    // is repaired again only after reconcile's retry window, as in place.
+    const comment = deployment.driftRepair ? DRIFT_COMMENT : undefined;
+    return sendBatches(deps, group, deployment, 'rest', ready, sha, comment);
   }
   try {
     const commandId = await sendSelfDeploy(
@@ -900,6 +982,7 @@ async function sendBatches(
   role: DeploymentCommandRole,
   targets: readonly string[],
   revision: string,
+  comment = deploymentComment(deployment.id, role),
 ): Promise<{ commandIds: string[]; error?: Error }> {
   const commandIds: string[] = [];
   for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
@@ -909,7 +992,7 @@ async function sendBatches(
           deps,
           batch,
           { ...deployParameters(group, { revision }), autoScalingGroupName: deployment.group },
-          deploymentComment(deployment.id, role),
+          comment,
           { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
         ),
       );
@@ -1020,7 +1103,8 @@ async function fail(
 ): Promise<void> {
   const failed = [...new Set(ran)];
   let restore: string[] = [];
-  if (deployment.baseline && failed.length > 0) {
+  // A repair's failed instances failed to deploy the release itself: sending it again restores nothing.
+  if (deployment.baseline && failed.length > 0 && !deployment.driftRepair) {
     const sent = await sendBatches(deps, group, deployment, 'restore', failed, deployment.baseline);
     restore = sent.commandIds;
     if (sent.error) {
@@ -1042,7 +1126,8 @@ async function fail(
     updatedAt: new Date(deps.clock.now()).toISOString(),
   };
   await end(deps, ended, record);
-  deps.metrics.record(MetricName.DeployFailed, deployment.group);
+  // A repair is reconcile's, not an operator's deploy: its failed runs are logged, as in place.
+  if (!deployment.driftRepair) deps.metrics.record(MetricName.DeployFailed, deployment.group);
   deps.logger.error(`${deployment.kind} failed`, {
     group: deployment.group,
     deploymentId: deployment.id,

@@ -99,6 +99,11 @@ export interface Deployment {
   /** Commands sent by this deployment, newest last. */
   readonly commands: readonly { readonly commandId: string; readonly phase: DeploymentPhase }[];
   readonly failures: readonly DeployFailure[];
+  /**
+   * Set on reconcile's drift repair in a `standby` group: the drifted instances it brings back to
+   * the release through Standby. It has no canary and promotes nothing.
+   */
+  readonly driftRepair?: readonly string[];
   /** A `standby` group's batch out of service: moved to Standby by this deployment, not yet returned. */
   readonly standby?: StandbyBatch;
 }

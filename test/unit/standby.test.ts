@@ -315,19 +315,74 @@ describe('a standby deployment', () => {
     expect(w.states.get(answer.canary)).toBe('EnteringStandby');
   });
 
-  it('leaves drift alone in reconcile: a repair would restart instances where they serve', async () => {
-    const w = world(2, 'standby');
-    w.put('release', release(NEW_SHA));
-    w.tags = new Map([[instanceId(2), OLD_SHA]]);
+  it('repairs drift through Standby: only the drifted instances, each out of service, the release unchanged, retried hourly', async () => {
+    const w = world(3, 'standby');
+    const current = release(NEW_SHA);
+    w.put('release', current);
+    w.tags = new Map([
+      [instanceId(1), NEW_SHA],
+      [instanceId(2), OLD_SHA],
+      [instanceId(3), OLD_SHA],
+    ]);
 
     const summary = await route(w.deps, fixture('scheduled'));
 
     expect(w.commands).toEqual([]);
+    expect(entered()).toEqual([
+      { AutoScalingGroupName: 'web', InstanceIds: [instanceId(2)], ShouldDecrementDesiredCapacity: true },
+    ]);
+    const repair = deployment(w);
+    expect(repair).toMatchObject({
+      reason: 'drift repair',
+      sha: NEW_SHA,
+      phase: 'rest',
+      driftRepair: [instanceId(2), instanceId(3)],
+    });
+    expect(repair?.canary).toBeUndefined();
     expect(summary).toMatchObject({
       result: {
-        releases: { web: { skipped: expect.stringContaining('drift is shown, not repaired in place') } },
+        releases: { web: { drifted: 2, repair: { deploymentId: repair?.id, standby: [instanceId(2)] } } },
       },
     });
+
+    const { statesAtSend } = await driveToEnd(w);
+
+    expect(w.commands.flatMap((command) => command.instanceIds).sort()).toEqual([
+      instanceId(2),
+      instanceId(3),
+    ]);
+    for (const command of w.commands) {
+      expect(command).toMatchObject({
+        comment: 'selfdeploy drift',
+        parameters: expect.objectContaining({ revision: [NEW_SHA], migrate: ['false'] }),
+      });
+    }
+    expect(new Set(statesAtSend)).toEqual(new Set(['Standby']));
+    expect(lastDeployment(w)).toMatchObject({ id: repair?.id, phase: 'promoted' });
+    expect(w.record('release')).toEqual(current);
+
+    // Their tags still say OLD_SHA (as if they could not deploy it): not again within the hour.
+    await route(w.deps, fixture('scheduled'));
+    expect(deployment(w)).toBeUndefined();
+    expect(entered()).toHaveLength(2);
+  });
+
+  it('ends a failed drift repair without restoring or alarming: the instance returns at once and is tried again after the hour', async () => {
+    const w = world(2, 'standby');
+    w.put('release', release(NEW_SHA));
+    w.tags = new Map([[instanceId(2), OLD_SHA]]);
+    await route(w.deps, fixture('scheduled'));
+    w.settle();
+    await advance(w);
+    const command = w.commands[0] as SentCommand;
+
+    w.finish(command.commandId, NEW_SHA, { [instanceId(2)]: { exitCode: 14, reason: 'cap deploy failed' } });
+    await route(w.deps, w.statusEvent(command));
+
+    expect(lastDeployment(w)).toMatchObject({ phase: 'failed', failures: [{ instanceId: instanceId(2) }] });
+    expect(w.commands).toHaveLength(1);
+    expect(exited()).toEqual([{ AutoScalingGroupName: 'web', InstanceIds: [instanceId(2)] }]);
+    expect(w.metrics.map((metric) => metric.name)).not.toContain('DeployFailed');
   });
 
   it('is never used by an in-place group', async () => {
