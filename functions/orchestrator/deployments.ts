@@ -526,12 +526,13 @@ async function advanceStandby(
   const inState = (state: string) => present.filter((id) => view.states.get(id) === state);
 
   if (batch.stage === 'entering') {
-    if (present.length === 0) return nextStandbyBatch(deps, record, deployment, view);
+    if (present.length === 0) return nextStandbyBatch(deps, group, record, deployment, view);
     if (inState('EnteringStandby').length > 0) return running;
     const notYet = inState('InService');
     const ready = inState('Standby');
     // Neither on the way nor in Standby (terminating, say): the batch has nobody left to deploy.
-    if (notYet.length === 0 && ready.length === 0) return nextStandbyBatch(deps, record, deployment, view);
+    if (notYet.length === 0 && ready.length === 0)
+      return nextStandbyBatch(deps, group, record, deployment, view);
     const step = await claimTransition(deps, deployment, record);
     if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
     const claimed = { ...deployment, step };
@@ -555,6 +556,24 @@ async function advanceStandby(
       return running;
     }
     const sent = await sendStandbyBatch(deps, group, claimed, ready);
+    if (sent.commandIds.length === 0) {
+      if (sent.error) {
+        // Nothing went out (throttled, say): the next advance sends again.
+        await save(deps, claimed);
+        throw sent.error;
+      }
+      // Nobody in the batch could be sent to (its agents are gone): back to service it goes.
+      const returned = await returnBatch(deps, view, present);
+      await save(deps, {
+        ...claimed,
+        standby: {
+          instanceIds: present,
+          stage: 'returning',
+          ...(returned.waiting && { waiting: returned.waiting }),
+        },
+      });
+      return running;
+    }
     await save(deps, {
       ...claimed,
       commands: [
@@ -647,7 +666,7 @@ async function advanceStandby(
   }
   // Pending on the way back: the next batch leaves only once this one serves again.
   if (present.some((id) => view.states.get(id) !== 'InService')) return running;
-  return nextStandbyBatch(deps, record, deployment, view);
+  return nextStandbyBatch(deps, group, record, deployment, view);
 }
 
 /**
@@ -658,13 +677,28 @@ async function advanceStandby(
  */
 async function nextStandbyBatch(
   deps: Deps,
+  group: GroupConfig,
   record: GroupRecord,
   deployment: Deployment,
   view: GroupView,
 ): Promise<AdvanceOutcome> {
   const deploymentId = deployment.id;
   const sha = deployment.sha;
-  if (!sha) throw new Error(`deployment ${deploymentId} is past its canary without a SHA`);
+  if (!sha) {
+    // The canary is back in service (or gone) without a run that resolved the revision.
+    const step = await claimTransition(deps, deployment, record);
+    if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
+    const reason = `the canary could not be deployed out of service: it left the group, EnterStandby was refused, or its agent could not be reached (${deployment.standby?.waiting ?? 'see the log'})`;
+    const { standby: _, ...ended } = { ...deployment, step };
+    await fail(
+      deps,
+      group,
+      ended,
+      { failures: [{ instanceId: deployment.canary ?? 'none', reason }], ran: [] },
+      { ...record, claimedSteps: [...record.claimedSteps, step] },
+    );
+    return { outcome: 'advanced', deploymentId, phase: 'failed' };
+  }
   const sentStates = await commandStates(deps, deployment.commands);
   const sent = new Set([...sentStates.values()].flatMap((state) => state.instanceIds));
   if (deployment.canary) sent.add(deployment.canary);

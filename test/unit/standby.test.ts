@@ -301,6 +301,27 @@ describe('a standby deployment', () => {
     expect(entered()[asked]).toMatchObject({ InstanceIds: chosen });
   });
 
+  it('fails, sending nothing, when the canary leaves the group before it could deploy out of service', async () => {
+    const { w, answer } = await started(3, 0);
+    w.inService = w.inService.filter((id) => id !== answer.canary); // terminated while EnteringStandby
+    w.states.delete(answer.canary);
+
+    expect(await advance(w)).toMatchObject({ outcome: 'advanced', phase: 'failed' });
+
+    expect(w.commands).toEqual([]);
+    expect(lastDeployment(w)).toMatchObject({
+      phase: 'failed',
+      failures: [
+        {
+          instanceId: answer.canary,
+          reason: expect.stringContaining('could not be deployed out of service'),
+        },
+      ],
+    });
+    expect(lastDeployment(w)?.standby).toBeUndefined();
+    expect(w.record('release')).toMatchObject({ sha: OLD_SHA });
+  });
+
   it('outlives the invocation that chose a batch: a batch recorded but never asked to leave is asked again', async () => {
     const { w, answer } = await started(3, 0);
     const recorded = deployment(w) as Deployment;
