@@ -388,7 +388,7 @@ describe('a standby deployment', () => {
     expect(entered()).toHaveLength(2);
   });
 
-  it('ends a failed drift repair without restoring or alarming: the instance returns at once and is tried again after the hour', async () => {
+  it('ends a failed drift repair without restoring or alarming: the instance returns to service at once', async () => {
     const w = world(2, 'standby');
     w.put('release', release(NEW_SHA));
     w.tags = new Map([[instanceId(2), OLD_SHA]]);
