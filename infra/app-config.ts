@@ -2,7 +2,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Duration, aws_logs as logs } from 'aws-cdk-lib';
 import * as z from 'zod/mini';
-import { FOLLOW_MODES, GROUP_SETTINGS, WARM_POOL_POLICIES } from '../functions/shared/group-settings';
+import {
+  DEPLOY_MODES,
+  FOLLOW_MODES,
+  GROUP_SETTINGS,
+  WARM_POOL_POLICIES,
+} from '../functions/shared/group-settings';
 import { LIFECYCLE_RESULTS } from '../functions/shared/lifecycle-result';
 import { describeIssues } from '../functions/shared/validation';
 import { PROJECT_ROOT } from './bundling';
@@ -28,6 +33,7 @@ const groupSchema = z.strictObject({
   onFailure: z.optional(z.enum(LIFECYCLE_RESULTS)),
   warmPool: z.optional(z.enum(WARM_POOL_POLICIES)),
   follow: z.optional(z.enum(FOLLOW_MODES)),
+  deployWith: z.optional(z.enum(DEPLOY_MODES)),
   appUser: z.optional(z.string()),
   deployPath: z.optional(z.string()),
   appPath: z.optional(z.string()),

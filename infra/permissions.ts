@@ -16,6 +16,8 @@ export interface OrchestratorGrants {
   readonly documentArn: string;
   /** ARNs of the managed groups. */
   readonly groupArns: readonly string[];
+  /** ARNs of the managed groups that deploy through Standby (`deployWith: standby`). */
+  readonly standbyGroupArns: readonly string[];
   /** Names of the managed groups (as the instances' aws:autoscaling:groupName tag has them). */
   readonly groupNames: readonly string[];
   /** The Parameter Store path of the groups' releases, pauses and deployments (`releasePath`). */
@@ -61,6 +63,16 @@ function orchestratorStatements(stack: Stack, grants: OrchestratorGrants): iam.P
       actions: ['autoscaling:CompleteLifecycleAction', 'autoscaling:RecordLifecycleActionHeartbeat'],
       resources: [...grants.groupArns],
     }),
+    // Only groups that deploy through Standby may be taken out of service, and only by selfdeploy's deploys.
+    ...(grants.standbyGroupArns.length === 0
+      ? []
+      : [
+          new iam.PolicyStatement({
+            sid: 'StandbyManagedGroups',
+            actions: ['autoscaling:EnterStandby', 'autoscaling:ExitStandby'],
+            resources: [...grants.standbyGroupArns],
+          }),
+        ]),
     new iam.PolicyStatement({
       sid: 'ReleaseRecords',
       // Each group's release, pause, deployment (the lock) and step claims, under releasePath only.

@@ -6,7 +6,7 @@ import type {
   RemovalPolicy,
   aws_sns as sns,
 } from 'aws-cdk-lib';
-import type { FollowMode, WarmPoolPolicy } from '../functions/shared/group-settings';
+import type { DeployMode, FollowMode, WarmPoolPolicy } from '../functions/shared/group-settings';
 import type { LifecycleResult } from '../functions/shared/lifecycle-result';
 import type { SelfDeployDocumentOptions } from './document';
 
@@ -52,6 +52,13 @@ export interface SelfDeployGroup {
    * @default 'release'
    */
   readonly follow?: FollowMode;
+  /**
+   * How operator deploys reach InService instances: `in-place`, or `standby` (groups behind a
+   * load balancer: each batch leaves service through Standby, deploys, and returns, so no
+   * instance restarts while it takes traffic).
+   * @default 'in-place'
+   */
+  readonly deployWith?: DeployMode;
   /**
    * Dedicated unprivileged user (no sudo rights) that owns the application and runs the deploy;
    * root is refused unless `document.allowRootAppUser` is set.

@@ -130,6 +130,9 @@ export class SelfDeploy extends Construct {
     const role = orchestratorRole(this, {
       documentArn: stack.formatArn({ service: 'ssm', resource: 'document', resourceName: this.documentName }),
       groupArns: groups.map((group) => group.group.autoScalingGroupArn),
+      standbyGroupArns: groups
+        .filter((group) => group.config.deployWith === 'standby')
+        .map((group) => group.group.autoScalingGroupArn),
       groupNames: groups.map((group) => group.name),
       releasePath: this.config.releasePath ?? TOP_LEVEL_SETTINGS.releasePath.default,
       instanceParameterNames: [

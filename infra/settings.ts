@@ -158,6 +158,7 @@ export function groupConfig(settings: SelfDeployGroup, heartbeatSeconds: number)
     ...(settings.healthCheckUrl !== undefined && { healthCheckUrl: settings.healthCheckUrl }),
     ...(settings.warmPool !== undefined && { warmPool: settings.warmPool }),
     ...(settings.follow !== undefined && { follow: settings.follow }),
+    ...(settings.deployWith !== undefined && { deployWith: settings.deployWith }),
   };
 }
 

@@ -1,6 +1,7 @@
 import * as z from 'zod/mini';
 import { ConfigError, InvalidInputError } from '../shared/errors';
 import {
+  DEPLOY_MODES,
   defaultHeartbeatSeconds,
   FOLLOW_MODES,
   GROUP_SETTINGS,
@@ -26,6 +27,7 @@ const groupSchema = z.strictObject({
   onFailure: z._default(z.enum(LIFECYCLE_RESULTS), GROUP_SETTINGS.onFailure.default),
   warmPool: z._default(z.enum(WARM_POOL_POLICIES), GROUP_SETTINGS.warmPool.default),
   follow: z._default(z.enum(FOLLOW_MODES), GROUP_SETTINGS.follow.default),
+  deployWith: z._default(z.enum(DEPLOY_MODES), GROUP_SETTINGS.deployWith.default),
   // Filled in below from the top-level timings when omitted: it depends on them.
   heartbeatTimeoutSeconds: z.optional(seconds(GROUP_SETTINGS.heartbeatTimeout.range)),
 } satisfies Record<GroupConfigField, z.ZodMiniType>);

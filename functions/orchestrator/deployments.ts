@@ -10,8 +10,15 @@ import {
   ParameterNotFound,
 } from '@aws-sdk/client-ssm';
 import { ActionRefusedError, DeploymentInProgressError, InvalidInputError } from '../shared/errors';
+import { isTerminalStatus } from '../shared/event-patterns';
 import { MetricName } from '../shared/metric-names';
-import type { DeployFailure, Deployment, OperatorAction, OperatorAnswer } from '../shared/operator-actions';
+import type {
+  DeployFailure,
+  Deployment,
+  OperatorAction,
+  OperatorAnswer,
+  StandbyBatch,
+} from '../shared/operator-actions';
 import {
   agentStatuses,
   deployParameters,
@@ -22,7 +29,12 @@ import {
   sendSelfDeploy,
 } from './commands';
 import { type GroupConfig, managedGroup } from './config';
-import { type DeploymentCommandRole, deploymentComment, deploymentOfComment } from './decisions';
+import {
+  type DeploymentCommandRole,
+  DRIFT_COMMENT,
+  deploymentComment,
+  deploymentOfComment,
+} from './decisions';
 import {
   type Candidate,
   chooseCanary,
@@ -38,6 +50,15 @@ import {
 import type { Deps } from './deps';
 import { deleteRecords, type GroupRecord, groupPath, readGroupRecord, writeRecord } from './release-store';
 import { readDeployTags } from './revision-tags';
+import {
+  concurrencyLimit,
+  enterRoom,
+  enterStandby,
+  exitRoom,
+  exitStandby,
+  type GroupView,
+  viewGroup,
+} from './standby';
 import { chunk, mapLimited } from './utilities';
 
 type Action<Name extends OperatorAction['action']> = Extract<OperatorAction, { action: Name }>;
@@ -109,9 +130,25 @@ async function startDeployment(deps: Deps, request: DeploymentRequest): Promise<
     );
   }
   if (record.deployment) throw inProgress(record.deployment);
+  const strays = record.lastDeployment?.standby;
+  if (strays && strays.instanceIds.length > 0) {
+    throw new ActionRefusedError(
+      `group ${groupName} still has ${strays.instanceIds.join(', ')} in Standby from deployment ${record.lastDeployment?.id}${strays.waiting ? ` (${strays.waiting})` : ''}: reconcile returns them to service first; ${kind} again after`,
+    );
+  }
 
-  const candidates = await candidatesOf(deps, groupName);
+  const standby = group.deployWith === 'standby';
+  const view = await viewGroup(deps, groupName);
+  const candidates = await candidatesOf(deps, inServiceOf(view));
   const canary = chooseCanary(candidates, record.release?.sha);
+  if (canary && standby) {
+    const room = enterRoom(view.sizes, 1, 1);
+    if ('waiting' in room) {
+      throw new ActionRefusedError(
+        `${kind} refused: ${room.waiting}, or deploy this group in place (deployWith: in-place)`,
+      );
+    }
+  }
   const now = new Date(deps.clock.now()).toISOString();
   const deployment: Deployment = {
     id: newDeploymentId(),
@@ -149,6 +186,8 @@ async function startDeployment(deps: Deps, request: DeploymentRequest): Promise<
       summary: `${groupName}: no InService instance to deploy to; release is now ${requested} (deployment ${deployment.id})`,
     });
   }
+
+  if (standby) return startStandbyCanary(deps, deployment, canary, answer);
 
   await lock(deps, deployment);
   let commandId: string;
@@ -188,6 +227,103 @@ async function startDeployment(deps: Deps, request: DeploymentRequest): Promise<
   });
 }
 
+/**
+ * A `standby` group's deployment starts by taking its canary out of service: the lock holds
+ * the intent (the canary, stage `entering`) before EnterStandby is asked, so an invocation
+ * that stops in between leaves a record that reconcile finishes. The canary's command goes
+ * out once it is in Standby (its load balancer has drained it).
+ */
+async function startStandbyCanary(
+  deps: Deps,
+  deployment: Deployment,
+  canary: string,
+  answer: (fields: Pick<DeployAnswer, 'phase' | 'summary'> & Partial<DeployAnswer>) => DeployAnswer,
+): Promise<DeployAnswer> {
+  await lock(deps, { ...deployment, standby: { instanceIds: [canary], stage: 'entering' } });
+  try {
+    await enterStandby(deps, deployment.group, [canary]);
+  } catch (error) {
+    // Nothing left service: the lock goes, so the operator can simply try again.
+    await deleteRecords(deps, deployment.group, ['deployment']);
+    throw error;
+  }
+  deps.logger.info(`${deployment.kind} started`, {
+    group: deployment.group,
+    deploymentId: deployment.id,
+    requested: deployment.requested,
+    canary,
+    standby: [canary],
+  });
+  return answer({
+    phase: 'canary',
+    canary,
+    ...(isFullSha(deployment.requested) && { sha: deployment.requested }),
+    summary: `${deployment.group}: ${deployment.kind} ${deployment.id} of ${deployment.requested} started: canary ${canary} enters Standby and deploys once out of service (migrations run there only); the rest follow in Standby batches when it succeeds`,
+  });
+}
+
+/** What reconcile's drift repair in a `standby` group did. */
+export type StandbyRepair =
+  | { readonly deploymentId: string; readonly standby: readonly string[] }
+  | { readonly skipped: string };
+
+/**
+ * Reconcile's drift repair in a `standby` group: a deployment of the release's SHA to the
+ * drifted instances only, through Standby batches like any (no canary: the release's
+ * migrations ran when it was deployed), holding the group's lock while it runs and promoting
+ * nothing. The first batch leaves now; status events and reconcile move it on.
+ */
+export async function startStandbyRepair(
+  deps: Deps,
+  groupName: string,
+  sha: string,
+  drifted: readonly string[],
+): Promise<StandbyRepair> {
+  const view = await viewGroup(deps, groupName);
+  const room = enterRoom(
+    view.sizes,
+    drifted.length,
+    concurrencyLimit(deps.config.redeployMaxConcurrency, inServiceOf(view).length),
+  );
+  if ('waiting' in room) return { skipped: room.waiting };
+  const chosen = [...drifted].sort().slice(0, room.take);
+  const now = new Date(deps.clock.now()).toISOString();
+  const deployment: Deployment = {
+    id: newDeploymentId(),
+    group: groupName,
+    kind: 'deploy',
+    requested: sha,
+    sha,
+    baseline: sha,
+    reason: 'drift repair',
+    requestedAt: now,
+    updatedAt: now,
+    phase: 'rest',
+    step: 0,
+    commands: [],
+    failures: [],
+    driftRepair: [...drifted].sort(),
+    standby: { instanceIds: chosen, stage: 'entering' },
+  };
+  if (!(await writeRecord(deps, groupName, 'deployment', deployment, true))) {
+    return { skipped: 'a deployment started meanwhile' };
+  }
+  try {
+    await enterStandby(deps, groupName, chosen);
+  } catch (error) {
+    // Refused: the record stays, and the next advance asks again or drops them.
+    if (!isValidationError(error)) throw error;
+  }
+  deps.logger.info('drift repair started through Standby', {
+    group: groupName,
+    deploymentId: deployment.id,
+    sha,
+    drifted,
+    standby: chosen,
+  });
+  return { deploymentId: deployment.id, standby: chosen };
+}
+
 /** Takes the group's one-deployment lock (created with Overwrite=false). */
 async function lock(deps: Deps, deployment: Deployment): Promise<void> {
   if (await writeRecord(deps, deployment.group, 'deployment', deployment, true)) return;
@@ -216,9 +352,13 @@ function newDeploymentId(): string {
   return `d-${id}`;
 }
 
-/** The group's InService instances with their agent status and revision tag. */
-async function candidatesOf(deps: Deps, groupName: string): Promise<Candidate[]> {
-  const ids = await inServiceInstances(deps, groupName);
+/** The InService instances of a group view. */
+function inServiceOf(view: GroupView): string[] {
+  return [...view.states].flatMap(([id, state]) => (state === 'InService' ? [id] : []));
+}
+
+/** Instances with their agent status and revision tag. */
+async function candidatesOf(deps: Deps, ids: readonly string[]): Promise<Candidate[]> {
   const [agents, shas] = await Promise.all([agentStatuses(deps, ids), revisionTags(deps, ids)]);
   return ids.map((instanceId) => ({ instanceId, agent: agents.get(instanceId), sha: shas.get(instanceId) }));
 }
@@ -271,8 +411,13 @@ export async function advanceDeployment(
   if (!group) return { outcome: 'none' };
   const record = fresh ?? (await readGroupRecord(deps, groupName, true));
   let deployment = record.deployment;
-  if (!deployment) return { outcome: 'none' };
+  if (!deployment) {
+    const last = record.lastDeployment;
+    return last?.standby ? returnStrays(deps, last) : { outcome: 'none' };
+  }
   const deploymentId = deployment.id;
+  // A deployment goes on as it started: in Standby batches or in place.
+  if (deployment.standby) return advanceStandby(deps, group, record, deployment, deployment.standby);
 
   const states = await commandStates(
     deps,
@@ -357,6 +502,395 @@ export async function advanceDeployment(
   }
   await promote(deps, resolved, step, finished);
   return { outcome: 'advanced', deploymentId, phase: 'promoted' };
+}
+
+/**
+ * Moves a `standby` group's deployment on, one batch at a time: `entering` (EnterStandby asked)
+ * → in Standby: its command is sent (`deploying`) → finished: ExitStandby (`returning`) → back
+ * InService: the next batch enters, or, with no InService instance left unsent, the release is
+ * promoted. A failed run ends the deployment with the batch still out of service, the failed
+ * ones sent the release back (`restoring`); returnStrays brings the batch back after that.
+ * Every step is claimed like any transition; instances gone from the group leave the batch.
+ */
+async function advanceStandby(
+  deps: Deps,
+  group: GroupConfig,
+  record: GroupRecord,
+  deployment: Deployment,
+  batch: StandbyBatch,
+): Promise<AdvanceOutcome> {
+  const deploymentId = deployment.id;
+  const running: AdvanceOutcome = { outcome: 'running', deploymentId };
+  const view = await viewGroup(deps, deployment.group);
+  const present = batch.instanceIds.filter((id) => view.states.has(id));
+  const inState = (state: string) => present.filter((id) => view.states.get(id) === state);
+
+  if (batch.stage === 'entering') {
+    if (present.length === 0) return nextStandbyBatch(deps, group, record, deployment, view);
+    if (inState('EnteringStandby').length > 0) return running;
+    const notYet = inState('InService');
+    const ready = inState('Standby');
+    // Neither on the way nor in Standby (terminating, say): the batch has nobody left to deploy.
+    if (notYet.length === 0 && ready.length === 0)
+      return nextStandbyBatch(deps, group, record, deployment, view);
+    const step = await claimTransition(deps, deployment, record);
+    if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
+    const claimed = { ...deployment, step };
+    if (notYet.length > 0) {
+      // The invocation that chose the batch stopped before EnterStandby, or its call was refused: ask
+      // again; refused again, they stay in service and a later batch takes them.
+      let kept = present;
+      try {
+        await enterStandby(deps, deployment.group, notYet);
+      } catch (error) {
+        if (!isValidationError(error)) throw error;
+        kept = present.filter((id) => !notYet.includes(id));
+        deps.logger.warn('instances could not enter Standby; a later batch takes them', {
+          group: deployment.group,
+          deploymentId,
+          instanceIds: notYet,
+          error: (error as Error).message,
+        });
+      }
+      await save(deps, { ...claimed, standby: { instanceIds: kept, stage: 'entering' } });
+      return running;
+    }
+    const sent = await sendStandbyBatch(deps, group, claimed, ready);
+    if (sent.commandIds.length === 0) {
+      if (sent.error) {
+        // Nothing went out (throttled, say): the next advance sends again.
+        await save(deps, claimed);
+        throw sent.error;
+      }
+      // Nobody in the batch could be sent to (its agents are gone): back to service it goes.
+      const returned = await returnBatch(deps, view, present);
+      await save(deps, {
+        ...claimed,
+        standby: {
+          instanceIds: present,
+          stage: 'returning',
+          ...(returned.waiting && { waiting: returned.waiting }),
+        },
+      });
+      return running;
+    }
+    await save(deps, {
+      ...claimed,
+      commands: [
+        ...claimed.commands,
+        ...sent.commandIds.map((commandId) => ({ commandId, phase: claimed.phase })),
+      ],
+      standby: { instanceIds: present, stage: 'deploying' },
+    });
+    deps.logger.info('standby batch deploying', {
+      group: deployment.group,
+      deploymentId,
+      phase: claimed.phase,
+      instanceIds: ready,
+      commandIds: sent.commandIds,
+    });
+    if (sent.error) throw sent.error;
+    return { outcome: 'advanced', deploymentId, phase: claimed.phase };
+  }
+
+  if (batch.stage === 'deploying') {
+    const states = await commandStates(
+      deps,
+      deployment.commands.filter((command) => command.phase === deployment.phase),
+    );
+    const verdict = phaseVerdict(deployment, statusesOf(states));
+    if (verdict.kind === 'running') return running;
+    const step = await claimTransition(deps, deployment, record);
+    if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
+    const claimed = { ...deployment, step, standby: { instanceIds: present, stage: 'restoring' as const } };
+    const finished = { ...record, claimedSteps: [...record.claimedSteps, step] };
+    if (verdict.kind !== 'succeeded') {
+      const commandIds = verdict.kind === 'failed' ? verdict.commandIds : [];
+      await fail(deps, group, claimed, await failuresOf(deps, claimed, commandIds), finished);
+      await returnStraysNow(deps, deployment.group);
+      return { outcome: 'advanced', deploymentId, phase: 'failed' };
+    }
+    let sha = claimed.sha;
+    if (claimed.phase === 'canary' && claimed.canary) {
+      const canaryCommand = claimed.commands.find((command) => command.phase === 'canary');
+      const stdout = canaryCommand
+        ? ((await readInvocation(deps, canaryCommand.commandId, claimed.canary)).StandardOutputContent ?? '')
+        : '';
+      sha = resolvedSha(stdout);
+      if (!sha) {
+        const reason = `the canary's run succeeded but reported no commit SHA for ${claimed.requested}`;
+        const failures = [
+          {
+            instanceId: claimed.canary,
+            reason,
+            ...(canaryCommand && { commandId: canaryCommand.commandId }),
+          },
+        ];
+        await fail(deps, group, claimed, { failures, ran: [claimed.canary] }, finished);
+        await returnStraysNow(deps, deployment.group);
+        return { outcome: 'advanced', deploymentId, phase: 'failed' };
+      }
+    }
+    const returned = await returnBatch(deps, view, present);
+    await save(deps, {
+      ...claimed,
+      ...(sha && { sha }),
+      standby: {
+        instanceIds: present,
+        stage: 'returning',
+        ...(returned.waiting && { waiting: returned.waiting }),
+      },
+    });
+    return { outcome: 'advanced', deploymentId, phase: claimed.phase };
+  }
+
+  // returning (or restoring, which only an ended deployment keeps: returnStrays)
+  const inStandby = inState('Standby');
+  if (inStandby.length > 0) {
+    // Returning them did not fit within MaxSize before, or the invocation stopped before asking.
+    const room = exitRoom(view.sizes, inStandby.length);
+    if (room.take === 0) return running;
+    const step = await claimTransition(deps, deployment, record);
+    if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
+    const returned = await returnBatch(deps, view, present);
+    await save(deps, {
+      ...deployment,
+      step,
+      standby: {
+        instanceIds: present,
+        stage: 'returning',
+        ...(returned.waiting && { waiting: returned.waiting }),
+      },
+    });
+    return running;
+  }
+  // Pending on the way back: the next batch leaves only once this one serves again.
+  if (present.some((id) => view.states.get(id) !== 'InService')) return running;
+  return nextStandbyBatch(deps, group, record, deployment, view);
+}
+
+/**
+ * The next batch of a `standby` deployment: InService instances with an online agent that no
+ * command of the deployment reached (the rest, and instances that joined meanwhile), as many
+ * as the rate control and MinSize allow; with none left, the release is promoted. At MinSize
+ * the deployment waits, its record saying why, and every reconcile looks again.
+ */
+async function nextStandbyBatch(
+  deps: Deps,
+  group: GroupConfig,
+  record: GroupRecord,
+  deployment: Deployment,
+  view: GroupView,
+): Promise<AdvanceOutcome> {
+  const deploymentId = deployment.id;
+  const sha = deployment.sha;
+  if (!sha) {
+    // The canary is back in service (or gone) without a run that resolved the revision.
+    const step = await claimTransition(deps, deployment, record);
+    if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
+    const reason = `the canary could not be deployed out of service: it left the group, EnterStandby was refused, or its agent could not be reached (${deployment.standby?.waiting ?? 'see the log'})`;
+    const { standby: _, ...ended } = { ...deployment, step };
+    await fail(
+      deps,
+      group,
+      ended,
+      { failures: [{ instanceId: deployment.canary ?? 'none', reason }], ran: [] },
+      { ...record, claimedSteps: [...record.claimedSteps, step] },
+    );
+    return { outcome: 'advanced', deploymentId, phase: 'failed' };
+  }
+  const sentStates = await commandStates(deps, deployment.commands);
+  const sent = new Set([...sentStates.values()].flatMap((state) => state.instanceIds));
+  if (deployment.canary) sent.add(deployment.canary);
+  const inService = inServiceOf(view);
+  const repairing = deployment.driftRepair;
+  const waiting = inService.filter((id) => !sent.has(id) && (!repairing || repairing.includes(id)));
+  const agents = waiting.length > 0 ? await agentStatuses(deps, waiting) : new Map<string, string>();
+  const targets = waiting.filter((id) => agents.get(id) === 'Online').sort();
+  if (waiting.length > targets.length) {
+    deps.logger.warn('deployment skips instances whose SSM agent is not online', {
+      group: deployment.group,
+      instanceIds: waiting.filter((id) => !targets.includes(id)),
+    });
+  }
+  const room =
+    targets.length === 0
+      ? undefined
+      : enterRoom(
+          view.sizes,
+          targets.length,
+          concurrencyLimit(deps.config.redeployMaxConcurrency, inService.length),
+        );
+  if (room && 'waiting' in room && deployment.standby?.waiting === room.waiting) {
+    return { outcome: 'running', deploymentId };
+  }
+
+  const step = await claimTransition(deps, deployment, record);
+  if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
+  const claimed = { ...deployment, step, sha };
+  if (!room) {
+    const { standby: _, ...done } = claimed;
+    const finished = { ...record, claimedSteps: [...record.claimedSteps, step] };
+    if (repairing) {
+      // The release did not change: a repair only brought instances back to it.
+      await end(
+        deps,
+        { ...done, phase: 'promoted', updatedAt: new Date(deps.clock.now()).toISOString() },
+        finished,
+      );
+      deps.logger.info('drift repaired through Standby', { group: deployment.group, deploymentId, sha });
+    } else {
+      await promote(deps, done, step, finished);
+    }
+    return { outcome: 'advanced', deploymentId, phase: 'promoted' };
+  }
+  const phase = claimed.phase === 'canary' ? 'rest' : claimed.phase;
+  if ('waiting' in room) {
+    deps.logger.warn('standby deployment waits on the group sizes', {
+      group: deployment.group,
+      deploymentId,
+      waiting: room.waiting,
+    });
+    await save(deps, {
+      ...claimed,
+      phase,
+      standby: { instanceIds: [], stage: 'entering', waiting: room.waiting },
+    });
+    return { outcome: 'running', deploymentId };
+  }
+  const chosen = targets.slice(0, room.take);
+  // The intent first: a batch chosen and not yet asked to leave is asked again by the next advance.
+  await save(deps, { ...claimed, phase, standby: { instanceIds: chosen, stage: 'entering' } });
+  try {
+    await enterStandby(deps, deployment.group, chosen);
+  } catch (error) {
+    // Refused (the group scaled in meanwhile, an instance changed state): the next advance asks again.
+    if (!isValidationError(error)) throw error;
+    deps.logger.warn('standby batch could not enter Standby yet', {
+      group: deployment.group,
+      deploymentId,
+      instanceIds: chosen,
+      error: (error as Error).message,
+    });
+    return { outcome: 'running', deploymentId };
+  }
+  deps.logger.info('standby batch entering', {
+    group: deployment.group,
+    deploymentId,
+    phase,
+    instanceIds: chosen,
+  });
+  return { outcome: 'advanced', deploymentId, phase };
+}
+
+/** Sends a batch in Standby its command: the canary the requested revision with migrations, the rest the SHA. */
+async function sendStandbyBatch(
+  deps: Deps,
+  group: GroupConfig,
+  deployment: Deployment,
+  ready: readonly string[],
+): Promise<{ commandIds: string[]; error?: Error }> {
+  if (ready.length === 0) return { commandIds: [] };
+  if (deployment.phase !== 'canary') {
+    const sha = deployment.sha;
+    if (!sha) throw new Error(`deployment ${deployment.id} is past its canary without a SHA`);
+    // A repair's commands read as reconcile's own, so an instance that cannot deploy the release
+    // is repaired again only after reconcile's retry window, as in place.
+    const comment = deployment.driftRepair ? DRIFT_COMMENT : undefined;
+    return sendBatches(deps, group, deployment, 'rest', ready, sha, comment);
+  }
+  try {
+    const commandId = await sendSelfDeploy(
+      deps,
+      ready,
+      {
+        ...deployParameters(group, { revision: deployment.requested }),
+        migrate: 'true',
+        autoScalingGroupName: deployment.group,
+      },
+      deploymentComment(deployment.id, 'canary'),
+    );
+    return { commandIds: [commandId] };
+  } catch (error) {
+    return { commandIds: [], error: error as Error };
+  }
+}
+
+/** Asks ExitStandby for the batch's instances still in Standby, as many as MaxSize lets back. */
+async function returnBatch(
+  deps: Deps,
+  view: GroupView,
+  instanceIds: readonly string[],
+): Promise<{ readonly returned: readonly string[]; readonly waiting?: string }> {
+  const inStandby = instanceIds.filter((id) => view.states.get(id) === 'Standby');
+  const room = exitRoom(view.sizes, inStandby.length);
+  const returned = inStandby.slice(0, room.take);
+  try {
+    if (returned.length > 0) await exitStandby(deps, view.sizes.name, returned);
+  } catch (error) {
+    // Refused (the sizes changed since they were read, another execution returned them first):
+    // whatever is still in Standby is returned by the next look.
+    if (!isValidationError(error)) throw error;
+    return { returned: [], waiting: (error as Error).message };
+  }
+  if (room.waiting) {
+    deps.logger.warn('standby instances wait to return', {
+      group: view.sizes.name,
+      instanceIds: inStandby.slice(room.take),
+      waiting: room.waiting,
+    });
+  }
+  return { returned, ...(room.waiting && { waiting: room.waiting }) };
+}
+
+/**
+ * Brings back what an ended deployment left in Standby (a failed batch, once its restore
+ * commands are final): never lose an instance in Standby, a capacity leak nobody sees. Called
+ * by every status event and reconcile run of a group with no deployment in flight.
+ */
+async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcome> {
+  const batch = last.standby;
+  if (!batch) return { outcome: 'none' };
+  const restores = last.commands.filter((command) => command.phase === 'failed');
+  const restoring = [...(await commandStates(deps, restores)).values()].some(
+    (state) => !isTerminalStatus(state.status),
+  );
+  if (batch.stage === 'restoring' && restoring) return { outcome: 'running', deploymentId: last.id };
+  const view = await viewGroup(deps, last.group);
+  const present = batch.instanceIds.filter((id) => view.states.get(id) === 'Standby');
+  const returned = await returnBatch(deps, view, present);
+  const left = present.filter((id) => !returned.returned.includes(id));
+  const { standby: _, ...rest } = last;
+  await writeRecord(deps, last.group, 'last-deployment', {
+    ...rest,
+    ...(left.length > 0 && { standby: { instanceIds: left, stage: 'returning', waiting: returned.waiting } }),
+  } satisfies Deployment);
+  deps.logger.info('standby instances of an ended deployment returned', {
+    group: last.group,
+    deploymentId: last.id,
+    returned: returned.returned,
+    ...(left.length > 0 && { left }),
+  });
+  return left.length > 0 ? { outcome: 'running', deploymentId: last.id } : { outcome: 'none' };
+}
+
+/** Returns a failed deployment's batch at once when it needed no restore (nothing else would come to do it soon). */
+async function returnStraysNow(deps: Deps, groupName: string): Promise<void> {
+  const last = (await readGroupRecord(deps, groupName, true)).lastDeployment;
+  if (last?.standby) await returnStrays(deps, last);
+}
+
+/** Auto Scaling's refusal of a call the group's sizes or an instance's state do not allow. */
+function isValidationError(error: unknown): boolean {
+  return (error as Error | undefined)?.name === 'ValidationError';
+}
+
+/** Writes the deployment in flight, stamped now. */
+async function save(deps: Deps, deployment: Deployment): Promise<void> {
+  await writeRecord(deps, deployment.group, 'deployment', {
+    ...deployment,
+    updatedAt: new Date(deps.clock.now()).toISOString(),
+  } satisfies Deployment);
 }
 
 /** Each command's status and instances (ListCommands by id); a command SSM does not list yet has no status. */
@@ -482,6 +1016,7 @@ async function sendBatches(
   role: DeploymentCommandRole,
   targets: readonly string[],
   revision: string,
+  comment = deploymentComment(deployment.id, role),
 ): Promise<{ commandIds: string[]; error?: Error }> {
   const commandIds: string[] = [];
   for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
@@ -491,7 +1026,7 @@ async function sendBatches(
           deps,
           batch,
           { ...deployParameters(group, { revision }), autoScalingGroupName: deployment.group },
-          deploymentComment(deployment.id, role),
+          comment,
           { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
         ),
       );
@@ -602,7 +1137,8 @@ async function fail(
 ): Promise<void> {
   const failed = [...new Set(ran)];
   let restore: string[] = [];
-  if (deployment.baseline && failed.length > 0) {
+  // A repair's failed instances failed to deploy the release itself: sending it again restores nothing.
+  if (deployment.baseline && failed.length > 0 && !deployment.driftRepair) {
     const sent = await sendBatches(deps, group, deployment, 'restore', failed, deployment.baseline);
     restore = sent.commandIds;
     if (sent.error) {
@@ -624,7 +1160,8 @@ async function fail(
     updatedAt: new Date(deps.clock.now()).toISOString(),
   };
   await end(deps, ended, record);
-  deps.metrics.record(MetricName.DeployFailed, deployment.group);
+  // A repair is reconcile's, not an operator's deploy: its failed runs are logged, as in place.
+  if (!deployment.driftRepair) deps.metrics.record(MetricName.DeployFailed, deployment.group);
   deps.logger.error(`${deployment.kind} failed`, {
     group: deployment.group,
     deploymentId: deployment.id,

@@ -9,7 +9,14 @@ import {
 } from './commands';
 import type { GroupConfig } from './config';
 import { DRIFT_COMMENT } from './decisions';
-import { type AdvanceOutcome, advanceDeployment, inServiceInstances, revisionTags } from './deployments';
+import {
+  type AdvanceOutcome,
+  advanceDeployment,
+  inServiceInstances,
+  revisionTags,
+  type StandbyRepair,
+  startStandbyRepair,
+} from './deployments';
 import type { Deps } from './deps';
 import { readGroupRecord } from './release-store';
 import { chunk } from './utilities';
@@ -21,13 +28,16 @@ const DRIFT_RETRY_MS = 60 * 60 * 1000;
 export type ReleaseReconcile =
   | { readonly deployment: AdvanceOutcome }
   | { readonly drifted: number; readonly sent: readonly string[] }
+  /** A `standby` group's drift repair: a deployment through Standby, or why none started. */
+  | { readonly drifted: number; readonly repair: StandbyRepair }
   | { readonly skipped: string };
 
 /**
  * The release half of reconcile, per managed group: a deployment in flight is moved on (its
- * status events may be lost, and it may outlive any invocation); with none, InService
- * instances whose `selfdeploy:revision` tag names another SHA than the release are sent the
- * release. Each group is handled on its own; `failed` hears of a group that could not be.
+ * status events may be lost, and it may outlive any invocation), and instances an ended one
+ * left in Standby are returned; with none, InService instances whose `selfdeploy:revision` tag
+ * names another SHA than the release are sent the release (a `standby` group's through
+ * Standby, as a deployment). Each group is handled on its own; `failed` hears of a group that could not be.
  * Cost per group and run, with nothing to do: one GetParametersByPath, one
  * DescribeAutoScalingGroups and one DescribeTags per 200 InService instances.
  */
@@ -48,7 +58,10 @@ export async function reconcileReleases(
 
 async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Promise<ReleaseReconcile> {
   const record = await readGroupRecord(deps, name, true);
-  if (record.deployment) return { deployment: await advanceDeployment(deps, name, record) };
+  // A deployment in flight moves on; one that ended with instances in Standby returns them.
+  if (record.deployment || record.lastDeployment?.standby) {
+    return { deployment: await advanceDeployment(deps, name, record) };
+  }
   if (group.follow !== 'release') return { skipped: 'the group follows its branch' };
   if (record.paused) return { skipped: 'paused' };
   const release = record.release;
@@ -67,6 +80,11 @@ async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Pro
   const busy = await busyInstances(deps, drifted, release.sha);
   const agents = await agentStatuses(deps, drifted);
   const targets = drifted.filter((id) => !busy.has(id) && agents.get(id) === 'Online');
+  if (group.deployWith === 'standby') {
+    // In place, a repair would restart the application where it serves: out of service instead.
+    if (targets.length === 0) return { drifted: drifted.length, sent: [] };
+    return { drifted: drifted.length, repair: await startStandbyRepair(deps, name, release.sha, targets) };
+  }
   const sent: string[] = [];
   for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
     try {

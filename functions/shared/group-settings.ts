@@ -56,6 +56,10 @@ export type WarmPoolPolicy = (typeof WARM_POOL_POLICIES)[number];
 export const FOLLOW_MODES = ['release', 'branch'] as const;
 export type FollowMode = (typeof FOLLOW_MODES)[number];
 
+/** How an operator deploy reaches InService instances: restarted where they serve, or out of service (Standby) first. */
+export const DEPLOY_MODES = ['in-place', 'standby'] as const;
+export type DeployMode = (typeof DEPLOY_MODES)[number];
+
 /** The settings of one managed group (`SelfDeployGroup`, `groups.*` of SELFDEPLOY_CONFIG). */
 export const GROUP_SETTINGS = {
   environment: {
@@ -95,6 +99,12 @@ export const GROUP_SETTINGS = {
     kind: 'text',
     default: FOLLOW_MODES[0],
     doc: "What launches deploy: `release`, the group's recorded SHA, or `branch`, the branch head (riskier: one bad push reaches every scale-out).",
+  },
+  deployWith: {
+    json: 'deployWith',
+    kind: 'text',
+    default: DEPLOY_MODES[0],
+    doc: 'How operator deploys reach InService instances: `in-place`, or `standby` (groups behind a load balancer: each batch leaves service through Standby, deploys, and returns, so no instance restarts while it takes traffic).',
   },
   appUser: {
     json: 'appUser',

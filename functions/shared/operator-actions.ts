@@ -99,6 +99,26 @@ export interface Deployment {
   /** Commands sent by this deployment, newest last. */
   readonly commands: readonly { readonly commandId: string; readonly phase: DeploymentPhase }[];
   readonly failures: readonly DeployFailure[];
+  /**
+   * Set on reconcile's drift repair in a `standby` group: the drifted instances it brings back to
+   * the release through Standby. It has no canary and promotes nothing.
+   */
+  readonly driftRepair?: readonly string[];
+  /** A `standby` group's batch out of service: moved to Standby by this deployment, not yet returned. */
+  readonly standby?: StandbyBatch;
+}
+
+/** Instances a deployment of a `standby` group took out of service, and where they are on their way. */
+export interface StandbyBatch {
+  readonly instanceIds: readonly string[];
+  /**
+   * `entering`: EnterStandby asked (none chosen yet while `waiting`); `deploying`: the batch's
+   * command was sent; `restoring`: the failed ones were sent the release back; `returning`:
+   * ExitStandby asked.
+   */
+  readonly stage: 'entering' | 'deploying' | 'restoring' | 'returning';
+  /** Why the batch waits on the group's sizes (MinSize, MaxSize), in words an operator can act on. */
+  readonly waiting?: string;
 }
 
 export type AgentStatus = 'Online' | 'ConnectionLost' | 'Inactive' | 'not registered';

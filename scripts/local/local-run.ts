@@ -58,6 +58,8 @@ export interface LocalRunOptions {
   readonly hook?: Partial<Omit<HookSpec, 'name'>>;
   /** @default 10 */
   readonly maxSize?: number;
+  /** The group's MinSize; it starts with this many instances. @default 0 */
+  readonly minSize?: number;
   /** A warm pool for the group (PutWarmPool). @default none */
   readonly warmPool?: WarmPoolSpec;
   /** Instances whose sshd is down, so their real deploy fails. @default none */
@@ -65,7 +67,7 @@ export interface LocalRunOptions {
   /** SELFDEPLOY_CONFIG settings besides the group. @default agentWaitSeconds 30 */
   readonly config?: Partial<Omit<ConfigInput, 'groups' | 'documentName'>>;
   /** The group's settings in SELFDEPLOY_CONFIG besides hook, user and paths. @default none */
-  readonly group?: Partial<Pick<GroupInput, 'warmPool' | 'onFailure' | 'environment'>>;
+  readonly group?: Partial<Pick<GroupInput, 'warmPool' | 'onFailure' | 'environment' | 'deployWith'>>;
   /** The event source mapping's MaximumConcurrency. @default the construct's default */
   readonly maxConcurrency?: number;
   /** The orchestrator's reserved concurrency. @default none */
@@ -233,6 +235,7 @@ export class LocalRun {
       plane.autoScaling.createGroup({
         name: GROUP_NAME,
         maxSize: options.maxSize ?? 10,
+        ...(options.minSize !== undefined && { minSize: options.minSize }),
         hook: { name: HOOK_NAME, ...options.hook, heartbeatTimeout },
       });
       if (options.warmPool) plane.autoScaling.putWarmPool(GROUP_NAME, options.warmPool);

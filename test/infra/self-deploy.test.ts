@@ -48,6 +48,7 @@ const selfDeploy = new SelfDeploy(stack, 'SelfDeploy', {
       environment: 'production',
       appUser: 'deploy',
       healthCheckUrl: 'http://localhost:3000/up',
+      deployWith: 'standby',
     },
     {
       autoScalingGroup: 'worker',
@@ -276,6 +277,21 @@ describe('orchestrator permissions', () => {
     expect(resources[1]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/worker"\]\]\}$/);
   });
 
+  it('moves to Standby and back the instances of the groups that deploy through Standby only', () => {
+    const standby = withAction('autoscaling:EnterStandby');
+
+    expect(standby).toHaveLength(1);
+    expect(actionsOf(standby[0] as Statement).sort()).toEqual([
+      'autoscaling:EnterStandby',
+      'autoscaling:ExitStandby',
+    ]);
+    const resources = resourcesOfStatement(standby[0] as Statement).map((resource) =>
+      JSON.stringify(resource),
+    );
+    expect(resources).toHaveLength(1);
+    expect(resources[0]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/web"\]\]\}$/);
+  });
+
   it('grants "*" only for read-only calls', () => {
     const wildcard = statements.filter((statement) => resourcesOfStatement(statement).includes('*'));
 
@@ -284,6 +300,7 @@ describe('orchestrator permissions', () => {
     expect(withAction('autoscaling:CompleteLifecycleAction').flatMap(resourcesOfStatement)).not.toContain(
       '*',
     );
+    expect(withAction('autoscaling:EnterStandby').flatMap(resourcesOfStatement)).not.toContain('*');
     expect(statements.flatMap(actionsOf).filter((action) => action.includes('*'))).toEqual([]);
   });
 

@@ -26,6 +26,7 @@ describe('SELFDEPLOY_CONFIG', () => {
           lifecycleHookName: 'launch',
           environment: 'production',
           follow: 'release',
+          deployWith: 'in-place',
           appUser: 'deploy',
           deployPath: '/var/www/app/deploy',
           appPath: '/var/www/app',

@@ -3,6 +3,9 @@
 import {
   DescribeAutoScalingGroupsCommand,
   DescribeAutoScalingInstancesCommand,
+  EnterStandbyCommand,
+  ExitStandbyCommand,
+  type LifecycleState,
 } from '@aws-sdk/client-auto-scaling';
 import { DescribeTagsCommand } from '@aws-sdk/client-ec2';
 import {
@@ -24,6 +27,8 @@ import { RESULT_LINE_PREFIX } from '../../functions/shared/result-line';
 import {
   agentStatuses,
   autoScaling,
+  awsError,
+  baseConfig,
   describedGroup,
   ec2,
   groupInstance,
@@ -62,6 +67,12 @@ export interface World extends Harness {
   inService: string[];
   /** Instances whose agent is not online. */
   offline: Set<string>;
+  /** Lifecycle states other than InService (Standby and the ways in and out of it), by instance. */
+  readonly states: Map<string, LifecycleState>;
+  /** The group's sizes; the desired capacity follows EnterStandby and ExitStandby as AWS's does. */
+  readonly sizes: { min: number; max: number; desired: number };
+  /** Ends every standby transition under way: EnteringStandby → Standby, Pending → InService. */
+  settle(): void;
   /** `selfdeploy:revision` tags. */
   tags: Map<string, string>;
   /** Web's record, as the deployment code reads it. */
@@ -81,9 +92,14 @@ export interface World extends Harness {
   advance(ms: number): void;
 }
 
-/** A world with group web of `count` InService instances, all agents online, no record. */
-export function world(count: number): World {
-  const base = harness();
+/** A world with group web of `count` InService instances, all agents online, no record; web deploys `deployWith`. */
+export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-place'): World {
+  const base = harness({
+    config: {
+      ...baseConfig,
+      groups: { ...baseConfig.groups, web: { lifecycleHookName: 'selfdeploy-launch', deployWith } },
+    },
+  });
   forgetReleaseCache();
   let now = base.deps.clock.now();
   const clock = { ...base.deps.clock, now: () => now };
@@ -94,6 +110,41 @@ export function world(count: number): World {
     offline: new Set(),
     tags: new Map(),
   };
+  const states = new Map<string, LifecycleState>();
+  const sizes = { min: 0, max: 200, desired: count };
+  const stateOf = (id: string): LifecycleState => states.get(id) ?? 'InService';
+  /** AWS's answer to a standby call the group's sizes do not allow. */
+  const sizesError = (change: string) =>
+    awsError(
+      'ValidationError',
+      `AutoScalingGroup web has min-size=${sizes.min}, max-size=${sizes.max}, and desired-size=${sizes.desired}. To ${change}, please update the AutoScalingGroup sizes appropriately.`,
+    );
+  autoScaling.on(EnterStandbyCommand).callsFake(({ InstanceIds, ShouldDecrementDesiredCapacity }) => {
+    const ids: string[] = InstanceIds ?? [];
+    if (ids.length > 20 || ShouldDecrementDesiredCapacity !== true)
+      throw awsError('ValidationError', 'bad call');
+    for (const id of ids) {
+      if (stateOf(id) !== 'InService')
+        throw awsError('ValidationError', `The instance ${id} is not in InService.`);
+    }
+    if (sizes.desired - ids.length < sizes.min)
+      throw sizesError(`place into standby ${ids.length} instance(s)`);
+    sizes.desired -= ids.length;
+    for (const id of ids) states.set(id, 'EnteringStandby');
+    return { Activities: [] };
+  });
+  autoScaling.on(ExitStandbyCommand).callsFake(({ InstanceIds }) => {
+    const ids: string[] = InstanceIds ?? [];
+    if (ids.length > 20) throw awsError('ValidationError', 'bad call');
+    for (const id of ids) {
+      if (stateOf(id) !== 'Standby')
+        throw awsError('ValidationError', `The instance ${id} is not in Standby.`);
+    }
+    if (sizes.desired + ids.length > sizes.max) throw sizesError(`exit standby ${ids.length} instance(s)`);
+    sizes.desired += ids.length;
+    for (const id of ids) states.set(id, 'Pending');
+    return { Activities: [] };
+  });
 
   ssm.on(GetParametersByPathCommand).callsFake(({ Path }) => ({
     Parameters: [...parameters]
@@ -120,7 +171,8 @@ export function world(count: number): World {
     AutoScalingGroups: [
       describedGroup(
         'web',
-        state.inService.map((id) => groupInstance(id, 'InService')),
+        state.inService.map((id) => groupInstance(id, stateOf(id))),
+        { MinSize: sizes.min, MaxSize: sizes.max, DesiredCapacity: sizes.desired },
       ),
     ],
   }));
@@ -210,6 +262,14 @@ export function world(count: number): World {
     deps,
     parameters,
     commands,
+    states,
+    sizes,
+    settle: () => {
+      for (const [id, lifecycle] of states) {
+        if (lifecycle === 'EnteringStandby') states.set(id, 'Standby');
+        if (lifecycle === 'Pending') states.delete(id);
+      }
+    },
     get inService() {
       return state.inService;
     },
