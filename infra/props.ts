@@ -189,7 +189,7 @@ export interface SelfDeployProps {
   readonly functionTimeout?: Duration;
   /**
    * Most orchestrator executions each queue's event source mapping runs at once (its MaximumConcurrency, 2 to 1000); two queues, launches and status events, so at most twice this in all.
-   * @default 3
+   * @default 2
    */
   readonly maxConcurrency?: number;
   /**

@@ -247,7 +247,7 @@ export const TOP_LEVEL_SETTINGS = {
   maxConcurrency: {
     json: 'maxConcurrency',
     kind: 'count',
-    default: 3,
+    default: 2,
     doc: "Most orchestrator executions each queue's event source mapping runs at once (its MaximumConcurrency, 2 to 1000); two queues, launches and status events, so at most twice this in all.",
   },
   reservedConcurrency: {

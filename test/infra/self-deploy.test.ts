@@ -234,7 +234,7 @@ describe('rules', () => {
         FunctionName: { Ref: functionLogicalId },
         BatchSize: 100,
         FunctionResponseTypes: ['ReportBatchItemFailures'],
-        ScalingConfig: { MaximumConcurrency: 3 },
+        ScalingConfig: { MaximumConcurrency: 2 },
       });
     }
     // Status events wait longer for company: a batch reads its groups' activities once.

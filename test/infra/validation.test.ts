@@ -42,8 +42,8 @@ describe('impossible or unsafe settings are refused at synth, saying what to cha
   });
 
   it('a reserved concurrency below what the two mappings may run together, which would throttle them', () => {
-    expect(build({ reservedConcurrency: 5 })).toThrow(
-      "reservedConcurrency 5 is below 2 × maxConcurrency (6): each of the 2 queues' mappings may run maxConcurrency executions, and they would be throttled by the function's own limit; lower maxConcurrency or reserve more",
+    expect(build({ reservedConcurrency: 3 })).toThrow(
+      "reservedConcurrency 3 is below 2 × maxConcurrency (4): each of the 2 queues' mappings may run maxConcurrency executions, and they would be throttled by the function's own limit; lower maxConcurrency or reserve more",
     );
     expect(build({ reservedConcurrency: 10, maxConcurrency: 5 })).not.toThrow();
   });
