@@ -15,7 +15,7 @@ const DELAY_GROWTH = 1.5;
  * DescribeInstanceInformation (50 instances per call), so a late agent costs little, and an
  * agent that comes online is sent its command at most this long after.
  */
-const MAX_RELOOK_SECONDS = 4;
+const MAX_RELOOK_SECONDS = 3;
 
 /**
  * A launch waiting for its instance's SSM agent. The queue message is the whole state: no
@@ -125,7 +125,7 @@ export function newWait(target: DeployTarget, waitStart: number, agentWaitSecond
 
 /**
  * Seconds until the next look at the agent after `wait.attempt` looks: growing by half each
- * time from 2 s up to 4 s, never past the deadline by more than a second. The jitter (in the
+ * time from 2 s up to 3 s, never past the deadline by more than a second. The jitter (in the
  * upper half) spreads a burst's waits out, and comes from the wait's token and attempt rather
  * than chance: two copies of one wait (SQS and EventBridge deliver at least once) become
  * visible together and so are most often handled in one batch, where they count once.

@@ -251,7 +251,7 @@ describe('a batch from the queue', () => {
     expect(kept?.wait.lastHeartbeat).toBe(NOW);
   });
 
-  it('grows the delay between looks, with jitter, up to 4 s; two copies of one wait get the same delay', async () => {
+  it('grows the delay between looks, with jitter, up to 3 s; two copies of one wait get the same delay', async () => {
     const { deps } = harness();
     agentsOnline();
     const attempts = [0, 1, 2, 3, 4, 10];
@@ -265,7 +265,7 @@ describe('a batch from the queue', () => {
       ),
     );
 
-    const ceilings = attempts.map((attempt) => Math.min(4, 2 * 1.5 ** attempt));
+    const ceilings = attempts.map((attempt) => Math.min(3, 2 * 1.5 ** attempt));
     const delays = requeued().map((entry) => entry.delay ?? 0);
     delays.forEach((delay, n) => {
       expect(delay).toBeGreaterThanOrEqual(Math.floor((ceilings[n] ?? 0) / 2));
