@@ -39,7 +39,7 @@ export const MAX_NUDGE_SECONDS = 15;
 /** Waits for room within MinSize / MaxSize end only when someone changes the group: looked at this seldom. */
 export const ROOM_NUDGE_SECONDS = 60;
 /** Nudges of one step at most; after them the reconcile schedule looks (a group left at MinSize, say). */
-export const MAX_NUDGES_PER_STEP = 30;
+export const MAX_NUDGES_PER_STEP = 60;
 
 const messageSchema = z.strictObject({
   kind: z.literal(NUDGE_KIND),

@@ -1,10 +1,16 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { EnterStandbyCommand, ExitStandbyCommand } from '@aws-sdk/client-auto-scaling';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { GetParametersByPathCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import {
+  FIRST_NUDGE_SECONDS,
+  MAX_NUDGE_SECONDS,
   MAX_NUDGES_PER_STEP,
+  NUDGE_GROWTH,
   NUDGE_KIND,
   nudgeDelaySeconds,
+  ROOM_NUDGE_SECONDS,
   readNudgeMessage,
 } from '../../functions/orchestrator/nudge';
 import { handleQueue } from '../../functions/orchestrator/queue';
@@ -79,6 +85,23 @@ describe('nudge delays', () => {
     );
     expect(Math.max(...room)).toBe(60);
     expect(Math.min(...room)).toBeGreaterThanOrEqual(30);
+  });
+});
+
+describe('docs/deploying.md', () => {
+  it('states the nudge delays and their bound as the code has them', () => {
+    const doc = readFileSync(join(__dirname, '..', '..', 'docs', 'deploying.md'), 'utf8').replace(
+      /\s+/g,
+      ' ',
+    );
+    const growth = { 1.5: 'by half' }[NUDGE_GROWTH];
+
+    expect(doc).toContain(`"kind":"${NUDGE_KIND}"`);
+    expect(doc).toContain(
+      `${FIRST_NUDGE_SECONDS} s, growing ${growth} up to ${MAX_NUDGE_SECONDS} s, jittered`,
+    );
+    expect(doc).toContain(`${ROOM_NUDGE_SECONDS / 2}–${ROOM_NUDGE_SECONDS} s while it waits for room`);
+    expect(doc).toContain(`at most ${MAX_NUDGES_PER_STEP} nudges per step`);
   });
 });
 
