@@ -48,6 +48,7 @@ import {
   resolvedSha,
 } from './deployment-steps';
 import type { Deps } from './deps';
+import { type Nudge, type NudgeOutcome, nudgeAgain, nudgedRecord, nudgeStep } from './nudge';
 import { deleteRecords, type GroupRecord, groupPath, readGroupRecord, writeRecord } from './release-store';
 import { readDeployTags } from './revision-tags';
 import {
@@ -247,6 +248,7 @@ async function startStandbyCanary(
     await deleteRecords(deps, deployment.group, ['deployment']);
     throw error;
   }
+  await nudgeStep(deps, { ...deployment, standby: { instanceIds: [canary], stage: 'entering' } });
   deps.logger.info(`${deployment.kind} started`, {
     group: deployment.group,
     deploymentId: deployment.id,
@@ -314,6 +316,7 @@ export async function startStandbyRepair(
     // Refused: the record stays, and the next advance asks again or drops them.
     if (!isValidationError(error)) throw error;
   }
+  await nudgeStep(deps, deployment);
   deps.logger.info('drift repair started through Standby', {
     group: groupName,
     deploymentId: deployment.id,
@@ -379,6 +382,17 @@ export async function revisionTags(deps: Deps, instanceIds: readonly string[]): 
   return new Map([...tags].flatMap(([id, { sha }]) => (sha ? [[id, sha] as const] : [])));
 }
 
+/**
+ * Consumes a nudge: advances the group's deployment exactly as reconcile does (the same
+ * claims), when it is the deployment the nudge names, still at its step; else ignored.
+ */
+export async function advanceNudged(deps: Deps, nudge: Nudge): Promise<NudgeOutcome> {
+  const record = await nudgedRecord(deps, nudge);
+  if ('outcome' in record) return record;
+  const advanced = await advanceDeployment(deps, nudge.groupName, record, nudge);
+  return { outcome: 'nudged', deploymentId: nudge.deploymentId, advance: advanced.outcome };
+}
+
 /** What an advance did to a group's deployment. */
 export type AdvanceOutcome =
   | { readonly outcome: 'none' }
@@ -400,12 +414,14 @@ interface CommandState {
  * by every reconcile run; its state is only in Parameter Store, so any execution may call it
  * at any time. Each transition is claimed with create-if-absent on its number: of duplicate
  * events or concurrent executions, one moves it and the others do nothing. `fresh`: the group's
- * record when the caller has just read it fresh, so it is not read twice.
+ * record when the caller has just read it fresh, so it is not read twice. `nudged`: the nudge
+ * that asked, nudged again when the deployment still waits at its step.
  */
 export async function advanceDeployment(
   deps: Deps,
   groupName: string,
   fresh?: GroupRecord,
+  nudged?: Nudge,
 ): Promise<AdvanceOutcome> {
   const group = managedGroup(deps.config, groupName);
   if (!group) return { outcome: 'none' };
@@ -417,7 +433,9 @@ export async function advanceDeployment(
   }
   const deploymentId = deployment.id;
   // A deployment goes on as it started: in Standby batches or in place.
-  if (deployment.standby) return advanceStandby(deps, group, record, deployment, deployment.standby);
+  if (deployment.standby) {
+    return advanceStandby(deps, group, record, deployment, deployment.standby, nudged);
+  }
 
   const states = await commandStates(
     deps,
@@ -511,6 +529,8 @@ export async function advanceDeployment(
  * promoted. A failed run ends the deployment with the batch still out of service, the failed
  * ones sent the release back (`restoring`); returnStrays brings the batch back after that.
  * Every step is claimed like any transition; instances gone from the group leave the batch.
+ * Each step that leaves it waiting on Auto Scaling is nudged (save), and a nudge that finds it
+ * still waiting at that step nudges again (`stillWaiting`).
  */
 async function advanceStandby(
   deps: Deps,
@@ -518,21 +538,23 @@ async function advanceStandby(
   record: GroupRecord,
   deployment: Deployment,
   batch: StandbyBatch,
+  nudged: Nudge | undefined,
 ): Promise<AdvanceOutcome> {
   const deploymentId = deployment.id;
   const running: AdvanceOutcome = { outcome: 'running', deploymentId };
+  const stillWaiting = () => waitingStill(deps, deployment, nudged);
   const view = await viewGroup(deps, deployment.group);
   const present = batch.instanceIds.filter((id) => view.states.has(id));
   const inState = (state: string) => present.filter((id) => view.states.get(id) === state);
 
   if (batch.stage === 'entering') {
-    if (present.length === 0) return nextStandbyBatch(deps, group, record, deployment, view);
-    if (inState('EnteringStandby').length > 0) return running;
+    if (present.length === 0) return nextStandbyBatch(deps, group, record, deployment, view, nudged);
+    if (inState('EnteringStandby').length > 0) return stillWaiting();
     const notYet = inState('InService');
     const ready = inState('Standby');
     // Neither on the way nor in Standby (terminating, say): the batch has nobody left to deploy.
     if (notYet.length === 0 && ready.length === 0)
-      return nextStandbyBatch(deps, group, record, deployment, view);
+      return nextStandbyBatch(deps, group, record, deployment, view, nudged);
     const step = await claimTransition(deps, deployment, record);
     if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
     const claimed = { ...deployment, step };
@@ -649,7 +671,7 @@ async function advanceStandby(
   if (inStandby.length > 0) {
     // Returning them did not fit within MaxSize before, or the invocation stopped before asking.
     const room = exitRoom(view.sizes, inStandby.length);
-    if (room.take === 0) return running;
+    if (room.take === 0) return stillWaiting();
     const step = await claimTransition(deps, deployment, record);
     if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
     const returned = await returnBatch(deps, view, present);
@@ -665,15 +687,25 @@ async function advanceStandby(
     return running;
   }
   // Pending on the way back: the next batch leaves only once this one serves again.
-  if (present.some((id) => view.states.get(id) !== 'InService')) return running;
-  return nextStandbyBatch(deps, group, record, deployment, view);
+  if (present.some((id) => view.states.get(id) !== 'InService')) return stillWaiting();
+  return nextStandbyBatch(deps, group, record, deployment, view, nudged);
+}
+
+/** A deployment that still waits at the step a nudge named: nudged again. */
+async function waitingStill(
+  deps: Deps,
+  deployment: Deployment,
+  nudged: Nudge | undefined,
+): Promise<AdvanceOutcome> {
+  if (nudged) await nudgeAgain(deps, deployment, nudged);
+  return { outcome: 'running', deploymentId: deployment.id };
 }
 
 /**
  * The next batch of a `standby` deployment: InService instances with an online agent that no
  * command of the deployment reached (the rest, and instances that joined meanwhile), as many
  * as the rate control and MinSize allow; with none left, the release is promoted. At MinSize
- * the deployment waits, its record saying why, and every reconcile looks again.
+ * the deployment waits, its record saying why, and its nudges and every reconcile look again.
  */
 async function nextStandbyBatch(
   deps: Deps,
@@ -681,6 +713,7 @@ async function nextStandbyBatch(
   record: GroupRecord,
   deployment: Deployment,
   view: GroupView,
+  nudged: Nudge | undefined,
 ): Promise<AdvanceOutcome> {
   const deploymentId = deployment.id;
   const sha = deployment.sha;
@@ -722,7 +755,7 @@ async function nextStandbyBatch(
           concurrencyLimit(deps.config.redeployMaxConcurrency, inService.length),
         );
   if (room && 'waiting' in room && deployment.standby?.waiting === room.waiting) {
-    return { outcome: 'running', deploymentId };
+    return waitingStill(deps, deployment, nudged);
   }
 
   const step = await claimTransition(deps, deployment, record);
@@ -885,12 +918,13 @@ function isValidationError(error: unknown): boolean {
   return (error as Error | undefined)?.name === 'ValidationError';
 }
 
-/** Writes the deployment in flight, stamped now. */
+/** Writes the deployment in flight, stamped now, and nudges its step when it waits on Auto Scaling. */
 async function save(deps: Deps, deployment: Deployment): Promise<void> {
   await writeRecord(deps, deployment.group, 'deployment', {
     ...deployment,
     updatedAt: new Date(deps.clock.now()).toISOString(),
   } satisfies Deployment);
+  await nudgeStep(deps, deployment);
 }
 
 /** Each command's status and instances (ListCommands by id); a command SSM does not list yet has no status. */

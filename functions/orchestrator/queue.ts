@@ -8,9 +8,11 @@ import {
   finishCommands,
   finishedCommandOf,
 } from './completion';
+import { advanceNudged } from './deployments';
 import type { Deps } from './deps';
 import { type CommandStatusEvent, classify, type InvocationStatusEvent, type LifecycleEvent } from './events';
 import { checkLaunch, type LaunchOutcome } from './launch';
+import { isNudgeMessage, type Nudge, type NudgeOutcome, readNudgeMessage } from './nudge';
 import { asError, mapLimited, settled } from './utilities';
 import { advanceWaits } from './wait-queue';
 
@@ -24,9 +26,10 @@ type Item =
   | { readonly kind: 'launch'; readonly event: LifecycleEvent; readonly queuedAt: number }
   | { readonly kind: 'wait'; readonly wait: AgentWait }
   | { readonly kind: 'status'; readonly event: StatusEvent }
+  | { readonly kind: 'nudge'; readonly nudge: Nudge }
   | { readonly kind: 'ignored'; readonly reason: string };
 
-type Outcome = LaunchOutcome | CompletionOutcome | { outcome: 'ignored'; reason: string };
+type Outcome = LaunchOutcome | CompletionOutcome | NudgeOutcome;
 
 /** Whether the input is a batch of SQS messages from an event source mapping. */
 export function isQueueBatch(input: unknown): input is SQSEvent {
@@ -70,7 +73,7 @@ export async function handleQueue(deps: Deps, event: SQSEvent, context?: Context
   );
 }
 
-/** Reads one message; anything but an agent wait is an EventBridge event and classified as one. */
+/** Reads one message; anything but an agent wait or a nudge is an EventBridge event and classified as one. */
 function readRecord(record: SQSRecord): Item | InvalidInputError {
   let json: unknown;
   try {
@@ -80,6 +83,7 @@ function readRecord(record: SQSRecord): Item | InvalidInputError {
   }
   try {
     if (isWaitMessage(json)) return { kind: 'wait', wait: readWaitMessage(json) };
+    if (isNudgeMessage(json)) return { kind: 'nudge', nudge: readNudgeMessage(json) };
     const request = classify(json);
     switch (request.kind) {
       case 'lifecycle':
@@ -105,11 +109,13 @@ async function settle(deps: Deps, items: readonly (Item | Error)[]): Promise<Arr
   const launches: { index: number; event: LifecycleEvent; queuedAt: number }[] = [];
   const waits: { index: number; wait: AgentWait }[] = [];
   const statuses: { index: number; event: StatusEvent }[] = [];
+  const nudges: { index: number; nudge: Nudge }[] = [];
   items.forEach((item, index) => {
     if (item instanceof Error) outcomes[index] = item;
     else if (item.kind === 'ignored') outcomes[index] = { outcome: 'ignored', reason: item.reason };
     else if (item.kind === 'launch') launches.push({ index, ...item });
     else if (item.kind === 'wait') waits.push({ index, wait: item.wait });
+    else if (item.kind === 'nudge') nudges.push({ index, nudge: item.nudge });
     else statuses.push({ index, event: item.event });
   });
 
@@ -118,6 +124,7 @@ async function settle(deps: Deps, items: readonly (Item | Error)[]): Promise<Arr
   await Promise.all([
     settleLaunches(deps, launches, waits, outcomes),
     settleStatuses(deps, statuses, outcomes),
+    settleNudges(deps, nudges, outcomes),
   ]);
 
   return items.map((_, index) => outcomes[index] ?? new Error('message not handled'));
@@ -163,6 +170,28 @@ async function settleStatuses(
   );
   commands.forEach(({ index }, n) => {
     outcomes[index] = completed[n];
+  });
+}
+
+/**
+ * Advances the deployment each nudge names. Copies of a nudge in one batch (SQS delivers at
+ * least once) count once, so they nudge again only once; a failed one comes back alone.
+ */
+async function settleNudges(
+  deps: Deps,
+  nudges: readonly { index: number; nudge: Nudge }[],
+  outcomes: Array<Outcome | Error | undefined>,
+): Promise<void> {
+  const unique = new Map<string, { nudge: Nudge; indexes: number[] }>();
+  for (const { index, nudge } of nudges) {
+    const key = `${nudge.groupName}/${nudge.deploymentId}/${nudge.step}`;
+    const seen = unique.get(key);
+    if (seen) seen.indexes.push(index);
+    else unique.set(key, { nudge, indexes: [index] });
+  }
+  await mapLimited([...unique.values()], READ_CONCURRENCY, async ({ nudge, indexes: [first, ...copies] }) => {
+    if (first !== undefined) outcomes[first] = await settled(() => advanceNudged(deps, nudge));
+    for (const copy of copies) outcomes[copy] = { outcome: 'ignored', reason: 'a second copy of a nudge' };
   });
 }
 

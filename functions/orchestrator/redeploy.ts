@@ -2,7 +2,7 @@ import {
   DescribeAutoScalingGroupsCommand,
   paginateDescribeAutoScalingInstances,
 } from '@aws-sdk/client-auto-scaling';
-import { InvalidInputError } from '../shared/errors';
+import { ActionRefusedError, InvalidInputError } from '../shared/errors';
 import { MetricName } from '../shared/metric-names';
 import { SEND_TAG_CONDITION_KEY } from '../shared/send-permission';
 import {
@@ -27,6 +27,23 @@ export interface RedeploySummary {
   readonly skipped: { instanceId: string; reason: string }[];
 }
 
+/**
+ * Refuses, before anything is sent, a redeploy that reaches a `deployWith: standby` group (its
+ * instances named): restarting them in place is what the group opted out of, and a deploy of
+ * the release takes each batch out of service first.
+ */
+function refuseStandby(deps: Deps, byGroup: ReadonlyMap<string, readonly string[]>): void {
+  const standby = [...byGroup].filter(([name]) => managedGroup(deps.config, name)?.deployWith === 'standby');
+  if (standby.length === 0) return;
+  const named = standby.map(([name, ids]) => (ids.length > 0 ? `${name} (${ids.join(', ')})` : name));
+  const deploys = standby.map(
+    ([name]) => `{"action":"deploy","group":${JSON.stringify(name)},"revision":"<its release SHA>"}`,
+  );
+  throw new ActionRefusedError(
+    `redeploy refused: group ${named.join(', group ')} deploys through Standby (deployWith: standby) and a redeploy would restart the application while it serves; deploy the release instead, which takes each batch out of service first: ${deploys.join(', ')}`,
+  );
+}
+
 /** DescribeAutoScalingInstances takes at most this many instance ids. */
 const IDS_PER_DESCRIBE = 50;
 
@@ -36,7 +53,9 @@ const IDS_PER_DESCRIBE = 50;
  * no release yet). A new revision is a deploy (canary first, then promoted), never a
  * redeploy: one that does not stick, as the next launch deploys the release, is refused.
  * One command per group and batch of at most 50, with SSM's rate controls so a failing deploy
- * stops early. Instances that cannot take a deploy are listed with the reason.
+ * stops early. Instances that cannot take a deploy are listed with the reason. A group that
+ * deploys through Standby is refused, naming the deploy to use: a redeploy restarts instances
+ * while they serve.
  */
 export async function redeploy(deps: Deps, request: RedeployAction): Promise<RedeploySummary> {
   if (request.revision) {
@@ -53,6 +72,7 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
   if (request.autoScalingGroupName !== undefined) {
     const name = request.autoScalingGroupName;
     requireManagedGroup(deps.config, name);
+    refuseStandby(deps, new Map([[name, []]]));
     const output = await deps.clients.autoScaling.send(
       new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [name] }),
     );
@@ -89,6 +109,7 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
     for (const id of wanted) {
       if (!found.has(id)) skipped.push({ instanceId: id, reason: 'not in any Auto Scaling group' });
     }
+    refuseStandby(deps, byGroup);
   }
 
   const online = await agentStatuses(deps, [...byGroup.values()].flat());

@@ -1,11 +1,11 @@
 /**
  * Following a deployment: polls `status` until the deployment is no longer in flight, printing
  * what changed, then the result table. The deployment advances in the orchestrator (status
- * events, the reconcile schedule), not here: stopping the CLI stops only the watching.
+ * events, nudges, the reconcile schedule), not here: stopping the CLI stops only the watching.
  */
 import type { Deployment, GroupStatus } from '../../functions/shared/operator-actions';
 import type { Invoke } from './invoke';
-import { COMPACT_ABOVE_INSTANCES, counterLine, instanceLine } from './render';
+import { COMPACT_ABOVE_INSTANCES, counterLine, instanceLine, waitingLine } from './render';
 
 /** How a followed deployment ended: the status that showed it ended, and its record there. */
 interface Followed {
@@ -48,6 +48,10 @@ export async function follow(invoke: Invoke, options: FollowOptions): Promise<Fo
       show('phase', `${running.id} ${running.phase}${running.canary ? ` (canary ${running.canary})` : ''}`);
       for (const instance of status.instances) show(instance.instanceId, instanceLine(instance));
     }
+    // A Standby batch held by MinSize or MaxSize: the operator can act on the reason (and sees it go).
+    const waiting = waitingLine(running);
+    if (waiting !== undefined) show('waiting', waiting);
+    else if (shown.has('waiting')) show('waiting', `${running.id} no longer waits on the group's sizes`);
     await options.sleep(options.intervalMs);
   }
 }

@@ -5,6 +5,7 @@ import type {
   InstanceStatus,
   OperatorAnswer,
   Release,
+  StandbyBatch,
 } from '../../functions/shared/operator-actions';
 
 /** Above this many instances, following a deployment prints a counter line instead of a line per instance. */
@@ -47,6 +48,28 @@ function describeDeployment(deployment: Deployment): string {
   return `${deployment.id} ${target}: ${deployment.phase}${canary}${failed}`;
 }
 
+/** A Standby deploy's batch out of service, its stage, and why it waits on the group's sizes. */
+function describeStandby(batch: StandbyBatch): string {
+  const out =
+    batch.instanceIds.length === 0
+      ? 'no batch out of service'
+      : `${batch.instanceIds.join(', ')} ${batch.stage}`;
+  return batch.waiting === undefined ? out : `${out}; waiting: ${batch.waiting}`;
+}
+
+/** The `standby` row of a deployment that has a batch out of service or waits for room; none else. */
+function standbyRows(label: string, deployment: Deployment | undefined): string[][] {
+  const batch = deployment?.standby;
+  if (batch === undefined || (batch.instanceIds.length === 0 && batch.waiting === undefined)) return [];
+  return [[label, describeStandby(batch)]];
+}
+
+/** While a deployment is followed: why its Standby batch waits, when it does. */
+export function waitingLine(deployment: Deployment): string | undefined {
+  const waiting = deployment.standby?.waiting;
+  return waiting === undefined ? undefined : `${deployment.id} waits: ${waiting}`;
+}
+
 function lastDeploy(instance: InstanceStatus): string {
   const last = instance.lastDeploy;
   if (last === undefined) return '-';
@@ -81,9 +104,11 @@ export function renderStatus(status: GroupStatus): string[] {
       ['release', describeRelease(status.release)],
       ['paused', paused],
       ['deployment', status.deployment ? describeDeployment(status.deployment) : 'none in flight'],
+      ...standbyRows('standby', status.deployment),
       ...(status.lastDeployment
         ? [['last', `${describeDeployment(status.lastDeployment)} at ${status.lastDeployment.updatedAt}`]]
         : []),
+      ...standbyRows('left', status.lastDeployment),
     ]),
     '',
     ...instances,
@@ -147,5 +172,7 @@ export function resultTable(deployment: Deployment, instances: readonly Instance
       ...instances.map((i) => [i.instanceId, shortSha(i.sha), result(i), reason(i.instanceId)]),
       ...gone.map((f) => [f.instanceId, '-', 'failed (left the group)', reason(f.instanceId)]),
     ]),
+    // What the deployment left in Standby (a failed batch restoring, or kept there by MaxSize).
+    ...standbyRows('standby', deployment).map(([label, text]) => `${label}: ${text}`),
   ];
 }

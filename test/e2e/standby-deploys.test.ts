@@ -1,3 +1,4 @@
+import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
 import type { Deployment, Release } from '../../functions/shared/operator-actions';
 import { GROUP_NAME, type LocalRun } from '../../scripts/local/local-run';
 import { localRuns } from './support';
@@ -5,8 +6,13 @@ import { localRuns } from './support';
 // A group that deploys through Standby, near its MinSize, through the local control plane and
 // the real handler: real deploys (self-deploy.sh, Capistrano over a loopback sshd, git), each
 // batch moved out of service by EnterStandby, deployed, and returned by ExitStandby; status
-// events and the reconcile schedule move the deployment on.
+// events and nudges through the event queue move the deployment on. The reconcile schedule
+// runs at its default interval (5 minutes), later than the deployment must end: no batch
+// waits for it.
 jest.setTimeout(180_000);
+
+/** The reconcile schedule's default interval. */
+const RECONCILE_EVERY_SECONDS = Number(TOP_LEVEL_SETTINGS.reconcileInterval.default);
 
 const start = localRuns();
 
@@ -29,7 +35,11 @@ async function operate(local: LocalRun, action: Record<string, unknown>) {
 
 describe('Standby deploys through the local control plane', () => {
   it('deploys a group one Standby batch at a time, never below MinSize; restores a failed canary in Standby; refuses at MinSize', async () => {
-    const local = await start({ minSize: 2, group: { deployWith: 'standby' }, reconcileEverySeconds: 10 });
+    const local = await start({
+      minSize: 2,
+      group: { deployWith: 'standby' },
+      reconcileEverySeconds: RECONCILE_EVERY_SECONDS,
+    });
     local.scaleTo(3);
     await local.waitFor('3 instances InService', () => local.settled(), 60_000);
     const group = local.plane.autoScaling.group(GROUP_NAME);

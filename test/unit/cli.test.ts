@@ -340,6 +340,24 @@ describe('status', () => {
     ]);
   });
 
+  it("shows a Standby deploy's batch out of service and why it waits", async () => {
+    lambda.on(InvokeCommand).resolves(
+      answer(
+        status({
+          deployment: deployment({
+            phase: 'rest',
+            sha: NEW,
+            standby: { instanceIds: ['i-0000000000000000b'], stage: 'returning', waiting: 'group web …' },
+          }),
+        }),
+      ),
+    );
+
+    const { out } = await cli(['status', '--group', GROUP]);
+
+    expect(out).toContain('standby     i-0000000000000000b returning; waiting: group web …');
+  });
+
   it('says when the group has no release yet', async () => {
     lambda.on(InvokeCommand).resolves(answer(status({ release: undefined, instances: [] })));
 
@@ -488,6 +506,52 @@ describe('following a deploy', () => {
       `[  0.0s] ${DEPLOYMENT} rest: 1/25 at bbbbbbb`,
       `[  4.0s] ${DEPLOYMENT} rest: 10/25 at bbbbbbb`,
     ]);
+  });
+
+  it('shows why a Standby batch waits while it does, and what a failed one left in Standby, in the table', async () => {
+    const minSize =
+      'group web has min-size=2, max-size=4, desired=2: a Standby batch would take the desired capacity below MinSize; lower MinSize or raise the desired capacity to 3 or more';
+    const maxSize =
+      'group web has min-size=0, max-size=2, desired=2: 1 instance(s) stay in Standby until returning them keeps the desired capacity within MaxSize; raise MaxSize or lower the desired capacity (reconcile returns them then)';
+    const failure = { instanceId: 'i-0000000000000000b', exitCode: 9, reason: 'cap deploy failed' };
+    const atMinSize = deployment({
+      phase: 'rest',
+      sha: NEW,
+      standby: { instanceIds: [], stage: 'entering', waiting: minSize },
+    });
+    const goingOn = deployment({
+      phase: 'rest',
+      sha: NEW,
+      standby: { instanceIds: ['i-0000000000000000b'], stage: 'deploying' },
+    });
+    lambda
+      .on(InvokeCommand)
+      .resolvesOnce(answer(started))
+      .resolvesOnce(answer(status({ deployment: atMinSize })))
+      .resolvesOnce(answer(status({ deployment: atMinSize })))
+      .resolvesOnce(answer(status({ deployment: goingOn })))
+      .resolvesOnce(
+        answer(
+          status({
+            lastDeployment: deployment({
+              phase: 'failed',
+              sha: NEW,
+              failures: [failure],
+              standby: { instanceIds: ['i-0000000000000000b'], stage: 'returning', waiting: maxSize },
+            }),
+          }),
+        ),
+      );
+
+    const { code, out } = await cli(['deploy', 'v2', '--group', GROUP]);
+
+    expect(code).toBe(CLI_EXIT_CODES.failure.code);
+    const lines = out.split('\n');
+    expect(lines.filter((line) => line.includes('waits'))).toEqual([
+      `[  0.0s] ${DEPLOYMENT} waits: ${minSize}`,
+      `[  4.0s] ${DEPLOYMENT} no longer waits on the group's sizes`,
+    ]);
+    expect(lines[lines.length - 1]).toBe(`standby: i-0000000000000000b returning; waiting: ${maxSize}`);
   });
 
   it('follows a rollback the same way', async () => {

@@ -9,6 +9,7 @@ import {
   autoScaling,
   awsCallCount,
   awsError,
+  baseConfig,
   describedGroup,
   describedInstance,
   fixture,
@@ -100,6 +101,56 @@ describe('manual redeploy', () => {
       'redeploy takes no revision: it runs the release again; use deploy to change it ({"action":"deploy","group":"web","revision":"v2.4.1"})',
     );
     expect(awsCallCount()).toBe(0);
+  });
+
+  it('refuses a group that deploys through Standby before calling AWS, naming the deploy to use', async () => {
+    const { deps } = harness({
+      config: {
+        ...baseConfig,
+        groups: {
+          ...baseConfig.groups,
+          web: { lifecycleHookName: 'selfdeploy-launch', deployWith: 'standby' },
+        },
+      },
+    });
+
+    await expect(route(deps, fixture('console-redeploy-group'))).rejects.toMatchObject({
+      name: 'ActionRefusedError',
+      message:
+        'redeploy refused: group web deploys through Standby (deployWith: standby) and a redeploy would restart the application while it serves; deploy the release instead, which takes each batch out of service first: {"action":"deploy","group":"web","revision":"<its release SHA>"}',
+    });
+    expect(awsCallCount()).toBe(0);
+  });
+
+  it('refuses named instances of a group that deploys through Standby, naming them, and sends nothing', async () => {
+    const { deps } = harness({
+      config: {
+        ...baseConfig,
+        groups: {
+          ...baseConfig.groups,
+          web: { lifecycleHookName: 'selfdeploy-launch', deployWith: 'standby' },
+        },
+      },
+    });
+    autoScaling.on(DescribeAutoScalingInstancesCommand).resolves({
+      AutoScalingInstances: [
+        describedInstance(INSTANCE, 'web', 'InService'),
+        describedInstance(id(2), 'api', 'InService'),
+        describedInstance(id(3), 'web', 'InService'),
+      ],
+    });
+    agentsOnline();
+    sendsCommands();
+
+    await expect(
+      route(deps, { action: 'redeploy', instanceIds: [INSTANCE, id(2), id(3)] }),
+    ).rejects.toMatchObject({
+      name: 'ActionRefusedError',
+      message: expect.stringMatching(
+        new RegExp(`^redeploy refused: group web \\(${INSTANCE}, ${id(3)}\\) deploys through Standby`),
+      ),
+    });
+    expect(ssm).toHaveReceivedCommandTimes(SendCommandCommand, 0);
   });
 
   it('redeploys named instances with their own group settings and skips, with a reason, those it cannot', async () => {
