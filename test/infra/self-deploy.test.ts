@@ -420,8 +420,12 @@ describe('orchestrator permissions', () => {
       .sort();
 
     expect([...new Set(granted)]).toEqual(sdkCallsOfFunctions().filter((call) => AWS_SERVICE.test(call)));
-    // SQS authorises SendMessageBatch as sqs:SendMessage, granted on the event queue above.
-    expect(sdkCallsOfFunctions().filter((call) => call.startsWith('sqs:'))).toEqual(['sqs:SendMessageBatch']);
+    // SQS authorises SendMessageBatch as sqs:SendMessage, granted on the event queue above:
+    // the waits' re-queueing and the standby nudges.
+    expect(sdkCallsOfFunctions().filter((call) => call.startsWith('sqs:'))).toEqual([
+      'sqs:SendMessage',
+      'sqs:SendMessageBatch',
+    ]);
   });
 });
 
