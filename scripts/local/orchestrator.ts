@@ -146,13 +146,20 @@ export class LocalOrchestrator {
 
   /**
    * A stack update of the function: its configuration (SELFDEPLOY_CONFIG; the queue stays the
-   * same) replaced, as CloudFormation's UpdateFunctionConfiguration does. Invocations from now
-   * on run the new configuration in new execution environments; those running finish on the
-   * old one. Events and messages already queued are handled by the new one.
+   * same) replaced, and with `code` its handler module too, as CloudFormation's
+   * UpdateFunctionConfiguration and UpdateFunctionCode do. Invocations from now on run them in
+   * new execution environments; those running finish on the old ones. Events and messages
+   * already queued are handled by the new ones.
    */
-  public updateConfig(config: Omit<ConfigInput, 'waitQueueUrl'>): void {
+  public updateConfig(
+    config: Omit<ConfigInput, 'waitQueueUrl'>,
+    code?: { readonly modulePath: string },
+  ): void {
     this.#config = config;
-    this.lambda.update({ env: functionEnv(this.plane, { ...config, waitQueueUrl: this.queue.url }) });
+    this.lambda.update({
+      env: functionEnv(this.plane, { ...config, waitQueueUrl: this.queue.url }),
+      ...(code && { modulePath: code.modulePath }),
+    });
   }
 
   /** Invokes the function directly, as the Lambda console's Test button does, and returns its result. */

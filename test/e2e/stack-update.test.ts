@@ -9,8 +9,10 @@ import {
   UpdateDocumentDefaultVersionCommand,
 } from '@aws-sdk/client-ssm';
 import type { SQSEvent } from 'aws-lambda';
+import { build } from 'esbuild';
 import { LAST_DEPLOY_TAG, REVISION_TAG } from '../../functions/shared/deploy-tags';
 import { COMMAND_STATUS_DETAIL_TYPE } from '../../functions/shared/event-patterns';
+import { orchestratorBuildOptions } from '../../infra/bundling';
 import { ControlPlane } from '../../scripts/local/control-plane/control-plane';
 import { LocalLambda } from '../../scripts/local/lambda';
 import { DOCUMENT_NAME, type LocalRun } from '../../scripts/local/local-run';
@@ -18,7 +20,8 @@ import { localRuns, planeClientConfig } from './support';
 
 // A stack update while commands are in flight, through the local control plane and the real
 // handler: the construct's document is updated as a new version made the default, and the
-// function gets a new configuration, while a deploy sent with the old version still runs.
+// function gets new code (the bundle the construct deploys, where the run had the sources)
+// and a new configuration, while a deploy sent with the old version still runs.
 jest.setTimeout(240_000);
 
 const start = localRuns();
@@ -89,7 +92,11 @@ describe('a stack update while commands are in flight', () => {
         60_000,
       );
 
-      // Prepare: the stack update as CloudFormation makes it (document updateMethod NewVersion).
+      // Prepare: the stack update as CloudFormation makes it (document updateMethod NewVersion),
+      // and the function's new code: the orchestrator bundled as the construct bundles it
+      // (CommonJS here, as the local function loads its handler with require).
+      const modulePath = join(local.dir, 'updated-function', 'index.js');
+      await build({ ...orchestratorBuildOptions(modulePath), format: 'cjs' });
       const v1 = local.plane.ssm.documentVersion(DOCUMENT_NAME, '1');
       const v2 = JSON.parse(v1.content) as { mainSteps: { inputs: { runCommand: string[] } }[] };
       v2.mainSteps[0]?.inputs.runCommand.unshift(`echo '${V2_MARKER}'`);
@@ -116,7 +123,10 @@ describe('a stack update while commands are in flight', () => {
         60_000,
       );
       const updatedAt = Date.now();
-      local.orchestrator.updateConfig({ ...local.orchestrator.config, agentWaitSeconds: 600 });
+      local.orchestrator.updateConfig(
+        { ...local.orchestrator.config, agentWaitSeconds: 600 },
+        { modulePath },
+      );
 
       // Act: the old deploy finishes; a launch after the update.
       writeFileSync(gate, '');
