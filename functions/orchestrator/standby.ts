@@ -15,6 +15,12 @@ import { chunk } from './utilities';
 /** EnterStandby and ExitStandby take at most this many instance ids per call. */
 export const MAX_STANDBY_INSTANCES = 20;
 
+/**
+ * The most instances one Standby batch takes, whatever the rate control allows: the batch's
+ * ids, its one command and its failures must fit the deployment record's 4 KB parameter.
+ */
+export const MAX_STANDBY_BATCH = 25;
+
 /** A group's sizes as DescribeAutoScalingGroups gives them. */
 export interface GroupSizes {
   readonly name: string;
@@ -41,7 +47,7 @@ const sizesOf = ({ name, min, max, desired }: GroupSizes) =>
 
 /**
  * How many of `wanted` instances may enter Standby now: no more than the rate control lets out
- * at once, and never so many that the decremented desired capacity goes below MinSize (AWS
+ * at once (and MAX_STANDBY_BATCH), and never so many that the decremented desired capacity goes below MinSize (AWS
  * refuses that). At MinSize none may: the answer says why, and what would let the batch go.
  */
 export function enterRoom(
@@ -55,7 +61,7 @@ export function enterRoom(
       waiting: `${sizesOf(sizes)}: a Standby batch would take the desired capacity below MinSize; lower MinSize or raise the desired capacity to ${sizes.min + 1} or more`,
     };
   }
-  return { take: Math.min(wanted, room, limit) };
+  return { take: Math.min(wanted, room, limit, MAX_STANDBY_BATCH) };
 }
 
 /**

@@ -67,6 +67,8 @@ export interface World extends Harness {
   inService: string[];
   /** Instances whose agent is not online. */
   offline: Set<string>;
+  /** Instances SendCommand refuses (InvalidInstanceId) though their agent is online: the role may not reach them. */
+  readonly refused: Set<string>;
   /** Lifecycle states other than InService (Standby and the ways in and out of it), by instance. */
   readonly states: Map<string, LifecycleState>;
   /** The group's sizes; the desired capacity follows EnterStandby and ExitStandby as AWS's does. */
@@ -111,6 +113,7 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     tags: new Map(),
   };
   const states = new Map<string, LifecycleState>();
+  const refused = new Set<string>();
   const sizes = { min: 0, max: 200, desired: count };
   const stateOf = (id: string): LifecycleState => states.get(id) ?? 'InService';
   /** AWS's answer to a standby call the group's sizes do not allow. */
@@ -198,6 +201,9 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     }),
   }));
   ssm.on(SendCommandCommand).callsFake((input) => {
+    if (input.InstanceIds.some((id: string) => refused.has(id))) {
+      throw awsError('InvalidInstanceId', 'Instances not in a valid state for account');
+    }
     const command: SentCommand = {
       commandId: `cccccccc-0000-4000-8000-${String(commands.length + 1).padStart(12, '0')}`,
       instanceIds: [...input.InstanceIds],
@@ -220,13 +226,24 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     Status: command.status,
     RequestedDateTime: command.requestedAt,
   });
-  ssm.on(ListCommandsCommand).callsFake(({ CommandId, InstanceId }) => ({
-    Commands: commands
+  // By id, by instance or the whole history; InvokedAfter honoured; newest first, 50 a page, as SSM's.
+  ssm.on(ListCommandsCommand).callsFake(({ CommandId, InstanceId, Filters, MaxResults, NextToken }) => {
+    const after = Filters?.find((filter: { key: string }) => filter.key === 'InvokedAfter')?.value;
+    const matching = commands
       .filter((command) =>
-        CommandId ? command.commandId === CommandId : command.instanceIds.includes(InstanceId),
+        CommandId
+          ? command.commandId === CommandId
+          : InstanceId === undefined || command.instanceIds.includes(InstanceId),
       )
-      .map(listed),
-  }));
+      .filter((command) => after === undefined || command.requestedAt.getTime() >= Date.parse(after))
+      .reverse();
+    const start = Number(NextToken ?? 0);
+    const end = start + (MaxResults ?? 50);
+    return {
+      Commands: matching.slice(start, end).map(listed),
+      ...(end < matching.length && { NextToken: String(end) }),
+    };
+  });
   ssm.on(ListCommandInvocationsCommand).callsFake(({ CommandId, InstanceId }) => ({
     CommandInvocations: commands
       .filter((command) =>
@@ -263,6 +280,7 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     parameters,
     commands,
     states,
+    refused,
     sizes,
     settle: () => {
       for (const [id, lifecycle] of states) {

@@ -277,7 +277,7 @@ describe('a standby deployment', () => {
     expect(lastDeployment(w)?.standby).toBeUndefined();
   });
 
-  it('leaves in service an instance whose EnterStandby is refused (the group changed meanwhile) and asked again; then a new batch is chosen', async () => {
+  it('leaves in service an instance whose EnterStandby is refused (the group changed meanwhile) and asked again; refused again, it is given up on and another batch is chosen', async () => {
     const { w, answer } = await started(3, 0);
     w.settle();
     await advance(w);
@@ -295,10 +295,16 @@ describe('a standby deployment', () => {
     expect(await advance(w)).toEqual({ outcome: 'running', deploymentId: answer.deploymentId });
     expect(deployment(w)?.standby).toMatchObject({ instanceIds: [], stage: 'entering' });
     expect(w.states.size).toBe(0);
+    expect(deployment(w)).toMatchObject({
+      skipped: chosen,
+      failures: [{ instanceId: chosen[0], reason: expect.stringMatching(/^EnterStandby refused it/) }],
+    });
+    autoScaling.on(EnterStandbyCommand).callsFake(() => ({ Activities: [] }));
     const asked = entered().length;
     await advance(w);
     expect(entered()).toHaveLength(asked + 1);
-    expect(entered()[asked]).toMatchObject({ InstanceIds: chosen });
+    expect(entered()[asked]?.InstanceIds).toHaveLength(1);
+    expect(entered()[asked]?.InstanceIds).not.toEqual(chosen);
   });
 
   it('fails, sending nothing, when the canary leaves the group before it could deploy out of service', async () => {
