@@ -910,9 +910,12 @@ async function returnBatch(
     if (returned.length > 0) await exitStandby(deps, view.sizes.name, returned);
   } catch (error) {
     // Refused (the sizes changed since they were read, another execution returned them first):
-    // whatever is still in Standby is returned by the next look.
+    // the states say which are out of Standby now, not the error; the rest the next look returns.
     if (!isValidationError(error)) throw error;
-    return { returned: [], waiting: (error as Error).message };
+    const now = await viewGroup(deps, view.sizes.name);
+    const back = returned.filter((id) => now.states.get(id) !== 'Standby');
+    const still = back.length < returned.length;
+    return { returned: back, ...(still && { waiting: (error as Error).message }) };
   }
   if (room.waiting) {
     deps.logger.warn('standby instances wait to return', {
@@ -942,6 +945,11 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
   const returned = await returnBatch(deps, view, present);
   const left = present.filter((id) => !returned.returned.includes(id));
   const { standby: _, ...rest } = last;
+  // Another execution may have returned them and a newer deployment ended since: its record stays.
+  const now = (await readGroupRecord(deps, last.group, true)).lastDeployment;
+  if (now?.id !== last.id || !now.standby) {
+    return left.length > 0 ? { outcome: 'running', deploymentId: last.id } : { outcome: 'none' };
+  }
   await writeRecord(deps, last.group, 'last-deployment', {
     ...rest,
     ...(left.length > 0 && { standby: { instanceIds: left, stage: 'returning', waiting: returned.waiting } }),

@@ -150,3 +150,25 @@ describe('a deployment record at scale', () => {
     120_000,
   );
 });
+
+describe("an ended deployment's instances in Standby", () => {
+  it('returned by two executions at once: the one refused ("not in Standby") counts them as returned, and the next deploy starts', async () => {
+    const { w, answer } = await started(3);
+    w.settle();
+    await advance(w);
+    const canary = w.sentFor('canary')[0]?.commandId ?? '';
+    w.finish(canary, NEW_SHA, { [answer.canary]: { exitCode: 14, reason: 'cap deploy failed' } });
+    await advance(w);
+    w.finish(w.sentFor('restore')[0]?.commandId ?? '', OLD_SHA);
+
+    await Promise.all([advance(w), advance(w)]);
+
+    expect(exited()).toBeGreaterThanOrEqual(1);
+    expect(lastDeployment(w)).toMatchObject({ id: answer.deploymentId, phase: 'failed' });
+    expect(lastDeployment(w)?.standby).toBeUndefined();
+    w.settle();
+    await expect(operate(w, { action: 'deploy', group: 'web', revision: 'v3' })).resolves.toMatchObject({
+      phase: 'canary',
+    });
+  });
+});
