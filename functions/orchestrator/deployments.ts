@@ -137,11 +137,13 @@ async function startDeployment(deps: Deps, request: DeploymentRequest): Promise<
     );
   }
   if (record.deployment) throw inProgress(record.deployment);
-  const strays = record.lastDeployment?.standby;
-  if (strays && strays.instanceIds.length > 0) {
-    throw new ActionRefusedError(
-      `group ${groupName} still has ${strays.instanceIds.join(', ')} in Standby from deployment ${record.lastDeployment?.id}${strays.waiting ? ` (${strays.waiting})` : ''}: reconcile returns them to service first; ${kind} again after`,
-    );
+  for (const last of [record.lastDeployment, record.lastRepair]) {
+    const strays = last?.standby;
+    if (strays && strays.instanceIds.length > 0) {
+      throw new ActionRefusedError(
+        `group ${groupName} still has ${strays.instanceIds.join(', ')} in Standby from ${last.driftRepair ? 'drift repair' : 'deployment'} ${last.id}${strays.waiting ? ` (${strays.waiting})` : ''}: reconcile returns them to service first; ${kind} again after`,
+      );
+    }
   }
 
   const standby = group.deployWith === 'standby';
@@ -344,6 +346,12 @@ async function lock(deps: Deps, deployment: Deployment): Promise<void> {
 }
 
 function inProgress(running: Deployment): DeploymentInProgressError {
+  if (running.driftRepair) {
+    return new DeploymentInProgressError(
+      running.id,
+      `group ${running.group} has drift repair ${running.id} in flight (reconcile bringing ${running.driftRepair.join(', ')} back to the release ${running.requested} through Standby, since ${running.requestedAt}): wait for it to end, within a few batches`,
+    );
+  }
   return new DeploymentInProgressError(
     running.id,
     `group ${running.group} has deployment ${running.id} in flight (${running.kind} of ${running.requested}, phase ${running.phase}, since ${running.requestedAt}): wait for it to end`,
@@ -435,8 +443,9 @@ export async function advanceDeployment(
   const record = fresh ?? (await readGroupRecord(deps, groupName, true));
   let deployment = record.deployment;
   if (!deployment) {
-    const last = record.lastDeployment;
-    return last?.standby ? returnStrays(deps, last) : { outcome: 'none' };
+    // What a failed deployment left in Standby first, then what a failed repair did.
+    const last = [record.lastDeployment, record.lastRepair].find((ended) => ended?.standby);
+    return last ? returnStrays(deps, last) : { outcome: 'none' };
   }
   const deploymentId = deployment.id;
   // A deployment goes on as it started: in Standby batches or in place.
@@ -946,11 +955,12 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
   const left = present.filter((id) => !returned.returned.includes(id));
   const { standby: _, ...rest } = last;
   // Another execution may have returned them and a newer deployment ended since: its record stays.
-  const now = (await readGroupRecord(deps, last.group, true)).lastDeployment;
+  const fresh = await readGroupRecord(deps, last.group, true);
+  const now = last.driftRepair ? fresh.lastRepair : fresh.lastDeployment;
   if (now?.id !== last.id || !now.standby) {
     return left.length > 0 ? { outcome: 'running', deploymentId: last.id } : { outcome: 'none' };
   }
-  await writeRecord(deps, last.group, 'last-deployment', {
+  await writeRecord(deps, last.group, lastSlot(last), {
     ...rest,
     ...(left.length > 0 && { standby: { instanceIds: left, stage: 'returning', waiting: returned.waiting } }),
   } satisfies Deployment);
@@ -965,8 +975,9 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
 
 /** Returns a failed deployment's batch at once when it needed no restore (nothing else would come to do it soon). */
 async function returnStraysNow(deps: Deps, groupName: string): Promise<void> {
-  const last = (await readGroupRecord(deps, groupName, true)).lastDeployment;
-  if (last?.standby) await returnStrays(deps, last);
+  const record = await readGroupRecord(deps, groupName, true);
+  const last = [record.lastDeployment, record.lastRepair].find((ended) => ended?.standby);
+  if (last) await returnStrays(deps, last);
 }
 
 /** Auto Scaling's refusal of a call the group's sizes or an instance's state do not allow. */
@@ -1395,9 +1406,14 @@ async function promote(
   });
 }
 
+/** Where an ended deployment is kept: a repair apart, so it never replaces an operator's deployment's record. */
+function lastSlot(deployment: Deployment): 'last-deployment' | 'last-repair' {
+  return deployment.driftRepair ? 'last-repair' : 'last-deployment';
+}
+
 /** Keeps the ended deployment as the last one, then frees the lock and the transition claims. */
 async function end(deps: Deps, ended: Deployment, record: GroupRecord): Promise<void> {
-  await writeRecord(deps, ended.group, 'last-deployment', ended);
+  await writeRecord(deps, ended.group, lastSlot(ended), ended);
   const claims = [...new Set(record.claimedSteps)].map((step) => `step-${step}` as const);
   await deleteRecords(deps, ended.group, ['deployment', ...claims]);
 }
@@ -1418,7 +1434,7 @@ export async function logs(deps: Deps, action: Action<'logs'>): Promise<Operator
     runs = await instanceRuns(deps, action.group, action.instanceId);
   } else {
     const record = await readGroupRecord(deps, action.group, true);
-    const deployment = [record.deployment, record.lastDeployment].find(
+    const deployment = [record.deployment, record.lastDeployment, record.lastRepair].find(
       (candidate) => candidate && (action.deploymentId === undefined || candidate.id === action.deploymentId),
     );
     if (!deployment) {

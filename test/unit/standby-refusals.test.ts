@@ -4,7 +4,7 @@ import { advanceDeployment } from '../../functions/orchestrator/deployments';
 import { route } from '../../functions/orchestrator/router';
 import type { Deployment, OperatorAnswer } from '../../functions/shared/operator-actions';
 import { NEW_SHA, OLD_SHA, type World, world } from './deployments-world';
-import { autoScaling, awsError, instanceId, ssm } from './support';
+import { autoScaling, awsError, fixture, instanceId, ssm } from './support';
 
 const release = (sha: string) => ({ sha, changedAt: '2026-11-26T09:00:00.000Z', reason: 'first deploy' });
 const deployment = (w: World) => w.record('deployment') as Deployment | undefined;
@@ -170,5 +170,59 @@ describe("an ended deployment's instances in Standby", () => {
     await expect(operate(w, { action: 'deploy', group: 'web', revision: 'v3' })).resolves.toMatchObject({
       phase: 'canary',
     });
+  });
+});
+
+describe('a drift repair after a failed standby deploy', () => {
+  it("keeps the failed deployment's record (failures, logs) and is named when it refuses the operator's deploy", async () => {
+    const { w, answer } = await started(3);
+    w.tags = new Map([1, 2, 3].map((index) => [instanceId(index), OLD_SHA]));
+    // The canary succeeds (its tag moves on); the first batch of the rest fails.
+    for (let round = 0; round < 40 && deployment(w); round++) {
+      w.settle();
+      for (const command of w.commands.filter((sent) => sent.status === 'InProgress')) {
+        const rest = command.comment.endsWith(' rest');
+        const failing = rest
+          ? Object.fromEntries(command.instanceIds.map((id) => [id, { exitCode: 14, reason: 'boom' }]))
+          : {};
+        w.finish(command.commandId, NEW_SHA, failing);
+        if (command.comment.endsWith(' canary')) w.tags.set(answer.canary, NEW_SHA);
+      }
+      await advance(w);
+    }
+    const failed = lastDeployment(w);
+    expect(failed).toMatchObject({ id: answer.deploymentId, phase: 'failed' });
+
+    // The failed batch's restore ends; the next reconcile returns it, the one after repairs the canary.
+    for (const command of w.commands.filter((sent) => sent.status === 'InProgress')) {
+      w.finish(command.commandId, OLD_SHA);
+    }
+    await route(w.deps, fixture('scheduled'));
+    w.settle();
+    await route(w.deps, fixture('scheduled'));
+    const repair = deployment(w);
+    expect(repair).toMatchObject({ reason: 'drift repair', driftRepair: [answer.canary] });
+    await expect(operate(w, { action: 'deploy', group: 'web', revision: 'v3' })).rejects.toThrow(
+      `group web has drift repair ${repair?.id} in flight (reconcile bringing ${answer.canary} back to the release ${OLD_SHA} through Standby`,
+    );
+    for (let round = 0; round < 20 && deployment(w); round++) {
+      w.settle();
+      for (const command of w.commands.filter((sent) => sent.status === 'InProgress')) {
+        w.finish(command.commandId, OLD_SHA);
+      }
+      await route(w.deps, fixture('scheduled'));
+    }
+
+    expect(deployment(w)).toBeUndefined();
+    expect(w.record('last-repair')).toMatchObject({ id: repair?.id, phase: 'promoted' });
+    expect(lastDeployment(w)).toMatchObject({
+      id: answer.deploymentId,
+      phase: 'failed',
+      failures: failed?.failures,
+    });
+    expect(failed?.failures).toEqual([expect.objectContaining({ exitCode: 14, reason: 'boom' })]);
+    await expect(
+      operate(w, { action: 'logs', group: 'web', deploymentId: answer.deploymentId }),
+    ).resolves.toMatchObject({ action: 'logs' });
   });
 });

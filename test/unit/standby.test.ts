@@ -385,7 +385,8 @@ describe('a standby deployment', () => {
       });
     }
     expect(new Set(statesAtSend)).toEqual(new Set(['Standby']));
-    expect(lastDeployment(w)).toMatchObject({ id: repair?.id, phase: 'promoted' });
+    expect(w.record('last-repair')).toMatchObject({ id: repair?.id, phase: 'promoted' });
+    expect(lastDeployment(w)).toBeUndefined();
     expect(w.record('release')).toEqual(current);
 
     // Their tags still say OLD_SHA (as if they could not deploy it): not again within the hour.
@@ -406,7 +407,10 @@ describe('a standby deployment', () => {
     w.finish(command.commandId, NEW_SHA, { [instanceId(2)]: { exitCode: 14, reason: 'cap deploy failed' } });
     await route(w.deps, w.statusEvent(command));
 
-    expect(lastDeployment(w)).toMatchObject({ phase: 'failed', failures: [{ instanceId: instanceId(2) }] });
+    expect(w.record('last-repair')).toMatchObject({
+      phase: 'failed',
+      failures: [{ instanceId: instanceId(2) }],
+    });
     expect(w.commands).toHaveLength(1);
     expect(exited()).toEqual([{ AutoScalingGroupName: 'web', InstanceIds: [instanceId(2)] }]);
     expect(w.metrics.map((metric) => metric.name)).not.toContain('DeployFailed');
