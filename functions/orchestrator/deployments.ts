@@ -709,8 +709,14 @@ async function advanceStandby(
     });
     return running;
   }
-  // Pending on the way back: the next batch leaves only once this one serves again.
-  if (present.some((id) => view.states.get(id) !== 'InService')) return stillWaiting();
+  // Pending on the way back: the next batch leaves only once this one is InService and healthy
+  // in Auto Scaling again, and, behind a load balancer, its health check grace period after
+  // ExitStandby (when the record was last saved) has passed: its targets' own health is not read.
+  if (present.some((id) => view.states.get(id) !== 'InService' || view.unhealthy.has(id))) {
+    return stillWaiting();
+  }
+  const graceEnds = Date.parse(deployment.updatedAt) + (view.balancedGraceMs ?? 0);
+  if (present.length > 0 && deps.clock.now() < graceEnds) return stillWaiting();
   return nextStandbyBatch(deps, group, record, deployment, view, nudged);
 }
 

@@ -33,6 +33,13 @@ export interface GroupSizes {
 export interface GroupView {
   readonly sizes: GroupSizes;
   readonly states: ReadonlyMap<string, string>;
+  /** Instances Auto Scaling holds Unhealthy (EC2 status checks; the load balancer's with ELB health checks). */
+  readonly unhealthy: ReadonlySet<string>;
+  /**
+   * For a group behind a load balancer (target groups or Classic load balancers): its health
+   * check grace period, which a returned batch is given before the next batch leaves.
+   */
+  readonly balancedGraceMs?: number;
 }
 
 /** How many of `count` instances a rate control (`25%`, `5`) lets out at once: at least one. */
@@ -87,6 +94,7 @@ export async function viewGroup(deps: Deps, groupName: string): Promise<GroupVie
     new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [groupName] }),
   );
   const group = output.AutoScalingGroups?.[0];
+  const balanced = (group?.TargetGroupARNs?.length ?? 0) + (group?.LoadBalancerNames?.length ?? 0) > 0;
   return {
     sizes: {
       name: groupName,
@@ -99,6 +107,12 @@ export async function viewGroup(deps: Deps, groupName: string): Promise<GroupVie
         instance.InstanceId ? [[instance.InstanceId, instance.LifecycleState ?? 'unknown'] as const] : [],
       ),
     ),
+    unhealthy: new Set(
+      (group?.Instances ?? []).flatMap((instance) =>
+        instance.InstanceId && instance.HealthStatus?.toLowerCase() === 'unhealthy' ? [instance.InstanceId] : [],
+      ),
+    ),
+    ...(balanced && { balancedGraceMs: (group?.HealthCheckGracePeriod ?? 0) * 1000 }),
   };
 }
 

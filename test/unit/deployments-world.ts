@@ -1,6 +1,7 @@
 // A small world for the deployment tests: Parameter Store, a group's instances and SSM's
 // commands as the mocked clients answer them, with state that lasts across invocations.
 import {
+  type AutoScalingGroup,
   DescribeAutoScalingGroupsCommand,
   DescribeAutoScalingInstancesCommand,
   EnterStandbyCommand,
@@ -71,6 +72,10 @@ export interface World extends Harness {
   readonly refused: Set<string>;
   /** Lifecycle states other than InService (Standby and the ways in and out of it), by instance. */
   readonly states: Map<string, LifecycleState>;
+  /** Instances Auto Scaling holds Unhealthy. */
+  readonly unhealthy: Set<string>;
+  /** Fields of the group as DescribeAutoScalingGroups gives them beyond its sizes (target groups, grace period). */
+  readonly group: Partial<AutoScalingGroup>;
   /** The group's sizes; the desired capacity follows EnterStandby and ExitStandby as AWS's does. */
   readonly sizes: { min: number; max: number; desired: number };
   /** Ends every standby transition under way: EnteringStandby → Standby, Pending → InService. */
@@ -114,6 +119,8 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
   };
   const states = new Map<string, LifecycleState>();
   const refused = new Set<string>();
+  const unhealthy = new Set<string>();
+  const group: Partial<AutoScalingGroup> = {};
   const sizes = { min: 0, max: 200, desired: count };
   const stateOf = (id: string): LifecycleState => states.get(id) ?? 'InService';
   /** AWS's answer to a standby call the group's sizes do not allow. */
@@ -174,8 +181,11 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     AutoScalingGroups: [
       describedGroup(
         'web',
-        state.inService.map((id) => groupInstance(id, stateOf(id))),
-        { MinSize: sizes.min, MaxSize: sizes.max, DesiredCapacity: sizes.desired },
+        state.inService.map((id) => ({
+          ...groupInstance(id, stateOf(id)),
+          HealthStatus: unhealthy.has(id) ? 'Unhealthy' : 'Healthy',
+        })),
+        { ...group, MinSize: sizes.min, MaxSize: sizes.max, DesiredCapacity: sizes.desired },
       ),
     ],
   }));
@@ -281,6 +291,8 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     commands,
     states,
     refused,
+    unhealthy,
+    group,
     sizes,
     settle: () => {
       for (const [id, lifecycle] of states) {

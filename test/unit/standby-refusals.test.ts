@@ -226,3 +226,49 @@ describe('a drift repair after a failed standby deploy', () => {
     ).resolves.toMatchObject({ action: 'logs' });
   });
 });
+
+describe('a standby deployment behind a load balancer', () => {
+  it('holds the next batch while the last one is Unhealthy in Auto Scaling', async () => {
+    const { w, answer } = await started(3);
+    w.group.TargetGroupARNs = [
+      'arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web/0123456789abcdef',
+    ];
+    w.group.HealthCheckGracePeriod = 120;
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    await advance(w);
+    expect(exited()).toBe(1);
+    w.settle();
+    w.unhealthy.add(answer.canary);
+    w.advance(150_000);
+
+    await advance(w);
+    expect(entered()).toBe(1);
+
+    w.unhealthy.clear();
+    await advance(w);
+    expect(entered()).toBe(2);
+  });
+
+  it('waits out the grace period after ExitStandby before the next batch leaves', async () => {
+    const { w } = await started(3);
+    w.group.TargetGroupARNs = [
+      'arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web/0123456789abcdef',
+    ];
+    w.group.HealthCheckGracePeriod = 120;
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    await advance(w);
+    w.settle();
+    w.advance(60_000);
+
+    await advance(w);
+    expect(entered()).toBe(1);
+
+    w.advance(61_000);
+    await advance(w);
+    expect(entered()).toBe(2);
+  });
+});
