@@ -109,7 +109,9 @@ export async function viewGroup(deps: Deps, groupName: string): Promise<GroupVie
     ),
     unhealthy: new Set(
       (group?.Instances ?? []).flatMap((instance) =>
-        instance.InstanceId && instance.HealthStatus?.toLowerCase() === 'unhealthy' ? [instance.InstanceId] : [],
+        instance.InstanceId && instance.HealthStatus?.toLowerCase() === 'unhealthy'
+          ? [instance.InstanceId]
+          : [],
       ),
     ),
     ...(balanced && { balancedGraceMs: (group?.HealthCheckGracePeriod ?? 0) * 1000 }),
