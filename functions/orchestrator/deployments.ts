@@ -574,7 +574,7 @@ async function advanceStandby(
     const claimed = { ...deployment, step };
     if (notYet.length > 0) {
       // The invocation that chose the batch stopped before EnterStandby, or its call was refused: ask
-      // again; refused again, they stay in service and a later batch takes them.
+      // again; refused again, they stay in service, given up on.
       let kept = present;
       let given: Deployment = claimed;
       try {
@@ -582,7 +582,7 @@ async function advanceStandby(
       } catch (error) {
         if (!isValidationError(error)) throw error;
         kept = present.filter((id) => !notYet.includes(id));
-        // Refused twice: the deployment gives up on them, so no later batch chooses them again.
+        // Refused again: the deployment gives up on them, so no later batch chooses them again.
         given = giveUp(
           claimed,
           notYet.map((instanceId) => ({
@@ -742,9 +742,10 @@ async function waitingStill(
 
 /**
  * The next batch of a `standby` deployment: InService instances with an online agent that no
- * command of the deployment reached (the rest, and instances that joined meanwhile), as many
- * as the rate control and MinSize allow; with none left, the release is promoted. At MinSize
- * the deployment waits, its record saying why, and its nudges and every reconcile look again.
+ * command of the deployment reached (the rest, and instances that joined meanwhile) and that
+ * it did not give up on, as many as the rate control and MinSize allow; with none left, the
+ * release is promoted. At MinSize the deployment waits, its record saying why, and its nudges
+ * and every reconcile look again. Giving up on more than MAX_SKIPPED fails it.
  */
 async function nextStandbyBatch(
   deps: Deps,
@@ -1045,8 +1046,8 @@ interface HistoryCommand extends CommandState {
 
 /**
  * Every command the deployment sent, newest first: SelfDeploy commands since it began whose
- * Comment names it, or a repair's drift commands (ListCommands, 50 a page). Costs one call per 50 SelfDeploy commands of the
- * account since the deployment began.
+ * Comment names it, or a repair's drift commands. One ListCommands per 50 SelfDeploy commands
+ * of the account since the deployment began.
  */
 async function commandHistory(deps: Deps, deployment: Deployment): Promise<HistoryCommand[]> {
   const found: HistoryCommand[] = [];
