@@ -74,9 +74,9 @@ const READ_CONCURRENCY = 5;
 /** Failed runs whose output is read for the log and the record. */
 const FAILED_RUNS_READ = 10;
 /** Commands a deployment record names; SSM's command history has the others (the record holds 4 KB). */
-export const MAX_RECORDED_COMMANDS = 10;
+const MAX_RECORDED_COMMANDS = 10;
 /** Instances a `standby` deployment gives up on before it fails instead: something is wrong group-wide. */
-export const MAX_SKIPPED = 10;
+const MAX_SKIPPED = 10;
 
 /** Deploys a revision canary-first; answers at once with the deployment id (status events and reconcile advance it). */
 export function deploy(deps: Deps, action: Action<'deploy'>): Promise<DeployAnswer> {
