@@ -173,7 +173,8 @@ export interface SelfDeployProps {
    */
   readonly releasePath?: string;
   /**
-   * SendCommand MaxConcurrency of a manual redeploy of a whole group.
+   * SendCommand MaxConcurrency of a manual redeploy of a whole group, and the size of each
+   * Standby batch (of the InService instances, at most 25).
    * @default '25%'
    */
   readonly redeployMaxConcurrency?: string;

@@ -42,6 +42,7 @@ import {
   isFullSha,
   MAX_RECORDED_FAILURES,
   nextClaim,
+  type PhaseVerdict,
   phaseAfter,
   phaseVerdict,
   promotedRelease,
@@ -58,6 +59,7 @@ import {
   exitRoom,
   exitStandby,
   type GroupView,
+  MAX_STANDBY_BATCH,
   viewGroup,
 } from './standby';
 import { chunk, mapLimited } from './utilities';
@@ -71,6 +73,10 @@ const ADOPT_AFTER_MS = 120_000;
 const READ_CONCURRENCY = 5;
 /** Failed runs whose output is read for the log and the record. */
 const FAILED_RUNS_READ = 10;
+/** Commands a deployment record names; SSM's command history has the others (the record holds 4 KB). */
+const MAX_RECORDED_COMMANDS = 10;
+/** Instances a `standby` deployment gives up on before it fails instead: something is wrong group-wide. */
+const MAX_SKIPPED = 10;
 
 /** Deploys a revision canary-first; answers at once with the deployment id (status events and reconcile advance it). */
 export function deploy(deps: Deps, action: Action<'deploy'>): Promise<DeployAnswer> {
@@ -131,11 +137,13 @@ async function startDeployment(deps: Deps, request: DeploymentRequest): Promise<
     );
   }
   if (record.deployment) throw inProgress(record.deployment);
-  const strays = record.lastDeployment?.standby;
-  if (strays && strays.instanceIds.length > 0) {
-    throw new ActionRefusedError(
-      `group ${groupName} still has ${strays.instanceIds.join(', ')} in Standby from deployment ${record.lastDeployment?.id}${strays.waiting ? ` (${strays.waiting})` : ''}: reconcile returns them to service first; ${kind} again after`,
-    );
+  for (const last of [record.lastDeployment, record.lastRepair]) {
+    const strays = last?.standby;
+    if (strays && strays.instanceIds.length > 0) {
+      throw new ActionRefusedError(
+        `group ${groupName} still has ${strays.instanceIds.join(', ')} in Standby from ${last.driftRepair ? 'drift repair' : 'deployment'} ${last.id}${strays.waiting ? ` (${strays.waiting})` : ''}: reconcile returns them to service first; ${kind} again after`,
+      );
+    }
   }
 
   const standby = group.deployWith === 'standby';
@@ -288,7 +296,7 @@ export async function startStandbyRepair(
     concurrencyLimit(deps.config.redeployMaxConcurrency, inServiceOf(view).length),
   );
   if ('waiting' in room) return { skipped: room.waiting };
-  const chosen = [...drifted].sort().slice(0, room.take);
+  const chosen = [...drifted].sort().slice(0, Math.min(room.take, MAX_STANDBY_BATCH));
   const now = new Date(deps.clock.now()).toISOString();
   const deployment: Deployment = {
     id: newDeploymentId(),
@@ -304,7 +312,8 @@ export async function startStandbyRepair(
     step: 0,
     commands: [],
     failures: [],
-    driftRepair: [...drifted].sort(),
+    // The first drifted ones only, so the record stays small: the next reconcile repairs the others.
+    driftRepair: [...drifted].sort().slice(0, MAX_STANDBY_BATCH),
     standby: { instanceIds: chosen, stage: 'entering' },
   };
   if (!(await writeRecord(deps, groupName, 'deployment', deployment, true))) {
@@ -337,6 +346,12 @@ async function lock(deps: Deps, deployment: Deployment): Promise<void> {
 }
 
 function inProgress(running: Deployment): DeploymentInProgressError {
+  if (running.driftRepair) {
+    return new DeploymentInProgressError(
+      running.id,
+      `group ${running.group} has drift repair ${running.id} in flight (reconcile bringing ${running.driftRepair.join(', ')} back to the release ${running.requested} through Standby, since ${running.requestedAt}): wait for it to end, within a few batches`,
+    );
+  }
   return new DeploymentInProgressError(
     running.id,
     `group ${running.group} has deployment ${running.id} in flight (${running.kind} of ${running.requested}, phase ${running.phase}, since ${running.requestedAt}): wait for it to end`,
@@ -428,8 +443,9 @@ export async function advanceDeployment(
   const record = fresh ?? (await readGroupRecord(deps, groupName, true));
   let deployment = record.deployment;
   if (!deployment) {
-    const last = record.lastDeployment;
-    return last?.standby ? returnStrays(deps, last) : { outcome: 'none' };
+    // What a failed deployment left in Standby first, then what a failed repair did.
+    const last = [record.lastDeployment, record.lastRepair].find((ended) => ended?.standby);
+    return last ? returnStrays(deps, last) : { outcome: 'none' };
   }
   const deploymentId = deployment.id;
   // A deployment goes on as it started: in Standby batches or in place.
@@ -437,11 +453,9 @@ export async function advanceDeployment(
     return advanceStandby(deps, group, record, deployment, deployment.standby, nudged);
   }
 
-  const states = await commandStates(
-    deps,
-    deployment.commands.filter((command) => command.phase === deployment?.phase),
-  );
-  let verdict = phaseVerdict(deployment, statusesOf(states));
+  const phase = await phaseStates(deps, deployment);
+  const states = phase.states;
+  let verdict = phase.verdict;
   let neverSent: DeployFailure | undefined;
   if (verdict.kind === 'unsent' && deployment.phase === 'canary') {
     // The deploy action records the canary's command right after sending it; one that is
@@ -560,21 +574,30 @@ async function advanceStandby(
     const claimed = { ...deployment, step };
     if (notYet.length > 0) {
       // The invocation that chose the batch stopped before EnterStandby, or its call was refused: ask
-      // again; refused again, they stay in service and a later batch takes them.
+      // again; refused again, they stay in service, given up on.
       let kept = present;
+      let given: Deployment = claimed;
       try {
         await enterStandby(deps, deployment.group, notYet);
       } catch (error) {
         if (!isValidationError(error)) throw error;
         kept = present.filter((id) => !notYet.includes(id));
-        deps.logger.warn('instances could not enter Standby; a later batch takes them', {
+        // Refused again: the deployment gives up on them, so no later batch chooses them again.
+        given = giveUp(
+          claimed,
+          notYet.map((instanceId) => ({
+            instanceId,
+            reason: `EnterStandby refused it (${(error as Error).message.slice(0, 120)}): left in service unchanged, left to drift repair`,
+          })),
+        );
+        deps.logger.warn('instances could not enter Standby; the deployment gives up on them', {
           group: deployment.group,
           deploymentId,
           instanceIds: notYet,
           error: (error as Error).message,
         });
       }
-      await save(deps, { ...claimed, standby: { instanceIds: kept, stage: 'entering' } });
+      await save(deps, { ...given, standby: { instanceIds: kept, stage: 'entering' } });
       return running;
     }
     const sent = await sendStandbyBatch(deps, group, claimed, ready);
@@ -584,10 +607,11 @@ async function advanceStandby(
         await save(deps, claimed);
         throw sent.error;
       }
-      // Nobody in the batch could be sent to (its agents are gone): back to service it goes.
+      // Nobody in the batch could be sent to (its agents are gone): back to service it goes,
+      // given up on, so no later batch takes it out again.
       const returned = await returnBatch(deps, view, present);
       await save(deps, {
-        ...claimed,
+        ...giveUp(claimed, sent.refused),
         standby: {
           instanceIds: present,
           stage: 'returning',
@@ -596,12 +620,11 @@ async function advanceStandby(
       });
       return running;
     }
+    // The record names this batch's command only: the earlier batches' all succeeded.
+    const { commandCount: _, ...earlier } = giveUp(claimed, sent.refused);
     await save(deps, {
-      ...claimed,
-      commands: [
-        ...claimed.commands,
-        ...sent.commandIds.map((commandId) => ({ commandId, phase: claimed.phase })),
-      ],
+      ...earlier,
+      ...recordedCommands(sent.commandIds, claimed.phase),
       standby: { instanceIds: present, stage: 'deploying' },
     });
     deps.logger.info('standby batch deploying', {
@@ -686,9 +709,25 @@ async function advanceStandby(
     });
     return running;
   }
-  // Pending on the way back: the next batch leaves only once this one serves again.
-  if (present.some((id) => view.states.get(id) !== 'InService')) return stillWaiting();
+  // Pending on the way back: the next batch leaves only once this one is InService and healthy
+  // in Auto Scaling again, and, behind a load balancer, its health check grace period after
+  // ExitStandby (when the record was last saved) has passed: its targets' own health is not read.
+  if (present.some((id) => view.states.get(id) !== 'InService' || view.unhealthy.has(id))) {
+    return stillWaiting();
+  }
+  const graceEnds = Date.parse(deployment.updatedAt) + (view.balancedGraceMs ?? 0);
+  if (present.length > 0 && deps.clock.now() < graceEnds) return stillWaiting();
   return nextStandbyBatch(deps, group, record, deployment, view, nudged);
+}
+
+/** The deployment with instances it gives up on added to `skipped` and `failures`. */
+function giveUp(deployment: Deployment, refused: readonly DeployFailure[]): Deployment {
+  if (refused.length === 0) return deployment;
+  return {
+    ...deployment,
+    skipped: [...(deployment.skipped ?? []), ...refused.map((failure) => failure.instanceId)],
+    ...withFailures(deployment, refused),
+  };
 }
 
 /** A deployment that still waits at the step a nudge named: nudged again. */
@@ -703,9 +742,10 @@ async function waitingStill(
 
 /**
  * The next batch of a `standby` deployment: InService instances with an online agent that no
- * command of the deployment reached (the rest, and instances that joined meanwhile), as many
- * as the rate control and MinSize allow; with none left, the release is promoted. At MinSize
- * the deployment waits, its record saying why, and its nudges and every reconcile look again.
+ * command of the deployment reached (the rest, and instances that joined meanwhile) and that
+ * it did not give up on, as many as the rate control and MinSize allow; with none left, the
+ * release is promoted. At MinSize the deployment waits, its record saying why, and its nudges
+ * and every reconcile look again. Giving up on more than MAX_SKIPPED fails it.
  */
 async function nextStandbyBatch(
   deps: Deps,
@@ -723,18 +763,40 @@ async function nextStandbyBatch(
     if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
     const reason = `the canary could not be deployed out of service: it left the group, EnterStandby was refused, or its agent could not be reached (${deployment.standby?.waiting ?? 'see the log'})`;
     const { standby: _, ...ended } = { ...deployment, step };
+    // A canary given up on is already named in the failures, with SSM's or Auto Scaling's words.
+    const named = deployment.failures.some((failure) => failure.instanceId === deployment.canary);
     await fail(
       deps,
       group,
       ended,
-      { failures: [{ instanceId: deployment.canary ?? 'none', reason }], ran: [] },
+      { failures: named ? [] : [{ instanceId: deployment.canary ?? 'none', reason }], ran: [] },
       { ...record, claimedSteps: [...record.claimedSteps, step] },
     );
     return { outcome: 'advanced', deploymentId, phase: 'failed' };
   }
-  const sentStates = await commandStates(deps, deployment.commands);
-  const sent = new Set([...sentStates.values()].flatMap((state) => state.instanceIds));
+  if ((deployment.skipped?.length ?? 0) > MAX_SKIPPED) {
+    // So many refusals point at the group or the role, not at instances: stop and say so.
+    const step = await claimTransition(deps, deployment, record);
+    if (step === undefined) return { outcome: 'claimed-elsewhere', deploymentId };
+    const { standby: _, ...ended } = { ...deployment, step };
+    const reason = `the deployment gave up on ${deployment.skipped?.length} instances (more than ${MAX_SKIPPED}): SendCommand or EnterStandby refused them; the release stays`;
+    await fail(
+      deps,
+      group,
+      ended,
+      { failures: [{ instanceId: 'none', reason }], ran: [] },
+      { ...record, claimedSteps: [...record.claimedSteps, step] },
+    );
+    return { outcome: 'advanced', deploymentId, phase: 'failed' };
+  }
+  // Who the deployment reached: its commands in SSM's history (the record names the last batch's
+  // only), the canary, and those it gave up on (left to drift repair, never taken out again).
+  const history = await commandHistory(deps, deployment);
+  // The last batch's command may not be listed yet: the record names it.
+  const recorded = await commandStates(deps, deployment.commands);
+  const sent = new Set([...history, ...recorded.values()].flatMap((state) => state.instanceIds));
   if (deployment.canary) sent.add(deployment.canary);
+  for (const id of deployment.skipped ?? []) sent.add(id);
   const inService = inServiceOf(view);
   const repairing = deployment.driftRepair;
   const waiting = inService.filter((id) => !sent.has(id) && (!repairing || repairing.includes(id)));
@@ -822,8 +884,8 @@ async function sendStandbyBatch(
   group: GroupConfig,
   deployment: Deployment,
   ready: readonly string[],
-): Promise<{ commandIds: string[]; error?: Error }> {
-  if (ready.length === 0) return { commandIds: [] };
+): Promise<Sent> {
+  if (ready.length === 0) return { commandIds: [], refused: [] };
   if (deployment.phase !== 'canary') {
     const sha = deployment.sha;
     if (!sha) throw new Error(`deployment ${deployment.id} is past its canary without a SHA`);
@@ -843,9 +905,11 @@ async function sendStandbyBatch(
       },
       deploymentComment(deployment.id, 'canary'),
     );
-    return { commandIds: [commandId] };
+    return { commandIds: [commandId], refused: [] };
   } catch (error) {
-    return { commandIds: [], error: error as Error };
+    // An agent that cannot be reached is no reason to send again: the canary returns, and the deployment fails.
+    if (isAgentNotReady(error)) return { commandIds: [], refused: ready.map((id) => refusal(id, error)) };
+    return { commandIds: [], refused: [], error: error as Error };
   }
 }
 
@@ -862,9 +926,12 @@ async function returnBatch(
     if (returned.length > 0) await exitStandby(deps, view.sizes.name, returned);
   } catch (error) {
     // Refused (the sizes changed since they were read, another execution returned them first):
-    // whatever is still in Standby is returned by the next look.
+    // the states say which are out of Standby now, not the error; the rest the next look returns.
     if (!isValidationError(error)) throw error;
-    return { returned: [], waiting: (error as Error).message };
+    const now = await viewGroup(deps, view.sizes.name);
+    const back = returned.filter((id) => now.states.get(id) !== 'Standby');
+    const still = back.length < returned.length;
+    return { returned: back, ...(still && { waiting: (error as Error).message }) };
   }
   if (room.waiting) {
     deps.logger.warn('standby instances wait to return', {
@@ -894,7 +961,13 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
   const returned = await returnBatch(deps, view, present);
   const left = present.filter((id) => !returned.returned.includes(id));
   const { standby: _, ...rest } = last;
-  await writeRecord(deps, last.group, 'last-deployment', {
+  // Another execution may have returned them and a newer deployment ended since: its record stays.
+  const fresh = await readGroupRecord(deps, last.group, true);
+  const now = last.driftRepair ? fresh.lastRepair : fresh.lastDeployment;
+  if (now?.id !== last.id || !now.standby) {
+    return left.length > 0 ? { outcome: 'running', deploymentId: last.id } : { outcome: 'none' };
+  }
+  await writeRecord(deps, last.group, lastSlot(last), {
     ...rest,
     ...(left.length > 0 && { standby: { instanceIds: left, stage: 'returning', waiting: returned.waiting } }),
   } satisfies Deployment);
@@ -909,8 +982,9 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
 
 /** Returns a failed deployment's batch at once when it needed no restore (nothing else would come to do it soon). */
 async function returnStraysNow(deps: Deps, groupName: string): Promise<void> {
-  const last = (await readGroupRecord(deps, groupName, true)).lastDeployment;
-  if (last?.standby) await returnStrays(deps, last);
+  const record = await readGroupRecord(deps, groupName, true);
+  const last = [record.lastDeployment, record.lastRepair].find((ended) => ended?.standby);
+  if (last) await returnStrays(deps, last);
 }
 
 /** Auto Scaling's refusal of a call the group's sizes or an instance's state do not allow. */
@@ -938,6 +1012,97 @@ async function commandStates(
     return [commandId, { status: command?.Status, instanceIds: command?.InstanceIds ?? [] }] as const;
   });
   return new Map(read);
+}
+
+/**
+ * The current phase's commands and the verdict on them: from the record when it names them all,
+ * else from SSM's command history (a phase sent more than MAX_RECORDED_COMMANDS), where one
+ * not listed yet keeps the phase running.
+ */
+async function phaseStates(
+  deps: Deps,
+  deployment: Deployment,
+): Promise<{ states: Map<string, CommandState>; verdict: PhaseVerdict }> {
+  const recorded = deployment.commands.filter((command) => command.phase === deployment.phase);
+  if ((deployment.commandCount ?? 0) <= recorded.length) {
+    const states = await commandStates(deps, recorded);
+    return { states, verdict: phaseVerdict(deployment, statusesOf(states)) };
+  }
+  const listed = (await commandHistory(deps, deployment)).filter(
+    (command) => command.role === deployment.phase,
+  );
+  const states = new Map(listed.map((command) => [command.commandId, command] as const));
+  if (listed.length < (deployment.commandCount ?? 0)) return { states, verdict: { kind: 'running' } };
+  const commands = listed.map(({ commandId }) => ({ commandId, phase: deployment.phase }));
+  return { states, verdict: phaseVerdict({ phase: deployment.phase, commands }, statusesOf(states)) };
+}
+
+/** A command of a deployment as SSM's command history lists it. */
+interface HistoryCommand extends CommandState {
+  readonly commandId: string;
+  readonly role: DeploymentCommandRole;
+  readonly requestedAt?: Date;
+}
+
+/**
+ * Every command the deployment sent, newest first: SelfDeploy commands since it began whose
+ * Comment names it, or a repair's drift commands. One ListCommands per 50 SelfDeploy commands
+ * of the account since the deployment began.
+ */
+async function commandHistory(deps: Deps, deployment: Deployment): Promise<HistoryCommand[]> {
+  const found: HistoryCommand[] = [];
+  let NextToken: string | undefined;
+  do {
+    const page = await deps.clients.ssm.send(
+      new ListCommandsCommand({
+        Filters: [
+          { key: 'DocumentName', value: deps.config.documentName },
+          // A minute early: SSM's clock and this one may differ a little.
+          { key: 'InvokedAfter', value: new Date(Date.parse(deployment.requestedAt) - 60_000).toISOString() },
+        ],
+        MaxResults: 50,
+        NextToken,
+      }),
+    );
+    for (const command of page.Commands ?? []) {
+      // A repair's commands read as reconcile's own (DRIFT_COMMENT); none else is sent while it holds the lock.
+      const named =
+        deployment.driftRepair && command.Comment === DRIFT_COMMENT
+          ? { deploymentId: deployment.id, role: 'rest' as const }
+          : deploymentOfComment(command.Comment);
+      if (named?.deploymentId !== deployment.id || !command.CommandId) continue;
+      found.push({
+        commandId: command.CommandId,
+        role: named.role,
+        status: command.Status,
+        instanceIds: command.InstanceIds ?? [],
+        ...(command.RequestedDateTime && { requestedAt: command.RequestedDateTime }),
+      });
+    }
+    NextToken = page.NextToken;
+  } while (NextToken);
+  return found.sort((a, b) => (b.requestedAt?.getTime() ?? 0) - (a.requestedAt?.getTime() ?? 0));
+}
+
+/** A phase's commands as the record keeps them: the first MAX_RECORDED_COMMANDS, and how many there were past that. */
+function recordedCommands(
+  commandIds: readonly string[],
+  phase: Deployment['phase'],
+): Pick<Deployment, 'commands' | 'commandCount'> {
+  return {
+    commands: commandIds.slice(0, MAX_RECORDED_COMMANDS).map((commandId) => ({ commandId, phase })),
+    ...(commandIds.length > MAX_RECORDED_COMMANDS && { commandCount: commandIds.length }),
+  };
+}
+
+/** The deployment's failures with `more` added: the first MAX_RECORDED_FAILURES named, all counted. */
+function withFailures(
+  deployment: Deployment,
+  more: readonly DeployFailure[],
+): Pick<Deployment, 'failures' | 'failureCount'> {
+  const total = (deployment.failureCount ?? deployment.failures.length) + more.length;
+  const failures = [...deployment.failures, ...more].slice(0, MAX_RECORDED_FAILURES);
+  return { failures, ...(total > failures.length && { failureCount: total }) };
 }
 
 function statusesOf(states: ReadonlyMap<string, CommandState>): Map<string, string | undefined> {
@@ -1026,10 +1191,12 @@ async function sendPhase(
 ): Promise<void> {
   const sent = await sendBatches(deps, group, deployment, phase, targets, deployment.sha);
   // Whatever was not sent (an error mid-way) is InService and unsent: the joiners phase takes it.
+  // The record names this phase's commands only: the earlier phase's all succeeded.
+  const { commandCount: _, ...earlier } = deployment;
   await writeRecord(deps, deployment.group, 'deployment', {
-    ...deployment,
+    ...earlier,
     phase,
-    commands: [...deployment.commands, ...sent.commandIds.map((commandId) => ({ commandId, phase }))],
+    ...recordedCommands(sent.commandIds, phase),
     updatedAt: new Date(deps.clock.now()).toISOString(),
   } satisfies Deployment);
   deps.logger.info(`deployment ${phase} started`, {
@@ -1042,6 +1209,13 @@ async function sendPhase(
   if (sent.error) throw sent.error;
 }
 
+/** What a send did: the commands that went out, the instances SSM refused (and why), an error that stopped it. */
+interface Sent {
+  readonly commandIds: string[];
+  readonly refused: DeployFailure[];
+  readonly error?: Error;
+}
+
 /** Sends one command per ≤ 50 instances with the rate controls; an error stops the sending and is handed back. */
 async function sendBatches(
   deps: Deps,
@@ -1051,8 +1225,9 @@ async function sendBatches(
   targets: readonly string[],
   revision: string,
   comment = deploymentComment(deployment.id, role),
-): Promise<{ commandIds: string[]; error?: Error }> {
+): Promise<Sent> {
   const commandIds: string[] = [];
+  const refused: DeployFailure[] = [];
   for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
     try {
       commandIds.push(
@@ -1065,8 +1240,9 @@ async function sendBatches(
         ),
       );
     } catch (error) {
-      if (!isAgentNotReady(error)) return { commandIds, error: error as Error };
+      if (!isAgentNotReady(error)) return { commandIds, refused, error: error as Error };
       // Terminated or deregistered since it was listed: reconcile handles it if it comes back.
+      refused.push(...batch.map((instanceId) => refusal(instanceId, error)));
       deps.logger.warn('deployment could not send to instances', {
         group: deployment.group,
         deploymentId: deployment.id,
@@ -1076,7 +1252,13 @@ async function sendBatches(
       });
     }
   }
-  return { commandIds };
+  return { commandIds, refused };
+}
+
+/** An instance SSM would not send to (its agent gone, or the role may not reach it), as a failure. */
+function refusal(instanceId: string, error: unknown): DeployFailure {
+  const said = `SendCommand refused it (${(error as Error).message})`.slice(0, 150);
+  return { instanceId, reason: `${said}: returned unchanged, left to drift repair` };
 }
 
 /** Why a phase failed: per instance, and which instances ran the failed revision (to restore). */
@@ -1183,14 +1365,16 @@ async function fail(
       });
     }
   }
+  // The record keeps the restore's commands (returnStrays waits on them) and the newest of the phase's.
+  const { commandCount: _, ...current } = deployment;
   const ended: Deployment = {
-    ...deployment,
+    ...current,
     phase: 'failed',
     commands: [
       ...deployment.commands,
       ...restore.map((commandId) => ({ commandId, phase: 'failed' as const })),
-    ],
-    failures: failures.slice(0, MAX_RECORDED_FAILURES),
+    ].slice(-MAX_RECORDED_COMMANDS),
+    ...withFailures(deployment, failures),
     updatedAt: new Date(deps.clock.now()).toISOString(),
   };
   await end(deps, ended, record);
@@ -1229,9 +1413,14 @@ async function promote(
   });
 }
 
+/** Where an ended deployment is kept: a repair apart, so it never replaces an operator's deployment's record. */
+function lastSlot(deployment: Deployment): 'last-deployment' | 'last-repair' {
+  return deployment.driftRepair ? 'last-repair' : 'last-deployment';
+}
+
 /** Keeps the ended deployment as the last one, then frees the lock and the transition claims. */
 async function end(deps: Deps, ended: Deployment, record: GroupRecord): Promise<void> {
-  await writeRecord(deps, ended.group, 'last-deployment', ended);
+  await writeRecord(deps, ended.group, lastSlot(ended), ended);
   const claims = [...new Set(record.claimedSteps)].map((step) => `step-${step}` as const);
   await deleteRecords(deps, ended.group, ['deployment', ...claims]);
 }
@@ -1252,7 +1441,7 @@ export async function logs(deps: Deps, action: Action<'logs'>): Promise<Operator
     runs = await instanceRuns(deps, action.group, action.instanceId);
   } else {
     const record = await readGroupRecord(deps, action.group, true);
-    const deployment = [record.deployment, record.lastDeployment].find(
+    const deployment = [record.deployment, record.lastDeployment, record.lastRepair].find(
       (candidate) => candidate && (action.deploymentId === undefined || candidate.id === action.deploymentId),
     );
     if (!deployment) {
@@ -1263,7 +1452,8 @@ export async function logs(deps: Deps, action: Action<'logs'>): Promise<Operator
       );
     }
     runs = [];
-    for (const { commandId } of [...deployment.commands].reverse()) {
+    // SSM's history has every command of the deployment; the record names only the last few.
+    for (const { commandId } of await commandHistory(deps, deployment)) {
       const output = await deps.clients.ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }));
       for (const invocation of output.CommandInvocations ?? []) {
         if (invocation.InstanceId) {

@@ -59,7 +59,7 @@ export async function reconcileReleases(
 async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Promise<ReleaseReconcile> {
   const record = await readGroupRecord(deps, name, true);
   // A deployment in flight moves on; one that ended with instances in Standby returns them.
-  if (record.deployment || record.lastDeployment?.standby) {
+  if (record.deployment || record.lastDeployment?.standby || record.lastRepair?.standby) {
     return { deployment: await advanceDeployment(deps, name, record) };
   }
   if (group.follow !== 'release') return { skipped: 'the group follows its branch' };

@@ -15,6 +15,8 @@ import type { Deps } from './deps';
  *   <prefix>/<group>/deployment       the deployment in flight; created with Overwrite=false,
  *                                     so it is also the one-per-group lock
  *   <prefix>/<group>/last-deployment  the last deployment that ended
+ *   <prefix>/<group>/last-repair      the last drift repair through Standby that ended (apart,
+ *                                     so a repair never replaces a failed deployment's record)
  *   <prefix>/<group>/step-<n>         claims of a deployment's transition n (create-if-absent)
  * A group's name may hold characters a parameter name may not: escapeGroupName maps it.
  */
@@ -55,6 +57,7 @@ export interface GroupRecord {
   readonly paused?: { readonly since: string; readonly reason: string };
   readonly deployment?: Deployment;
   readonly lastDeployment?: Deployment;
+  readonly lastRepair?: Deployment;
   /** Claimed transition numbers of the deployment in flight. */
   readonly claimedSteps: readonly number[];
 }
@@ -117,16 +120,24 @@ async function readUncached(deps: Deps, group: string): Promise<GroupRecord> {
   const paused = json<{ since: string; reason: string }>('paused');
   const deployment = json<Deployment>('deployment');
   const lastDeployment = json<Deployment>('last-deployment');
+  const lastRepair = json<Deployment>('last-repair');
   return {
     ...(release && { release }),
     ...(paused && { paused }),
     ...(deployment && { deployment }),
     ...(lastDeployment && { lastDeployment }),
+    ...(lastRepair && { lastRepair }),
     claimedSteps,
   };
 }
 
-export type RecordName = 'release' | 'paused' | 'deployment' | 'last-deployment' | `step-${number}`;
+export type RecordName =
+  | 'release'
+  | 'paused'
+  | 'deployment'
+  | 'last-deployment'
+  | 'last-repair'
+  | `step-${number}`;
 
 /**
  * Writes one of the group's parameters. With `create`, only if it does not exist yet:

@@ -15,6 +15,12 @@ import { chunk } from './utilities';
 /** EnterStandby and ExitStandby take at most this many instance ids per call. */
 export const MAX_STANDBY_INSTANCES = 20;
 
+/**
+ * The most instances one Standby batch takes, whatever the rate control allows: the batch's
+ * ids, its one command and its failures must fit the deployment record's 4 KB parameter.
+ */
+export const MAX_STANDBY_BATCH = 25;
+
 /** A group's sizes as DescribeAutoScalingGroups gives them. */
 export interface GroupSizes {
   readonly name: string;
@@ -27,6 +33,13 @@ export interface GroupSizes {
 export interface GroupView {
   readonly sizes: GroupSizes;
   readonly states: ReadonlyMap<string, string>;
+  /** Instances Auto Scaling holds Unhealthy (EC2 status checks; the load balancer's with ELB health checks). */
+  readonly unhealthy: ReadonlySet<string>;
+  /**
+   * For a group behind a load balancer (target groups or Classic load balancers): its health
+   * check grace period, which a returned batch is given before the next batch leaves.
+   */
+  readonly balancedGraceMs?: number;
 }
 
 /** How many of `count` instances a rate control (`25%`, `5`) lets out at once: at least one. */
@@ -41,7 +54,7 @@ const sizesOf = ({ name, min, max, desired }: GroupSizes) =>
 
 /**
  * How many of `wanted` instances may enter Standby now: no more than the rate control lets out
- * at once, and never so many that the decremented desired capacity goes below MinSize (AWS
+ * at once (and MAX_STANDBY_BATCH), and never so many that the decremented desired capacity goes below MinSize (AWS
  * refuses that). At MinSize none may: the answer says why, and what would let the batch go.
  */
 export function enterRoom(
@@ -55,7 +68,7 @@ export function enterRoom(
       waiting: `${sizesOf(sizes)}: a Standby batch would take the desired capacity below MinSize; lower MinSize or raise the desired capacity to ${sizes.min + 1} or more`,
     };
   }
-  return { take: Math.min(wanted, room, limit) };
+  return { take: Math.min(wanted, room, limit, MAX_STANDBY_BATCH) };
 }
 
 /**
@@ -81,6 +94,7 @@ export async function viewGroup(deps: Deps, groupName: string): Promise<GroupVie
     new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [groupName] }),
   );
   const group = output.AutoScalingGroups?.[0];
+  const balanced = (group?.TargetGroupARNs?.length ?? 0) + (group?.LoadBalancerNames?.length ?? 0) > 0;
   return {
     sizes: {
       name: groupName,
@@ -93,6 +107,14 @@ export async function viewGroup(deps: Deps, groupName: string): Promise<GroupVie
         instance.InstanceId ? [[instance.InstanceId, instance.LifecycleState ?? 'unknown'] as const] : [],
       ),
     ),
+    unhealthy: new Set(
+      (group?.Instances ?? []).flatMap((instance) =>
+        instance.InstanceId && instance.HealthStatus?.toLowerCase() === 'unhealthy'
+          ? [instance.InstanceId]
+          : [],
+      ),
+    ),
+    ...(balanced && { balancedGraceMs: (group?.HealthCheckGracePeriod ?? 0) * 1000 }),
   };
 }
 

@@ -229,7 +229,7 @@ export const TOP_LEVEL_SETTINGS = {
     json: 'redeployMaxConcurrency',
     kind: 'text',
     default: '25%',
-    doc: 'SendCommand MaxConcurrency of a manual redeploy of a whole group.',
+    doc: 'SendCommand MaxConcurrency of a manual redeploy of a whole group, and the size of each Standby batch (of the InService instances, at most 25).',
   },
   redeployMaxErrors: {
     json: 'redeployMaxErrors',

@@ -96,9 +96,23 @@ export interface Deployment {
   /** Bumped by every transition; a transition is claimed with create-if-absent on its number. */
   readonly step: number;
   readonly canary?: string;
-  /** Commands sent by this deployment, newest last. */
+  /**
+   * Commands of the current phase (of a `standby` deployment: of its batch; of an ended one: its
+   * restore), newest last, at most MAX_RECORDED_COMMANDS: the record stays within Parameter
+   * Store's 4 KB whatever the group's size. SSM's command history (by Comment) has every one.
+   */
   readonly commands: readonly { readonly commandId: string; readonly phase: DeploymentPhase }[];
+  /** How many commands the current phase sent, where more than `commands` holds. */
+  readonly commandCount?: number;
+  /** At most MAX_RECORDED_FAILURES; `failureCount` counts them all. */
   readonly failures: readonly DeployFailure[];
+  /** How many instances failed (or were given up on), where more than `failures` names. */
+  readonly failureCount?: number;
+  /**
+   * Instances a `standby` deployment gave up on (SendCommand or EnterStandby refused them):
+   * returned to service unchanged, named in `failures`, left to reconcile's drift repair.
+   */
+  readonly skipped?: readonly string[];
   /**
    * Set on reconcile's drift repair in a `standby` group: the drifted instances it brings back to
    * the release through Standby. It has no canary and promotes nothing.

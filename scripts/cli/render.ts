@@ -37,6 +37,11 @@ function describeRelease(release: Release | undefined): string {
   return `${release.sha} since ${release.changedAt}: ${release.reason}${by}${previous}`;
 }
 
+/** How many instances failed (or were given up on): the record names at most a few. */
+function failedCount(deployment: Deployment): number {
+  return deployment.failureCount ?? deployment.failures.length;
+}
+
 /** One deployment in a line: id, what, SHA, phase, failures. */
 function describeDeployment(deployment: Deployment): string {
   const target =
@@ -44,7 +49,8 @@ function describeDeployment(deployment: Deployment): string {
       ? `rollback to ${shortSha(deployment.sha ?? deployment.requested)}`
       : `deploy of ${deployment.requested}${deployment.sha === undefined || deployment.sha === deployment.requested ? '' : ` (${shortSha(deployment.sha)})`}`;
   const canary = deployment.canary === undefined ? '' : `, canary ${deployment.canary}`;
-  const failed = deployment.failures.length === 0 ? '' : `, ${deployment.failures.length} failed`;
+  const count = failedCount(deployment);
+  const failed = count === 0 ? '' : `, ${count} failed`;
   return `${deployment.id} ${target}: ${deployment.phase}${canary}${failed}`;
 }
 
@@ -143,7 +149,8 @@ export function instanceLine(instance: InstanceStatus): string {
 /** For a large group: how far the deployment is, in one line. */
 export function counterLine(deployment: Deployment, instances: readonly InstanceStatus[]): string {
   const done = deployment.sha === undefined ? 0 : instances.filter((i) => i.sha === deployment.sha).length;
-  const failed = deployment.failures.length === 0 ? '' : `, ${deployment.failures.length} failed`;
+  const count = failedCount(deployment);
+  const failed = count === 0 ? '' : `, ${count} failed`;
   return `${deployment.id} ${deployment.phase}: ${done}/${instances.length} at ${shortSha(deployment.sha)}${failed}`;
 }
 
@@ -172,6 +179,10 @@ export function resultTable(deployment: Deployment, instances: readonly Instance
       ...instances.map((i) => [i.instanceId, shortSha(i.sha), result(i), reason(i.instanceId)]),
       ...gone.map((f) => [f.instanceId, '-', 'failed (left the group)', reason(f.instanceId)]),
     ]),
+    // The record names the first few failures; the log has every one.
+    ...(failedCount(deployment) > deployment.failures.length
+      ? [`and ${failedCount(deployment) - deployment.failures.length} more failed (the log names every one)`]
+      : []),
     // What the deployment left in Standby (a failed batch restoring, or kept there by MaxSize).
     ...standbyRows('standby', deployment).map(([label, text]) => `${label}: ${text}`),
   ];

@@ -1,6 +1,7 @@
 // A small world for the deployment tests: Parameter Store, a group's instances and SSM's
 // commands as the mocked clients answer them, with state that lasts across invocations.
 import {
+  type AutoScalingGroup,
   DescribeAutoScalingGroupsCommand,
   DescribeAutoScalingInstancesCommand,
   EnterStandbyCommand,
@@ -67,8 +68,14 @@ export interface World extends Harness {
   inService: string[];
   /** Instances whose agent is not online. */
   offline: Set<string>;
+  /** Instances SendCommand refuses (InvalidInstanceId) though their agent is online: the role may not reach them. */
+  readonly refused: Set<string>;
   /** Lifecycle states other than InService (Standby and the ways in and out of it), by instance. */
   readonly states: Map<string, LifecycleState>;
+  /** Instances Auto Scaling holds Unhealthy. */
+  readonly unhealthy: Set<string>;
+  /** Fields of the group as DescribeAutoScalingGroups gives them beyond its sizes (target groups, grace period). */
+  readonly group: Partial<AutoScalingGroup>;
   /** The group's sizes; the desired capacity follows EnterStandby and ExitStandby as AWS's does. */
   readonly sizes: { min: number; max: number; desired: number };
   /** Ends every standby transition under way: EnteringStandby → Standby, Pending → InService. */
@@ -111,6 +118,9 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     tags: new Map(),
   };
   const states = new Map<string, LifecycleState>();
+  const refused = new Set<string>();
+  const unhealthy = new Set<string>();
+  const group: Partial<AutoScalingGroup> = {};
   const sizes = { min: 0, max: 200, desired: count };
   const stateOf = (id: string): LifecycleState => states.get(id) ?? 'InService';
   /** AWS's answer to a standby call the group's sizes do not allow. */
@@ -171,8 +181,11 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     AutoScalingGroups: [
       describedGroup(
         'web',
-        state.inService.map((id) => groupInstance(id, stateOf(id))),
-        { MinSize: sizes.min, MaxSize: sizes.max, DesiredCapacity: sizes.desired },
+        state.inService.map((id) => ({
+          ...groupInstance(id, stateOf(id)),
+          HealthStatus: unhealthy.has(id) ? 'Unhealthy' : 'Healthy',
+        })),
+        { ...group, MinSize: sizes.min, MaxSize: sizes.max, DesiredCapacity: sizes.desired },
       ),
     ],
   }));
@@ -198,6 +211,9 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     }),
   }));
   ssm.on(SendCommandCommand).callsFake((input) => {
+    if (input.InstanceIds.some((id: string) => refused.has(id))) {
+      throw awsError('InvalidInstanceId', 'Instances not in a valid state for account');
+    }
     const command: SentCommand = {
       commandId: `cccccccc-0000-4000-8000-${String(commands.length + 1).padStart(12, '0')}`,
       instanceIds: [...input.InstanceIds],
@@ -220,13 +236,24 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     Status: command.status,
     RequestedDateTime: command.requestedAt,
   });
-  ssm.on(ListCommandsCommand).callsFake(({ CommandId, InstanceId }) => ({
-    Commands: commands
+  // By id, by instance or the whole history; InvokedAfter honoured; newest first, 50 a page, as SSM's.
+  ssm.on(ListCommandsCommand).callsFake(({ CommandId, InstanceId, Filters, MaxResults, NextToken }) => {
+    const after = Filters?.find((filter: { key: string }) => filter.key === 'InvokedAfter')?.value;
+    const matching = commands
       .filter((command) =>
-        CommandId ? command.commandId === CommandId : command.instanceIds.includes(InstanceId),
+        CommandId
+          ? command.commandId === CommandId
+          : InstanceId === undefined || command.instanceIds.includes(InstanceId),
       )
-      .map(listed),
-  }));
+      .filter((command) => after === undefined || command.requestedAt.getTime() >= Date.parse(after))
+      .reverse();
+    const start = Number(NextToken ?? 0);
+    const end = start + (MaxResults ?? 50);
+    return {
+      Commands: matching.slice(start, end).map(listed),
+      ...(end < matching.length && { NextToken: String(end) }),
+    };
+  });
   ssm.on(ListCommandInvocationsCommand).callsFake(({ CommandId, InstanceId }) => ({
     CommandInvocations: commands
       .filter((command) =>
@@ -263,6 +290,9 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     parameters,
     commands,
     states,
+    refused,
+    unhealthy,
+    group,
     sizes,
     settle: () => {
       for (const [id, lifecycle] of states) {

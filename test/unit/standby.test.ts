@@ -277,7 +277,7 @@ describe('a standby deployment', () => {
     expect(lastDeployment(w)?.standby).toBeUndefined();
   });
 
-  it('leaves in service an instance whose EnterStandby is refused (the group changed meanwhile) and asked again; then a new batch is chosen', async () => {
+  it('leaves in service an instance whose EnterStandby is refused (the group changed meanwhile) and asked again; refused again, it is given up on and another batch is chosen', async () => {
     const { w, answer } = await started(3, 0);
     w.settle();
     await advance(w);
@@ -295,10 +295,16 @@ describe('a standby deployment', () => {
     expect(await advance(w)).toEqual({ outcome: 'running', deploymentId: answer.deploymentId });
     expect(deployment(w)?.standby).toMatchObject({ instanceIds: [], stage: 'entering' });
     expect(w.states.size).toBe(0);
+    expect(deployment(w)).toMatchObject({
+      skipped: chosen,
+      failures: [{ instanceId: chosen[0], reason: expect.stringMatching(/^EnterStandby refused it/) }],
+    });
+    autoScaling.on(EnterStandbyCommand).callsFake(() => ({ Activities: [] }));
     const asked = entered().length;
     await advance(w);
     expect(entered()).toHaveLength(asked + 1);
-    expect(entered()[asked]).toMatchObject({ InstanceIds: chosen });
+    expect(entered()[asked]?.InstanceIds).toHaveLength(1);
+    expect(entered()[asked]?.InstanceIds).not.toEqual(chosen);
   });
 
   it('fails, sending nothing, when the canary leaves the group before it could deploy out of service', async () => {
@@ -379,7 +385,8 @@ describe('a standby deployment', () => {
       });
     }
     expect(new Set(statesAtSend)).toEqual(new Set(['Standby']));
-    expect(lastDeployment(w)).toMatchObject({ id: repair?.id, phase: 'promoted' });
+    expect(w.record('last-repair')).toMatchObject({ id: repair?.id, phase: 'promoted' });
+    expect(lastDeployment(w)).toBeUndefined();
     expect(w.record('release')).toEqual(current);
 
     // Their tags still say OLD_SHA (as if they could not deploy it): not again within the hour.
@@ -400,7 +407,10 @@ describe('a standby deployment', () => {
     w.finish(command.commandId, NEW_SHA, { [instanceId(2)]: { exitCode: 14, reason: 'cap deploy failed' } });
     await route(w.deps, w.statusEvent(command));
 
-    expect(lastDeployment(w)).toMatchObject({ phase: 'failed', failures: [{ instanceId: instanceId(2) }] });
+    expect(w.record('last-repair')).toMatchObject({
+      phase: 'failed',
+      failures: [{ instanceId: instanceId(2) }],
+    });
     expect(w.commands).toHaveLength(1);
     expect(exited()).toEqual([{ AutoScalingGroupName: 'web', InstanceIds: [instanceId(2)] }]);
     expect(w.metrics.map((metric) => metric.name)).not.toContain('DeployFailed');

@@ -1,0 +1,274 @@
+import { EnterStandbyCommand, ExitStandbyCommand } from '@aws-sdk/client-auto-scaling';
+import { PutParameterCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { advanceDeployment } from '../../functions/orchestrator/deployments';
+import { route } from '../../functions/orchestrator/router';
+import type { Deployment, OperatorAnswer } from '../../functions/shared/operator-actions';
+import { NEW_SHA, OLD_SHA, type World, world } from './deployments-world';
+import { autoScaling, awsError, fixture, instanceId, ssm } from './support';
+
+const release = (sha: string) => ({ sha, changedAt: '2026-11-26T09:00:00.000Z', reason: 'first deploy' });
+const deployment = (w: World) => w.record('deployment') as Deployment | undefined;
+const lastDeployment = (w: World) => w.record('last-deployment') as Deployment | undefined;
+const entered = () => autoScaling.commandCalls(EnterStandbyCommand).length;
+const exited = () => autoScaling.commandCalls(ExitStandbyCommand).length;
+const advance = (w: World) => advanceDeployment(w.deps, 'web');
+/** SSM's answer when it may not send to an instance (its agent gone, or the role may not reach it). */
+const notReady = () => awsError('InvalidInstanceId', 'Instances not in a valid state for account');
+
+async function operate(w: World, action: Record<string, unknown>): Promise<OperatorAnswer> {
+  const routed = await route(w.deps, action);
+  if (routed.kind !== 'operator') throw new Error(`routed as ${routed.kind}`);
+  return routed.result;
+}
+
+/** A standby group web of `count`, release OLD_SHA, a deploy of v2 started. */
+async function started(count: number, min = 0) {
+  const w = world(count, 'standby');
+  w.sizes.min = min;
+  w.put('release', release(OLD_SHA));
+  const answer = (await operate(w, { action: 'deploy', group: 'web', revision: 'v2' })) as {
+    deploymentId: string;
+    canary: string;
+  };
+  return { w, answer };
+}
+
+/** Advances as status events and reconcile would, `rounds` times at most, each command succeeding at NEW_SHA. */
+async function drive(w: World, rounds: number): Promise<void> {
+  for (let round = 0; round < rounds && deployment(w); round++) {
+    w.settle();
+    for (const command of w.commands.filter((sent) => sent.status === 'InProgress')) {
+      w.finish(command.commandId, NEW_SHA);
+    }
+    w.advance(60_000);
+    await advance(w);
+  }
+}
+
+describe('a standby deployment SSM will not send to', () => {
+  it('fails when it cannot reach the canary in Standby: the canary returns, the release stays, the failure says why', async () => {
+    const { w, answer } = await started(3);
+    w.settle();
+    ssm.on(SendCommandCommand).rejects(notReady());
+
+    await drive(w, 10);
+
+    expect(deployment(w)).toBeUndefined();
+    expect(lastDeployment(w)).toMatchObject({
+      id: answer.deploymentId,
+      phase: 'failed',
+      failures: [{ instanceId: answer.canary, reason: expect.stringMatching(/^SendCommand refused it/) }],
+    });
+    expect(lastDeployment(w)?.standby).toBeUndefined();
+    expect(w.states.get(answer.canary) ?? 'InService').toBe('InService');
+    expect(w.sizes.desired).toBe(3);
+    expect(w.record('release')).toMatchObject({ sha: OLD_SHA });
+  });
+
+  it('gives up on a batch SendCommand refuses: returns it, names it in the failures, and moves on to the end', async () => {
+    const { w, answer } = await started(4);
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    const refused = instanceId(answer.canary === instanceId(1) ? 2 : 1);
+    w.refused.add(refused);
+
+    await drive(w, 60);
+
+    expect(deployment(w)).toBeUndefined();
+    const last = lastDeployment(w);
+    expect(last).toMatchObject({ id: answer.deploymentId, phase: 'promoted', skipped: [refused] });
+    expect(last?.failures).toEqual([
+      {
+        instanceId: refused,
+        reason:
+          'SendCommand refused it (Instances not in a valid state for account): returned unchanged, left to drift repair',
+      },
+    ]);
+    // In and out once each for the canary and the four batches of one: never again.
+    expect(entered()).toBe(4);
+    expect(exited()).toBe(4);
+    expect(w.states.size).toBe(0);
+    expect(w.record('release')).toMatchObject({ sha: NEW_SHA });
+  });
+});
+
+/** The longest value written to the deployment and last-deployment parameters. */
+function largestRecord(): number {
+  return Math.max(
+    ...ssm
+      .commandCalls(PutParameterCommand)
+      .filter((call) => /\/(last-)?deployment$/.test(String(call.args[0].input.Name)))
+      .map((call) => String(call.args[0].input.Value).length),
+  );
+}
+
+/** Parameter Store's Standard tier holds at most 4 KB a parameter. */
+const STANDARD_TIER_CHARS = 4096;
+
+describe('a deployment record at scale', () => {
+  it('stays within 4 KB through a standby deployment of 1000 instances in batches of one', async () => {
+    const w = world(1000, 'standby');
+    w.sizes.min = 999;
+    w.sizes.max = 1000;
+    w.put('release', release(OLD_SHA));
+    await operate(w, { action: 'deploy', group: 'web', revision: 'v2' });
+
+    await drive(w, 5000);
+
+    expect(lastDeployment(w)).toMatchObject({ phase: 'promoted', sha: NEW_SHA });
+    expect(w.commands).toHaveLength(1000);
+    expect(largestRecord()).toBeLessThan(STANDARD_TIER_CHARS);
+  }, 300_000);
+
+  it.each([1000, 3000])(
+    'stays within 4 KB through an in-place deployment of %i instances (commands of 50) that fails at the end',
+    async (count) => {
+      const w = world(count);
+      w.put('release', release(OLD_SHA));
+      await operate(w, { action: 'deploy', group: 'web', revision: 'v2' });
+      w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+      await advance(w);
+      const rest = w.sentFor('rest');
+      expect(rest.length).toBeGreaterThan(10);
+      for (const command of rest.slice(0, -1)) w.finish(command.commandId, NEW_SHA);
+      await advance(w);
+      expect(deployment(w)).toMatchObject({ phase: 'rest' });
+      const lastCommand = rest.at(-1);
+      w.finish(lastCommand?.commandId ?? '', NEW_SHA, {
+        [lastCommand?.instanceIds[0] ?? '']: { exitCode: 14, reason: 'cap deploy failed' },
+      });
+
+      await advance(w);
+
+      expect(lastDeployment(w)).toMatchObject({
+        phase: 'failed',
+        failures: [{ instanceId: lastCommand?.instanceIds[0], exitCode: 14 }],
+      });
+      expect(largestRecord()).toBeLessThan(STANDARD_TIER_CHARS);
+    },
+    120_000,
+  );
+});
+
+describe("an ended deployment's instances in Standby", () => {
+  it('returned by two executions at once: the one refused ("not in Standby") counts them as returned, and the next deploy starts', async () => {
+    const { w, answer } = await started(3);
+    w.settle();
+    await advance(w);
+    const canary = w.sentFor('canary')[0]?.commandId ?? '';
+    w.finish(canary, NEW_SHA, { [answer.canary]: { exitCode: 14, reason: 'cap deploy failed' } });
+    await advance(w);
+    w.finish(w.sentFor('restore')[0]?.commandId ?? '', OLD_SHA);
+
+    await Promise.all([advance(w), advance(w)]);
+
+    expect(exited()).toBeGreaterThanOrEqual(1);
+    expect(lastDeployment(w)).toMatchObject({ id: answer.deploymentId, phase: 'failed' });
+    expect(lastDeployment(w)?.standby).toBeUndefined();
+    w.settle();
+    await expect(operate(w, { action: 'deploy', group: 'web', revision: 'v3' })).resolves.toMatchObject({
+      phase: 'canary',
+    });
+  });
+});
+
+describe('a drift repair after a failed standby deploy', () => {
+  it("keeps the failed deployment's record (failures, logs) and is named when it refuses the operator's deploy", async () => {
+    const { w, answer } = await started(3);
+    w.tags = new Map([1, 2, 3].map((index) => [instanceId(index), OLD_SHA]));
+    // The canary succeeds (its tag moves on); the first batch of the rest fails.
+    for (let round = 0; round < 40 && deployment(w); round++) {
+      w.settle();
+      for (const command of w.commands.filter((sent) => sent.status === 'InProgress')) {
+        const rest = command.comment.endsWith(' rest');
+        const failing = rest
+          ? Object.fromEntries(command.instanceIds.map((id) => [id, { exitCode: 14, reason: 'boom' }]))
+          : {};
+        w.finish(command.commandId, NEW_SHA, failing);
+        if (command.comment.endsWith(' canary')) w.tags.set(answer.canary, NEW_SHA);
+      }
+      await advance(w);
+    }
+    const failed = lastDeployment(w);
+    expect(failed).toMatchObject({ id: answer.deploymentId, phase: 'failed' });
+
+    // The failed batch's restore ends; the next reconcile returns it, the one after repairs the canary.
+    for (const command of w.commands.filter((sent) => sent.status === 'InProgress')) {
+      w.finish(command.commandId, OLD_SHA);
+    }
+    await route(w.deps, fixture('scheduled'));
+    w.settle();
+    await route(w.deps, fixture('scheduled'));
+    const repair = deployment(w);
+    expect(repair).toMatchObject({ reason: 'drift repair', driftRepair: [answer.canary] });
+    await expect(operate(w, { action: 'deploy', group: 'web', revision: 'v3' })).rejects.toThrow(
+      `group web has drift repair ${repair?.id} in flight (reconcile bringing ${answer.canary} back to the release ${OLD_SHA} through Standby`,
+    );
+    for (let round = 0; round < 20 && deployment(w); round++) {
+      w.settle();
+      for (const command of w.commands.filter((sent) => sent.status === 'InProgress')) {
+        w.finish(command.commandId, OLD_SHA);
+      }
+      await route(w.deps, fixture('scheduled'));
+    }
+
+    expect(deployment(w)).toBeUndefined();
+    expect(w.record('last-repair')).toMatchObject({ id: repair?.id, phase: 'promoted' });
+    expect(lastDeployment(w)).toMatchObject({
+      id: answer.deploymentId,
+      phase: 'failed',
+      failures: failed?.failures,
+    });
+    expect(failed?.failures).toEqual([expect.objectContaining({ exitCode: 14, reason: 'boom' })]);
+    await expect(
+      operate(w, { action: 'logs', group: 'web', deploymentId: answer.deploymentId }),
+    ).resolves.toMatchObject({ action: 'logs' });
+  });
+});
+
+describe('a standby deployment behind a load balancer', () => {
+  it('holds the next batch while the last one is Unhealthy in Auto Scaling', async () => {
+    const { w, answer } = await started(3);
+    w.group.TargetGroupARNs = [
+      'arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web/0123456789abcdef',
+    ];
+    w.group.HealthCheckGracePeriod = 120;
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    await advance(w);
+    expect(exited()).toBe(1);
+    w.settle();
+    w.unhealthy.add(answer.canary);
+    w.advance(150_000);
+
+    await advance(w);
+    expect(entered()).toBe(1);
+
+    w.unhealthy.clear();
+    await advance(w);
+    expect(entered()).toBe(2);
+  });
+
+  it('waits out the grace period after ExitStandby before the next batch leaves', async () => {
+    const { w } = await started(3);
+    w.group.TargetGroupARNs = [
+      'arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web/0123456789abcdef',
+    ];
+    w.group.HealthCheckGracePeriod = 120;
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    await advance(w);
+    w.settle();
+    w.advance(60_000);
+
+    await advance(w);
+    expect(entered()).toBe(1);
+
+    w.advance(61_000);
+    await advance(w);
+    expect(entered()).toBe(2);
+  });
+});
