@@ -4,6 +4,7 @@ import { describeIssues, documentParameter } from '../shared/validation';
 import { type Overrides, overridesSchema, type Place } from './decisions';
 import type { DeployTarget } from './deploy-start';
 import { INSTANCE_ID, UUID } from './events';
+import { upperHalfJitter } from './utilities';
 
 /** SQS's largest per-message delay. */
 const MAX_DELAY_SECONDS = 900;
@@ -132,16 +133,6 @@ export function newWait(target: DeployTarget, waitStart: number, agentWaitSecond
  */
 export function relookDelaySeconds(wait: Pick<AgentWait, 'token' | 'attempt'>, secondsLeft: number): number {
   const ceiling = Math.min(MAX_RELOOK_SECONDS, FIRST_DELAY_SECONDS * DELAY_GROWTH ** wait.attempt);
-  const jittered = Math.ceil(ceiling * (0.5 + spread(`${wait.token}/${wait.attempt}`) / 2));
+  const jittered = upperHalfJitter(ceiling, `${wait.token}/${wait.attempt}`);
   return Math.max(1, Math.min(jittered, Math.ceil(secondsLeft), MAX_DELAY_SECONDS));
-}
-
-/** A number in [0, 1) that is the same for the same text (FNV-1a). */
-function spread(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash / 2 ** 32;
 }

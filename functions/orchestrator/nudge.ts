@@ -2,7 +2,6 @@
 // standby deployment that waits on Auto Scaling puts a small delayed message on the event
 // queue naming the step it waits at; consuming it advances the deployment as reconcile does.
 // The reconcile schedule stays the backstop for a nudge lost or not sent.
-import { createHash } from 'node:crypto';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import * as z from 'zod/mini';
 import { InvalidInputError } from '../shared/errors';
@@ -11,6 +10,7 @@ import { describeIssues, documentParameter } from '../shared/validation';
 import { managedGroup } from './config';
 import type { Deps } from './deps';
 import { type GroupRecord, readGroupRecord } from './release-store';
+import { upperHalfJitter } from './utilities';
 
 /** The message's marker: a body with it is a nudge (and is read as one, or rejected). */
 export const NUDGE_KIND = 'selfdeploy.standby-nudge';
@@ -111,11 +111,7 @@ export function nudgeDelaySeconds(nudge: Omit<Nudge, 'groupName'>): number {
     nudge.waitingFor === 'room'
       ? ROOM_NUDGE_SECONDS
       : Math.min(MAX_NUDGE_SECONDS, FIRST_NUDGE_SECONDS * NUDGE_GROWTH ** nudge.attempt);
-  const spread = createHash('sha256')
-    .update(`${nudge.deploymentId}/${nudge.step}/${nudge.attempt}`)
-    .digest()
-    .readUInt32BE(0);
-  return Math.max(1, Math.ceil(ceiling * (0.5 + spread / 2 ** 33)));
+  return Math.max(1, upperHalfJitter(ceiling, `${nudge.deploymentId}/${nudge.step}/${nudge.attempt}`));
 }
 
 /**

@@ -34,6 +34,20 @@ export function backoffMs(attempt: number, random: number): number {
   return Math.max(100, Math.floor(random * ceiling));
 }
 
+/**
+ * `ceiling` jittered into its upper half, rounded up to whole seconds, by `key` rather than
+ * chance: the same key always gives the same delay, so copies of one message come back together.
+ */
+export function upperHalfJitter(ceiling: number, key: string): number {
+  // FNV-1a: a number in [0, 1) that is the same for the same key.
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return Math.ceil(ceiling * (0.5 + hash / 2 ** 33));
+}
+
 /** What was thrown, as an Error. */
 export function asError(thrown: unknown): Error {
   return thrown instanceof Error ? thrown : new Error(String(thrown));
