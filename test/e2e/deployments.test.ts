@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Deployment, Release } from '../../functions/shared/operator-actions';
 import { APP_PATH, GROUP_NAME, type LocalRun } from '../../scripts/local/local-run';
-import { localRuns } from './support';
+import { CAPFILE_WITH_TASKS, groupRecord, localRuns, operate } from './support';
 
 // Operator deployments through the local control plane and the real handler: real deploys
 // (bash, self-deploy.sh, Capistrano over a loopback sshd, git), state in the stand-in's
@@ -11,44 +11,15 @@ jest.setTimeout(180_000);
 
 const start = localRuns();
 
-/** One of the group's records, as the orchestrator keeps it in Parameter Store. */
-function record<T>(local: LocalRun, name: string): T | undefined {
-  try {
-    return JSON.parse(local.plane.ssm.getParameter(`/selfdeploy/${GROUP_NAME}/${name}`).value) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Runs an operator action as the Lambda console's Test button does; its answer. */
-async function operate(local: LocalRun, action: Record<string, unknown>) {
-  const routed = (await local.orchestrator.invoke(action)) as {
-    kind: string;
-    result: Record<string, unknown>;
-  };
-  expect(routed.kind).toBe('operator');
-  return routed.result;
-}
-
 /** Waits until the deployment `id` has ended; the group's last deployment. */
 async function ended(local: LocalRun, id: unknown): Promise<Deployment> {
   await local.waitFor(
     `deployment ${String(id)} to end`,
-    () => record<Deployment>(local, 'last-deployment')?.id === id && !record(local, 'deployment'),
+    () => groupRecord<Deployment>(local, 'last-deployment')?.id === id && !groupRecord(local, 'deployment'),
     120_000,
   );
-  return record<Deployment>(local, 'last-deployment') as Deployment;
+  return groupRecord<Deployment>(local, 'last-deployment') as Deployment;
 }
-
-/** The sample's Capfile, made to load the tasks under lib/capistrano/tasks that a commit adds. */
-const CAPFILE_WITH_TASKS = [
-  "require 'capistrano/setup'",
-  "require 'capistrano/deploy'",
-  "require 'capistrano/scm/git'",
-  'install_plugin Capistrano::SCM::Git',
-  "Dir.glob('lib/capistrano/tasks/*.rake').each { |task| import task }",
-  '',
-].join('\n');
 
 /** The migrations an instance's deploys ran (the sample's db-role task logs each revision). */
 function migrationsOn(local: LocalRun, instanceId: string): string[] {
@@ -91,7 +62,7 @@ describe('operator deployments through the local control plane', () => {
       deploymentId: expect.stringMatching(/^d-/),
     });
     expect(await ended(local, initial.deploymentId)).toMatchObject({ phase: 'promoted', sha: first });
-    expect(record<Release>(local, 'release')).toMatchObject({ sha: first });
+    expect(groupRecord<Release>(local, 'release')).toMatchObject({ sha: first });
 
     // A new commit with a migration: canary, rest, promoted; the migration ran on the canary only.
     const second = commitWithMigration(local);
@@ -103,7 +74,7 @@ describe('operator deployments through the local control plane', () => {
       message: expect.stringContaining(String(deploy.deploymentId)),
     });
     expect(await ended(local, deploy.deploymentId)).toMatchObject({ phase: 'promoted', sha: second });
-    expect(record<Release>(local, 'release')).toMatchObject({ sha: second, previous: first });
+    expect(groupRecord<Release>(local, 'release')).toMatchObject({ sha: second, previous: first });
     const ids = local.instances().map((instance) => instance.id);
     for (const id of ids) expect(local.revisionOf(id)).toBe(second);
     expect(ids.filter((id) => migrationsOn(local, id).includes(second))).toEqual([deploy.canary]);
@@ -114,7 +85,7 @@ describe('operator deployments through the local control plane', () => {
     const failed = await ended(local, failing.deploymentId);
     expect(failed).toMatchObject({ phase: 'failed', failures: [{ instanceId: failing.canary }] });
     expect(failed.failures[0]?.exitCode).toEqual(expect.any(Number));
-    expect(record<Release>(local, 'release')).toMatchObject({ sha: second });
+    expect(groupRecord<Release>(local, 'release')).toMatchObject({ sha: second });
     expect(failed.commands.filter((command) => command.phase === 'failed')).toHaveLength(1);
     await local.waitFor(
       'the canary restored to the release',
@@ -144,7 +115,7 @@ describe('operator deployments through the local control plane', () => {
     const rollback = await operate(local, { action: 'rollback', group: GROUP_NAME, reason: 'e2e' });
     expect(rollback).toMatchObject({ action: 'rollback', sha: first });
     expect(await ended(local, rollback.deploymentId)).toMatchObject({ kind: 'rollback', phase: 'promoted' });
-    expect(record<Release>(local, 'release')).toMatchObject({ sha: first, previous: second });
+    expect(groupRecord<Release>(local, 'release')).toMatchObject({ sha: first, previous: second });
     for (const instance of local.instances()) expect(local.revisionOf(instance.id)).toBe(first);
 
     // The failed run is among the canary's newest, with the script's result line in its tail.

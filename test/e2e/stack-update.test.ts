@@ -16,7 +16,7 @@ import { orchestratorBuildOptions } from '../../infra/bundling';
 import { ControlPlane } from '../../scripts/local/control-plane/control-plane';
 import { LocalLambda } from '../../scripts/local/lambda';
 import { DOCUMENT_NAME, type LocalRun } from '../../scripts/local/local-run';
-import { localRuns, planeClientConfig } from './support';
+import { CAPFILE_WITH_TASKS, localRuns, planeClientConfig } from './support';
 
 // A stack update while commands are in flight, through the local control plane and the real
 // handler: the construct's document is updated as a new version made the default, and the
@@ -25,16 +25,6 @@ import { localRuns, planeClientConfig } from './support';
 jest.setTimeout(240_000);
 
 const start = localRuns();
-
-/** The sample's Capfile, made to load the tasks under lib/capistrano/tasks that a commit adds. */
-const CAPFILE_WITH_TASKS = [
-  "require 'capistrano/setup'",
-  "require 'capistrano/deploy'",
-  "require 'capistrano/scm/git'",
-  'install_plugin Capistrano::SCM::Git',
-  "Dir.glob('lib/capistrano/tasks/*.rake').each { |task| import task }",
-  '',
-].join('\n');
 
 /** What the new document version prints first, so a run shows which version it ran. */
 const V2_MARKER = 'selfdeploy document: the stack update';

@@ -1,7 +1,7 @@
 import { TOP_LEVEL_SETTINGS } from '../../functions/shared/group-settings';
 import type { Deployment, Release } from '../../functions/shared/operator-actions';
-import { GROUP_NAME, type LocalRun } from '../../scripts/local/local-run';
-import { localRuns } from './support';
+import { GROUP_NAME } from '../../scripts/local/local-run';
+import { groupRecord, localRuns, operate } from './support';
 
 // A group that deploys through Standby, near its MinSize, through the local control plane and
 // the real handler: real deploys (self-deploy.sh, Capistrano over a loopback sshd, git), each
@@ -15,23 +15,6 @@ jest.setTimeout(180_000);
 const RECONCILE_EVERY_SECONDS = Number(TOP_LEVEL_SETTINGS.reconcileInterval.default);
 
 const start = localRuns();
-
-function record<T>(local: LocalRun, name: string): T | undefined {
-  try {
-    return JSON.parse(local.plane.ssm.getParameter(`/selfdeploy/${GROUP_NAME}/${name}`).value) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-async function operate(local: LocalRun, action: Record<string, unknown>) {
-  const routed = (await local.orchestrator.invoke(action)) as {
-    kind: string;
-    result: Record<string, unknown>;
-  };
-  expect(routed.kind).toBe('operator');
-  return routed.result;
-}
 
 describe('Standby deploys through the local control plane', () => {
   it('deploys a group one Standby batch at a time, never below MinSize; restores a failed canary in Standby; refuses at MinSize', async () => {
@@ -71,16 +54,16 @@ describe('Standby deploys through the local control plane', () => {
       () => {
         watch();
         return (
-          record<Deployment>(local, 'last-deployment')?.id === deploy.deploymentId &&
-          !record(local, 'deployment')
+          groupRecord<Deployment>(local, 'last-deployment')?.id === deploy.deploymentId &&
+          !groupRecord(local, 'deployment')
         );
       },
       150_000,
     );
     await local.waitFor('every instance back InService', () => local.settled(), 30_000);
 
-    expect(record<Deployment>(local, 'last-deployment')).toMatchObject({ phase: 'promoted', sha: head });
-    expect(record<Release>(local, 'release')).toMatchObject({ sha: head });
+    expect(groupRecord<Deployment>(local, 'last-deployment')).toMatchObject({ phase: 'promoted', sha: head });
+    expect(groupRecord<Release>(local, 'release')).toMatchObject({ sha: head });
     for (const instance of local.instances()) expect(local.revisionOf(instance.id)).toBe(head);
     // desired 3 above MinSize 2: one instance out of service at a time, each deployed in Standby.
     expect(statesWhileDeploying).toEqual(new Set(['Standby']));
@@ -98,7 +81,7 @@ describe('Standby deploys through the local control plane', () => {
       'the failed deployment to end and its canary to be back InService at the release',
       () => {
         watch();
-        const last = record<Deployment>(local, 'last-deployment');
+        const last = groupRecord<Deployment>(local, 'last-deployment');
         return (
           last?.id === failing.deploymentId &&
           last?.standby === undefined &&
@@ -108,11 +91,11 @@ describe('Standby deploys through the local control plane', () => {
       },
       120_000,
     );
-    expect(record<Deployment>(local, 'last-deployment')).toMatchObject({
+    expect(groupRecord<Deployment>(local, 'last-deployment')).toMatchObject({
       phase: 'failed',
       failures: [{ instanceId: failing.canary }],
     });
-    expect(record<Release>(local, 'release')).toMatchObject({ sha: head });
+    expect(groupRecord<Release>(local, 'release')).toMatchObject({ sha: head });
     expect(statesWhileDeploying).toEqual(new Set(['Standby']));
     expect(lowestDesired).toBe(2);
 
@@ -125,6 +108,6 @@ describe('Standby deploys through the local control plane', () => {
       errorName: 'ActionRefusedError',
       message: expect.stringContaining('min-size=2, max-size=10, desired=2'),
     });
-    expect(record(local, 'deployment')).toBeUndefined();
+    expect(groupRecord(local, 'deployment')).toBeUndefined();
   });
 });

@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { ControlPlane } from '../../scripts/local/control-plane/control-plane';
-import { LocalRun, type LocalRunOptions } from '../../scripts/local/local-run';
+import { GROUP_NAME, LocalRun, type LocalRunOptions } from '../../scripts/local/local-run';
 
 /** Whether the OS user `name` exists on this machine. */
 export function userExists(name: string): boolean {
@@ -86,3 +86,32 @@ export async function pastTheQueuesWatch(local: LocalRun, agentWaitSeconds = 1):
 export function planeClientConfig(plane: ControlPlane) {
   return { endpoint: plane.endpoint, region: plane.region, credentials: plane.credentials, maxAttempts: 1 };
 }
+
+/** One of the run's group's records, as the orchestrator keeps it in Parameter Store. */
+export function groupRecord<T>(local: LocalRun, name: string): T | undefined {
+  try {
+    return JSON.parse(local.plane.ssm.getParameter(`/selfdeploy/${GROUP_NAME}/${name}`).value) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs an operator action as the Lambda console's Test button does; its answer. */
+export async function operate(local: LocalRun, action: Record<string, unknown>) {
+  const routed = (await local.orchestrator.invoke(action)) as {
+    kind: string;
+    result: Record<string, unknown>;
+  };
+  expect(routed.kind).toBe('operator');
+  return routed.result;
+}
+
+/** The sample's Capfile, made to load the tasks under lib/capistrano/tasks that a commit adds. */
+export const CAPFILE_WITH_TASKS = [
+  "require 'capistrano/setup'",
+  "require 'capistrano/deploy'",
+  "require 'capistrano/scm/git'",
+  'install_plugin Capistrano::SCM::Git',
+  "Dir.glob('lib/capistrano/tasks/*.rake').each { |task| import task }",
+  '',
+].join('\n');
