@@ -448,7 +448,7 @@ export const FIDELITY: readonly Fidelity[] = [
     service: 'Instances',
     operation: 'boot order',
     modelled:
-      'the agent registers after a delay (optionally rate-limited) and boot finishes later (--boot-delay, on by default): user data clones the application on the first boot only and writes cloud-init’s boot-finished marker; the document’s boot check waits for that marker',
+      'the agent registers after a delay (optionally rate-limited: past the rate, agents register in the order they became ready) and boot finishes later (--boot-delay, on by default): user data clones the application on the first boot only and writes cloud-init’s boot-finished marker; the document’s boot check waits for that marker',
     errors: 'a deploy that does not wait for boot finds no deploy checkout and fails',
     errorCodes: [],
     notModelled: 'a failed boot, reboots (exit 194), instance metadata (IMDS)',
