@@ -278,3 +278,48 @@ describe('a standby deployment behind a load balancer', () => {
     expect(entered()).toBe(2);
   });
 });
+
+describe('drift repair of an instance SSM refuses', () => {
+  it('takes it out of service once, not on every reconcile run, within the retry window', async () => {
+    const w = world(3, 'standby');
+    w.put('release', release(NEW_SHA));
+    w.tags = new Map([[instanceId(2), OLD_SHA]]);
+    w.refused.add(instanceId(2));
+    const repairs = new Set<string>();
+    for (let run = 0; run < 6; run++) {
+      await route(w.deps, fixture('scheduled'));
+      const repair = deployment(w)?.id;
+      if (repair) repairs.add(repair);
+      await drive(w, 10);
+      w.advance(5 * 60_000);
+    }
+
+    expect(entered()).toBe(1);
+    expect(exited()).toBe(1);
+    expect(repairs.size).toBe(1);
+    expect(w.record('last-repair')).toMatchObject({ skipped: [instanceId(2)] });
+    expect(w.states.size).toBe(0);
+  });
+
+  it('leaves alone an instance the last deployment gave up on within the retry window', async () => {
+    const { w, answer } = await started(3);
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    const refused = instanceId(answer.canary === instanceId(1) ? 2 : 1);
+    w.refused.add(refused);
+    await drive(w, 60);
+    expect(lastDeployment(w)).toMatchObject({ phase: 'promoted', skipped: [refused] });
+    w.tags = new Map([[refused, OLD_SHA]]);
+    const before = entered();
+
+    for (let run = 0; run < 3; run++) {
+      w.advance(5 * 60_000);
+      await route(w.deps, fixture('scheduled'));
+      await drive(w, 10);
+    }
+
+    expect(entered()).toBe(before);
+    expect(w.record('last-repair')).toBeUndefined();
+  });
+});
