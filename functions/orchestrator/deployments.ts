@@ -443,9 +443,8 @@ export async function advanceDeployment(
   const record = fresh ?? (await readGroupRecord(deps, groupName, true));
   let deployment = record.deployment;
   if (!deployment) {
-    // What a failed deployment left in Standby first, then what a failed repair did.
-    const last = [record.lastDeployment, record.lastRepair].find((ended) => ended?.standby);
-    return last ? returnStrays(deps, last) : { outcome: 'none' };
+    const stray = strayRecord(record);
+    return stray ? returnStrays(deps, stray.last, stray.slot) : { outcome: 'none' };
   }
   const deploymentId = deployment.id;
   // A deployment goes on as it started: in Standby batches or in place.
@@ -948,7 +947,7 @@ async function returnBatch(
  * commands are final): never lose an instance in Standby, a capacity leak nobody sees. Called
  * by every status event and reconcile run of a group with no deployment in flight.
  */
-async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcome> {
+async function returnStrays(deps: Deps, last: Deployment, slot: LastSlot): Promise<AdvanceOutcome> {
   const batch = last.standby;
   if (!batch) return { outcome: 'none' };
   const restores = last.commands.filter((command) => command.phase === 'failed');
@@ -963,11 +962,11 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
   const { standby: _, ...rest } = last;
   // Another execution may have returned them and a newer deployment ended since: its record stays.
   const fresh = await readGroupRecord(deps, last.group, true);
-  const now = last.driftRepair ? fresh.lastRepair : fresh.lastDeployment;
+  const now = slot === 'last-repair' ? fresh.lastRepair : fresh.lastDeployment;
   if (now?.id !== last.id || !now.standby) {
     return left.length > 0 ? { outcome: 'running', deploymentId: last.id } : { outcome: 'none' };
   }
-  await writeRecord(deps, last.group, lastSlot(last), {
+  await writeRecord(deps, last.group, slot, {
     ...rest,
     ...(left.length > 0 && { standby: { instanceIds: left, stage: 'returning', waiting: returned.waiting } }),
   } satisfies Deployment);
@@ -982,9 +981,19 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
 
 /** Returns a failed deployment's batch at once when it needed no restore (nothing else would come to do it soon). */
 async function returnStraysNow(deps: Deps, groupName: string): Promise<void> {
-  const record = await readGroupRecord(deps, groupName, true);
-  const last = [record.lastDeployment, record.lastRepair].find((ended) => ended?.standby);
-  if (last) await returnStrays(deps, last);
+  const stray = strayRecord(await readGroupRecord(deps, groupName, true));
+  if (stray) await returnStrays(deps, stray.last, stray.slot);
+}
+
+/**
+ * The ended deployment with instances in Standby and the slot it was read from: what a failed
+ * deployment left first, then what a failed repair did. A repair the previous version recorded
+ * is in `last-deployment`, so the slot is where it was found, not where a repair goes now.
+ */
+function strayRecord(record: GroupRecord): { last: Deployment; slot: LastSlot } | undefined {
+  if (record.lastDeployment?.standby) return { last: record.lastDeployment, slot: 'last-deployment' };
+  if (record.lastRepair?.standby) return { last: record.lastRepair, slot: 'last-repair' };
+  return undefined;
 }
 
 /** Auto Scaling's refusal of a call the group's sizes or an instance's state do not allow. */
@@ -1413,8 +1422,11 @@ async function promote(
   });
 }
 
+/** A parameter that keeps an ended deployment. */
+type LastSlot = 'last-deployment' | 'last-repair';
+
 /** Where an ended deployment is kept: a repair apart, so it never replaces an operator's deployment's record. */
-function lastSlot(deployment: Deployment): 'last-deployment' | 'last-repair' {
+function lastSlot(deployment: Deployment): LastSlot {
   return deployment.driftRepair ? 'last-repair' : 'last-deployment';
 }
 

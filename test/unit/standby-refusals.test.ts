@@ -323,3 +323,42 @@ describe('drift repair of an instance SSM refuses', () => {
     expect(w.record('last-repair')).toBeUndefined();
   });
 });
+
+describe('a drift repair the previous version kept in last-deployment', () => {
+  it('with an instance left in Standby: reconcile returns it, clears the record, and the next deploy starts', async () => {
+    const w = world(3, 'standby');
+    w.put('release', release(NEW_SHA));
+    const old: Deployment = {
+      id: 'd-aaaaaaaaaaaa',
+      group: 'web',
+      kind: 'deploy',
+      requested: NEW_SHA,
+      sha: NEW_SHA,
+      baseline: NEW_SHA,
+      reason: 'drift repair',
+      requestedAt: new Date(w.deps.clock.now() - 600_000).toISOString(),
+      updatedAt: new Date(w.deps.clock.now() - 300_000).toISOString(),
+      phase: 'failed',
+      step: 4,
+      commands: [],
+      failures: [{ instanceId: instanceId(2), reason: 'cap deploy failed' }],
+      driftRepair: [instanceId(2)],
+      standby: { instanceIds: [instanceId(2)], stage: 'returning' },
+    };
+    w.put('last-deployment', old);
+    w.states.set(instanceId(2), 'Standby');
+    w.sizes.desired = 2;
+
+    for (let run = 0; run < 3; run++) {
+      w.advance(300_000);
+      await route(w.deps, fixture('scheduled'));
+      w.settle();
+    }
+
+    expect(w.states.get(instanceId(2)) ?? 'InService').toBe('InService');
+    expect(lastDeployment(w)?.standby).toBeUndefined();
+    await expect(operate(w, { action: 'deploy', group: 'web', revision: 'v2' })).resolves.toMatchObject({
+      phase: 'canary',
+    });
+  });
+});
