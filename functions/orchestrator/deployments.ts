@@ -1104,13 +1104,18 @@ function recordedCommands(
   };
 }
 
-/** The deployment's failures with `more` added: the first MAX_RECORDED_FAILURES named, all counted. */
+/**
+ * The deployment's failures with `more` added, all counted, MAX_RECORDED_FAILURES named: `more`
+ * after the earlier ones, or (`ending`: the failures that end the deployment, its cause) before them.
+ */
 function withFailures(
   deployment: Deployment,
   more: readonly DeployFailure[],
+  ending = false,
 ): Pick<Deployment, 'failures' | 'failureCount'> {
   const total = (deployment.failureCount ?? deployment.failures.length) + more.length;
-  const failures = [...deployment.failures, ...more].slice(0, MAX_RECORDED_FAILURES);
+  const ordered = ending ? [...more, ...deployment.failures] : [...deployment.failures, ...more];
+  const failures = ordered.slice(0, MAX_RECORDED_FAILURES);
   return { failures, ...(total > failures.length && { failureCount: total }) };
 }
 
@@ -1383,7 +1388,7 @@ async function fail(
       ...deployment.commands,
       ...restore.map((commandId) => ({ commandId, phase: 'failed' as const })),
     ].slice(-MAX_RECORDED_COMMANDS),
-    ...withFailures(deployment, failures),
+    ...withFailures(deployment, failures, true),
     updatedAt: new Date(deps.clock.now()).toISOString(),
   };
   await end(deps, ended, record);

@@ -99,6 +99,51 @@ describe('a standby deployment SSM will not send to', () => {
   });
 });
 
+describe('the record of a failed standby deployment that gave up on instances', () => {
+  it('keeps the failure that ended it when more than 10 were given up on', async () => {
+    const { w, answer } = await started(20);
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    for (let i = 1; i <= 20; i++) if (instanceId(i) !== answer.canary) w.refused.add(instanceId(i));
+
+    await drive(w, 200);
+
+    const last = lastDeployment(w);
+    expect(last).toMatchObject({ phase: 'failed', failureCount: 16 });
+    expect(last?.failures).toHaveLength(5);
+    expect(last?.failures[0]).toEqual({
+      instanceId: 'none',
+      reason: expect.stringMatching(/^the deployment gave up on 15 instances \(more than 10\)/),
+    });
+  });
+
+  it('keeps the failed run that ended it after 6 were given up on', async () => {
+    const { w, answer } = await started(10);
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    const others = Array.from({ length: 10 }, (_, i) => instanceId(i + 1)).filter(
+      (id) => id !== answer.canary,
+    );
+    for (const id of others.slice(0, 6)) w.refused.add(id);
+    const bad = others[8] as string;
+
+    await drive(w, 200, (command) =>
+      command.instanceIds.includes(bad)
+        ? { [bad]: { exitCode: 14, reason: 'cap deploy failed' } }
+        : undefined,
+    );
+
+    const last = lastDeployment(w);
+    expect(last).toMatchObject({ phase: 'failed', failureCount: 7 });
+    expect(last?.failures[0]).toMatchObject({ instanceId: bad, exitCode: 14 });
+    expect(last?.failures.slice(1).every((failure) => /^SendCommand refused it/.test(failure.reason))).toBe(
+      true,
+    );
+  });
+});
+
 /** The largest value, in bytes, written to the deployment, last-deployment and last-repair parameters. */
 function largestRecord(): number {
   return Math.max(
