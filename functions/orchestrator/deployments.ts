@@ -788,6 +788,13 @@ async function nextStandbyBatch(
     );
     return { outcome: 'advanced', deploymentId, phase: 'failed' };
   }
+  if (nudged && deployment.standby?.waiting !== undefined) {
+    // Room first on a nudge: each of a wait's nudges would otherwise page SSM's command history.
+    // Reconcile's looks still read it, so a deployment with no instance left still ends.
+    const room = enterRoom(view.sizes, 1, 1);
+    if ('waiting' in room && room.waiting === deployment.standby.waiting)
+      return waitingStill(deps, deployment, nudged);
+  }
   // Who the deployment reached: its commands in SSM's history (the record names the last batch's
   // only), the canary, and those it gave up on (left to drift repair, never taken out again).
   const history = await commandHistory(deps, deployment);
