@@ -4,6 +4,7 @@ import {
   DescribeAutoScalingInstancesCommand,
 } from '@aws-sdk/client-auto-scaling';
 import {
+  type CommandFilter,
   GetParameterCommand,
   ListCommandInvocationsCommand,
   ListCommandsCommand,
@@ -1060,31 +1061,48 @@ interface HistoryCommand extends CommandState {
   readonly requestedAt?: Date;
 }
 
+/** How far SSM's clock and this one may differ: history is read this much wider at each end. */
+const CLOCK_MARGIN_MS = 60_000;
+
 /**
- * Every command the deployment sent, newest first: SelfDeploy commands since it began whose
- * Comment names it, or a repair's drift commands. One ListCommands per 50 SelfDeploy commands
- * of the account since the deployment began.
+ * Every command the deployment sent, newest first: SelfDeploy commands between its start and
+ * (ended) its last update whose Comment names it, or a repair's drift commands to the instances
+ * it repaired. One ListCommands per 50 SelfDeploy commands of the account in that time.
  */
 async function commandHistory(deps: Deps, deployment: Deployment): Promise<HistoryCommand[]> {
   const found: HistoryCommand[] = [];
+  const ended = deployment.phase === 'promoted' || deployment.phase === 'failed';
+  const repaired = new Set(deployment.driftRepair);
+  const Filters: CommandFilter[] = [
+    { key: 'DocumentName', value: deps.config.documentName },
+    {
+      key: 'InvokedAfter',
+      value: new Date(Date.parse(deployment.requestedAt) - CLOCK_MARGIN_MS).toISOString(),
+    },
+  ];
+  if (ended) {
+    Filters.push({
+      key: 'InvokedBefore',
+      value: new Date(Date.parse(deployment.updatedAt) + CLOCK_MARGIN_MS).toISOString(),
+    });
+  }
   let NextToken: string | undefined;
   do {
     const page = await deps.clients.ssm.send(
       new ListCommandsCommand({
-        Filters: [
-          { key: 'DocumentName', value: deps.config.documentName },
-          // A minute early: SSM's clock and this one may differ a little.
-          { key: 'InvokedAfter', value: new Date(Date.parse(deployment.requestedAt) - 60_000).toISOString() },
-        ],
+        Filters,
         MaxResults: 50,
         NextToken,
       }),
     );
     for (const command of page.Commands ?? []) {
-      // A repair's commands read as reconcile's own (DRIFT_COMMENT); none else is sent while it holds the lock.
+      // A repair's commands read as reconcile's own (DRIFT_COMMENT), as do in-place groups' drift
+      // commands and later repairs': only those to the instances it repaired are its own.
       const named =
         deployment.driftRepair && command.Comment === DRIFT_COMMENT
-          ? { deploymentId: deployment.id, role: 'rest' as const }
+          ? (command.InstanceIds ?? []).some((id) => repaired.has(id))
+            ? { deploymentId: deployment.id, role: 'rest' as const }
+            : undefined
           : deploymentOfComment(command.Comment);
       if (named?.deploymentId !== deployment.id || !command.CommandId) continue;
       found.push({

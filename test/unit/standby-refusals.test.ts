@@ -407,3 +407,39 @@ describe('a drift repair the previous version kept in last-deployment', () => {
     });
   });
 });
+
+describe('logs of a drift repair', () => {
+  it("show only the repair's runs, not later drift runs to another group's instances", async () => {
+    const w = world(2, 'standby');
+    w.put('release', release(NEW_SHA));
+    w.tags = new Map([[instanceId(2), OLD_SHA]]);
+    // Reconcile repairs another (in-place) group's drift meanwhile and later: same document, same Comment.
+    const foreignDrift = (from: number, count: number) => {
+      for (let i = from; i < from + count; i++) {
+        const foreign = `i-0aaaaaaaaaaaaaa${i.toString().padStart(2, '0')}`;
+        w.commands.push({
+          commandId: `foreign-${i}`,
+          instanceIds: [foreign],
+          parameters: { revision: [NEW_SHA] },
+          comment: 'selfdeploy drift',
+          requestedAt: new Date(w.deps.clock.now() + i),
+          status: 'Success',
+          runs: new Map([[foreign, { status: 'Success', responseCode: 0, stdout: 'other group' }]]),
+        });
+      }
+    };
+    await route(w.deps, fixture('scheduled'));
+    const repairId = deployment(w)?.id;
+    foreignDrift(0, 3);
+    await drive(w, 10);
+    expect(w.record('last-repair')).toMatchObject({ id: repairId, phase: 'promoted' });
+    w.advance(3_600_000);
+    foreignDrift(3, 12);
+
+    const answer = (await operate(w, { action: 'logs', group: 'web', deploymentId: repairId })) as {
+      runs: readonly { instanceId: string }[];
+    };
+
+    expect(answer.runs.map((run) => run.instanceId)).toEqual([instanceId(2)]);
+  });
+});
