@@ -23,11 +23,10 @@ const AGENT_STATUSES: ReadonlySet<string> = new Set(['Online', 'ConnectionLost',
 
 /**
  * The group's record read fresh (release, pause, deployment in flight, the last one, the last
- * drift repair) and every
- * instance, warm pool included: lifecycle state, agent, the SHA and last deploy its tags record,
- * and drift. Costs one Parameter Store read, one DescribeAutoScalingGroups (and a DescribeWarmPool
- * when the group has one), one DescribeInstanceInformation per 50 instances and one DescribeTags
- * per 200.
+ * drift repair) and every instance, warm pool included: lifecycle state, agent, the SHA and
+ * last deploy its tags record, and drift. Costs one Parameter Store read, one
+ * DescribeAutoScalingGroups (and a DescribeWarmPool when the group has one), one
+ * DescribeInstanceInformation per 50 instances and one DescribeTags per 200.
  */
 export async function status(deps: Deps, action: Action<'status'>): Promise<GroupStatus> {
   const group = requireManagedGroup(deps.config, action.group);
