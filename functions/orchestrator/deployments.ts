@@ -4,6 +4,7 @@ import {
   DescribeAutoScalingInstancesCommand,
 } from '@aws-sdk/client-auto-scaling';
 import {
+  type CommandFilter,
   GetParameterCommand,
   ListCommandInvocationsCommand,
   ListCommandsCommand,
@@ -443,9 +444,8 @@ export async function advanceDeployment(
   const record = fresh ?? (await readGroupRecord(deps, groupName, true));
   let deployment = record.deployment;
   if (!deployment) {
-    // What a failed deployment left in Standby first, then what a failed repair did.
-    const last = [record.lastDeployment, record.lastRepair].find((ended) => ended?.standby);
-    return last ? returnStrays(deps, last) : { outcome: 'none' };
+    const stray = strayRecord(record);
+    return stray ? returnStrays(deps, stray.last, stray.slot) : { outcome: 'none' };
   }
   const deploymentId = deployment.id;
   // A deployment goes on as it started: in Standby batches or in place.
@@ -789,6 +789,13 @@ async function nextStandbyBatch(
     );
     return { outcome: 'advanced', deploymentId, phase: 'failed' };
   }
+  if (nudged && deployment.standby?.waiting !== undefined) {
+    // Room first on a nudge: each of a wait's nudges would otherwise page SSM's command history.
+    // Reconcile's looks still read it, so a deployment with no instance left still ends.
+    const room = enterRoom(view.sizes, 1, 1);
+    if ('waiting' in room && room.waiting === deployment.standby.waiting)
+      return waitingStill(deps, deployment, nudged);
+  }
   // Who the deployment reached: its commands in SSM's history (the record names the last batch's
   // only), the canary, and those it gave up on (left to drift repair, never taken out again).
   const history = await commandHistory(deps, deployment);
@@ -948,7 +955,7 @@ async function returnBatch(
  * commands are final): never lose an instance in Standby, a capacity leak nobody sees. Called
  * by every status event and reconcile run of a group with no deployment in flight.
  */
-async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcome> {
+async function returnStrays(deps: Deps, last: Deployment, slot: LastSlot): Promise<AdvanceOutcome> {
   const batch = last.standby;
   if (!batch) return { outcome: 'none' };
   const restores = last.commands.filter((command) => command.phase === 'failed');
@@ -963,11 +970,11 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
   const { standby: _, ...rest } = last;
   // Another execution may have returned them and a newer deployment ended since: its record stays.
   const fresh = await readGroupRecord(deps, last.group, true);
-  const now = last.driftRepair ? fresh.lastRepair : fresh.lastDeployment;
+  const now = slot === 'last-repair' ? fresh.lastRepair : fresh.lastDeployment;
   if (now?.id !== last.id || !now.standby) {
     return left.length > 0 ? { outcome: 'running', deploymentId: last.id } : { outcome: 'none' };
   }
-  await writeRecord(deps, last.group, lastSlot(last), {
+  await writeRecord(deps, last.group, slot, {
     ...rest,
     ...(left.length > 0 && { standby: { instanceIds: left, stage: 'returning', waiting: returned.waiting } }),
   } satisfies Deployment);
@@ -982,9 +989,19 @@ async function returnStrays(deps: Deps, last: Deployment): Promise<AdvanceOutcom
 
 /** Returns a failed deployment's batch at once when it needed no restore (nothing else would come to do it soon). */
 async function returnStraysNow(deps: Deps, groupName: string): Promise<void> {
-  const record = await readGroupRecord(deps, groupName, true);
-  const last = [record.lastDeployment, record.lastRepair].find((ended) => ended?.standby);
-  if (last) await returnStrays(deps, last);
+  const stray = strayRecord(await readGroupRecord(deps, groupName, true));
+  if (stray) await returnStrays(deps, stray.last, stray.slot);
+}
+
+/**
+ * The ended deployment with instances in Standby and the slot it was read from: what a failed
+ * deployment left first, then what a failed repair did. A repair the previous version recorded
+ * is in `last-deployment`, so the slot is where it was found, not where a repair goes now.
+ */
+function strayRecord(record: GroupRecord): { last: Deployment; slot: LastSlot } | undefined {
+  if (record.lastDeployment?.standby) return { last: record.lastDeployment, slot: 'last-deployment' };
+  if (record.lastRepair?.standby) return { last: record.lastRepair, slot: 'last-repair' };
+  return undefined;
 }
 
 /** Auto Scaling's refusal of a call the group's sizes or an instance's state do not allow. */
@@ -1044,31 +1061,48 @@ interface HistoryCommand extends CommandState {
   readonly requestedAt?: Date;
 }
 
+/** How far SSM's clock and this one may differ: history is read this much wider at each end. */
+const CLOCK_MARGIN_MS = 60_000;
+
 /**
- * Every command the deployment sent, newest first: SelfDeploy commands since it began whose
- * Comment names it, or a repair's drift commands. One ListCommands per 50 SelfDeploy commands
- * of the account since the deployment began.
+ * Every command the deployment sent, newest first: SelfDeploy commands between its start and
+ * (ended) its last update whose Comment names it, or a repair's drift commands to the instances
+ * it repaired. One ListCommands per 50 SelfDeploy commands of the account in that time.
  */
 async function commandHistory(deps: Deps, deployment: Deployment): Promise<HistoryCommand[]> {
   const found: HistoryCommand[] = [];
+  const ended = deployment.phase === 'promoted' || deployment.phase === 'failed';
+  const repaired = new Set(deployment.driftRepair);
+  const Filters: CommandFilter[] = [
+    { key: 'DocumentName', value: deps.config.documentName },
+    {
+      key: 'InvokedAfter',
+      value: new Date(Date.parse(deployment.requestedAt) - CLOCK_MARGIN_MS).toISOString(),
+    },
+  ];
+  if (ended) {
+    Filters.push({
+      key: 'InvokedBefore',
+      value: new Date(Date.parse(deployment.updatedAt) + CLOCK_MARGIN_MS).toISOString(),
+    });
+  }
   let NextToken: string | undefined;
   do {
     const page = await deps.clients.ssm.send(
       new ListCommandsCommand({
-        Filters: [
-          { key: 'DocumentName', value: deps.config.documentName },
-          // A minute early: SSM's clock and this one may differ a little.
-          { key: 'InvokedAfter', value: new Date(Date.parse(deployment.requestedAt) - 60_000).toISOString() },
-        ],
+        Filters,
         MaxResults: 50,
         NextToken,
       }),
     );
     for (const command of page.Commands ?? []) {
-      // A repair's commands read as reconcile's own (DRIFT_COMMENT); none else is sent while it holds the lock.
+      // A repair's commands read as reconcile's own (DRIFT_COMMENT), as do in-place groups' drift
+      // commands and later repairs': only those to the instances it repaired are its own.
       const named =
         deployment.driftRepair && command.Comment === DRIFT_COMMENT
-          ? { deploymentId: deployment.id, role: 'rest' as const }
+          ? (command.InstanceIds ?? []).some((id) => repaired.has(id))
+            ? { deploymentId: deployment.id, role: 'rest' as const }
+            : undefined
           : deploymentOfComment(command.Comment);
       if (named?.deploymentId !== deployment.id || !command.CommandId) continue;
       found.push({
@@ -1095,13 +1129,18 @@ function recordedCommands(
   };
 }
 
-/** The deployment's failures with `more` added: the first MAX_RECORDED_FAILURES named, all counted. */
+/**
+ * The deployment's failures with `more` added, all counted, MAX_RECORDED_FAILURES named: `more`
+ * after the earlier ones, or (`ending`: the failures that end the deployment, its cause) before them.
+ */
 function withFailures(
   deployment: Deployment,
   more: readonly DeployFailure[],
+  ending = false,
 ): Pick<Deployment, 'failures' | 'failureCount'> {
   const total = (deployment.failureCount ?? deployment.failures.length) + more.length;
-  const failures = [...deployment.failures, ...more].slice(0, MAX_RECORDED_FAILURES);
+  const ordered = ending ? [...more, ...deployment.failures] : [...deployment.failures, ...more];
+  const failures = ordered.slice(0, MAX_RECORDED_FAILURES);
   return { failures, ...(total > failures.length && { failureCount: total }) };
 }
 
@@ -1374,7 +1413,7 @@ async function fail(
       ...deployment.commands,
       ...restore.map((commandId) => ({ commandId, phase: 'failed' as const })),
     ].slice(-MAX_RECORDED_COMMANDS),
-    ...withFailures(deployment, failures),
+    ...withFailures(deployment, failures, true),
     updatedAt: new Date(deps.clock.now()).toISOString(),
   };
   await end(deps, ended, record);
@@ -1413,8 +1452,11 @@ async function promote(
   });
 }
 
+/** A parameter that keeps an ended deployment. */
+type LastSlot = 'last-deployment' | 'last-repair';
+
 /** Where an ended deployment is kept: a repair apart, so it never replaces an operator's deployment's record. */
-function lastSlot(deployment: Deployment): 'last-deployment' | 'last-repair' {
+function lastSlot(deployment: Deployment): LastSlot {
   return deployment.driftRepair ? 'last-repair' : 'last-deployment';
 }
 

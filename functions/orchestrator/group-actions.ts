@@ -22,11 +22,11 @@ type Action<Name extends OperatorAction['action']> = Extract<OperatorAction, { a
 const AGENT_STATUSES: ReadonlySet<string> = new Set(['Online', 'ConnectionLost', 'Inactive']);
 
 /**
- * The group's record read fresh (release, pause, deployment in flight, the last one) and every
- * instance, warm pool included: lifecycle state, agent, the SHA and last deploy its tags record,
- * and drift. Costs one Parameter Store read, one DescribeAutoScalingGroups (and a DescribeWarmPool
- * when the group has one), one DescribeInstanceInformation per 50 instances and one DescribeTags
- * per 200.
+ * The group's record read fresh (release, pause, deployment in flight, the last one, the last
+ * drift repair) and every instance, warm pool included: lifecycle state, agent, the SHA and
+ * last deploy its tags record, and drift. Costs one Parameter Store read, one
+ * DescribeAutoScalingGroups (and a DescribeWarmPool when the group has one), one
+ * DescribeInstanceInformation per 50 instances and one DescribeTags per 200.
  */
 export async function status(deps: Deps, action: Action<'status'>): Promise<GroupStatus> {
   const group = requireManagedGroup(deps.config, action.group);
@@ -43,6 +43,7 @@ export async function status(deps: Deps, action: Action<'status'>): Promise<Grou
     ...(record.paused && { paused: record.paused }),
     ...(record.deployment && { deployment: record.deployment }),
     ...(record.lastDeployment && { lastDeployment: record.lastDeployment }),
+    ...(record.lastRepair && { lastRepair: record.lastRepair }),
     instances: instances.flatMap((instance): InstanceStatus[] => {
       const instanceId = instance.InstanceId;
       if (!instanceId) return [];

@@ -1,5 +1,6 @@
 import { ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { isTerminalStatus } from '../shared/event-patterns';
+import type { Deployment } from '../shared/operator-actions';
 import {
   agentStatuses,
   deployParameters,
@@ -77,9 +78,11 @@ async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Pro
   });
   if (drifted.length === 0) return { drifted: 0, sent: [] };
 
-  const busy = await busyInstances(deps, drifted, release.sha);
-  const agents = await agentStatuses(deps, drifted);
-  const targets = drifted.filter((id) => !busy.has(id) && agents.get(id) === 'Online');
+  const givenUp = recentlyGivenUp(deps, [record.lastRepair, record.lastDeployment]);
+  const candidates = drifted.filter((id) => !givenUp.has(id));
+  const busy = await busyInstances(deps, candidates, release.sha);
+  const agents = await agentStatuses(deps, candidates);
+  const targets = candidates.filter((id) => !busy.has(id) && agents.get(id) === 'Online');
   if (group.deployWith === 'standby') {
     // In place, a repair would restart the application where it serves: out of service instead.
     if (targets.length === 0) return { drifted: drifted.length, sent: [] };
@@ -112,6 +115,18 @@ async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Pro
     }
   }
   return { drifted: drifted.length, sent };
+}
+
+/**
+ * Instances the last repair or deployment gave up on (SendCommand or EnterStandby refused them)
+ * and that ended within the retry window: a refusal leaves no command for busyInstances to find,
+ * and a `standby` group's repair would take them out of service on every run only to be refused again.
+ */
+function recentlyGivenUp(deps: Deps, ended: readonly (Deployment | undefined)[]): Set<string> {
+  const since = deps.clock.now() - DRIFT_RETRY_MS;
+  return new Set(
+    ended.flatMap((last) => (last?.skipped && Date.parse(last.updatedAt) > since ? last.skipped : [])),
+  );
 }
 
 /**

@@ -164,6 +164,8 @@ export interface GroupStatus {
   readonly paused?: { readonly since: string; readonly reason: string };
   readonly deployment?: Deployment;
   readonly lastDeployment?: Deployment;
+  /** A `standby` group's last drift repair, kept apart from `lastDeployment`. */
+  readonly lastRepair?: Deployment;
   readonly instances: readonly InstanceStatus[];
 }
 

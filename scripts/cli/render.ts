@@ -42,10 +42,11 @@ function failedCount(deployment: Deployment): number {
   return deployment.failureCount ?? deployment.failures.length;
 }
 
-/** One deployment in a line: id, what, SHA, phase, failures. */
+/** One deployment (or drift repair) in a line: id, what, SHA, phase, failures. */
 function describeDeployment(deployment: Deployment): string {
-  const target =
-    deployment.kind === 'rollback'
+  const target = deployment.driftRepair
+    ? `drift repair of ${deployment.driftRepair.join(', ')} to ${shortSha(deployment.sha)}`
+    : deployment.kind === 'rollback'
       ? `rollback to ${shortSha(deployment.sha ?? deployment.requested)}`
       : `deploy of ${deployment.requested}${deployment.sha === undefined || deployment.sha === deployment.requested ? '' : ` (${shortSha(deployment.sha)})`}`;
   const canary = deployment.canary === undefined ? '' : `, canary ${deployment.canary}`;
@@ -83,7 +84,7 @@ function lastDeploy(instance: InstanceStatus): string {
   return `${last.result}${code} ${last.at}`;
 }
 
-/** `status`: the group's release, pause, deployments, and the instance table with drift marked. */
+/** `status`: the group's release, pause, deployments, last repair, and the instance table with drift marked. */
 export function renderStatus(status: GroupStatus): string[] {
   const follow =
     status.follow === 'release' ? 'launches deploy the release' : 'launches follow the branch head (riskier)';
@@ -115,6 +116,10 @@ export function renderStatus(status: GroupStatus): string[] {
         ? [['last', `${describeDeployment(status.lastDeployment)} at ${status.lastDeployment.updatedAt}`]]
         : []),
       ...standbyRows('left', status.lastDeployment),
+      ...(status.lastRepair
+        ? [['repair', `${describeDeployment(status.lastRepair)} at ${status.lastRepair.updatedAt}`]]
+        : []),
+      ...standbyRows('repair left', status.lastRepair),
     ]),
     '',
     ...instances,

@@ -358,6 +358,39 @@ describe('status', () => {
     expect(out).toContain('standby     i-0000000000000000b returning; waiting: group web …');
   });
 
+  it('shows the last drift repair, its failures and what it left in Standby, apart from the last deployment', async () => {
+    lambda.on(InvokeCommand).resolves(
+      answer(
+        status({
+          lastDeployment: deployment({ phase: 'promoted', sha: NEW }),
+          lastRepair: deployment({
+            id: 'd-rrrrrrrrrrrr',
+            requested: NEW,
+            sha: NEW,
+            reason: 'drift repair',
+            phase: 'failed',
+            canary: undefined,
+            driftRepair: ['i-0000000000000000b'],
+            failures: [{ instanceId: 'i-0000000000000000b', reason: 'cap deploy failed', exitCode: 14 }],
+            standby: { instanceIds: ['i-0000000000000000b'], stage: 'returning', waiting: 'group web …' },
+          }),
+        }),
+      ),
+    );
+
+    const { out } = await cli(['status', '--group', GROUP]);
+
+    // The labels' column widens to `repair left`.
+    const lines = out.split('\n');
+    expect(lines).toContain(
+      `last         ${DEPLOYMENT} deploy of v2 (bbbbbbb): promoted, canary i-0000000000000000a at ${AT}`,
+    );
+    expect(lines).toContain(
+      `repair       d-rrrrrrrrrrrr drift repair of i-0000000000000000b to bbbbbbb: failed, 1 failed at ${AT}`,
+    );
+    expect(lines).toContain('repair left  i-0000000000000000b returning; waiting: group web …');
+  });
+
   it('says when the group has no release yet', async () => {
     lambda.on(InvokeCommand).resolves(answer(status({ release: undefined, instances: [] })));
 

@@ -236,9 +236,10 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
     Status: command.status,
     RequestedDateTime: command.requestedAt,
   });
-  // By id, by instance or the whole history; InvokedAfter honoured; newest first, 50 a page, as SSM's.
+  // By id, by instance or the whole history; InvokedAfter and InvokedBefore honoured; newest first, 50 a page, as SSM's.
   ssm.on(ListCommandsCommand).callsFake(({ CommandId, InstanceId, Filters, MaxResults, NextToken }) => {
     const after = Filters?.find((filter: { key: string }) => filter.key === 'InvokedAfter')?.value;
+    const before = Filters?.find((filter: { key: string }) => filter.key === 'InvokedBefore')?.value;
     const matching = commands
       .filter((command) =>
         CommandId
@@ -246,6 +247,7 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
           : InstanceId === undefined || command.instanceIds.includes(InstanceId),
       )
       .filter((command) => after === undefined || command.requestedAt.getTime() >= Date.parse(after))
+      .filter((command) => before === undefined || command.requestedAt.getTime() <= Date.parse(before))
       .reverse();
     const start = Number(NextToken ?? 0);
     const end = start + (MaxResults ?? 50);

@@ -123,6 +123,41 @@ describe('status', () => {
     expect(ssm).toHaveReceivedCommandTimes(DescribeInstanceInformationCommand, 1);
   });
 
+  it('answers the last deployment and the last drift repair, each from its own record', async () => {
+    const { deps } = harness();
+    const ended = (id: string, extra: Record<string, unknown> = {}) => ({
+      id,
+      group: 'web',
+      kind: 'deploy',
+      requested: RELEASE_SHA,
+      sha: RELEASE_SHA,
+      reason: 'deploy of the week',
+      requestedAt: AT,
+      updatedAt: AT,
+      phase: 'failed',
+      step: 3,
+      commands: [],
+      failures: [{ instanceId: OTHER, reason: 'cap deploy failed', exitCode: 14 }],
+      ...extra,
+    });
+    const lastDeployment = ended('d-aaaaaaaaaaaa');
+    const lastRepair = ended('d-bbbbbbbbbbbb', {
+      reason: 'drift repair',
+      driftRepair: [OTHER],
+      standby: { instanceIds: [OTHER], stage: 'returning' },
+    });
+    groupRecords({
+      web: { release: release(), 'last-deployment': lastDeployment, 'last-repair': lastRepair },
+    });
+    autoScaling
+      .on(DescribeAutoScalingGroupsCommand)
+      .resolves({ AutoScalingGroups: [describedGroup('web', [])] });
+
+    const result = await route(deps, act('status'));
+
+    expect(result).toMatchObject({ kind: 'operator', result: { lastDeployment, lastRepair } });
+  });
+
   it('reads the record fresh, not from the launches’ cache', async () => {
     const { deps } = harness();
     autoScaling

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EnterStandbyCommand, ExitStandbyCommand } from '@aws-sdk/client-auto-scaling';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
-import { GetParametersByPathCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { GetParametersByPathCommand, ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import {
   FIRST_NUDGE_SECONDS,
   MAX_NUDGE_SECONDS,
@@ -197,6 +197,25 @@ describe('a standby deployment nudged through the event queue', () => {
     await deliver(w, lastNudge().body);
     expect(entered()).toHaveLength(2);
     expect(lastNudge().body).toMatchObject({ waitingFor: 'standby', attempt: 0 });
+  });
+
+  it('waiting for room, a nudge looks at the sizes before reading any command history', async () => {
+    const { w } = await started(4, 0);
+    w.settle();
+    await deliver(w, lastNudge().body); // the canary's command sent
+    const canary = w.sentFor('canary')[0] as SentCommand;
+    w.finish(canary.commandId, NEW_SHA);
+    await route(w.deps, w.statusEvent(canary)); // the canary returning
+    w.settle();
+    w.sizes.min = w.sizes.desired;
+    await deliver(w, lastNudge().body);
+    expect(lastNudge().body).toMatchObject({ waitingFor: 'room' });
+    const listed = ssm.commandCalls(ListCommandsCommand).length;
+
+    await deliver(w, lastNudge().body);
+
+    expect(lastNudge().body).toMatchObject({ waitingFor: 'room', attempt: 1 });
+    expect(ssm.commandCalls(ListCommandsCommand).length).toBe(listed);
   });
 
   it('counts copies of a nudge in one batch once: one look, one nudge after it', async () => {

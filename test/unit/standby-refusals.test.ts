@@ -33,12 +33,18 @@ async function started(count: number, min = 0) {
   return { w, answer };
 }
 
-/** Advances as status events and reconcile would, `rounds` times at most, each command succeeding at NEW_SHA. */
-async function drive(w: World, rounds: number): Promise<void> {
+/** A command's failed runs, by instance, as World.finish takes them. */
+type Failing = (command: {
+  commandId: string;
+  instanceIds: string[];
+}) => Record<string, { exitCode: number; reason: string }> | undefined;
+
+/** Advances as status events and reconcile would, `rounds` times at most, each command succeeding at NEW_SHA but for `failing`. */
+async function drive(w: World, rounds: number, failing?: Failing): Promise<void> {
   for (let round = 0; round < rounds && deployment(w); round++) {
     w.settle();
     for (const command of w.commands.filter((sent) => sent.status === 'InProgress')) {
-      w.finish(command.commandId, NEW_SHA);
+      w.finish(command.commandId, NEW_SHA, failing?.(command));
     }
     w.advance(60_000);
     await advance(w);
@@ -93,18 +99,63 @@ describe('a standby deployment SSM will not send to', () => {
   });
 });
 
-/** The longest value written to the deployment and last-deployment parameters. */
+describe('the record of a failed standby deployment that gave up on instances', () => {
+  it('keeps the failure that ended it when more than 10 were given up on', async () => {
+    const { w, answer } = await started(20);
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    for (let i = 1; i <= 20; i++) if (instanceId(i) !== answer.canary) w.refused.add(instanceId(i));
+
+    await drive(w, 200);
+
+    const last = lastDeployment(w);
+    expect(last).toMatchObject({ phase: 'failed', failureCount: 16 });
+    expect(last?.failures).toHaveLength(5);
+    expect(last?.failures[0]).toEqual({
+      instanceId: 'none',
+      reason: expect.stringMatching(/^the deployment gave up on 15 instances \(more than 10\)/),
+    });
+  });
+
+  it('keeps the failed run that ended it after 6 were given up on', async () => {
+    const { w, answer } = await started(10);
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    const others = Array.from({ length: 10 }, (_, i) => instanceId(i + 1)).filter(
+      (id) => id !== answer.canary,
+    );
+    for (const id of others.slice(0, 6)) w.refused.add(id);
+    const bad = others[8] as string;
+
+    await drive(w, 200, (command) =>
+      command.instanceIds.includes(bad)
+        ? { [bad]: { exitCode: 14, reason: 'cap deploy failed' } }
+        : undefined,
+    );
+
+    const last = lastDeployment(w);
+    expect(last).toMatchObject({ phase: 'failed', failureCount: 7 });
+    expect(last?.failures[0]).toMatchObject({ instanceId: bad, exitCode: 14 });
+    expect(last?.failures.slice(1).every((failure) => /^SendCommand refused it/.test(failure.reason))).toBe(
+      true,
+    );
+  });
+});
+
+/** The largest value, in bytes, written to the deployment, last-deployment and last-repair parameters. */
 function largestRecord(): number {
   return Math.max(
     ...ssm
       .commandCalls(PutParameterCommand)
-      .filter((call) => /\/(last-)?deployment$/.test(String(call.args[0].input.Name)))
-      .map((call) => String(call.args[0].input.Value).length),
+      .filter((call) => /\/(deployment|last-deployment|last-repair)$/.test(String(call.args[0].input.Name)))
+      .map((call) => Buffer.byteLength(String(call.args[0].input.Value))),
   );
 }
 
 /** Parameter Store's Standard tier holds at most 4 KB a parameter. */
-const STANDARD_TIER_CHARS = 4096;
+const STANDARD_TIER_BYTES = 4096;
 
 describe('a deployment record at scale', () => {
   it('stays within 4 KB through a standby deployment of 1000 instances in batches of one', async () => {
@@ -118,7 +169,7 @@ describe('a deployment record at scale', () => {
 
     expect(lastDeployment(w)).toMatchObject({ phase: 'promoted', sha: NEW_SHA });
     expect(w.commands).toHaveLength(1000);
-    expect(largestRecord()).toBeLessThan(STANDARD_TIER_CHARS);
+    expect(largestRecord()).toBeLessThan(STANDARD_TIER_BYTES);
   }, 300_000);
 
   it.each([1000, 3000])(
@@ -145,7 +196,7 @@ describe('a deployment record at scale', () => {
         phase: 'failed',
         failures: [{ instanceId: lastCommand?.instanceIds[0], exitCode: 14 }],
       });
-      expect(largestRecord()).toBeLessThan(STANDARD_TIER_CHARS);
+      expect(largestRecord()).toBeLessThan(STANDARD_TIER_BYTES);
     },
     120_000,
   );
@@ -270,5 +321,125 @@ describe('a standby deployment behind a load balancer', () => {
     w.advance(61_000);
     await advance(w);
     expect(entered()).toBe(2);
+  });
+});
+
+describe('drift repair of an instance SSM refuses', () => {
+  it('takes it out of service once, not on every reconcile run, within the retry window', async () => {
+    const w = world(3, 'standby');
+    w.put('release', release(NEW_SHA));
+    w.tags = new Map([[instanceId(2), OLD_SHA]]);
+    w.refused.add(instanceId(2));
+    const repairs = new Set<string>();
+    for (let run = 0; run < 6; run++) {
+      await route(w.deps, fixture('scheduled'));
+      const repair = deployment(w)?.id;
+      if (repair) repairs.add(repair);
+      await drive(w, 10);
+      w.advance(5 * 60_000);
+    }
+
+    expect(entered()).toBe(1);
+    expect(exited()).toBe(1);
+    expect(repairs.size).toBe(1);
+    expect(w.record('last-repair')).toMatchObject({ skipped: [instanceId(2)] });
+    expect(w.states.size).toBe(0);
+  });
+
+  it('leaves alone an instance the last deployment gave up on within the retry window', async () => {
+    const { w, answer } = await started(3);
+    w.settle();
+    await advance(w);
+    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+    const refused = instanceId(answer.canary === instanceId(1) ? 2 : 1);
+    w.refused.add(refused);
+    await drive(w, 60);
+    expect(lastDeployment(w)).toMatchObject({ phase: 'promoted', skipped: [refused] });
+    w.tags = new Map([[refused, OLD_SHA]]);
+    const before = entered();
+
+    for (let run = 0; run < 3; run++) {
+      w.advance(5 * 60_000);
+      await route(w.deps, fixture('scheduled'));
+      await drive(w, 10);
+    }
+
+    expect(entered()).toBe(before);
+    expect(w.record('last-repair')).toBeUndefined();
+  });
+});
+
+describe('a drift repair the previous version kept in last-deployment', () => {
+  it('with an instance left in Standby: reconcile returns it, clears the record, and the next deploy starts', async () => {
+    const w = world(3, 'standby');
+    w.put('release', release(NEW_SHA));
+    const old: Deployment = {
+      id: 'd-aaaaaaaaaaaa',
+      group: 'web',
+      kind: 'deploy',
+      requested: NEW_SHA,
+      sha: NEW_SHA,
+      baseline: NEW_SHA,
+      reason: 'drift repair',
+      requestedAt: new Date(w.deps.clock.now() - 600_000).toISOString(),
+      updatedAt: new Date(w.deps.clock.now() - 300_000).toISOString(),
+      phase: 'failed',
+      step: 4,
+      commands: [],
+      failures: [{ instanceId: instanceId(2), reason: 'cap deploy failed' }],
+      driftRepair: [instanceId(2)],
+      standby: { instanceIds: [instanceId(2)], stage: 'returning' },
+    };
+    w.put('last-deployment', old);
+    w.states.set(instanceId(2), 'Standby');
+    w.sizes.desired = 2;
+
+    for (let run = 0; run < 3; run++) {
+      w.advance(300_000);
+      await route(w.deps, fixture('scheduled'));
+      w.settle();
+    }
+
+    expect(w.states.get(instanceId(2)) ?? 'InService').toBe('InService');
+    expect(lastDeployment(w)?.standby).toBeUndefined();
+    await expect(operate(w, { action: 'deploy', group: 'web', revision: 'v2' })).resolves.toMatchObject({
+      phase: 'canary',
+    });
+  });
+});
+
+describe('logs of a drift repair', () => {
+  it("show only the repair's runs, not later drift runs to another group's instances", async () => {
+    const w = world(2, 'standby');
+    w.put('release', release(NEW_SHA));
+    w.tags = new Map([[instanceId(2), OLD_SHA]]);
+    // Reconcile repairs another (in-place) group's drift meanwhile and later: same document, same Comment.
+    const foreignDrift = (from: number, count: number) => {
+      for (let i = from; i < from + count; i++) {
+        const foreign = `i-0aaaaaaaaaaaaaa${i.toString().padStart(2, '0')}`;
+        w.commands.push({
+          commandId: `foreign-${i}`,
+          instanceIds: [foreign],
+          parameters: { revision: [NEW_SHA] },
+          comment: 'selfdeploy drift',
+          requestedAt: new Date(w.deps.clock.now() + i),
+          status: 'Success',
+          runs: new Map([[foreign, { status: 'Success', responseCode: 0, stdout: 'other group' }]]),
+        });
+      }
+    };
+    await route(w.deps, fixture('scheduled'));
+    const repairId = deployment(w)?.id;
+    foreignDrift(0, 3);
+    await drive(w, 10);
+    expect(w.record('last-repair')).toMatchObject({ id: repairId, phase: 'promoted' });
+    w.advance(3_600_000);
+    foreignDrift(3, 12);
+
+    const answer = (await operate(w, { action: 'logs', group: 'web', deploymentId: repairId })) as {
+      runs: readonly { instanceId: string }[];
+    };
+
+    expect(answer.runs.map((run) => run.instanceId)).toEqual([instanceId(2)]);
   });
 });
