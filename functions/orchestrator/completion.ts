@@ -155,8 +155,8 @@ async function readCommand(deps: Deps, commandId: string): Promise<Command> {
 
 /**
  * Records the outcome of a finished command and completes the lifecycle waits it may speak
- * for (settleCommand), then leaves what its runs deployed on their instances' tags and, for a
- * group with no release yet, records the first one (recordDeploys). `scan`, when the caller has
+ * for (settleCommand), then, for a group with no release yet, records the first one and leaves
+ * what its runs deployed on their instances' tags (recordDeploys). `scan`, when the caller has
  * one, covers the instances' launches since the command.
  */
 export async function finishCommand(
@@ -351,9 +351,9 @@ async function reportedSha(deps: Deps, commandId: string, instanceId: string): P
 
 /**
  * After the lifecycle actions are completed, so nothing here changes a lifecycle result and
- * nothing here throws: tags the instances of all the finished runs at once (one CreateTags per
- * shared set of tags), and records a group's first release from a successful run that deployed
- * its branch because the group had none (one create-if-absent per group, whoever wins).
+ * nothing here throws: records a group's first release from a successful run that deployed
+ * its branch because the group had none (one create-if-absent per group, whoever wins), then
+ * tags the instances of all the finished runs at once (one CreateTags per shared set of tags).
  */
 async function recordDeploys(
   deps: Deps,
@@ -380,8 +380,9 @@ async function recordDeploys(
       }
     }
   }
-  if (results.length > 0) await tagDeployResults(deps, results);
+  // The release first: it is what later launches and deploys read; the tags only show it.
   for (const [groupName, sha] of firstReleases) await recordFirstRelease(deps, groupName, sha);
+  if (results.length > 0) await tagDeployResults(deps, results);
 }
 
 function durationSeconds(requestedAt: Date | undefined, now: number): number | undefined {

@@ -1,5 +1,5 @@
 import type { InstanceRecord, LocalRun } from '../../scripts/local/local-run';
-import { localRuns } from './support';
+import { groupRecord, localRuns } from './support';
 
 // Real deploys: bash, self-deploy.sh, Capistrano over a loopback sshd, git; each run with
 // its own application user (as root) and sshd.
@@ -82,8 +82,15 @@ describe('a scale-out through the local control plane and the real handler', () 
     const local = await start();
     local.scaleTo(2);
     await local.waitFor('2 instances InService', () => local.settled(), 60_000);
-    // The first launch recorded the release; a push changes it only through a deploy.
+    // The first launch records the release (just after completing its lifecycle action); a
+    // push changes it only through a deploy.
     const release = local.app?.head();
+    await local.waitFor(
+      'the first launch to record the release',
+      () => groupRecord(local, 'release') !== undefined,
+      10_000,
+    );
+    expect(groupRecord<{ sha: string }>(local, 'release')?.sha).toBe(release);
     local.app?.commit('Second version');
 
     const result = await local.orchestrator.invoke({ action: 'redeploy', autoScalingGroupName: 'web' });
