@@ -144,7 +144,10 @@ export function simulatedInstances(options: DeployAgentOptions): SimulatedInstan
         ),
         SELFDEPLOY_HOST_KEY_DIR: options.sshd.hostKeyDir,
       },
-      workDir: join(root, 'agent'),
+      // Each command its own directory, as the SSM agent's orchestration directory
+      // (…/document/orchestration/<command-id>/…): two commands on one instance (a duplicate
+      // send) never write each other's script while it runs.
+      workDir: orchestrationDir(root, execution.commandId),
       instanceId: execution.instanceId,
       region: options.region,
       signal: execution.signal,
@@ -159,6 +162,11 @@ export function simulatedInstances(options: DeployAgentOptions): SimulatedInstan
     bootCheckCommand: `until [ -e ${marker} ]; do sleep 0.1; done`,
     stateDirectory: join(options.dir, INSTANCE_ID_PLACEHOLDER, STATE_DIRECTORY),
   };
+}
+
+/** Where the agent writes a command's script on an instance whose root is `root`. */
+export function orchestrationDir(root: string, commandId: string): string {
+  return join(root, 'agent', 'orchestration', commandId);
 }
 
 /** What the agent reports of a run: SSM's view of it, without the run's own extras. */

@@ -6,7 +6,7 @@
  * execution timeout (exit code 137), output truncated as GetCommandInvocation reports it.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SelfDeployDocument } from '../../infra/document';
@@ -109,6 +109,7 @@ export async function runDocument(options: RunDocumentOptions): Promise<RunDocum
 
   const ownWorkDir = options.workDir === undefined;
   const workDir = options.workDir ?? mkdtempSync(join(tmpdir(), 'selfdeploy-agent-'));
+  if (!ownWorkDir) mkdirSync(workDir, { recursive: true, mode: 0o700 });
   const scriptPath = join(workDir, '_script.sh');
   writeFileSync(scriptPath, script, { mode: 0o700 });
   try {

@@ -5,7 +5,7 @@ import { LAUNCH_DETAIL_TYPE } from '../../functions/shared/event-patterns';
 import { buildSelfDeployDocument, documentShell } from '../../infra/document';
 import { standInAgent } from '../../scripts/local/agents';
 import type { AwsEvent } from '../../scripts/local/control-plane/event-bus';
-import { BOOT_FINISHED } from '../../scripts/local/deploy-agent';
+import { BOOT_FINISHED, orchestrationDir } from '../../scripts/local/deploy-agent';
 import { FIDELITY, fidelitySection, README_PATH, readmeSection } from '../../scripts/local/fidelity';
 import { APP_PATH, DEPLOY_PATH, LocalRun } from '../../scripts/local/local-run';
 import { InvalidParametersError, runDocument, STOPPED_EXIT_CODE } from '../../scripts/local/run-document';
@@ -124,7 +124,9 @@ describe('the local world', () => {
     expect(ids).toHaveLength(2);
     for (const id of ids) {
       const root = join(local.dir, 'instances', id);
-      expect(readFileSync(join(root, 'agent', '_script.sh'), 'utf8')).toBe(documentShell(local.document));
+      const [command] = local.plane.ssm.commands().filter((c) => c.instanceIds.includes(id));
+      const script = join(orchestrationDir(root, command?.id ?? ''), '_script.sh');
+      expect(readFileSync(script, 'utf8')).toBe(documentShell(local.document));
       expect(existsSync(join(root, 'var', 'lib', 'selfdeploy', 'lock'))).toBe(true);
     }
   });
