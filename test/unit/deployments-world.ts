@@ -24,6 +24,8 @@ import {
   SendCommandCommand,
 } from '@aws-sdk/client-ssm';
 import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
+import { route } from '../../functions/orchestrator/router';
+import type { OperatorAnswer } from '../../functions/shared/operator-actions';
 import { RESULT_LINE_PREFIX } from '../../functions/shared/result-line';
 import {
   agentStatuses,
@@ -369,4 +371,30 @@ export function world(count: number, deployWith: 'in-place' | 'standby' = 'in-pl
       now += ms;
     },
   };
+}
+
+/** A release record of `sha`. */
+export const release = (sha: string) => ({
+  sha,
+  changedAt: '2026-11-26T09:00:00.000Z',
+  reason: 'first deploy',
+});
+
+/** Runs an operator action as the Lambda console's Test button does; its answer. */
+export async function operate(w: World, action: Record<string, unknown>): Promise<OperatorAnswer> {
+  const routed = await route(w.deps, action);
+  if (routed.kind !== 'operator') throw new Error(`routed as ${routed.kind}`);
+  return routed.result;
+}
+
+/** A standby group web of `count` instances with MinSize `min`, release OLD_SHA, a deploy of v2 started. */
+export async function standbyDeployStarted(count: number, min = 0) {
+  const w = world(count, 'standby');
+  w.sizes.min = min;
+  w.put('release', release(OLD_SHA));
+  const answer = (await operate(w, { action: 'deploy', group: 'web', revision: 'v2' })) as {
+    deploymentId: string;
+    canary: string;
+  };
+  return { w, answer };
 }

@@ -8,8 +8,8 @@ import {
 import { advanceDeployment } from '../../functions/orchestrator/deployments';
 import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
 import { route } from '../../functions/orchestrator/router';
-import type { Deployment, OperatorAnswer } from '../../functions/shared/operator-actions';
-import { NEW_SHA, OLD_SHA, type World, world } from './deployments-world';
+import type { Deployment } from '../../functions/shared/operator-actions';
+import { NEW_SHA, OLD_SHA, operate, type World, world } from './deployments-world';
 import { PREVIOUS_SHA } from './group-record';
 import { awsCallCount, ec2, fixture, instanceId, ssm } from './support';
 
@@ -19,12 +19,6 @@ const release = (sha: string, previous?: string) => ({
   changedAt: '2026-11-26T09:00:00.000Z',
   reason: 'first deploy',
 });
-
-async function operate(w: World, action: Record<string, unknown>): Promise<OperatorAnswer> {
-  const routed = await route(w.deps, action);
-  if (routed.kind !== 'operator') throw new Error(`routed as ${routed.kind}`);
-  return routed.result;
-}
 
 /** Finishes a command and delivers its status event, as EventBridge would. */
 async function finished(
@@ -185,7 +179,7 @@ describe('deploy', () => {
 });
 
 describe('a deployment moving on', () => {
-  async function started(w: World, revision = 'v2.5.0') {
+  async function standbyDeployStarted(w: World, revision = 'v2.5.0') {
     const answer = (await operate(w, { action: 'deploy', group: 'web', revision })) as {
       deploymentId: string;
     };
@@ -195,7 +189,7 @@ describe('a deployment moving on', () => {
   it("sends the rest the canary's SHA, without migrations, in batches of at most 50 with the rate controls", async () => {
     const w = world(120);
     w.put('release', release(OLD_SHA));
-    const { id, canary } = await started(w);
+    const { id, canary } = await standbyDeployStarted(w);
 
     await finished(w, canary.commandId, NEW_SHA);
 
@@ -218,7 +212,7 @@ describe('a deployment moving on', () => {
   it('then sends instances that joined meanwhile, then promotes: release = SHA, previous = the old release', async () => {
     const w = world(3);
     w.put('release', release(OLD_SHA, PREVIOUS_SHA));
-    const { id, canary } = await started(w);
+    const { id, canary } = await standbyDeployStarted(w);
     await finished(w, canary.commandId, NEW_SHA);
     const rest = only(w.sentFor('rest'));
     w.inService = [...w.inService, instanceId(9)]; // launched during the deploy, at the old release
@@ -251,7 +245,7 @@ describe('a deployment moving on', () => {
 
   it('promotes right after the canary when the group has no other instance', async () => {
     const w = world(1);
-    const { canary } = await started(w);
+    const { canary } = await standbyDeployStarted(w);
 
     await finished(w, canary.commandId, NEW_SHA);
 
@@ -263,7 +257,7 @@ describe('a deployment moving on', () => {
   it('stops when the canary fails: release unchanged, the canary sent the release back, the failure recorded and logged', async () => {
     const w = world(3);
     w.put('release', release(OLD_SHA));
-    const { id, canary } = await started(w, 'broken-branch');
+    const { id, canary } = await standbyDeployStarted(w, 'broken-branch');
     const canaryId = canary.instanceIds[0] as string;
 
     await finished(w, canary.commandId, NEW_SHA, {
@@ -303,7 +297,7 @@ describe('a deployment moving on', () => {
   it('stops when one of the rest fails: release unchanged, only the failed instance sent the release back', async () => {
     const w = world(4);
     w.put('release', release(OLD_SHA));
-    const { canary } = await started(w);
+    const { canary } = await standbyDeployStarted(w);
     await finished(w, canary.commandId, NEW_SHA);
     const rest = only(w.sentFor('rest'));
     const bad = rest.instanceIds[1] as string;
@@ -323,7 +317,7 @@ describe('a deployment moving on', () => {
 
   it('sends nothing back when there was no release before the failed deployment', async () => {
     const w = world(2);
-    const { canary } = await started(w);
+    const { canary } = await standbyDeployStarted(w);
 
     await finished(w, canary.commandId, NEW_SHA, {
       [canary.instanceIds[0] as string]: { exitCode: 7, reason: 'revision not found' },
@@ -336,7 +330,7 @@ describe('a deployment moving on', () => {
 
   it('moves on once for a duplicate status event', async () => {
     const w = world(3);
-    const { canary } = await started(w);
+    const { canary } = await standbyDeployStarted(w);
     w.finish(canary.commandId, NEW_SHA);
 
     await route(w.deps, w.statusEvent(canary));
@@ -348,7 +342,7 @@ describe('a deployment moving on', () => {
 
   it('moves on once when two executions advance it at the same time', async () => {
     const w = world(3);
-    const { canary } = await started(w);
+    const { canary } = await standbyDeployStarted(w);
     w.finish(canary.commandId, NEW_SHA);
 
     const outcomes = await Promise.all([advanceDeployment(w.deps, 'web'), advanceDeployment(w.deps, 'web')]);
@@ -359,7 +353,7 @@ describe('a deployment moving on', () => {
 
   it('waits while a phase still runs', async () => {
     const w = world(3);
-    const { id } = await started(w);
+    const { id } = await standbyDeployStarted(w);
 
     expect(await advanceDeployment(w.deps, 'web')).toEqual({ outcome: 'running', deploymentId: id });
     expect(w.sentFor('rest')).toEqual([]);
@@ -368,7 +362,7 @@ describe('a deployment moving on', () => {
   it('outlives the invocation that started it: the reconcile schedule moves it on from Parameter Store alone, its status events lost', async () => {
     const w = world(3);
     w.put('release', release(OLD_SHA));
-    const { canary } = await started(w);
+    const { canary } = await standbyDeployStarted(w);
     w.finish(canary.commandId, NEW_SHA); // its status event is lost
     w.advance(20 * 60 * 1000);
     forgetReleaseCache(); // a new execution environment: nothing in memory
@@ -388,7 +382,7 @@ describe('a deployment moving on', () => {
 
   it('takes over a transition whose claimer died before recording it', async () => {
     const w = world(3);
-    const { id, canary } = await started(w);
+    const { id, canary } = await standbyDeployStarted(w);
     w.finish(canary.commandId, NEW_SHA);
     // An execution claimed transition 1 and stopped (Lambda timeout) before sending or writing.
     w.put('step-1', { deploymentId: id, at: 'then' });
@@ -404,7 +398,7 @@ describe('a deployment moving on', () => {
 
   it('finds the canary command by its Comment when the deploy action stopped before recording it', async () => {
     const w = world(2);
-    const { id, canary } = await started(w);
+    const { id, canary } = await standbyDeployStarted(w);
     const recorded = w.record('deployment') as Deployment;
     w.put('deployment', { ...recorded, commands: [] });
     w.finish(canary.commandId, NEW_SHA);

@@ -15,15 +15,20 @@ import {
 } from '../../functions/orchestrator/nudge';
 import { handleQueue } from '../../functions/orchestrator/queue';
 import { route } from '../../functions/orchestrator/router';
-import type { Deployment, OperatorAnswer } from '../../functions/shared/operator-actions';
-import { NEW_SHA, OLD_SHA, type SentCommand, type World, world } from './deployments-world';
+import type { Deployment } from '../../functions/shared/operator-actions';
+import {
+  NEW_SHA,
+  OLD_SHA,
+  type SentCommand,
+  standbyDeployStarted,
+  type World,
+  world,
+} from './deployments-world';
 import { autoScaling, fixture, queueBatch, sqs, ssm, WAIT_QUEUE_URL } from './support';
 
 // A standby deployment waiting on Auto Scaling (a batch entering Standby, returning, or room
 // within MinSize / MaxSize) nudges itself through the event queue, so it moves in seconds
 // rather than reconcile intervals; a nudge moves it exactly as reconcile would, or is ignored.
-
-const release = (sha: string) => ({ sha, changedAt: '2026-11-26T09:00:00.000Z', reason: 'first deploy' });
 
 interface SentNudge {
   readonly body: Record<string, unknown>;
@@ -50,24 +55,6 @@ const lastDeployment = (w: World) => w.record('last-deployment') as Deployment |
 const entered = () => autoScaling.commandCalls(EnterStandbyCommand).map((call) => call.args[0].input);
 const exited = () => autoScaling.commandCalls(ExitStandbyCommand).map((call) => call.args[0].input);
 const deliver = (w: World, ...bodies: unknown[]) => handleQueue(w.deps, queueBatch(...bodies));
-
-async function operate(w: World, action: Record<string, unknown>): Promise<OperatorAnswer> {
-  const routed = await route(w.deps, action);
-  if (routed.kind !== 'operator') throw new Error(`routed as ${routed.kind}`);
-  return routed.result;
-}
-
-/** A standby group web of `count` instances with MinSize `min`, release OLD_SHA, a deploy started. */
-async function started(count: number, min: number) {
-  const w = world(count, 'standby');
-  w.sizes.min = min;
-  w.put('release', release(OLD_SHA));
-  const answer = (await operate(w, { action: 'deploy', group: 'web', revision: 'v2' })) as {
-    deploymentId: string;
-    canary: string;
-  };
-  return { w, answer };
-}
 
 describe('nudge delays', () => {
   it('grow by half from 2 s up to 15 s, jittered in the upper half, and are 30–60 s while waiting for room', () => {
@@ -107,7 +94,7 @@ describe('docs/deploying.md', () => {
 
 describe('a standby deployment nudged through the event queue', () => {
   it('nudges its canary entering Standby; the nudge, once the canary is in Standby, sends its command', async () => {
-    const { w, answer } = await started(3, 1);
+    const { w, answer } = await standbyDeployStarted(3, 1);
 
     const first = lastNudge();
     expect(first.body).toEqual({
@@ -133,7 +120,7 @@ describe('a standby deployment nudged through the event queue', () => {
   });
 
   it('nudges again, later each time, while the batch is still on its way, and stops after its nudges', async () => {
-    const { w } = await started(3, 1);
+    const { w } = await standbyDeployStarted(3, 1);
 
     for (let attempt = 1; attempt < MAX_NUDGES_PER_STEP; attempt++) {
       await deliver(w, lastNudge().body);
@@ -150,7 +137,7 @@ describe('a standby deployment nudged through the event queue', () => {
   });
 
   it('is moved to its promotion by nudges and status events alone, without reconcile', async () => {
-    const { w, answer } = await started(5, 0);
+    const { w, answer } = await standbyDeployStarted(5, 0);
     let delivered = 0;
 
     for (let round = 0; round < 60 && deployment(w); round++) {
@@ -172,7 +159,7 @@ describe('a standby deployment nudged through the event queue', () => {
   });
 
   it('waiting for room at MinSize is nudged about once a minute, naming room, and goes on once there is room', async () => {
-    const { w, answer } = await started(4, 0);
+    const { w, answer } = await standbyDeployStarted(4, 0);
     w.settle();
     await deliver(w, lastNudge().body); // the canary's command sent
     const canary = w.sentFor('canary')[0] as SentCommand;
@@ -200,7 +187,7 @@ describe('a standby deployment nudged through the event queue', () => {
   });
 
   it('waiting for room, a nudge looks at the sizes before reading any command history', async () => {
-    const { w } = await started(4, 0);
+    const { w } = await standbyDeployStarted(4, 0);
     w.settle();
     await deliver(w, lastNudge().body); // the canary's command sent
     const canary = w.sentFor('canary')[0] as SentCommand;
@@ -219,7 +206,7 @@ describe('a standby deployment nudged through the event queue', () => {
   });
 
   it('counts copies of a nudge in one batch once: one look, one nudge after it', async () => {
-    const { w } = await started(3, 1);
+    const { w } = await standbyDeployStarted(3, 1);
     const first = lastNudge().body;
 
     const response = await deliver(w, first, first, first);
@@ -230,7 +217,7 @@ describe('a standby deployment nudged through the event queue', () => {
   });
 
   it('ignores a stale nudge (the step moved on), one for another deployment, and one after the deployment ended: nothing sent', async () => {
-    const { w, answer } = await started(3, 1);
+    const { w, answer } = await standbyDeployStarted(3, 1);
     const first = lastNudge().body;
     w.settle();
     await deliver(w, first); // step 0 → the canary's command
@@ -268,7 +255,7 @@ describe('a standby deployment nudged through the event queue', () => {
   });
 
   it('moves a step once when a nudge and reconcile look at the same moment', async () => {
-    const { w } = await started(3, 1);
+    const { w } = await standbyDeployStarted(3, 1);
     w.settle();
 
     await Promise.all([deliver(w, lastNudge().body), route(w.deps, fixture('scheduled'))]);
@@ -278,7 +265,7 @@ describe('a standby deployment nudged through the event queue', () => {
   });
 
   it('refuses a nudge naming a group selfdeploy does not manage, reading and sending nothing', async () => {
-    const { w, answer } = await started(3, 1);
+    const { w, answer } = await standbyDeployStarted(3, 1);
     const reads = ssm.commandCalls(GetParametersByPathCommand).length;
     const nudges = sentNudges().length;
 

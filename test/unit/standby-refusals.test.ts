@@ -2,11 +2,18 @@ import { EnterStandbyCommand, ExitStandbyCommand } from '@aws-sdk/client-auto-sc
 import { PutParameterCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { advanceDeployment } from '../../functions/orchestrator/deployments';
 import { route } from '../../functions/orchestrator/router';
-import type { Deployment, OperatorAnswer } from '../../functions/shared/operator-actions';
-import { NEW_SHA, OLD_SHA, type World, world } from './deployments-world';
+import type { Deployment } from '../../functions/shared/operator-actions';
+import {
+  NEW_SHA,
+  OLD_SHA,
+  operate,
+  release,
+  standbyDeployStarted,
+  type World,
+  world,
+} from './deployments-world';
 import { autoScaling, awsError, fixture, instanceId, ssm } from './support';
 
-const release = (sha: string) => ({ sha, changedAt: '2026-11-26T09:00:00.000Z', reason: 'first deploy' });
 const deployment = (w: World) => w.record('deployment') as Deployment | undefined;
 const lastDeployment = (w: World) => w.record('last-deployment') as Deployment | undefined;
 const entered = () => autoScaling.commandCalls(EnterStandbyCommand).length;
@@ -14,24 +21,6 @@ const exited = () => autoScaling.commandCalls(ExitStandbyCommand).length;
 const advance = (w: World) => advanceDeployment(w.deps, 'web');
 /** SSM's answer when it may not send to an instance (its agent gone, or the role may not reach it). */
 const notReady = () => awsError('InvalidInstanceId', 'Instances not in a valid state for account');
-
-async function operate(w: World, action: Record<string, unknown>): Promise<OperatorAnswer> {
-  const routed = await route(w.deps, action);
-  if (routed.kind !== 'operator') throw new Error(`routed as ${routed.kind}`);
-  return routed.result;
-}
-
-/** A standby group web of `count`, release OLD_SHA, a deploy of v2 started. */
-async function started(count: number, min = 0) {
-  const w = world(count, 'standby');
-  w.sizes.min = min;
-  w.put('release', release(OLD_SHA));
-  const answer = (await operate(w, { action: 'deploy', group: 'web', revision: 'v2' })) as {
-    deploymentId: string;
-    canary: string;
-  };
-  return { w, answer };
-}
 
 /** A command's failed runs, by instance, as World.finish takes them. */
 type Failing = (command: {
@@ -53,7 +42,7 @@ async function drive(w: World, rounds: number, failing?: Failing): Promise<void>
 
 describe('a standby deployment SSM will not send to', () => {
   it('fails when it cannot reach the canary in Standby: the canary returns, the release stays, the failure says why', async () => {
-    const { w, answer } = await started(3);
+    const { w, answer } = await standbyDeployStarted(3);
     w.settle();
     ssm.on(SendCommandCommand).rejects(notReady());
 
@@ -72,7 +61,7 @@ describe('a standby deployment SSM will not send to', () => {
   });
 
   it('gives up on a batch SendCommand refuses: returns it, names it in the failures, and moves on to the end', async () => {
-    const { w, answer } = await started(4);
+    const { w, answer } = await standbyDeployStarted(4);
     w.settle();
     await advance(w);
     w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
@@ -101,7 +90,7 @@ describe('a standby deployment SSM will not send to', () => {
 
 describe('the record of a failed standby deployment that gave up on instances', () => {
   it('keeps the failure that ended it when more than 10 were given up on', async () => {
-    const { w, answer } = await started(20);
+    const { w, answer } = await standbyDeployStarted(20);
     w.settle();
     await advance(w);
     w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
@@ -119,7 +108,7 @@ describe('the record of a failed standby deployment that gave up on instances', 
   });
 
   it('keeps the failed run that ended it after 6 were given up on', async () => {
-    const { w, answer } = await started(10);
+    const { w, answer } = await standbyDeployStarted(10);
     w.settle();
     await advance(w);
     w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
@@ -204,7 +193,7 @@ describe('a deployment record at scale', () => {
 
 describe("an ended deployment's instances in Standby", () => {
   it('returned by two executions at once: the one refused ("not in Standby") counts them as returned, and the next deploy starts', async () => {
-    const { w, answer } = await started(3);
+    const { w, answer } = await standbyDeployStarted(3);
     w.settle();
     await advance(w);
     const canary = w.sentFor('canary')[0]?.commandId ?? '';
@@ -226,7 +215,7 @@ describe("an ended deployment's instances in Standby", () => {
 
 describe('a drift repair after a failed standby deploy', () => {
   it("keeps the failed deployment's record (failures, logs) and is named when it refuses the operator's deploy", async () => {
-    const { w, answer } = await started(3);
+    const { w, answer } = await standbyDeployStarted(3);
     w.tags = new Map([1, 2, 3].map((index) => [instanceId(index), OLD_SHA]));
     // The canary succeeds (its tag moves on); the first batch of the rest fails.
     for (let round = 0; round < 40 && deployment(w); round++) {
@@ -280,7 +269,7 @@ describe('a drift repair after a failed standby deploy', () => {
 
 describe('a standby deployment behind a load balancer', () => {
   it('holds the next batch while the last one is Unhealthy in Auto Scaling', async () => {
-    const { w, answer } = await started(3);
+    const { w, answer } = await standbyDeployStarted(3);
     w.group.TargetGroupARNs = [
       'arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web/0123456789abcdef',
     ];
@@ -303,7 +292,7 @@ describe('a standby deployment behind a load balancer', () => {
   });
 
   it('waits out the grace period after ExitStandby before the next batch leaves', async () => {
-    const { w } = await started(3);
+    const { w } = await standbyDeployStarted(3);
     w.group.TargetGroupARNs = [
       'arn:aws:elasticloadbalancing:us-west-2:123456789012:targetgroup/web/0123456789abcdef',
     ];
@@ -347,7 +336,7 @@ describe('drift repair of an instance SSM refuses', () => {
   });
 
   it('leaves alone an instance the last deployment gave up on within the retry window', async () => {
-    const { w, answer } = await started(3);
+    const { w, answer } = await standbyDeployStarted(3);
     w.settle();
     await advance(w);
     w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);

@@ -3,35 +3,24 @@ import { SendCommandCommand } from '@aws-sdk/client-ssm';
 import { advanceDeployment } from '../../functions/orchestrator/deployments';
 import { route } from '../../functions/orchestrator/router';
 import { concurrencyLimit, enterRoom, exitRoom } from '../../functions/orchestrator/standby';
-import type { Deployment, OperatorAnswer } from '../../functions/shared/operator-actions';
-import { NEW_SHA, OLD_SHA, type SentCommand, type World, world } from './deployments-world';
+import type { Deployment } from '../../functions/shared/operator-actions';
+import {
+  NEW_SHA,
+  OLD_SHA,
+  operate,
+  release,
+  type SentCommand,
+  standbyDeployStarted,
+  type World,
+  world,
+} from './deployments-world';
 import { autoScaling, fixture, instanceId, ssm } from './support';
-
-const release = (sha: string) => ({ sha, changedAt: '2026-11-26T09:00:00.000Z', reason: 'first deploy' });
-
-async function operate(w: World, action: Record<string, unknown>): Promise<OperatorAnswer> {
-  const routed = await route(w.deps, action);
-  if (routed.kind !== 'operator') throw new Error(`routed as ${routed.kind}`);
-  return routed.result;
-}
 
 const deployment = (w: World) => w.record('deployment') as Deployment | undefined;
 const lastDeployment = (w: World) => w.record('last-deployment') as Deployment | undefined;
 const entered = () => autoScaling.commandCalls(EnterStandbyCommand).map((call) => call.args[0].input);
 const exited = () => autoScaling.commandCalls(ExitStandbyCommand).map((call) => call.args[0].input);
 const advance = (w: World) => advanceDeployment(w.deps, 'web');
-
-/** A standby group web of `count` instances with MinSize `min`, release OLD_SHA, a deploy started. */
-async function started(count: number, min: number) {
-  const w = world(count, 'standby');
-  w.sizes.min = min;
-  w.put('release', release(OLD_SHA));
-  const answer = (await operate(w, { action: 'deploy', group: 'web', revision: 'v2' })) as {
-    deploymentId: string;
-    canary: string;
-  };
-  return { w, answer };
-}
 
 /**
  * Runs a standby deployment to its end as status events and reconcile would: each command
@@ -92,7 +81,7 @@ describe('standby decisions', () => {
 
 describe('a standby deployment', () => {
   it('moves the canary to Standby with the desired capacity decremented and sends it nothing until it is out of service', async () => {
-    const { w, answer } = await started(3, 1);
+    const { w, answer } = await standbyDeployStarted(3, 1);
 
     expect(entered()).toEqual([
       { AutoScalingGroupName: 'web', InstanceIds: [answer.canary], ShouldDecrementDesiredCapacity: true },
@@ -118,7 +107,7 @@ describe('a standby deployment', () => {
   });
 
   it('returns each batch after its run, sends only to instances in Standby, and promotes when none is left', async () => {
-    const { w, answer } = await started(9, 6);
+    const { w, answer } = await standbyDeployStarted(9, 6);
 
     const { statesAtSend, mostOut } = await driveToEnd(w);
 
@@ -136,7 +125,7 @@ describe('a standby deployment', () => {
   });
 
   it('takes batches of at most the desired capacity above MinSize', async () => {
-    const { w } = await started(9, 8);
+    const { w } = await standbyDeployStarted(9, 8);
 
     const { mostOut } = await driveToEnd(w);
 
@@ -159,7 +148,7 @@ describe('a standby deployment', () => {
   });
 
   it('reaching MinSize mid-way (the group scaled in) waits, its record saying why, and goes on once there is room', async () => {
-    const { w, answer } = await started(4, 0);
+    const { w, answer } = await standbyDeployStarted(4, 0);
     w.settle();
     await advance(w); // canary sent
     w.finish((w.sentFor('canary')[0] as SentCommand).commandId, NEW_SHA);
@@ -181,7 +170,7 @@ describe('a standby deployment', () => {
   });
 
   it('at MaxSize keeps a finished batch in Standby, named in its record, and returns it once there is room', async () => {
-    const { w, answer } = await started(3, 0);
+    const { w, answer } = await standbyDeployStarted(3, 0);
     w.settle();
     await advance(w);
     w.finish((w.sentFor('canary')[0] as SentCommand).commandId, NEW_SHA);
@@ -203,7 +192,7 @@ describe('a standby deployment', () => {
   });
 
   it('takes instances that joined meanwhile in a later batch, and drops one that left the group', async () => {
-    const { w } = await started(3, 0);
+    const { w } = await standbyDeployStarted(3, 0);
     const joiner = instanceId(9);
     w.settle();
     await advance(w);
@@ -220,7 +209,7 @@ describe('a standby deployment', () => {
   });
 
   it('restores a failed instance while it is still out of service, fails, and returns it once the restore is done', async () => {
-    const { w, answer } = await started(3, 0);
+    const { w, answer } = await standbyDeployStarted(3, 0);
     w.settle();
     await advance(w);
     const canary = w.sentFor('canary')[0] as SentCommand;
@@ -278,7 +267,7 @@ describe('a standby deployment', () => {
   });
 
   it('leaves in service an instance whose EnterStandby is refused (the group changed meanwhile) and asked again; refused again, it is given up on and another batch is chosen', async () => {
-    const { w, answer } = await started(3, 0);
+    const { w, answer } = await standbyDeployStarted(3, 0);
     w.settle();
     await advance(w);
     w.finish((w.sentFor('canary')[0] as SentCommand).commandId, NEW_SHA);
@@ -308,7 +297,7 @@ describe('a standby deployment', () => {
   });
 
   it('fails, sending nothing, when the canary leaves the group before it could deploy out of service', async () => {
-    const { w, answer } = await started(3, 0);
+    const { w, answer } = await standbyDeployStarted(3, 0);
     w.inService = w.inService.filter((id) => id !== answer.canary); // terminated while EnteringStandby
     w.states.delete(answer.canary);
 
@@ -329,7 +318,7 @@ describe('a standby deployment', () => {
   });
 
   it('outlives the invocation that chose a batch: a batch recorded but never asked to leave is asked again', async () => {
-    const { w, answer } = await started(3, 0);
+    const { w, answer } = await standbyDeployStarted(3, 0);
     const recorded = deployment(w) as Deployment;
     // As if the invocation stopped after writing its intent, before EnterStandby.
     w.states.clear();
