@@ -182,17 +182,15 @@ async function settleNudges(
   nudges: readonly { index: number; nudge: Nudge }[],
   outcomes: Array<Outcome | Error | undefined>,
 ): Promise<void> {
-  const unique = new Map<string, { nudge: Nudge; indexes: number[] }>();
-  for (const { index, nudge } of nudges) {
-    const key = `${nudge.groupName}/${nudge.deploymentId}/${nudge.step}`;
-    const seen = unique.get(key);
-    if (seen) seen.indexes.push(index);
-    else unique.set(key, { nudge, indexes: [index] });
-  }
-  await mapLimited([...unique.values()], READ_CONCURRENCY, async ({ nudge, indexes: [first, ...copies] }) => {
-    if (first !== undefined) outcomes[first] = await settled(() => advanceNudged(deps, nudge));
-    for (const copy of copies) outcomes[copy] = { outcome: 'ignored', reason: 'a second copy of a nudge' };
+  const { unique, copies } = firstCopies(
+    nudges,
+    ({ nudge }) => `${nudge.groupName}/${nudge.deploymentId}/${nudge.step}`,
+  );
+  await mapLimited(unique, READ_CONCURRENCY, async ({ index, nudge }) => {
+    outcomes[index] = await settled(() => advanceNudged(deps, nudge));
   });
+  for (const { index } of copies)
+    outcomes[index] = { outcome: 'ignored', reason: 'a second copy of a nudge' };
 }
 
 /**
@@ -204,17 +202,7 @@ async function settleWaits(
   waits: readonly { index: number; wait: AgentWait }[],
   outcomes: Array<Outcome | Error | undefined>,
 ): Promise<void> {
-  const first = new Map<string, number>();
-  const unique: { index: number; wait: AgentWait }[] = [];
-  const copies: { index: number; of: number }[] = [];
-  for (const entry of waits) {
-    const key = `${entry.wait.instanceId}/${entry.wait.token}`;
-    const seen = first.get(key);
-    if (seen === undefined) {
-      first.set(key, entry.index);
-      unique.push(entry);
-    } else copies.push({ index: entry.index, of: seen });
-  }
+  const { unique, copies } = firstCopies(waits, ({ wait }) => `${wait.instanceId}/${wait.token}`);
   const advanced = await advanceWaits(
     deps,
     unique.map(({ wait }) => wait),
@@ -229,4 +217,26 @@ async function settleWaits(
         ? outcome
         : { outcome: 'ignored', reason: 'a second copy of a wait handled in the same batch' };
   }
+}
+
+/**
+ * Splits a batch's entries into the first of each key and the later copies (each naming the
+ * index of its first): SQS and EventBridge deliver at least once, so one batch may hold a
+ * message twice.
+ */
+function firstCopies<T extends { readonly index: number }>(
+  entries: readonly T[],
+  key: (entry: T) => string,
+): { unique: T[]; copies: { index: number; of: number }[] } {
+  const first = new Map<string, number>();
+  const unique: T[] = [];
+  const copies: { index: number; of: number }[] = [];
+  for (const entry of entries) {
+    const seen = first.get(key(entry));
+    if (seen === undefined) {
+      first.set(key(entry), entry.index);
+      unique.push(entry);
+    } else copies.push({ index: entry.index, of: seen });
+  }
+  return { unique, copies };
 }
