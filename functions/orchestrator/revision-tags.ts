@@ -106,9 +106,9 @@ export async function tagDeployResults(deps: Deps, results: readonly DeployResul
     return;
   }
   const writable = newestResults(results, recorded);
-  const skipped = instanceIds.filter(
-    (id) => !untimed.includes(id) && !writable.some((deploy) => deploy.instanceId === id),
-  );
+  // Those logged above as untimed, or written below; the rest are older than their tags.
+  const accounted = new Set([...untimed, ...writable.map((deploy) => deploy.instanceId)]);
+  const skipped = instanceIds.filter((id) => !accounted.has(id));
   if (skipped.length > 0) {
     deps.logger.info('not tagging results older than the last deploy the instances record', {
       instanceIds: skipped,
