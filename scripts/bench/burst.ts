@@ -87,11 +87,6 @@ function countBy<T>(items: readonly T[], key: (item: T) => string): Record<strin
 }
 
 /**
- * Launches `instances` at once into a group behind the launch hook and waits until every
- * lifecycle action has ended. The control plane runs in real time (time scale 1): the rate
- * limits and the handler's own waits are real-time, so agent delays must be too.
- */
-/**
  * The calls the budget counts: SSM's and Auto Scaling's, whose account-wide rates the
  * instances share. SQS (the queue) and EC2 (the deploy tags) are reported apart.
  */
@@ -116,6 +111,11 @@ export function withRelease(run: LocalRun): void {
   );
 }
 
+/**
+ * Launches `instances` at once into a group behind the launch hook and waits until every
+ * lifecycle action has ended. The control plane runs in real time (time scale 1): the rate
+ * limits and the handler's own waits are real-time, so agent delays must be too.
+ */
 export async function measureBurst(instances: number, settings: BurstSettings): Promise<BurstFigures> {
   const random = seededRandom(instances);
   const { min, max } = settings.agentDelaySeconds;

@@ -24,6 +24,8 @@ interface OptionSpec {
   /** The value's placeholder in --help. */
   readonly arg?: string;
   readonly help: string;
+  /** Its one-letter form (`-h`). */
+  readonly short?: string;
   /** The payload field it sets, for naming the option in a validation problem. */
   readonly field?: string;
 }
@@ -54,7 +56,7 @@ const COMMON_OPTIONS: readonly OptionSpec[] = [
     help: 'the shared config/credentials profile (default: the standard chain)',
   },
   { name: 'json', type: 'boolean', help: "print the orchestrator's raw answer as JSON" },
-  { name: 'help', type: 'boolean', help: 'show this help' },
+  { name: 'help', type: 'boolean', short: 'h', help: 'show this help' },
 ];
 
 const REASON: OptionSpec = {
@@ -160,10 +162,9 @@ const allOptions = [...COMMON_OPTIONS, ...COMMANDS.flatMap((command) => command.
 export function parseCommandLine(argv: readonly string[], env: NodeJS.ProcessEnv): Parsed {
   const { tokens } = parseArgs({
     args: [...argv],
-    options: Object.fromEntries([
-      ...allOptions.map((o) => [o.name, { type: o.type }]),
-      ['help', { type: 'boolean', short: 'h' }],
-    ]),
+    options: Object.fromEntries(
+      allOptions.map((o) => [o.name, { type: o.type, ...(o.short && { short: o.short }) }]),
+    ),
     strict: false,
     allowPositionals: true,
     tokens: true,

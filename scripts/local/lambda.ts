@@ -89,7 +89,6 @@ export interface FunctionUpdate {
 interface Environment {
   readonly id: string;
   readonly worker: Worker;
-  readonly revision: number;
   readonly ready: Promise<number>;
   busy: boolean;
   dead: boolean;
@@ -203,7 +202,9 @@ export class LocalLambda implements LocalFunction {
     this.#running++;
     this.#account.inUse++;
     this.peakConcurrency = Math.max(this.peakConcurrency, this.#running);
-    let environment = this.#environments.find((e) => !e.busy && !e.dead && e.revision === this.#revision);
+    let environment = this.#environments.find(
+      (e) => !e.busy && !e.dead && e.worker.revision === this.#revision,
+    );
     const cold = environment === undefined;
     environment ??= this.#createEnvironment();
     environment.busy = true;
@@ -216,7 +217,7 @@ export class LocalLambda implements LocalFunction {
       const used = environment as Environment;
       used.busy = false;
       // An environment of an earlier revision serves no further invocation.
-      if (used.revision !== this.#revision && !used.dead) this.#discard(used);
+      if (used.worker.revision !== this.#revision && !used.dead) this.#discard(used);
     };
     const started = Date.now();
     let initMs: number | undefined;
@@ -233,7 +234,7 @@ export class LocalLambda implements LocalFunction {
         ms: Date.now() - started,
         error: described,
         environment: environment.id,
-        revision: environment.revision,
+        revision: environment.worker.revision,
       });
       return { requestId: randomUUID(), error: described, log: '' };
     }
@@ -266,11 +267,6 @@ export class LocalLambda implements LocalFunction {
         delay = Math.min(delay * 2, ASYNC_THROTTLE_RETRY.maxSeconds);
       }
     }
-  }
-
-  /** The function's revision now: 1, then one more per update(). */
-  public get revision(): number {
-    return this.#revision;
   }
 
   /**
@@ -317,7 +313,7 @@ export class LocalLambda implements LocalFunction {
           ms: Date.now() - started,
           error,
           environment: environment.id,
-          revision: environment.revision,
+          revision: environment.worker.revision,
           ...(initMs === undefined ? {} : { initMs }),
         });
         settle({ requestId: randomUUID(), error, log: '' });
@@ -344,14 +340,7 @@ export class LocalLambda implements LocalFunction {
     const ready = new Promise<number>((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
     // Awaited by whoever uses the environment; this keeps an unused failure from going unhandled.
     ready.catch(() => {});
-    const environment: Environment = {
-      id,
-      worker,
-      revision: worker.revision,
-      ready,
-      busy: false,
-      dead: false,
-    };
+    const environment: Environment = { id, worker, ready, busy: false, dead: false };
     this.#environments.push(environment);
     this.#send(worker, { kind: 'create', environment: id });
     return environment;
@@ -432,7 +421,7 @@ export class LocalLambda implements LocalFunction {
       event: pending.event,
       ms: Date.now() - pending.started,
       environment: pending.environment.id,
-      revision: pending.environment.revision,
+      revision: pending.environment.worker.revision,
       ...(pending.initMs === undefined ? {} : { initMs: pending.initMs }),
     };
     const { requestId, log } = message;

@@ -631,10 +631,9 @@ function sentFrom(run: LocalRun): () => Command[] {
 /** Records a problem for each instance not in service on `sha`: its tag, and its `current/REVISION` on a real deploy. */
 function checkAllOn(session: Session, status: GroupStatus, sha: string, when: string): void {
   const { run, problems } = session;
-  if (status.instances.length !== run.plane.autoScaling.group(GROUP_NAME).desiredCapacity) {
-    problems.push(
-      `${status.instances.length} instance(s) ${when}, desired ${run.plane.autoScaling.group(GROUP_NAME).desiredCapacity}`,
-    );
+  const desired = run.plane.autoScaling.group(GROUP_NAME).desiredCapacity;
+  if (status.instances.length !== desired) {
+    problems.push(`${status.instances.length} instance(s) ${when}, desired ${desired}`);
   }
   for (const instance of status.instances) {
     const deployed = run.app ? run.revisionOf(instance.instanceId) : instance.sha;

@@ -248,6 +248,11 @@ describe('orchestrator permissions', () => {
     statements.filter((statement) => actionsOf(statement).includes(action));
   const READ_ONLY = /^(ssm|autoscaling|ec2):(List|Describe|Get)[A-Za-z]+$/;
   const AWS_SERVICE = /^(ssm|autoscaling|ec2):/;
+  /** A statement's actions, sorted, and its resources as JSON. */
+  const grantOf = (statement: Statement) => ({
+    actions: actionsOf(statement).sort(),
+    resources: resourcesOfStatement(statement).map((resource) => JSON.stringify(resource)),
+  });
 
   it('sends only the SelfDeploy document', () => {
     const [documentStatement, instanceStatement, ...others] = withAction('ssm:SendCommand');
@@ -265,13 +270,11 @@ describe('orchestrator permissions', () => {
     const lifecycle = withAction('autoscaling:CompleteLifecycleAction');
 
     expect(lifecycle).toHaveLength(1);
-    expect(actionsOf(lifecycle[0] as Statement).sort()).toEqual([
+    const { actions, resources } = grantOf(lifecycle[0] as Statement);
+    expect(actions).toEqual([
       'autoscaling:CompleteLifecycleAction',
       'autoscaling:RecordLifecycleActionHeartbeat',
     ]);
-    const resources = resourcesOfStatement(lifecycle[0] as Statement).map((resource) =>
-      JSON.stringify(resource),
-    );
     expect(resources).toHaveLength(2);
     expect(resources[0]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/web"\]\]\}$/);
     expect(resources[1]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/worker"\]\]\}$/);
@@ -281,13 +284,8 @@ describe('orchestrator permissions', () => {
     const standby = withAction('autoscaling:EnterStandby');
 
     expect(standby).toHaveLength(1);
-    expect(actionsOf(standby[0] as Statement).sort()).toEqual([
-      'autoscaling:EnterStandby',
-      'autoscaling:ExitStandby',
-    ]);
-    const resources = resourcesOfStatement(standby[0] as Statement).map((resource) =>
-      JSON.stringify(resource),
-    );
+    const { actions, resources } = grantOf(standby[0] as Statement);
+    expect(actions).toEqual(['autoscaling:EnterStandby', 'autoscaling:ExitStandby']);
     expect(resources).toHaveLength(1);
     expect(resources[0]).toMatch(/:autoScalingGroup:\*:autoScalingGroupName\/web"\]\]\}$/);
   });

@@ -3,28 +3,11 @@ import { join, resolve } from 'node:path';
 import { OPERATOR_ACTIONS } from '../../functions/shared/operator-actions';
 import { COMMANDS, topHelp } from '../../scripts/cli/commands';
 import { CLI_EXIT_CODES } from '../../scripts/cli/exit-codes';
+import { section, tableRows } from './markdown';
 
 // docs/cli.md is what operators script against: each test here fails when it and the CLI drift apart.
 
 const doc = readFileSync(join(resolve(__dirname, '..', '..'), 'docs', 'cli.md'), 'utf8');
-
-/** The lines of the `## heading` section, up to the next `## `. */
-function section(heading: string): string[] {
-  const lines = doc.split('\n');
-  const start = lines.indexOf(`## ${heading}`);
-  if (start < 0) throw new Error(`no "## ${heading}" section`);
-  const end = lines.findIndex((line, index) => index > start && line.startsWith('## '));
-  return lines.slice(start + 1, end < 0 ? undefined : end);
-}
-
-/** The first two cells of each body row of the markdown tables in `lines`. */
-function tableRows(lines: readonly string[]): [string, string][] {
-  return lines.flatMap((line, index) => {
-    const match = /^\| ([^|]+?) \| ([^|]+?) \|$/.exec(line);
-    const isHeader = lines[index + 1]?.startsWith('|---') ?? false;
-    return match && !isHeader ? [[match[1] as string, match[2] as string] as [string, string]] : [];
-  });
-}
 
 /** The lines of a --help block that starts with `title` and ends at a blank line. */
 function helpBlock(title: string): string[] {
@@ -48,13 +31,13 @@ describe('docs/cli.md', () => {
       return match ? [match[1], match[2]] : [line];
     });
 
-    expect(tableRows(section('Exit codes'))).toEqual(defined);
+    expect(tableRows(section(doc, 'Exit codes'))).toEqual(defined);
     expect(help).toEqual(defined);
   });
 
   it('documents every common option of --help, and no other', () => {
     const help = helpBlock('Common options:').map((line) => line.trim().split(/ {2,}/)[0]);
-    const documented = tableRows(section('Setup')).map(([option]) => option.replace(/`/g, ''));
+    const documented = tableRows(section(doc, 'Setup')).map(([option]) => option.replace(/`/g, ''));
 
     expect(documented).toEqual(help);
   });

@@ -7,7 +7,11 @@ import {
 } from '@aws-sdk/client-ssm';
 import type { ConfigInput } from '../../functions/orchestrator/config';
 import { handleQueue } from '../../functions/orchestrator/queue';
-import { parseLastDeploy, tagDeployResults } from '../../functions/orchestrator/revision-tags';
+import {
+  type DeployResult,
+  parseLastDeploy,
+  tagDeployResults,
+} from '../../functions/orchestrator/revision-tags';
 import { route } from '../../functions/orchestrator/router';
 import { BRANCH_SHA, groupRecords, PREVIOUS_SHA, RELEASE_SHA, release } from './group-record';
 import {
@@ -52,6 +56,16 @@ function waitsOf(...instanceIds: string[]) {
 const runOutput = (sha: string, exitCode = 0) => ({
   ResponseCode: exitCode,
   StandardOutputContent: `deployed\nSELFDEPLOY_RESULT {"status":"${exitCode === 0 ? 'success' : 'failure'}","exitCode":${exitCode},"revision":"${sha}"}`,
+});
+
+/** A successful run of RELEASE_SHA on INSTANCE, requested at REQUESTED, changed by `overrides`. */
+const deployResult = (overrides: Partial<DeployResult> = {}): DeployResult => ({
+  instanceId: INSTANCE,
+  result: 'success',
+  exitCode: 0,
+  sha: RELEASE_SHA,
+  requestedAt: new Date(REQUESTED),
+  ...overrides,
 });
 
 const tagCalls = () => ec2.commandCalls(CreateTagsCommand).map((call) => call.args[0].input);
@@ -153,11 +167,7 @@ describe('the tags a finished launch deploy leaves on its instance', () => {
       .on(CreateTagsCommand, { Resources: [INSTANCE] })
       .resolves({});
 
-    const requestedAt = new Date(REQUESTED);
-    await tagDeployResults(deps, [
-      { instanceId: INSTANCE, result: 'success', exitCode: 0, sha: RELEASE_SHA, requestedAt },
-      { instanceId: OTHER, result: 'success', exitCode: 0, sha: RELEASE_SHA, requestedAt },
-    ]);
+    await tagDeployResults(deps, [deployResult(), deployResult({ instanceId: OTHER })]);
 
     expect(tagCalls().map(({ Resources }) => Resources)).toEqual([[INSTANCE, OTHER], [INSTANCE], [OTHER]]);
   });
@@ -246,20 +256,13 @@ describe('results handled out of order', () => {
     const { deps } = harness();
 
     await tagDeployResults(deps, [
-      {
-        instanceId: INSTANCE,
-        result: 'success',
-        exitCode: 0,
-        sha: RELEASE_SHA,
-        requestedAt: new Date(REQUESTED),
-      },
-      {
-        instanceId: INSTANCE,
+      deployResult(),
+      deployResult({
         result: 'failure',
         exitCode: 9,
         sha: PREVIOUS_SHA,
         requestedAt: new Date('2026-11-26T10:00:00.000Z'),
-      },
+      }),
     ]);
 
     expect(tagCalls()).toEqual([
@@ -277,15 +280,7 @@ describe('results handled out of order', () => {
     const { deps, logs } = harness();
     ec2.on(DescribeTagsCommand).rejects(awsError('UnauthorizedOperation', 'not allowed to describe tags'));
 
-    await tagDeployResults(deps, [
-      {
-        instanceId: INSTANCE,
-        result: 'success',
-        exitCode: 0,
-        sha: RELEASE_SHA,
-        requestedAt: new Date(REQUESTED),
-      },
-    ]);
+    await tagDeployResults(deps, [deployResult()]);
     ec2.on(DescribeTagsCommand).resolves({ Tags: [] });
     await tagDeployResults(deps, [{ instanceId: OTHER, result: 'success', exitCode: 0, sha: RELEASE_SHA }]);
 

@@ -6,6 +6,7 @@ import { ConfigError } from '../../functions/shared/errors';
 import { SELF_DEPLOY_EXIT_CODES } from '../../functions/shared/exit-codes';
 import { MetricName } from '../../functions/shared/metric-names';
 import { ALARM_NAMES, ALARM_RUNBOOK } from '../../infra/alarm-runbook';
+import { section, tableRows } from './markdown';
 import { WAIT_QUEUE_URL } from './support';
 
 // The docs are read by operators who act on them: each test here fails when a doc and the
@@ -14,24 +15,6 @@ import { WAIT_QUEUE_URL } from './support';
 const ROOT = resolve(__dirname, '..', '..');
 const DOCS = join(ROOT, 'docs');
 const read = (path: string) => readFileSync(join(ROOT, path), 'utf8');
-
-/** The lines of the `## heading` section of a markdown text, up to the next `## `. */
-function section(markdown: string, heading: string): string[] {
-  const lines = markdown.split('\n');
-  const start = lines.indexOf(`## ${heading}`);
-  if (start < 0) throw new Error(`no "## ${heading}" section`);
-  const end = lines.findIndex((line, index) => index > start && line.startsWith('## '));
-  return lines.slice(start + 1, end < 0 ? undefined : end);
-}
-
-/** The first two cells of each body row (not the header) of the markdown tables in `lines`. */
-function tableRows(lines: readonly string[]): [string, string][] {
-  return lines.flatMap((line, index) => {
-    const match = /^\| ([^|]+?) \| ([^|]+?) \|/.exec(line);
-    const isHeader = lines[index + 1]?.startsWith('|---') ?? false;
-    return match && !isHeader ? [[match[1] as string, match[2] as string] as [string, string]] : [];
-  });
-}
 
 describe('docs/instance.md exit codes', () => {
   const helpCodes = () => {

@@ -132,7 +132,7 @@ export interface SsmDocument {
 }
 
 /** The most versions a document keeps (SSM's quota); UpdateDocument past it is refused. */
-export const DOCUMENT_VERSION_LIMIT = 1000;
+const DOCUMENT_VERSION_LIMIT = 1000;
 /** A document version as the API takes it: `$DEFAULT`, `$LATEST` or a number from 1. */
 const DOCUMENT_VERSION_PATTERN = /^([$]LATEST|[$]DEFAULT|[1-9][0-9]*)$/;
 
