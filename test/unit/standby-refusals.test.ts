@@ -40,6 +40,18 @@ async function drive(w: World, rounds: number, failing?: Failing): Promise<void>
   }
 }
 
+/** A standby deploy of `size` whose canary passed and whose next batch SendCommand refused, driven to its end. */
+async function endedWithOneRefused(size: number) {
+  const { w, answer } = await standbyDeployStarted(size);
+  w.settle();
+  await advance(w);
+  w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+  const refused = instanceId(answer.canary === instanceId(1) ? 2 : 1);
+  w.refused.add(refused);
+  await drive(w, 60);
+  return { w, answer, refused };
+}
+
 describe('a standby deployment SSM will not send to', () => {
   it('fails when it cannot reach the canary in Standby: the canary returns, the release stays, the failure says why', async () => {
     const { w, answer } = await standbyDeployStarted(3);
@@ -61,14 +73,7 @@ describe('a standby deployment SSM will not send to', () => {
   });
 
   it('gives up on a batch SendCommand refuses: returns it, names it in the failures, and moves on to the end', async () => {
-    const { w, answer } = await standbyDeployStarted(4);
-    w.settle();
-    await advance(w);
-    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
-    const refused = instanceId(answer.canary === instanceId(1) ? 2 : 1);
-    w.refused.add(refused);
-
-    await drive(w, 60);
+    const { w, answer, refused } = await endedWithOneRefused(4);
 
     expect(deployment(w)).toBeUndefined();
     const last = lastDeployment(w);
@@ -336,13 +341,7 @@ describe('drift repair of an instance SSM refuses', () => {
   });
 
   it('leaves alone an instance the last deployment gave up on within the retry window', async () => {
-    const { w, answer } = await standbyDeployStarted(3);
-    w.settle();
-    await advance(w);
-    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
-    const refused = instanceId(answer.canary === instanceId(1) ? 2 : 1);
-    w.refused.add(refused);
-    await drive(w, 60);
+    const { w, refused } = await endedWithOneRefused(3);
     expect(lastDeployment(w)).toMatchObject({ phase: 'promoted', skipped: [refused] });
     w.tags = new Map([[refused, OLD_SHA]]);
     const before = entered();
