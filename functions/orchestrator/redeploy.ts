@@ -117,8 +117,11 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
   for (const [groupName, ids] of byGroup) {
     const group = managedGroup(deps.config, groupName);
     if (!group) continue;
-    const { release } = await readGroupRecord(deps, groupName, true);
-    const revision = group.follow === 'release' && release ? release.sha : '';
+    // A group that follows its branch deploys the branch head: its release is not read.
+    const release =
+      group.follow === 'release' ? (await readGroupRecord(deps, groupName, true)).release : undefined;
+    const revision = release?.sha ?? '';
+    const shown = revision || '(pinned or branch head)';
     const ready = ids.filter((id) => {
       const ping = online.get(id);
       if (ping !== 'Online')
@@ -138,7 +141,7 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
         commands.push({
           commandId,
           group: groupName,
-          revision: revision || '(pinned or branch head)',
+          revision: shown,
           instanceIds: batch,
         });
         deps.metrics.record(MetricName.ManualRedeploy, groupName, batch.length);
@@ -146,7 +149,7 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
           group: groupName,
           commandId,
           instances: batch.length,
-          revision: revision || '(pinned or branch head)',
+          revision: shown,
         });
       } catch (error) {
         if (!isAgentNotReady(error)) throw error;
