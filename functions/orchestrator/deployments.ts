@@ -1267,19 +1267,9 @@ async function sendBatches(
 ): Promise<Sent> {
   const commandIds: string[] = [];
   const refused: DeployFailure[] = [];
-  for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
-    try {
-      commandIds.push(
-        await sendSelfDeploy(
-          deps,
-          batch,
-          { ...deployParameters(group, { revision }), autoScalingGroupName: deployment.group },
-          comment,
-          { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
-        ),
-      );
-    } catch (error) {
-      if (!isAgentNotReady(error)) return { commandIds, refused, error: error as Error };
+  const error = await sendInBatches(deps, group, deployment.group, targets, revision, comment, {
+    sent: (_, commandId) => commandIds.push(commandId),
+    refused: (batch, error) => {
       // Terminated or deregistered since it was listed: reconcile handles it if it comes back.
       refused.push(...batch.map((instanceId) => refusal(instanceId, error)));
       deps.logger.warn('deployment could not send to instances', {
@@ -1287,11 +1277,49 @@ async function sendBatches(
         deploymentId: deployment.id,
         role,
         instanceIds: batch,
-        error: (error as Error).message,
+        error: error.message,
       });
+    },
+  });
+  return { commandIds, refused, ...(error && { error }) };
+}
+
+/**
+ * Sends the group's deploy of `revision` to `targets`, one command per ≤ 50 instances with the
+ * redeploy rate controls, telling `on` of each batch sent or refused (an agent SSM will not
+ * send to); any other error stops the sending and is handed back.
+ */
+export async function sendInBatches(
+  deps: Deps,
+  group: GroupConfig,
+  groupName: string,
+  targets: readonly string[],
+  revision: string,
+  comment: string,
+  on: {
+    readonly sent: (batch: string[], commandId: string) => void;
+    readonly refused: (batch: string[], error: Error) => void;
+  },
+): Promise<Error | undefined> {
+  for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
+    let commandId: string;
+    try {
+      commandId = await sendSelfDeploy(
+        deps,
+        batch,
+        // The group names the command so that its completion can log and tag its instances.
+        { ...deployParameters(group, { revision }), autoScalingGroupName: groupName },
+        comment,
+        { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
+      );
+    } catch (error) {
+      if (!isAgentNotReady(error)) return error as Error;
+      on.refused(batch, error as Error);
+      continue;
     }
+    on.sent(batch, commandId);
   }
-  return { commandIds, refused };
+  return undefined;
 }
 
 /** An instance SSM would not send to (its agent gone, or the role may not reach it), as a failure. */

@@ -5,15 +5,10 @@ import {
 import { ActionRefusedError, InvalidInputError } from '../shared/errors';
 import { MetricName } from '../shared/metric-names';
 import { SEND_TAG_CONDITION_KEY } from '../shared/send-permission';
-import {
-  agentStatuses,
-  deployParameters,
-  isAgentNotReady,
-  MAX_INSTANCES_PER_COMMAND,
-  sendSelfDeploy,
-} from './commands';
+import { agentStatuses } from './commands';
 import { managedGroup, requireManagedGroup } from './config';
 import { commandComment } from './decisions';
+import { sendInBatches } from './deployments';
 import type { Deps } from './deps';
 import type { RedeployAction } from './events';
 import { readGroupRecord } from './release-store';
@@ -128,22 +123,9 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
         skipped.push({ instanceId: id, reason: `SSM agent ${ping ?? 'not registered'}` });
       return ping === 'Online';
     });
-    for (const batch of chunk(ready, MAX_INSTANCES_PER_COMMAND)) {
-      try {
-        const commandId = await sendSelfDeploy(
-          deps,
-          batch,
-          // The group names the command so that its completion can log and tag its instances.
-          { ...deployParameters(group, { revision }), autoScalingGroupName: groupName },
-          commandComment('redeploy'),
-          { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
-        );
-        commands.push({
-          commandId,
-          group: groupName,
-          revision: shown,
-          instanceIds: batch,
-        });
+    const error = await sendInBatches(deps, group, groupName, ready, revision, commandComment('redeploy'), {
+      sent: (batch, commandId) => {
+        commands.push({ commandId, group: groupName, revision: shown, instanceIds: batch });
         deps.metrics.record(MetricName.ManualRedeploy, groupName, batch.length);
         deps.logger.info('manual redeploy started', {
           group: groupName,
@@ -151,13 +133,14 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
           instances: batch.length,
           revision: shown,
         });
-      } catch (error) {
-        if (!isAgentNotReady(error)) throw error;
+      },
+      refused: (batch, error) => {
         // Every agent in the batch is Online, so this is the role's tag condition, not a late agent.
-        const reason = `SendCommand refused although the SSM agent is Online (is the instance's ${SEND_TAG_CONDITION_KEY} tag a managed group?): ${(error as Error).message}`;
+        const reason = `SendCommand refused although the SSM agent is Online (is the instance's ${SEND_TAG_CONDITION_KEY} tag a managed group?): ${error.message}`;
         for (const id of batch) skipped.push({ instanceId: id, reason });
-      }
-    }
+      },
+    });
+    if (error) throw error;
   }
   return {
     action: 'redeploy',
