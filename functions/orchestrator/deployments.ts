@@ -807,14 +807,7 @@ async function nextStandbyBatch(
   const inService = inServiceOf(view);
   const repairing = deployment.driftRepair;
   const waiting = inService.filter((id) => !sent.has(id) && (!repairing || repairing.includes(id)));
-  const agents = waiting.length > 0 ? await agentStatuses(deps, waiting) : new Map<string, string>();
-  const targets = waiting.filter((id) => agents.get(id) === 'Online').sort();
-  if (waiting.length > targets.length) {
-    deps.logger.warn('deployment skips instances whose SSM agent is not online', {
-      group: deployment.group,
-      instanceIds: waiting.filter((id) => !targets.includes(id)),
-    });
-  }
+  const targets = (await onlineOf(deps, deployment.group, waiting)).sort();
   const room =
     targets.length === 0
       ? undefined
@@ -1205,7 +1198,15 @@ async function readClaim(deps: Deps, groupName: string, step: number) {
 
 /** The group's InService instances with an online agent that the deployment has not sent to. */
 async function onlineTargets(deps: Deps, groupName: string, sent: ReadonlySet<string>): Promise<string[]> {
-  const waiting = (await inServiceInstances(deps, groupName)).filter((id) => !sent.has(id));
+  return onlineOf(
+    deps,
+    groupName,
+    (await inServiceInstances(deps, groupName)).filter((id) => !sent.has(id)),
+  );
+}
+
+/** Those of `waiting` whose SSM agent is online; the others are logged as skipped. */
+async function onlineOf(deps: Deps, groupName: string, waiting: readonly string[]): Promise<string[]> {
   if (waiting.length === 0) return [];
   const agents = await agentStatuses(deps, waiting);
   const offline = waiting.filter((id) => agents.get(id) !== 'Online');
