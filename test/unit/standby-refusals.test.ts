@@ -1,9 +1,12 @@
-import { EnterStandbyCommand, ExitStandbyCommand } from '@aws-sdk/client-auto-scaling';
 import { PutParameterCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
-import { advanceDeployment } from '../../functions/orchestrator/deployments';
 import { route } from '../../functions/orchestrator/router';
 import type { Deployment } from '../../functions/shared/operator-actions';
 import {
+  advance,
+  deployment,
+  enteredStandby,
+  exitedStandby,
+  lastDeployment,
   NEW_SHA,
   OLD_SHA,
   operate,
@@ -12,13 +15,11 @@ import {
   type World,
   world,
 } from './deployments-world';
-import { autoScaling, awsError, fixture, instanceId, ssm } from './support';
+import { awsError, fixture, instanceId, ssm } from './support';
 
-const deployment = (w: World) => w.record('deployment') as Deployment | undefined;
-const lastDeployment = (w: World) => w.record('last-deployment') as Deployment | undefined;
-const entered = () => autoScaling.commandCalls(EnterStandbyCommand).length;
-const exited = () => autoScaling.commandCalls(ExitStandbyCommand).length;
-const advance = (w: World) => advanceDeployment(w.deps, 'web');
+const entered = () => enteredStandby().length;
+const exited = () => exitedStandby().length;
+
 /** SSM's answer when it may not send to an instance (its agent gone, or the role may not reach it). */
 const notReady = () => awsError('InvalidInstanceId', 'Instances not in a valid state for account');
 
