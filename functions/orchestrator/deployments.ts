@@ -279,18 +279,19 @@ export type StandbyRepair =
   | { readonly skipped: string };
 
 /**
- * Reconcile's drift repair in a `standby` group: a deployment of the release's SHA to the
- * drifted instances only, through Standby batches like any (no canary: the release's
- * migrations ran when it was deployed), holding the group's lock while it runs and promoting
- * nothing. The first batch leaves now; status events and reconcile move it on.
+ * Reconcile's drift repair in a `standby` group (`view`: its sizes and states as reconcile just
+ * read them): a deployment of the release's SHA to the drifted instances only, through Standby
+ * batches like any (no canary: the release's migrations ran when it was deployed), holding the
+ * group's lock while it runs and promoting nothing. The first batch leaves now; status events
+ * and reconcile move it on.
  */
 export async function startStandbyRepair(
   deps: Deps,
-  groupName: string,
+  view: GroupView,
   sha: string,
   drifted: readonly string[],
 ): Promise<StandbyRepair> {
-  const view = await viewGroup(deps, groupName);
+  const groupName = view.sizes.name;
   const room = enterRoom(
     view.sizes,
     drifted.length,
@@ -372,7 +373,7 @@ function newDeploymentId(): string {
 }
 
 /** The InService instances of a group view. */
-function inServiceOf(view: GroupView): string[] {
+export function inServiceOf(view: GroupView): string[] {
   return [...view.states].flatMap(([id, state]) => (state === 'InService' ? [id] : []));
 }
 

@@ -7,7 +7,7 @@ import { DRIFT_COMMENT } from './decisions';
 import {
   type AdvanceOutcome,
   advanceDeployment,
-  inServiceInstances,
+  inServiceOf,
   revisionTags,
   type StandbyRepair,
   sendInBatches,
@@ -15,6 +15,7 @@ import {
 } from './deployments';
 import type { Deps } from './deps';
 import { readGroupRecord } from './release-store';
+import { viewGroup } from './standby';
 
 /** A drifted instance gets at most one drift repair for the same SHA in this window. */
 const DRIFT_RETRY_MS = 60 * 60 * 1000;
@@ -62,7 +63,9 @@ async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Pro
   const release = record.release;
   if (!release) return { skipped: 'no release yet' };
 
-  const ids = await inServiceInstances(deps, name);
+  // One look at the group serves the drift check and a standby group's repair alike.
+  const view = await viewGroup(deps, name);
+  const ids = inServiceOf(view);
   const tags = await revisionTags(deps, ids);
   // An instance without the tag is unknown, not drifted: sending to it on every run could
   // repeat forever where tags cannot be written.
@@ -80,7 +83,7 @@ async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Pro
   if (group.deployWith === 'standby') {
     // In place, a repair would restart the application where it serves: out of service instead.
     if (targets.length === 0) return { drifted: drifted.length, sent: [] };
-    return { drifted: drifted.length, repair: await startStandbyRepair(deps, name, release.sha, targets) };
+    return { drifted: drifted.length, repair: await startStandbyRepair(deps, view, release.sha, targets) };
   }
   const sent: string[] = [];
   const error = await sendInBatches(deps, group, name, targets, release.sha, DRIFT_COMMENT, {
