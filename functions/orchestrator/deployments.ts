@@ -279,18 +279,19 @@ export type StandbyRepair =
   | { readonly skipped: string };
 
 /**
- * Reconcile's drift repair in a `standby` group: a deployment of the release's SHA to the
- * drifted instances only, through Standby batches like any (no canary: the release's
- * migrations ran when it was deployed), holding the group's lock while it runs and promoting
- * nothing. The first batch leaves now; status events and reconcile move it on.
+ * Reconcile's drift repair in a `standby` group (`view`: its sizes and states as reconcile just
+ * read them): a deployment of the release's SHA to the drifted instances only, through Standby
+ * batches like any (no canary: the release's migrations ran when it was deployed), holding the
+ * group's lock while it runs and promoting nothing. The first batch leaves now; status events
+ * and reconcile move it on.
  */
 export async function startStandbyRepair(
   deps: Deps,
-  groupName: string,
+  view: GroupView,
   sha: string,
   drifted: readonly string[],
 ): Promise<StandbyRepair> {
-  const view = await viewGroup(deps, groupName);
+  const groupName = view.sizes.name;
   const room = enterRoom(
     view.sizes,
     drifted.length,
@@ -372,7 +373,7 @@ function newDeploymentId(): string {
 }
 
 /** The InService instances of a group view. */
-function inServiceOf(view: GroupView): string[] {
+export function inServiceOf(view: GroupView): string[] {
   return [...view.states].flatMap(([id, state]) => (state === 'InService' ? [id] : []));
 }
 
@@ -807,14 +808,7 @@ async function nextStandbyBatch(
   const inService = inServiceOf(view);
   const repairing = deployment.driftRepair;
   const waiting = inService.filter((id) => !sent.has(id) && (!repairing || repairing.includes(id)));
-  const agents = waiting.length > 0 ? await agentStatuses(deps, waiting) : new Map<string, string>();
-  const targets = waiting.filter((id) => agents.get(id) === 'Online').sort();
-  if (waiting.length > targets.length) {
-    deps.logger.warn('deployment skips instances whose SSM agent is not online', {
-      group: deployment.group,
-      instanceIds: waiting.filter((id) => !targets.includes(id)),
-    });
-  }
+  const targets = (await onlineOf(deps, deployment.group, waiting)).sort();
   const room =
     targets.length === 0
       ? undefined
@@ -1205,7 +1199,15 @@ async function readClaim(deps: Deps, groupName: string, step: number) {
 
 /** The group's InService instances with an online agent that the deployment has not sent to. */
 async function onlineTargets(deps: Deps, groupName: string, sent: ReadonlySet<string>): Promise<string[]> {
-  const waiting = (await inServiceInstances(deps, groupName)).filter((id) => !sent.has(id));
+  return onlineOf(
+    deps,
+    groupName,
+    (await inServiceInstances(deps, groupName)).filter((id) => !sent.has(id)),
+  );
+}
+
+/** Those of `waiting` whose SSM agent is online; the others are logged as skipped. */
+async function onlineOf(deps: Deps, groupName: string, waiting: readonly string[]): Promise<string[]> {
   if (waiting.length === 0) return [];
   const agents = await agentStatuses(deps, waiting);
   const offline = waiting.filter((id) => agents.get(id) !== 'Online');
@@ -1267,19 +1269,9 @@ async function sendBatches(
 ): Promise<Sent> {
   const commandIds: string[] = [];
   const refused: DeployFailure[] = [];
-  for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
-    try {
-      commandIds.push(
-        await sendSelfDeploy(
-          deps,
-          batch,
-          { ...deployParameters(group, { revision }), autoScalingGroupName: deployment.group },
-          comment,
-          { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
-        ),
-      );
-    } catch (error) {
-      if (!isAgentNotReady(error)) return { commandIds, refused, error: error as Error };
+  const error = await sendInBatches(deps, group, deployment.group, targets, revision, comment, {
+    sent: (_, commandId) => commandIds.push(commandId),
+    refused: (batch, error) => {
       // Terminated or deregistered since it was listed: reconcile handles it if it comes back.
       refused.push(...batch.map((instanceId) => refusal(instanceId, error)));
       deps.logger.warn('deployment could not send to instances', {
@@ -1287,11 +1279,49 @@ async function sendBatches(
         deploymentId: deployment.id,
         role,
         instanceIds: batch,
-        error: (error as Error).message,
+        error: error.message,
       });
+    },
+  });
+  return { commandIds, refused, ...(error && { error }) };
+}
+
+/**
+ * Sends the group's deploy of `revision` to `targets`, one command per ≤ 50 instances with the
+ * redeploy rate controls, telling `on` of each batch sent or refused (an agent SSM will not
+ * send to); any other error stops the sending and is handed back.
+ */
+export async function sendInBatches(
+  deps: Deps,
+  group: GroupConfig,
+  groupName: string,
+  targets: readonly string[],
+  revision: string,
+  comment: string,
+  on: {
+    readonly sent: (batch: string[], commandId: string) => void;
+    readonly refused: (batch: string[], error: Error) => void;
+  },
+): Promise<Error | undefined> {
+  for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
+    let commandId: string;
+    try {
+      commandId = await sendSelfDeploy(
+        deps,
+        batch,
+        // The group names the command so that its completion can log and tag its instances.
+        { ...deployParameters(group, { revision }), autoScalingGroupName: groupName },
+        comment,
+        { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
+      );
+    } catch (error) {
+      if (!isAgentNotReady(error)) return error as Error;
+      on.refused(batch, error as Error);
+      continue;
     }
+    on.sent(batch, commandId);
   }
-  return { commandIds, refused };
+  return undefined;
 }
 
 /** An instance SSM would not send to (its agent gone, or the role may not reach it), as a failure. */

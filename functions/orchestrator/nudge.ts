@@ -52,7 +52,7 @@ const messageSchema = z.strictObject({
 });
 
 /** The message body that carries `nudge`. */
-export function nudgeMessage(nudge: Nudge): string {
+function nudgeMessage(nudge: Nudge): string {
   const body: z.input<typeof messageSchema> = {
     kind: NUDGE_KIND,
     version: 1,
@@ -91,7 +91,7 @@ export function readNudgeMessage(json: unknown): Nudge {
 }
 
 /** What a deployment in flight waits on Auto Scaling for; undefined when it waits on nothing of it (a command runs). */
-export function waitOf(deployment: Deployment): NudgeWait | undefined {
+function waitOf(deployment: Deployment): NudgeWait | undefined {
   const batch = deployment.standby;
   if (!batch) return undefined;
   if (batch.waiting) return 'room';

@@ -1,9 +1,8 @@
 import { type CommandInvocation, ListCommandInvocationsCommand } from '@aws-sdk/client-ssm';
-import { SHA_PATTERN } from '../shared/operator-actions';
 import { failureOutput, readInvocation } from './commands';
 import type { FinishedCommand } from './completion';
 import { managedGroup } from './config';
-import { resolvedSha } from './deployment-steps';
+import { isFullSha, resolvedSha } from './deployment-steps';
 import { type AdvanceOutcome, advanceDeployment } from './deployments';
 import type { Deps } from './deps';
 import { type DeployResult, tagDeployResults } from './revision-tags';
@@ -122,7 +121,7 @@ async function deployResults(
   invocations: readonly CommandInvocation[],
 ): Promise<DeployResult[]> {
   const { commandId, parameters } = command;
-  const requested = SHA_PATTERN.test(parameters.revision) ? parameters.revision : undefined;
+  const requested = isFullSha(parameters.revision) ? parameters.revision : undefined;
   const results: DeployResult[] = [];
   for (const invocation of invocations) {
     const { InstanceId: instanceId, Status: status } = invocation;

@@ -5,15 +5,10 @@ import {
 import { ActionRefusedError, InvalidInputError } from '../shared/errors';
 import { MetricName } from '../shared/metric-names';
 import { SEND_TAG_CONDITION_KEY } from '../shared/send-permission';
-import {
-  agentStatuses,
-  deployParameters,
-  isAgentNotReady,
-  MAX_INSTANCES_PER_COMMAND,
-  sendSelfDeploy,
-} from './commands';
+import { agentStatuses } from './commands';
 import { managedGroup, requireManagedGroup } from './config';
 import { commandComment } from './decisions';
+import { sendInBatches } from './deployments';
 import type { Deps } from './deps';
 import type { RedeployAction } from './events';
 import { readGroupRecord } from './release-store';
@@ -117,44 +112,35 @@ export async function redeploy(deps: Deps, request: RedeployAction): Promise<Red
   for (const [groupName, ids] of byGroup) {
     const group = managedGroup(deps.config, groupName);
     if (!group) continue;
-    const { release } = await readGroupRecord(deps, groupName, true);
-    const revision = group.follow === 'release' && release ? release.sha : '';
+    // A group that follows its branch deploys the branch head: its release is not read.
+    const release =
+      group.follow === 'release' ? (await readGroupRecord(deps, groupName, true)).release : undefined;
+    const revision = release?.sha ?? '';
+    const shown = revision || '(pinned or branch head)';
     const ready = ids.filter((id) => {
       const ping = online.get(id);
       if (ping !== 'Online')
         skipped.push({ instanceId: id, reason: `SSM agent ${ping ?? 'not registered'}` });
       return ping === 'Online';
     });
-    for (const batch of chunk(ready, MAX_INSTANCES_PER_COMMAND)) {
-      try {
-        const commandId = await sendSelfDeploy(
-          deps,
-          batch,
-          // The group names the command so that its completion can log and tag its instances.
-          { ...deployParameters(group, { revision }), autoScalingGroupName: groupName },
-          commandComment('redeploy'),
-          { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
-        );
-        commands.push({
-          commandId,
-          group: groupName,
-          revision: revision || '(pinned or branch head)',
-          instanceIds: batch,
-        });
+    const error = await sendInBatches(deps, group, groupName, ready, revision, commandComment('redeploy'), {
+      sent: (batch, commandId) => {
+        commands.push({ commandId, group: groupName, revision: shown, instanceIds: batch });
         deps.metrics.record(MetricName.ManualRedeploy, groupName, batch.length);
         deps.logger.info('manual redeploy started', {
           group: groupName,
           commandId,
           instances: batch.length,
-          revision: revision || '(pinned or branch head)',
+          revision: shown,
         });
-      } catch (error) {
-        if (!isAgentNotReady(error)) throw error;
+      },
+      refused: (batch, error) => {
         // Every agent in the batch is Online, so this is the role's tag condition, not a late agent.
-        const reason = `SendCommand refused although the SSM agent is Online (is the instance's ${SEND_TAG_CONDITION_KEY} tag a managed group?): ${(error as Error).message}`;
+        const reason = `SendCommand refused although the SSM agent is Online (is the instance's ${SEND_TAG_CONDITION_KEY} tag a managed group?): ${error.message}`;
         for (const id of batch) skipped.push({ instanceId: id, reason });
-      }
-    }
+      },
+    });
+    if (error) throw error;
   }
   return {
     action: 'redeploy',

@@ -1,26 +1,21 @@
 import { ListCommandsCommand } from '@aws-sdk/client-ssm';
 import { isTerminalStatus } from '../shared/event-patterns';
 import type { Deployment } from '../shared/operator-actions';
-import {
-  agentStatuses,
-  deployParameters,
-  isAgentNotReady,
-  MAX_INSTANCES_PER_COMMAND,
-  sendSelfDeploy,
-} from './commands';
+import { agentStatuses } from './commands';
 import type { GroupConfig } from './config';
 import { DRIFT_COMMENT } from './decisions';
 import {
   type AdvanceOutcome,
   advanceDeployment,
-  inServiceInstances,
+  inServiceOf,
   revisionTags,
   type StandbyRepair,
+  sendInBatches,
   startStandbyRepair,
 } from './deployments';
 import type { Deps } from './deps';
 import { readGroupRecord } from './release-store';
-import { chunk } from './utilities';
+import { viewGroup } from './standby';
 
 /** A drifted instance gets at most one drift repair for the same SHA in this window. */
 const DRIFT_RETRY_MS = 60 * 60 * 1000;
@@ -68,7 +63,9 @@ async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Pro
   const release = record.release;
   if (!release) return { skipped: 'no release yet' };
 
-  const ids = await inServiceInstances(deps, name);
+  // One look at the group serves the drift check and a standby group's repair alike.
+  const view = await viewGroup(deps, name);
+  const ids = inServiceOf(view);
   const tags = await revisionTags(deps, ids);
   // An instance without the tag is unknown, not drifted: sending to it on every run could
   // repeat forever where tags cannot be written.
@@ -86,18 +83,11 @@ async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Pro
   if (group.deployWith === 'standby') {
     // In place, a repair would restart the application where it serves: out of service instead.
     if (targets.length === 0) return { drifted: drifted.length, sent: [] };
-    return { drifted: drifted.length, repair: await startStandbyRepair(deps, name, release.sha, targets) };
+    return { drifted: drifted.length, repair: await startStandbyRepair(deps, view, release.sha, targets) };
   }
   const sent: string[] = [];
-  for (const batch of chunk(targets, MAX_INSTANCES_PER_COMMAND)) {
-    try {
-      const commandId = await sendSelfDeploy(
-        deps,
-        batch,
-        { ...deployParameters(group, { revision: release.sha }), autoScalingGroupName: name },
-        DRIFT_COMMENT,
-        { maxConcurrency: deps.config.redeployMaxConcurrency, maxErrors: deps.config.redeployMaxErrors },
-      );
+  const error = await sendInBatches(deps, group, name, targets, release.sha, DRIFT_COMMENT, {
+    sent: (batch, commandId) => {
       sent.push(...batch);
       deps.logger.info('drifted instances sent the release', {
         group: name,
@@ -105,15 +95,15 @@ async function reconcileGroup(deps: Deps, name: string, group: GroupConfig): Pro
         commandId,
         instanceIds: batch,
       });
-    } catch (error) {
-      if (!isAgentNotReady(error)) throw error;
+    },
+    refused: (batch, error) =>
       deps.logger.warn('could not send drifted instances the release', {
         group: name,
         instanceIds: batch,
-        error: (error as Error).message,
-      });
-    }
-  }
+        error: error.message,
+      }),
+  });
+  if (error) throw error;
   return { drifted: drifted.length, sent };
 }
 

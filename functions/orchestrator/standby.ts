@@ -13,7 +13,7 @@ import type { Deps } from './deps';
 import { chunk } from './utilities';
 
 /** EnterStandby and ExitStandby take at most this many instance ids per call. */
-export const MAX_STANDBY_INSTANCES = 20;
+const MAX_STANDBY_INSTANCES = 20;
 
 /**
  * The most instances one Standby batch takes, whatever the rate control allows: the batch's

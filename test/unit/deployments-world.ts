@@ -23,9 +23,10 @@ import {
   PutParameterCommand,
   SendCommandCommand,
 } from '@aws-sdk/client-ssm';
+import { advanceDeployment } from '../../functions/orchestrator/deployments';
 import { forgetReleaseCache } from '../../functions/orchestrator/release-store';
 import { route } from '../../functions/orchestrator/router';
-import type { OperatorAnswer } from '../../functions/shared/operator-actions';
+import type { Deployment, OperatorAnswer } from '../../functions/shared/operator-actions';
 import { RESULT_LINE_PREFIX } from '../../functions/shared/result-line';
 import {
   agentStatuses,
@@ -398,3 +399,16 @@ export async function standbyDeployStarted(count: number, min = 0) {
   };
   return { w, answer };
 }
+
+/** The group's deployment in flight, as recorded. */
+export const deployment = (w: World) => w.record('deployment') as Deployment | undefined;
+/** The group's last ended deployment, as recorded. */
+export const lastDeployment = (w: World) => w.record('last-deployment') as Deployment | undefined;
+/** The EnterStandby requests sent so far, in order. */
+export const enteredStandby = () =>
+  autoScaling.commandCalls(EnterStandbyCommand).map((call) => call.args[0].input);
+/** The ExitStandby requests sent so far, in order. */
+export const exitedStandby = () =>
+  autoScaling.commandCalls(ExitStandbyCommand).map((call) => call.args[0].input);
+/** Advances group web's deployment as a status event or reconcile would. */
+export const advance = (w: World) => advanceDeployment(w.deps, 'web');

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EnterStandbyCommand, ExitStandbyCommand } from '@aws-sdk/client-auto-scaling';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { GetParametersByPathCommand, ListCommandsCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import {
@@ -15,8 +14,11 @@ import {
 } from '../../functions/orchestrator/nudge';
 import { handleQueue } from '../../functions/orchestrator/queue';
 import { route } from '../../functions/orchestrator/router';
-import type { Deployment } from '../../functions/shared/operator-actions';
 import {
+  deployment,
+  enteredStandby as entered,
+  exitedStandby as exited,
+  lastDeployment,
   NEW_SHA,
   OLD_SHA,
   type SentCommand,
@@ -50,10 +52,6 @@ const lastNudge = (): SentNudge => {
   if (!last) throw new Error('nothing was nudged');
   return last;
 };
-const deployment = (w: World) => w.record('deployment') as Deployment | undefined;
-const lastDeployment = (w: World) => w.record('last-deployment') as Deployment | undefined;
-const entered = () => autoScaling.commandCalls(EnterStandbyCommand).map((call) => call.args[0].input);
-const exited = () => autoScaling.commandCalls(ExitStandbyCommand).map((call) => call.args[0].input);
 const deliver = (w: World, ...bodies: unknown[]) => handleQueue(w.deps, queueBatch(...bodies));
 
 describe('nudge delays', () => {

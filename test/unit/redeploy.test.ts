@@ -29,6 +29,19 @@ function agentsOnline(except: string[] = []) {
   agentStatuses((id) => (except.includes(id) ? 'ConnectionLost' : 'Online'));
 }
 
+/** The harness with group web deploying through Standby. */
+function standbyHarness() {
+  return harness({
+    config: {
+      ...baseConfig,
+      groups: {
+        ...baseConfig.groups,
+        web: { lifecycleHookName: 'selfdeploy-launch', deployWith: 'standby' },
+      },
+    },
+  });
+}
+
 function sendsCommands() {
   let n = 0;
   ssm.on(SendCommandCommand).callsFake(() => ({
@@ -104,15 +117,7 @@ describe('manual redeploy', () => {
   });
 
   it('refuses a group that deploys through Standby before calling AWS, naming the deploy to use', async () => {
-    const { deps } = harness({
-      config: {
-        ...baseConfig,
-        groups: {
-          ...baseConfig.groups,
-          web: { lifecycleHookName: 'selfdeploy-launch', deployWith: 'standby' },
-        },
-      },
-    });
+    const { deps } = standbyHarness();
 
     await expect(route(deps, fixture('console-redeploy-group'))).rejects.toMatchObject({
       name: 'ActionRefusedError',
@@ -123,15 +128,7 @@ describe('manual redeploy', () => {
   });
 
   it('refuses named instances of a group that deploys through Standby, naming them, and sends nothing', async () => {
-    const { deps } = harness({
-      config: {
-        ...baseConfig,
-        groups: {
-          ...baseConfig.groups,
-          web: { lifecycleHookName: 'selfdeploy-launch', deployWith: 'standby' },
-        },
-      },
-    });
+    const { deps } = standbyHarness();
     autoScaling.on(DescribeAutoScalingInstancesCommand).resolves({
       AutoScalingInstances: [
         describedInstance(INSTANCE, 'web', 'InService'),

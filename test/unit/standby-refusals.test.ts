@@ -1,9 +1,12 @@
-import { EnterStandbyCommand, ExitStandbyCommand } from '@aws-sdk/client-auto-scaling';
 import { PutParameterCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
-import { advanceDeployment } from '../../functions/orchestrator/deployments';
 import { route } from '../../functions/orchestrator/router';
 import type { Deployment } from '../../functions/shared/operator-actions';
 import {
+  advance,
+  deployment,
+  enteredStandby,
+  exitedStandby,
+  lastDeployment,
   NEW_SHA,
   OLD_SHA,
   operate,
@@ -12,13 +15,11 @@ import {
   type World,
   world,
 } from './deployments-world';
-import { autoScaling, awsError, fixture, instanceId, ssm } from './support';
+import { awsError, fixture, instanceId, ssm } from './support';
 
-const deployment = (w: World) => w.record('deployment') as Deployment | undefined;
-const lastDeployment = (w: World) => w.record('last-deployment') as Deployment | undefined;
-const entered = () => autoScaling.commandCalls(EnterStandbyCommand).length;
-const exited = () => autoScaling.commandCalls(ExitStandbyCommand).length;
-const advance = (w: World) => advanceDeployment(w.deps, 'web');
+const entered = () => enteredStandby().length;
+const exited = () => exitedStandby().length;
+
 /** SSM's answer when it may not send to an instance (its agent gone, or the role may not reach it). */
 const notReady = () => awsError('InvalidInstanceId', 'Instances not in a valid state for account');
 
@@ -38,6 +39,18 @@ async function drive(w: World, rounds: number, failing?: Failing): Promise<void>
     w.advance(60_000);
     await advance(w);
   }
+}
+
+/** A standby deploy of `size` whose canary passed and whose next batch SendCommand refused, driven to its end. */
+async function endedWithOneRefused(size: number) {
+  const { w, answer } = await standbyDeployStarted(size);
+  w.settle();
+  await advance(w);
+  w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
+  const refused = instanceId(answer.canary === instanceId(1) ? 2 : 1);
+  w.refused.add(refused);
+  await drive(w, 60);
+  return { w, answer, refused };
 }
 
 describe('a standby deployment SSM will not send to', () => {
@@ -61,14 +74,7 @@ describe('a standby deployment SSM will not send to', () => {
   });
 
   it('gives up on a batch SendCommand refuses: returns it, names it in the failures, and moves on to the end', async () => {
-    const { w, answer } = await standbyDeployStarted(4);
-    w.settle();
-    await advance(w);
-    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
-    const refused = instanceId(answer.canary === instanceId(1) ? 2 : 1);
-    w.refused.add(refused);
-
-    await drive(w, 60);
+    const { w, answer, refused } = await endedWithOneRefused(4);
 
     expect(deployment(w)).toBeUndefined();
     const last = lastDeployment(w);
@@ -336,13 +342,7 @@ describe('drift repair of an instance SSM refuses', () => {
   });
 
   it('leaves alone an instance the last deployment gave up on within the retry window', async () => {
-    const { w, answer } = await standbyDeployStarted(3);
-    w.settle();
-    await advance(w);
-    w.finish(w.sentFor('canary')[0]?.commandId ?? '', NEW_SHA);
-    const refused = instanceId(answer.canary === instanceId(1) ? 2 : 1);
-    w.refused.add(refused);
-    await drive(w, 60);
+    const { w, refused } = await endedWithOneRefused(3);
     expect(lastDeployment(w)).toMatchObject({ phase: 'promoted', skipped: [refused] });
     w.tags = new Map([[refused, OLD_SHA]]);
     const before = entered();

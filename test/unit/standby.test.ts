@@ -1,10 +1,14 @@
-import { EnterStandbyCommand, ExitStandbyCommand } from '@aws-sdk/client-auto-scaling';
+import { EnterStandbyCommand } from '@aws-sdk/client-auto-scaling';
 import { SendCommandCommand } from '@aws-sdk/client-ssm';
-import { advanceDeployment } from '../../functions/orchestrator/deployments';
 import { route } from '../../functions/orchestrator/router';
 import { concurrencyLimit, enterRoom, exitRoom } from '../../functions/orchestrator/standby';
 import type { Deployment } from '../../functions/shared/operator-actions';
 import {
+  advance,
+  deployment,
+  enteredStandby as entered,
+  exitedStandby as exited,
+  lastDeployment,
   NEW_SHA,
   OLD_SHA,
   operate,
@@ -15,12 +19,6 @@ import {
   world,
 } from './deployments-world';
 import { autoScaling, fixture, instanceId, ssm } from './support';
-
-const deployment = (w: World) => w.record('deployment') as Deployment | undefined;
-const lastDeployment = (w: World) => w.record('last-deployment') as Deployment | undefined;
-const entered = () => autoScaling.commandCalls(EnterStandbyCommand).map((call) => call.args[0].input);
-const exited = () => autoScaling.commandCalls(ExitStandbyCommand).map((call) => call.args[0].input);
-const advance = (w: World) => advanceDeployment(w.deps, 'web');
 
 /**
  * Runs a standby deployment to its end as status events and reconcile would: each command
